@@ -1,0 +1,203 @@
+"""The ``ipam`` section of a NetworkAttachmentDefinition, in the three forms users write.
+
+- Kube-OVN style: ``provider`` names subnets created through the API or the config file.
+- Whereabouts style: ``range`` (CIDR or ``first-last/prefix``), ``range_start``,
+  ``range_end``, ``exclude``, ``gateway``, ``network_name``, ``ipRanges``, ``routes``, ``dns``.
+- host-local style: ``ranges: [[{subnet, rangeStart, rangeEnd, gateway}]]`` (or the old
+  top-level ``subnet``), ``routes``, ``dns``.
+
+An inline form becomes the spec of a subnet the daemon creates and owns, named after
+``network_name`` (or the network's name) and bound to that same key as provider, so two
+tenants using one CIDR under different names stay separate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import netaddr
+
+from ipamd.core.addresses import ip_text, parse_ip
+from ipamd.core.subnet import SubnetSpec, canonical_subnet, parse_routes
+from ipamd.errors import InvalidInput
+
+# Keys the shim and runtimes put in the ipam section that carry no allocation meaning here.
+TRANSPORT_KEYS = frozenset({"type", "server_socket", "timeout", "log_file", "log_level", "provider"})
+WHEREABOUTS_KEYS = frozenset(
+    {"range", "range_start", "range_end", "exclude", "gateway", "network_name", "ipRanges", "routes", "dns",
+     # Whereabouts keys that tune its own storage; accepted and ignored.
+     "kubernetes", "datastore", "etcd_host", "leader_lease_duration", "leader_renew_deadline",
+     "leader_retry_period", "reconciler_cron_expression", "enable_overlapping_ranges", "sleep_for_race",
+     "configuration_path", "log_level", "log_file", "node_slice_size"}
+)
+HOST_LOCAL_KEYS = frozenset({"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns", "dataDir", "resolvConf"})
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """What an ADD's ipam section asks for: a network key and, for inline forms, a subnet."""
+
+    network_key: str
+    inline_subnet: SubnetSpec | None
+
+
+def network_key(ipam: Mapping[str, Any], network_name: str) -> str:
+    """Returns the key attachments of this network are grouped by."""
+    for key in ("provider", "network_name"):
+        value = ipam.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return network_name
+
+
+def parse_network_request(ipam: object, *, network_name: str) -> NetworkRequest:
+    """Returns the network key and the inline subnet (if any) of an ipam section."""
+    if not isinstance(ipam, Mapping):
+        raise InvalidInput("expected the ipam section of the network config", field="ipam")
+    if not isinstance(network_name, str) or not network_name:
+        raise InvalidInput("the network config needs a name", field="network")
+    key = network_key(ipam, network_name)
+    if "range" in ipam or "ipRanges" in ipam:
+        return NetworkRequest(key, _whereabouts_subnet(ipam, key))
+    if "ranges" in ipam or "subnet" in ipam:
+        return NetworkRequest(key, _host_local_subnet(ipam, key))
+    if not isinstance(ipam.get("provider"), str):
+        raise InvalidInput(
+            "no provider and no inline range: set ipam.provider to a subnet's provider, "
+            "or give range (Whereabouts style) or ranges (host-local style)",
+            field="ipam",
+        )
+    return NetworkRequest(key, None)
+
+
+def _whereabouts_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
+    unknown = sorted(set(ipam) - WHEREABOUTS_KEYS - TRANSPORT_KEYS)
+    if unknown:
+        raise InvalidInput("unknown field in a Whereabouts-style config", field=f"ipam.{unknown[0]}")
+    entries: list[Mapping[str, Any]] = []
+    if "range" in ipam:
+        entries.append(ipam)
+    ip_ranges = ipam.get("ipRanges", [])
+    if not isinstance(ip_ranges, list):
+        raise InvalidInput("expected a list of {range, range_start, range_end, exclude}", field="ipam.ipRanges")
+    for index, item in enumerate(ip_ranges):
+        if not isinstance(item, Mapping):
+            raise InvalidInput("expected an object", field=f"ipam.ipRanges[{index}]")
+        entries.append(item)
+    cidrs: list[str] = []
+    excludes: list[str] = []
+    for index, entry in enumerate(entries):
+        where = "ipam" if entry is ipam else f"ipam.ipRanges[{index - ('range' in ipam)}]"
+        cidr, bounds = _whereabouts_range(entry.get("range"), field=f"{where}.range")
+        start, end = bounds
+        if entry.get("range_start") not in (None, ""):
+            start = _inside(entry["range_start"], cidr, field=f"{where}.range_start")
+        if entry.get("range_end") not in (None, ""):
+            end = _inside(entry["range_end"], cidr, field=f"{where}.range_end")
+        if start is not None and end is not None and int(start) > int(end):
+            raise InvalidInput(f"range_start {start} is after range_end {end}", field=f"{where}.range_start")
+        excludes += _outside_bounds(cidr, start, end)
+        exclude = entry.get("exclude", [])
+        if not isinstance(exclude, list):
+            raise InvalidInput("expected a list of CIDRs or addresses", field=f"{where}.exclude")
+        excludes += [str(item) for item in exclude]
+        cidrs.append(str(cidr))
+    gateway = ipam.get("gateway")
+    return _inline_subnet(key, cidrs, gateway if gateway else "none", excludes, ipam)
+
+
+def _host_local_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
+    unknown = sorted(set(ipam) - HOST_LOCAL_KEYS - TRANSPORT_KEYS)
+    if unknown:
+        raise InvalidInput("unknown field in a host-local-style config", field=f"ipam.{unknown[0]}")
+    if "ranges" in ipam:
+        range_sets = ipam["ranges"]
+        if not isinstance(range_sets, list) or not all(isinstance(rs, list) and rs for rs in range_sets):
+            raise InvalidInput("expected a list of range sets: [[{subnet, rangeStart, rangeEnd, gateway}]]", field="ipam.ranges")
+        ranges = [(f"ipam.ranges[{i}][{j}]", r) for i, rs in enumerate(range_sets) for j, r in enumerate(rs)]
+    else:
+        ranges = [("ipam", ipam)]
+    cidrs: list[str] = []
+    gateways: list[str] = []
+    excludes: list[str] = []
+    for where, item in ranges:
+        if not isinstance(item, Mapping):
+            raise InvalidInput("expected an object {subnet, rangeStart, rangeEnd, gateway}", field=where)
+        subnet_text = item.get("subnet")
+        if not isinstance(subnet_text, str):
+            raise InvalidInput("required: a CIDR", field=f"{where}.subnet")
+        try:
+            cidr = netaddr.IPNetwork(subnet_text).cidr
+        except (netaddr.AddrFormatError, ValueError) as e:
+            raise InvalidInput(f"{subnet_text!r} is not a valid CIDR", field=f"{where}.subnet") from e
+        start = _inside(item["rangeStart"], cidr, field=f"{where}.rangeStart") if item.get("rangeStart") else None
+        end = _inside(item["rangeEnd"], cidr, field=f"{where}.rangeEnd") if item.get("rangeEnd") else None
+        excludes += _outside_bounds(cidr, start, end)
+        if item.get("gateway"):
+            gateways.append(str(_inside(item["gateway"], cidr, field=f"{where}.gateway")))
+        cidrs.append(str(cidr))
+    if len(cidrs) > 2:
+        raise InvalidInput("ipamd serves one range per IP family per network", field="ipam.ranges")
+    return _inline_subnet(key, cidrs, ",".join(gateways), excludes, ipam)
+
+
+def _inline_subnet(key: str, cidrs: list[str], gateway: str, excludes: list[str], ipam: Mapping[str, Any]) -> SubnetSpec:
+    if len(cidrs) != len({netaddr.IPNetwork(c).version for c in cidrs}):
+        raise InvalidInput("ipamd serves one range per IP family per network", field="ipam")
+    raw = {
+        "name": key.lower(),
+        "cidrBlock": ",".join(cidrs),
+        "gateway": gateway,
+        "excludeIps": excludes,
+        "provider": key,
+        "routes": ipam.get("routes"),
+        "dns": ipam.get("dns"),
+    }
+    try:
+        return canonical_subnet(raw)
+    except InvalidInput as e:
+        raise InvalidInput(f"inline range of network {key}: {e.message}", field=f"ipam.{e.field}" if e.field else "ipam") from e
+
+
+def _whereabouts_range(text: object, *, field: str) -> tuple[netaddr.IPNetwork, tuple[netaddr.IPAddress | None, netaddr.IPAddress | None]]:
+    """Returns the CIDR of a Whereabouts ``range`` and the bounds a ``first-last/prefix`` form sets."""
+    if not isinstance(text, str) or "/" not in text:
+        raise InvalidInput(f"expected a CIDR or first-last/prefix, got {text!r}", field=field)
+    body, _, prefix = text.strip().rpartition("/")
+    first_text, dash, last_text = body.partition("-")
+    first = parse_ip(first_text, field=field)
+    try:
+        cidr = netaddr.IPNetwork(f"{first}/{prefix}").cidr
+    except (netaddr.AddrFormatError, ValueError) as e:
+        raise InvalidInput(f"{text!r} has an invalid prefix length", field=field) from e
+    if not dash:
+        return cidr, (None, None)
+    last = _inside(last_text, cidr, field=field)
+    if int(first) > int(last):
+        raise InvalidInput(f"{text!r} ends before it starts", field=field)
+    return cidr, (first, last)
+
+
+def _inside(text: object, cidr: netaddr.IPNetwork, *, field: str) -> netaddr.IPAddress:
+    """Returns the address in ``text``; unlike Whereabouts, an address outside is an error."""
+    address = parse_ip(text, field=field)
+    if address not in cidr:
+        raise InvalidInput(f"{address} is not in network {cidr}", field=field)
+    return address
+
+
+def _outside_bounds(cidr: netaddr.IPNetwork, start: netaddr.IPAddress | None, end: netaddr.IPAddress | None) -> list[str]:
+    """Returns exclusions that confine allocation to ``start``..``end``."""
+    excludes = []
+    version = cidr.version
+    if start is not None and int(start) > int(cidr.first):
+        excludes.append(f"{ip_text(int(cidr.first), version)}..{ip_text(int(start) - 1, version)}")
+    if end is not None and int(end) < int(cidr.last):
+        excludes.append(f"{ip_text(int(end) + 1, version)}..{ip_text(int(cidr.last), version)}")
+    return excludes
+
+
+def inline_routes(ipam: Mapping[str, Any]) -> Any:
+    return parse_routes(ipam.get("routes"), field="ipam.routes")

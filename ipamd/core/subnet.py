@@ -1,0 +1,247 @@
+"""Subnets: a spec as users write it, canonicalised once into a frozen value.
+
+Later code trusts a ``SubnetSpec``: gateways are defaulted, exclusions clipped to their
+CIDR, routes and DNS validated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import netaddr
+
+from ipamd.core.addresses import ip_text, parse_cidr, parse_entries, parse_ip
+from ipamd.core.intervals import Interval, normalize, subtract
+from ipamd.errors import InvalidInput
+
+NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
+SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns"})
+DNS_FIELDS = frozenset({"nameservers", "domain", "search", "options"})
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str
+    gw: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"dst": self.dst, **({"gw": self.gw} if self.gw else {})}
+
+
+@dataclass(frozen=True)
+class FamilyLayout:
+    """One IP family of a subnet: its CIDR, gateway and exclusions as integers."""
+
+    version: int
+    network: netaddr.IPNetwork
+    gateway: int | None
+    excluded: tuple[Interval, ...]
+
+    @property
+    def allocatable(self) -> Interval:
+        """network+1 .. broadcast-1 for IPv4, network+1 .. last for IPv6."""
+        last = int(self.network.last) - 1 if self.version == 4 else int(self.network.last)
+        return int(self.network.first) + 1, last
+
+    @property
+    def prefixlen(self) -> int:
+        return int(self.network.prefixlen)
+
+    def unassignable(self) -> list[Interval]:
+        """The addresses no request may ever get: network, broadcast (IPv4), gateway."""
+        blocked = [(int(self.network.first), int(self.network.first))]
+        if self.version == 4:
+            blocked.append((int(self.network.last), int(self.network.last)))
+        if self.gateway is not None:
+            blocked.append((self.gateway, self.gateway))
+        return normalize(blocked)
+
+    def dynamic_space(self) -> list[Interval]:
+        """Allocatable addresses minus gateway and exclusions (pools and reservations aside)."""
+        return subtract([self.allocatable], [*self.unassignable(), *self.excluded])
+
+    def cidr_of(self, address: int) -> str:
+        return f"{ip_text(address, self.version)}/{self.prefixlen}"
+
+    @property
+    def gateway_text(self) -> str | None:
+        return None if self.gateway is None else ip_text(self.gateway, self.version)
+
+
+@dataclass(frozen=True)
+class SubnetSpec:
+    name: str
+    families: tuple[FamilyLayout, ...]
+    provider: str | None
+    priority: int
+    exclude_ips: tuple[str, ...]
+    routes: tuple[Route, ...] = ()
+    dns: Mapping[str, Any] = field(default_factory=dict)
+
+    def family(self, version: int) -> FamilyLayout | None:
+        return next((layout for layout in self.families if layout.version == version), None)
+
+    @property
+    def cidr_block(self) -> str:
+        return ",".join(str(layout.network) for layout in self.families)
+
+    @property
+    def gateway(self) -> str:
+        if all(layout.gateway is None for layout in self.families):
+            return "none"
+        return ",".join(layout.gateway_text or "" for layout in self.families)
+
+    def to_json(self) -> dict[str, Any]:
+        """Returns the spec in the API's camelCase form (without usage)."""
+        return {
+            "name": self.name,
+            "cidrBlock": self.cidr_block,
+            "gateway": self.gateway,
+            "excludeIps": list(self.exclude_ips),
+            "provider": self.provider,
+            "priority": self.priority,
+            "routes": [route.to_json() for route in self.routes],
+            "dns": dict(self.dns),
+        }
+
+
+def check_name(value: object, *, field: str = "name") -> str:
+    """Returns ``value`` when it is a valid object name (DNS-subdomain-like)."""
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise InvalidInput(
+            f"{value!r} is not a valid name (lowercase letters, digits, '-', '.', '_'; at most 253)",
+            field=field,
+        )
+    return value
+
+
+def reject_unknown(raw: Mapping[str, Any], known: frozenset[str], *, prefix: str = "") -> None:
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InvalidInput(f"unknown field; known fields are {', '.join(sorted(known))}", field=f"{prefix}{unknown[0]}")
+
+
+def canonical_subnet(raw: object, *, allow_unknown: bool = False) -> SubnetSpec:
+    """Returns the validated spec of a subnet written in the API's form."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected a JSON object describing a subnet")
+    if not allow_unknown:
+        reject_unknown(raw, SUBNET_FIELDS)
+    name = check_name(raw.get("name"))
+    cidr_text = raw.get("cidrBlock")
+    if not isinstance(cidr_text, str) or not cidr_text.strip():
+        raise InvalidInput("required: one CIDR or 'v4cidr,v6cidr'", field="cidrBlock")
+    networks = [parse_cidr(part.strip(), field="cidrBlock") for part in cidr_text.split(",")]
+    versions = [network.version for network in networks]
+    if len(networks) > 2 or len(set(versions)) != len(versions):
+        raise InvalidInput(f"{cidr_text!r}: at most one IPv4 and one IPv6 CIDR", field="cidrBlock")
+    networks.sort(key=lambda network: network.version)
+    for network in networks:
+        if (network.version == 4 and network.prefixlen > 30) or (network.version == 6 and network.prefixlen > 126):
+            raise InvalidInput(f"{network} is too small to hold a gateway and an address", field="cidrBlock")
+
+    gateways = _parse_gateways(raw.get("gateway"), networks)
+    exclude_raw = raw.get("excludeIps") or []
+    families = []
+    for network in networks:
+        allocatable_span: Interval = (int(network.first), int(network.last))
+        excluded = parse_entries(exclude_raw, field="excludeIps", version=network.version, within=allocatable_span)
+        families.append(FamilyLayout(network.version, network, gateways[network.version], tuple(excluded)))
+
+    provider = raw.get("provider")
+    if provider is not None and (not isinstance(provider, str) or not provider.strip()):
+        raise InvalidInput("expected a non-empty string such as 'macvlan.default'", field="provider")
+    priority = raw.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+        raise InvalidInput(f"expected a 32-bit integer, got {priority!r}", field="priority")
+    return SubnetSpec(
+        name=name,
+        families=tuple(families),
+        provider=provider,
+        priority=priority,
+        exclude_ips=tuple(str(entry).strip() for entry in exclude_raw),
+        routes=parse_routes(raw.get("routes")),
+        dns=parse_dns(raw.get("dns")),
+    )
+
+
+def _parse_gateways(raw: object, networks: list[netaddr.IPNetwork]) -> dict[int, int | None]:
+    """Returns the gateway of each family, defaulting to the first usable address."""
+    gateways: dict[int, int | None] = {network.version: int(network.first) + 1 for network in networks}
+    if raw is None or raw == "":
+        return gateways
+    if raw == "none":
+        # Whereabouts-style networks often have no gateway at all.
+        return {version: None for version in gateways}
+    if not isinstance(raw, str):
+        raise InvalidInput(f"expected 'v4' or 'v4,v6', got {raw!r}", field="gateway")
+    by_version = {network.version: network for network in networks}
+    for part in (piece.strip() for piece in raw.split(",")):
+        if not part:
+            continue
+        address = parse_ip(part, field="gateway")
+        network = by_version.get(address.version)
+        if network is None or address not in network:
+            raise InvalidInput(f"{address} is not inside {', '.join(map(str, networks))}", field="gateway")
+        if int(address) == int(network.first) or (network.version == 4 and int(address) == int(network.last)):
+            raise InvalidInput(f"{address} is the network or broadcast address of {network}", field="gateway")
+        gateways[address.version] = int(address)
+    return gateways
+
+
+def parse_routes(raw: object, *, field: str = "routes") -> tuple[Route, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidInput("expected a list of {dst, gw}", field=field)
+    routes = []
+    for index, item in enumerate(raw):
+        where = f"{field}[{index}]"
+        if not isinstance(item, Mapping):
+            raise InvalidInput("expected an object {dst, gw}", field=where)
+        reject_unknown(item, frozenset({"dst", "gw"}), prefix=f"{where}.")
+        dst = item.get("dst")
+        if not isinstance(dst, str):
+            raise InvalidInput("expected a CIDR", field=f"{where}.dst")
+        network = netaddr.IPNetwork(str(parse_cidr_loose(dst, field=f"{where}.dst")))
+        gw = item.get("gw")
+        gw_text = str(parse_ip(gw, field=f"{where}.gw")) if gw not in (None, "") else None
+        routes.append(Route(str(network.cidr), gw_text))
+    return tuple(routes)
+
+
+def parse_cidr_loose(text: str, *, field: str) -> netaddr.IPNetwork:
+    """Returns the network of a route destination, where host bits are tolerated."""
+    try:
+        address_text, _, prefix = text.partition("/")
+        parse_ip(address_text, field=field)
+        return netaddr.IPNetwork(text).cidr
+    except (netaddr.AddrFormatError, ValueError) as e:
+        raise InvalidInput(f"{text!r} is not a valid CIDR", field=field) from e
+
+
+def parse_dns(raw: object, *, field: str = "dns") -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected an object {nameservers, domain, search, options}", field=field)
+    reject_unknown(raw, DNS_FIELDS, prefix=f"{field}.")
+    dns: dict[str, Any] = {}
+    for key in ("nameservers", "search", "options"):
+        value = raw.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidInput("expected a list of strings", field=f"{field}.{key}")
+        if key == "nameservers":
+            value = [str(parse_ip(item, field=f"{field}.nameservers")) for item in value]
+        dns[key] = list(value)
+    domain = raw.get("domain")
+    if domain is not None:
+        if not isinstance(domain, str):
+            raise InvalidInput("expected a string", field=f"{field}.domain")
+        dns["domain"] = domain
+    return dns

@@ -1,0 +1,110 @@
+"""The one error hierarchy of ipamd.
+
+Every error the daemon can answer with is an ``IpamError`` subclass that knows its HTTP
+status, its stable machine code and the CNI error code the shim exits with. The HTTP
+middleware (``ipamd.api.middleware``) is the only place that turns them into responses;
+third-party exceptions are re-raised as one of these at their adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class IpamError(Exception):
+    """Base class: an error with a message meant for the operator who sent the request."""
+
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal"
+    # 100 and above are plugin-specific in the CNI spec; 11 means "try again later".
+    cni_code: ClassVar[int] = 999
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message, "cniCode": self.cni_code}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidInput(IpamError):
+    """A request field is missing, of the wrong type or out of range."""
+
+    http_status = 400
+    code = "invalid_input"
+    cni_code = 7
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        if field is not None:
+            super().__init__(f"{field}: {message}", field=field)
+        else:
+            super().__init__(message)
+        self.field = field
+
+
+class PayloadTooLarge(IpamError):
+    http_status = 413
+    code = "payload_too_large"
+    cni_code = 7
+
+
+class Unauthorized(IpamError):
+    http_status = 401
+    code = "unauthorized"
+    cni_code = 100
+
+
+class Forbidden(IpamError):
+    http_status = 403
+    code = "forbidden"
+    cni_code = 100
+
+
+class NotFound(IpamError):
+    http_status = 404
+    code = "not_found"
+    cni_code = 100
+
+
+class AddressConflict(IpamError):
+    """A requested address is held, reserved or not assignable."""
+
+    http_status = 409
+    code = "address_conflict"
+    cni_code = 101
+
+
+class Exhausted(IpamError):
+    """No free address left in the subnet(s) or pool that were asked for."""
+
+    http_status = 409
+    code = "exhausted"
+    cni_code = 102
+
+
+class InUse(IpamError):
+    """The object still has live allocations."""
+
+    http_status = 409
+    code = "in_use"
+    cni_code = 103
+
+
+class AlreadyExists(IpamError):
+    """The name is taken, or the CIDR overlaps another subnet of the same provider."""
+
+    http_status = 409
+    code = "already_exists"
+    cni_code = 104
+
+
+class Unavailable(IpamError):
+    """The database cannot be reached: the caller should retry later."""
+
+    http_status = 503
+    code = "unavailable"
+    cni_code = 11

@@ -1,0 +1,136 @@
+"""Engine set-up for the two supported databases, and schema migration.
+
+SQLite (embedded default): WAL journal, ``synchronous=FULL`` so a commit survives power
+loss, ``BEGIN IMMEDIATE`` so a write transaction takes the write lock up front instead of
+failing half-way. PostgreSQL (cluster-wide): asyncpg with pre-ping and short timeouts so a
+dead database turns into a quick "try again" instead of a hung request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from ipamd.errors import InvalidInput
+
+CONNECT_TIMEOUT_SECONDS = 3.0
+STATEMENT_TIMEOUT_SECONDS = 10.0
+
+
+def normalize_url(raw: str) -> URL:
+    """Returns the SQLAlchemy URL with the async driver filled in."""
+    try:
+        url = make_url(raw)
+    except Exception as e:  # sqlalchemy.exc.ArgumentError and friends
+        raise InvalidInput("not a database URL such as sqlite:///path or postgresql://user@host/db", field="database-url") from e
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return url.set(drivername="sqlite+aiosqlite")
+    if backend in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+asyncpg")
+    raise InvalidInput(f"unsupported database {backend!r}: use sqlite or postgresql", field="database-url")
+
+
+def safe_url(url: URL | str) -> str:
+    """Returns the URL with its password masked, for logs and messages."""
+    return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
+    url = raw_url if isinstance(raw_url, URL) else normalize_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        _configure_sqlite(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": STATEMENT_TIMEOUT_SECONDS,
+            "server_settings": {"application_name": "ipamd"},
+        },
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below instead of the driver.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(importlib.resources.files("ipamd.migrations")))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+async def upgrade(engine: AsyncEngine) -> None:
+    """Migrates the database to the newest schema."""
+
+    def run(connection: Connection) -> None:
+        config = _alembic_config()
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+
+
+def prepare_sqlite_directory(url: URL) -> None:
+    """Creates the directory of a SQLite file so a fresh node starts without set-up."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        from pathlib import Path
+
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def run_upgrade_blocking(raw_url: str) -> None:
+    url = normalize_url(raw_url)
+    prepare_sqlite_directory(url)
+
+    async def main() -> None:
+        engine = create_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())

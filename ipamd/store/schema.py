@@ -1,0 +1,155 @@
+"""The tables. Alembic migrations in ``migrations/`` create them; this module describes them.
+
+Addresses are 16-byte big-endian integers (``IPAddressBytes``): IPv4 and the whole IPv6
+space fit, and both SQLite (memcmp on BLOB) and PostgreSQL (bytea) order them correctly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class IPAddressBytes(TypeDecorator[int]):
+    """An address as a Python int, stored as 16 big-endian bytes."""
+
+    impl = sa.LargeBinary(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: int | None, dialect: Any) -> bytes | None:
+        return None if value is None else int(value).to_bytes(16, "big")
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> int | None:
+        return None if value is None else int.from_bytes(value, "big")
+
+
+def _now() -> sa.ColumnElement[Any]:
+    return sa.func.current_timestamp()
+
+
+subnets = sa.Table(
+    "subnets",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(253), nullable=False, unique=True),
+    sa.Column("provider", sa.String(253), nullable=True, index=True),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    # The canonical spec as the API shows it; parsed once per revision into a SubnetSpec.
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+)
+
+pools = sa.Table(
+    "pools",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(253), nullable=False, unique=True),
+    sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("ips", sa.JSON, nullable=False),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+)
+
+reservations = sa.Table(
+    "reservations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("family", sa.SmallInteger, nullable=False),
+    sa.Column("address", IPAddressBytes, nullable=False),
+    sa.Column("mac", sa.String(17), nullable=True),
+    sa.Column("owner", sa.String(1024), nullable=True),
+    sa.Column("note", sa.String(1024), nullable=True),
+    sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.UniqueConstraint("subnet_id", "address"),
+)
+
+# One row per attachment. The two unique constraints on (subnet, address) make a duplicate
+# address impossible whatever the code above does, with any number of daemons.
+allocations = sa.Table(
+    "allocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="RESTRICT"), nullable=False),
+    sa.Column("network_key", sa.String(253), nullable=False),
+    sa.Column("namespace", sa.String(253), nullable=False),
+    sa.Column("pod", sa.String(253), nullable=False),
+    sa.Column("interface", sa.String(64), nullable=False),
+    sa.Column("address_v4", IPAddressBytes, nullable=True),
+    sa.Column("address_v6", IPAddressBytes, nullable=True),
+    sa.Column("mac", sa.String(17), nullable=True),
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("pools.id", ondelete="SET NULL"), nullable=True),
+    sa.Column("container_id", sa.String(253), nullable=True),
+    sa.Column("pod_uid", sa.String(64), nullable=True),
+    sa.Column("netns", sa.String(1024), nullable=True),
+    sa.Column("node", sa.String(253), nullable=True),
+    # Why the address outlives its sandbox or pod (e.g. "statefulset"); null otherwise.
+    sa.Column("hold", sa.String(64), nullable=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.UniqueConstraint("network_key", "namespace", "pod", "interface"),
+    sa.UniqueConstraint("subnet_id", "address_v4"),
+    sa.UniqueConstraint("subnet_id", "address_v6"),
+    sa.Index("ix_allocations_namespace_pod", "namespace", "pod"),
+    sa.Index("ix_allocations_container_id", "container_id"),
+)
+
+# Never-used free space of each subnet family (pool_id null) and of each pool, as ranges.
+free_ranges = sa.Table(
+    "free_ranges",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("family", sa.SmallInteger, nullable=False),
+    sa.Column("pool_id", sa.Integer, sa.ForeignKey("pools.id", ondelete="CASCADE"), nullable=True),
+    sa.Column("first", IPAddressBytes, nullable=False),
+    sa.Column("last", IPAddressBytes, nullable=False),
+    sa.Index("ix_free_ranges_lookup", "subnet_id", "family", "first"),
+    sa.Index("ix_free_ranges_pool", "pool_id", "first"),
+)
+
+# Addresses given back, reused oldest first once the never-used space is gone.
+released = sa.Table(
+    "released",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("family", sa.SmallInteger, nullable=False),
+    sa.Column("address", IPAddressBytes, nullable=False),
+    sa.Column("released_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.UniqueConstraint("subnet_id", "address"),
+    sa.Index("ix_released_order", "subnet_id", "family", "id"),
+)
+
+# The audit history: one row per allocate and release of each address.
+address_events = sa.Table(
+    "address_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("action", sa.String(16), nullable=False),
+    sa.Column("subnet", sa.String(253), nullable=False),
+    sa.Column("family", sa.SmallInteger, nullable=False),
+    sa.Column("address", IPAddressBytes, nullable=False),
+    sa.Column("allocation_id", sa.Integer, nullable=True),
+    sa.Column("network_key", sa.String(253), nullable=True),
+    sa.Column("namespace", sa.String(253), nullable=True),
+    sa.Column("pod", sa.String(253), nullable=True),
+    sa.Column("interface", sa.String(64), nullable=True),
+    sa.Column("container_id", sa.String(253), nullable=True),
+    sa.Column("reason", sa.String(253), nullable=True),
+    sa.Index("ix_address_events_address", "address", "id"),
+)
