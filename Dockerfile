@@ -19,9 +19,10 @@ WORKDIR /src
 COPY . .
 # Every dependency ships manylinux wheels for CPython 3.11 (asyncpg, aiohttp, greenlet...),
 # so no compiler is needed. pip byte-compiles while installing: the runtime's root
-# filesystem is read-only, so nothing could be cached later.
+# filesystem is read-only, so nothing could be cached later. The check imports with -I so
+# it sees the installed package, not the source tree in the working directory.
 RUN /opt/ipamd/bin/pip install . \
- && /opt/ipamd/bin/python -c "import importlib.resources as r; \
+ && /opt/ipamd/bin/python -I -c "import importlib.resources as r; \
 assert r.files('ipamd.shim').joinpath('ipamd').is_file(), 'CNI shim missing from the package'"
 
 
