@@ -73,3 +73,18 @@ def size(intervals: Iterable[Interval]) -> int:
 def contains(intervals: Iterable[Interval], value: int) -> bool:
     """Returns True when ``value`` lies in one of the intervals."""
     return any(first <= value <= last for first, last in intervals)
+
+
+def from_points(points: Iterable[int]) -> list[Interval]:
+    """Returns the intervals covering a collection of single integers."""
+    return normalize((point, point) for point in points)
+
+
+def nth(intervals: Iterable[Interval], index: int) -> int | None:
+    """Returns the ``index``-th integer (0-based) the intervals cover in order, or None."""
+    for first, last in intervals:
+        span = last - first + 1
+        if index < span:
+            return first + index
+        index -= span
+    return None

@@ -1,0 +1,63 @@
+"""``/v1/allocations``: list, inspect, allocate for owners outside Kubernetes, release."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ipamd.api.body import json_object, json_response, path_int
+from ipamd.api.keys import IPAM
+from ipamd.core.nad import NetworkRequest
+from ipamd.core.subnet import reject_unknown
+from ipamd.errors import InvalidInput
+from ipamd.service import AddRequest, owner_from
+
+routes = web.RouteTableDef()
+
+ALLOCATE_FIELDS = frozenset({"subnet", "owner", "address", "mac"})
+FILTERS = ("subnet", "namespace", "pod", "provider", "node")
+
+
+@routes.get("/v1/allocations")
+async def list_all(request: web.Request) -> web.Response:
+    unknown = sorted(set(request.query) - set(FILTERS))
+    if unknown:
+        raise InvalidInput(f"unknown filter; known filters are {', '.join(FILTERS)}", field=unknown[0])
+    filters = {key: request.query[key] for key in FILTERS if key in request.query}
+    return json_response({"items": await request.app[IPAM].list_allocations(**filters)})
+
+
+@routes.get("/v1/allocations/{id}")
+async def get(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].get_allocation(path_int(request, "id")))
+
+
+@routes.post("/v1/allocations")
+async def create(request: web.Request) -> web.Response:
+    ipam = request.app[IPAM]
+    body = await json_object(request)
+    reject_unknown(body, ALLOCATE_FIELDS)
+    subnet_name = body.get("subnet")
+    if not isinstance(subnet_name, str) or not subnet_name:
+        raise InvalidInput("required: the name of the subnet", field="subnet")
+    subnet = await ipam.get_subnet(subnet_name)
+    network_key = subnet["provider"] or subnet["name"]
+    address = body.get("address")
+    if address is not None and not isinstance(address, str):
+        raise InvalidInput("expected an address, or 'v4,v6' for dual stack", field="address")
+    mac = body.get("mac")
+    if mac is not None and not isinstance(mac, str):
+        raise InvalidInput("expected a MAC address string", field="mac")
+    allocate = AddRequest(
+        owner=owner_from(body.get("owner"), network_key=network_key),
+        network=NetworkRequest(network_key, None),
+        subnet_name=subnet_name,
+        static_ips=tuple(part.strip() for part in address.split(",")) if address else (),
+        mac=mac,
+        field_prefix="address",
+    )
+    return json_response(await ipam.allocate(allocate), status=201)
+
+
+@routes.delete("/v1/allocations/{id}")
+async def delete(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api"))

@@ -1,0 +1,47 @@
+"""The one place where errors become HTTP responses."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ipamd.api.body import MAX_BODY_BYTES, json_response
+from ipamd.errors import InvalidInput, IpamError, NotFound, PayloadTooLarge
+
+log = logging.getLogger("ipamd.api")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except IpamError as e:
+        return error_response(e)
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes"))
+    except web.HTTPNotFound:
+        return error_response(NotFound(f"no route {request.method} {request.path}"))
+    except web.HTTPMethodNotAllowed as e:
+        response = json_response(
+            {"error": {"code": "method_not_allowed", "message": f"{request.method} is not allowed on {request.path}", "cniCode": 7}},
+            status=405,
+        )
+        response.headers["Allow"] = ",".join(sorted(e.allowed_methods))
+        return response
+    except web.HTTPException as e:
+        if e.status >= 400:
+            return error_response(InvalidInput(e.reason)) if e.status == 400 else json_response(
+                {"error": {"code": "http_error", "message": e.reason, "cniCode": 7}}, status=e.status
+            )
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(IpamError("internal error; see the daemon log"))
+
+
+def error_response(error: IpamError) -> web.Response:
+    return json_response(error.to_body(), status=error.http_status)

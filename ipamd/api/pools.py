@@ -1,0 +1,30 @@
+"""``/v1/pools``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ipamd.api.body import json_object, json_response
+from ipamd.api.keys import IPAM
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/pools")
+async def create(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].create_pool(await json_object(request)), status=201)
+
+
+@routes.get("/v1/pools")
+async def list_all(request: web.Request) -> web.Response:
+    return json_response({"items": await request.app[IPAM].list_pools()})
+
+
+@routes.get("/v1/pools/{name}")
+async def get(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].get_pool(request.match_info["name"]))
+
+
+@routes.delete("/v1/pools/{name}")
+async def delete(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].delete_pool(request.match_info["name"]))

@@ -1,0 +1,30 @@
+"""``/v1/reservations``."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ipamd.api.body import json_object, json_response, path_int
+from ipamd.api.keys import IPAM
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/reservations")
+async def create(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].create_reservation(await json_object(request)), status=201)
+
+
+@routes.get("/v1/reservations")
+async def list_all(request: web.Request) -> web.Response:
+    return json_response({"items": await request.app[IPAM].list_reservations()})
+
+
+@routes.get("/v1/reservations/{id}")
+async def get(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].get_reservation(path_int(request, "id")))
+
+
+@routes.delete("/v1/reservations/{id}")
+async def delete(request: web.Request) -> web.Response:
+    return json_response(await request.app[IPAM].delete_reservation(path_int(request, "id")))

@@ -1,0 +1,43 @@
+"""How attachments relate to the world outside the database.
+
+Standalone, an ADD is taken as it comes and DEL releases. In Kubernetes mode
+(``ipamd.k8s``) a policy reads pod annotations into the request, writes results back,
+and keeps addresses across sandbox restarts. The CNI handlers only talk to this interface.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ipamd.errors import IpamError
+from ipamd.service import AddRequest
+
+
+class AttachmentPolicy(Protocol):
+    async def prepare(self, request: AddRequest) -> AddRequest:
+        """Returns the request completed with what the pod asks for (annotations)."""
+
+    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+        """Called after an allocation committed; must not undo it on failure."""
+
+    async def failed(self, request: AddRequest, error: IpamError) -> None:
+        """Called when an ADD is refused, to tell the pod's owner (Events)."""
+
+    async def release_on_del(self, request: AddRequest) -> bool:
+        """Returns True when a CNI DEL should release the attachment's addresses."""
+
+
+class StandalonePolicy:
+    """No orchestrator: requests are complete as they come, DEL releases."""
+
+    async def prepare(self, request: AddRequest) -> AddRequest:
+        return request
+
+    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+        return None
+
+    async def failed(self, request: AddRequest, error: IpamError) -> None:
+        return None
+
+    async def release_on_del(self, request: AddRequest) -> bool:
+        return True

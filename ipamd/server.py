@@ -1,0 +1,101 @@
+"""Running the daemon: engine, migrations, the Unix socket and TCP listeners, signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import signal
+import stat
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from aiohttp import web
+
+from ipamd.api.app import create_app
+from ipamd.api.auth import TokenTable, load_tokens
+from ipamd.config import Settings
+from ipamd.errors import InvalidInput
+from ipamd.policy import AttachmentPolicy
+from ipamd.service import Ipam
+from ipamd.store.engine import create_engine, normalize_url, prepare_sqlite_directory, safe_url, upgrade
+
+log = logging.getLogger("ipamd.server")
+
+# Extension points other layers (Kubernetes, config file, metrics) hook into at start-up.
+StartHook = Callable[[Ipam, Settings, web.Application], Awaitable[Callable[[], Awaitable[None]] | None]]
+START_HOOKS: list[StartHook] = []
+
+
+def prepare_socket(path: str, group: str | None) -> None:
+    """Creates the socket's directory and removes a stale socket file left by a crash."""
+    socket_path = Path(path)
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    if socket_path.exists() or socket_path.is_symlink():
+        if not stat.S_ISSOCK(socket_path.lstat().st_mode):
+            raise InvalidInput(f"{path} exists and is not a socket; refusing to replace it", field="socket")
+        socket_path.unlink()
+
+
+def secure_socket(path: str, group: str | None) -> None:
+    os.chmod(path, 0o660)
+    if group:
+        try:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        except KeyError as e:
+            raise InvalidInput(f"no such group {group!r}", field="socket-group") from e
+        os.chown(path, -1, gid)
+
+
+async def serve(settings: Settings) -> None:
+    url = normalize_url(settings.database_url)
+    prepare_sqlite_directory(url)
+    engine = create_engine(url)
+    log.info("database %s", safe_url(url))
+    tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
+    if settings.migrate:
+        await upgrade(engine)
+    ipam = Ipam(engine, node=settings.node_name, release_on_del=not settings.kubernetes)
+    policy: AttachmentPolicy | None = None
+    extra_routes: tuple[web.RouteTableDef, ...] = ()
+    app = create_app(ipam, policy=policy, tokens=tokens, extra_routes=extra_routes)
+    stops: list[Callable[[], Awaitable[None]]] = []
+    for hook in START_HOOKS:
+        stop = await hook(ipam, settings, app)
+        if stop is not None:
+            stops.append(stop)
+
+    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
+    await runner.setup()
+    prepare_socket(settings.socket, settings.socket_group)
+    # The umask keeps the socket private during the instant before chmod.
+    old_umask = os.umask(0o117)
+    try:
+        await web.UnixSite(runner, settings.socket).start()
+    finally:
+        os.umask(old_umask)
+    secure_socket(settings.socket, settings.socket_group)
+    log.info("serving on unix:%s", settings.socket)
+    if settings.listen:
+        host, _, port = settings.listen.rpartition(":")
+        if not port.isdigit():
+            raise InvalidInput(f"expected HOST:PORT, got {settings.listen!r}", field="listen")
+        await web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port)).start()
+        log.info("serving on tcp:%s (tokens %s)", settings.listen, "on" if tokens else "off: read-only")
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    await stopping.wait()
+    log.info("shutting down: finishing in-flight requests")
+    for stop in reversed(stops):
+        with contextlib.suppress(Exception):
+            await stop()
+    await runner.cleanup()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(settings.socket)
+    await engine.dispose()
+    log.info("stopped")

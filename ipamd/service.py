@@ -1,0 +1,928 @@
+"""The IPAM service: every operation as one database transaction.
+
+It owns transactions, idempotency and the order of checks; the HTTP layer calls it with
+parsed requests, the Kubernetes layer enriches ADD requests from pod annotations before
+calling it. Database failures leave here as ``Unavailable`` (CNI code 11).
+
+Concurrency: on PostgreSQL each pick-and-insert locks only its subnet row
+(``SELECT ... FOR UPDATE``), so daemons on different nodes allocate from different subnets
+without waiting for each other and never pick the same address from one subnet; the
+unique constraints are the last line. On SQLite one writer at a time is the database's own
+rule; an in-process lock keeps writers queued instead of spinning on ``SQLITE_BUSY``.
+See docs/design/concurrency.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ipamd.core import intervals as iv
+from ipamd.core.addresses import format_intervals, ip_text, parse_ip
+from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
+from ipamd.core.nad import NetworkRequest
+from ipamd.core.pool import PoolSpec, canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
+from ipamd.core.subnet import SubnetSpec, canonical_subnet
+from ipamd.errors import (
+    AddressConflict,
+    AlreadyExists,
+    Exhausted,
+    InUse,
+    InvalidInput,
+    IpamError,
+    NotFound,
+    Unavailable,
+)
+from ipamd.store import records, space
+from ipamd.store.engine import current_revision, head_revision, is_sqlite
+from ipamd.store.schema import address_events, allocations, pools, released, reservations, subnets
+
+log = logging.getLogger("ipamd.service")
+
+TRANSACTION_TIMEOUT_SECONDS = 10.0
+CONFLICT_RETRIES = 5
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    """An allocation request after parsing, whatever door it came through."""
+
+    owner: Owner
+    network: NetworkRequest
+    container_id: str | None = None
+    pod_uid: str | None = None
+    netns: str | None = None
+    static_ips: tuple[str, ...] = ()
+    mac: str | None = None
+    subnet_name: str | None = None
+    pool_name: str | None = None
+    # Kube-OVN ip_pool given as a list of addresses: each entry one address per family.
+    pool_entries: tuple[tuple[str, ...], ...] = ()
+    ordinal: int | None = None
+    hold: str | None = None
+    node: str | None = None
+    field_prefix: str = "ips"
+
+
+@dataclass
+class _Subnet:
+    id: int
+    name: str
+    spec: SubnetSpec
+    origin: str
+    revision: int
+    created_at: Any = None
+    pools: list[tuple[int, PoolSpec]] = field(default_factory=list)
+
+
+class Ipam:
+    """Allocation, release and the administration of subnets, pools and reservations."""
+
+    def __init__(self, engine: AsyncEngine, *, node: str | None = None, release_on_del: bool = True) -> None:
+        self.engine = engine
+        self.node = node
+        # In Kubernetes mode the pod lifecycle releases addresses, not CNI DEL.
+        self.release_on_del = release_on_del
+        self._sqlite = is_sqlite(engine)
+        self._write_lock = asyncio.Lock() if self._sqlite else None
+        self._spec_cache: dict[tuple[int, int], SubnetSpec] = {}
+        self._pool_cache: dict[tuple[int, str], PoolSpec] = {}
+        self.listeners: list[Any] = []
+
+    # ----------------------------------------------------------------- plumbing
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """Yields a connection in a write transaction; database failures become Unavailable."""
+        try:
+            async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
+                async with self._write_lock if self._write_lock else contextlib.nullcontext():
+                    async with self.engine.begin() as conn:
+                        yield conn
+        except (IpamError, sa.exc.IntegrityError):
+            raise
+        except TimeoutError as e:
+            raise Unavailable("the database did not answer in time; retry later") from e
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError) as e:
+            raise Unavailable(f"database unavailable ({type(e).__name__}); retry later") from e
+        except sa.exc.DBAPIError as e:
+            if e.connection_invalidated or not isinstance(e, (sa.exc.ProgrammingError, sa.exc.DataError)):
+                raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
+            raise
+
+    @contextlib.asynccontextmanager
+    async def reading(self) -> AsyncIterator[AsyncConnection]:
+        """Yields a connection for reads (no write lock: WAL readers do not block writers)."""
+        try:
+            async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
+                async with self.engine.connect() as conn:
+                    yield conn
+        except IpamError:
+            raise
+        except TimeoutError as e:
+            raise Unavailable("the database did not answer in time; retry later") from e
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError) as e:
+            raise Unavailable(f"database unavailable ({type(e).__name__}); retry later") from e
+        except sa.exc.DBAPIError as e:
+            raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
+
+    async def ready(self) -> tuple[bool, str]:
+        """Returns whether the database answers and carries the newest schema, and why not."""
+        try:
+            revision = await asyncio.wait_for(current_revision(self.engine), timeout=3)
+        except Exception as e:  # noqa: BLE001 - readiness reports any failure as not ready
+            return False, f"database unavailable ({type(e).__name__})"
+        if revision != head_revision():
+            return False, f"database schema at {revision}, expected {head_revision()}: run ipamd db upgrade"
+        return True, "ready"
+
+    def _spec(self, row: Row[Any]) -> SubnetSpec:
+        key = (row.id, row.revision)
+        spec = self._spec_cache.get(key)
+        if spec is None:
+            spec = canonical_subnet(row.spec)
+            self._spec_cache[key] = spec
+        return spec
+
+    def _pool_spec(self, row: Row[Any], subnet: SubnetSpec) -> PoolSpec:
+        key = (row.id, subnet.cidr_block)
+        spec = self._pool_cache.get(key)
+        if spec is None:
+            spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
+            self._pool_cache[key] = spec
+        return spec
+
+    async def _subnet_by_name(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> _Subnet:
+        statement = sa.select(subnets).where(subnets.c.name == name)
+        if lock and not self._sqlite:
+            statement = statement.with_for_update()
+        row = (await conn.execute(statement)).first()
+        if row is None:
+            raise NotFound(f"subnet {name} not found")
+        return self._subnet(row)
+
+    async def _subnet_by_id(self, conn: AsyncConnection, subnet_id: int, *, lock: bool = False) -> _Subnet:
+        statement = sa.select(subnets).where(subnets.c.id == subnet_id)
+        if lock and not self._sqlite:
+            statement = statement.with_for_update()
+        row = (await conn.execute(statement)).first()
+        if row is None:
+            raise NotFound(f"subnet #{subnet_id} not found")
+        return self._subnet(row)
+
+    def _subnet(self, row: Row[Any]) -> _Subnet:
+        return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
+
+    async def _pools_of(self, conn: AsyncConnection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
+        result = await conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == subnet.id))
+        return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
+
+    async def _event(
+        self, conn: AsyncConnection, *, action: str, subnet: _Subnet, family: int, address: int,
+        allocation_id: int | None, row: Mapping[str, Any] | Row[Any] | None, reason: str | None = None,
+    ) -> None:
+        get = (lambda key: row.get(key)) if isinstance(row, Mapping) else (lambda key: getattr(row, key, None))
+        await conn.execute(
+            sa.insert(address_events).values(
+                action=action, subnet=subnet.name, family=family, address=address, allocation_id=allocation_id,
+                network_key=get("network_key"), namespace=get("namespace"), pod=get("pod"),
+                interface=get("interface"), container_id=get("container_id"), reason=reason,
+            )
+        )
+
+    def _notify(self, event: str, **data: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, **data)
+            except Exception:  # noqa: BLE001 - observers never break an allocation
+                log.exception("listener failed on %s", event)
+
+    # ----------------------------------------------------------------- subnets
+
+    async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        spec = canonical_subnet(raw)
+        try:
+            async with self.transaction() as conn:
+                await self._check_overlap(conn, spec, exclude_id=None)
+                subnet_id = (
+                    await conn.execute(
+                        sa.insert(subnets)
+                        .values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin)
+                        .returning(subnets.c.id)
+                    )
+                ).scalar_one()
+                for layout in spec.families:
+                    await space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+                log.info("subnet created name=%s cidr=%s provider=%s origin=%s", spec.name, spec.cidr_block, spec.provider, origin)
+                return await self._subnet_json(conn, await self._subnet_by_id(conn, subnet_id))
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"subnet {spec.name} already exists") from e
+
+    async def _check_overlap(self, conn: AsyncConnection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
+        """Rejects a CIDR overlapping another subnet of the same provider (one L2 domain)."""
+        statement = sa.select(subnets)
+        statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
+        for row in await conn.execute(statement):
+            if row.id == exclude_id:
+                continue
+            other = self._spec(row)
+            for layout in spec.families:
+                theirs = other.family(layout.version)
+                if theirs is not None and (layout.network in theirs.network or theirs.network in layout.network):
+                    raise AlreadyExists(
+                        f"{layout.network} overlaps {theirs.network} of subnet {row.name} under provider {spec.provider}; "
+                        "use another provider for a separate L2 domain"
+                    )
+
+    async def list_subnets(self) -> list[dict[str, Any]]:
+        async with self.reading() as conn:
+            rows = (await conn.execute(sa.select(subnets).order_by(subnets.c.name))).all()
+            return [await self._subnet_json(conn, self._subnet(row)) for row in rows]
+
+    async def get_subnet(self, name: str) -> dict[str, Any]:
+        async with self.reading() as conn:
+            return await self._subnet_json(conn, await self._subnet_by_name(conn, name))
+
+    async def _subnet_json(self, conn: AsyncConnection, subnet: _Subnet) -> dict[str, Any]:
+        body = subnet.spec.to_json()
+        body["origin"] = subnet.origin
+        body["createdAt"] = records.timestamp(subnet.created_at)
+        pool_specs = [spec for _, spec in await self._pools_of(conn, subnet)]
+        usage = {}
+        for layout in subnet.spec.families:
+            version = layout.version
+            allocatable = [layout.allocatable]
+            free = await space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
+            reused = await space.released_addresses(conn, subnet_id=subnet.id, family=version)
+            reserved = (
+                await conn.execute(
+                    sa.select(sa.func.count()).select_from(reservations)
+                    .where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+                )
+            ).scalar_one()
+            usage[f"v{version}"] = {
+                "total": iv.size(allocatable),
+                "used": await records.count_held(conn, subnet_id=subnet.id, family=version),
+                "available": iv.size(free) + len(reused),
+                "excluded": iv.size(iv.subtract(iv.normalize([*layout.excluded, *layout.unassignable()]), iv.subtract([(int(layout.network.first), int(layout.network.last))], allocatable))),
+                "reserved": int(reserved),
+                "pooled": iv.size(merge_members(pool_specs, version)),
+                "freeRanges": format_intervals(iv.normalize([*free, *iv.from_points(reused)]), version),
+            }
+        body["usage"] = usage
+        return body
+
+    async def patch_subnet(self, name: str, patch: object) -> dict[str, Any]:
+        if not isinstance(patch, Mapping):
+            raise InvalidInput("expected a JSON object with the fields to change")
+        if "name" in patch and patch["name"] != name:
+            raise InvalidInput("a subnet cannot be renamed", field="name")
+        async with self.transaction() as conn:
+            subnet = await self._subnet_by_name(conn, name, lock=True)
+            merged = {**subnet.spec.to_json(), **patch}
+            spec = canonical_subnet(merged)
+            await self._check_overlap(conn, spec, exclude_id=subnet.id)
+            # Every held address must stay inside the new CIDRs and off the new gateway.
+            for layout in spec.families:
+                held = await records.held_addresses(conn, subnet_id=subnet.id, family=layout.version)
+                outside = [a for a in held if not int(layout.network.first) <= a <= int(layout.network.last) or a == layout.gateway]
+                if outside:
+                    raise InUse(f"{ip_text(outside[0], layout.version)} is allocated and would fall outside the subnet or on its gateway")
+            for old in subnet.spec.families:
+                if spec.family(old.version) is None and await records.count_held(conn, subnet_id=subnet.id, family=old.version):
+                    raise InUse(f"IPv{old.version} addresses of subnet {name} are allocated; release them first")
+            await conn.execute(
+                sa.update(subnets).where(subnets.c.id == subnet.id).values(
+                    provider=spec.provider, priority=spec.priority, spec=spec.to_json(), revision=subnet.revision + 1
+                )
+            )
+            updated = await self._subnet_by_id(conn, subnet.id)
+            await self._rebuild_space(conn, updated)
+            log.info("subnet updated name=%s cidr=%s", name, spec.cidr_block)
+            return await self._subnet_json(conn, updated)
+
+    async def _rebuild_space(self, conn: AsyncConnection, subnet: _Subnet) -> None:
+        """Recomputes all free ranges of a subnet from its spec, pools, reservations and holders.
+
+        Costs a read of the subnet's allocations: only spec and pool changes call it.
+        """
+        pool_list = await self._pools_of(conn, subnet)
+        await space.clear(conn, subnet_id=subnet.id, everything=True)
+        for layout in subnet.spec.families:
+            version = layout.version
+            held = iv.from_points(await records.held_addresses(conn, subnet_id=subnet.id, family=version))
+            reserved_rows = await conn.execute(
+                sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+            )
+            reserved = iv.from_points(int(row.address) for row in reserved_rows)
+            pooled = merge_members([spec for _, spec in pool_list], version)
+            reused = iv.from_points(await space.released_addresses(conn, subnet_id=subnet.id, family=version))
+            dynamic = iv.subtract(layout.dynamic_space(), [*pooled, *reserved, *held])
+            # Released addresses that are still dynamic stay in the reuse queue; others leave it.
+            stale = iv.subtract(reused, dynamic)
+            for first, last in stale:
+                await conn.execute(
+                    sa.delete(released).where(
+                        released.c.subnet_id == subnet.id, released.c.address >= first, released.c.address <= last
+                    )
+                )
+            await space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
+            for pool_id, pool_spec in pool_list:
+                members = iv.subtract(pool_spec.intervals(version), [*held, *reserved, *layout.unassignable()])
+                await space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
+
+    async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        async with self.transaction() as conn:
+            subnet = await self._subnet_by_name(conn, name, lock=True)
+            rows = (await conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
+            if rows and not force:
+                raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
+            for row in rows:
+                await self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
+            await conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
+            log.info("subnet deleted name=%s released=%d", name, len(rows))
+            return {"deleted": name, "released": len(rows)}
+
+    # ----------------------------------------------------------------- pools
+
+    async def create_pool(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a pool")
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
+        try:
+            async with self.transaction() as conn:
+                subnet = await self._subnet_by_name(conn, subnet_name, lock=True)
+                spec = canonical_pool(raw, subnet=subnet.spec)
+                for _, other in await self._pools_of(conn, subnet):
+                    if pools_overlap(spec, other):
+                        raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
+                pool_id = (
+                    await conn.execute(
+                        sa.insert(pools).values(name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                    )
+                ).scalar_one()
+                await self._rebuild_space(conn, subnet)
+                log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
+                return await self._pool_json(conn, pool_id)
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"pool {raw.get('name')} already exists") from e
+
+    async def _pool_json(self, conn: AsyncConnection, pool_id: int) -> dict[str, Any]:
+        row = (await conn.execute(sa.select(pools).where(pools.c.id == pool_id))).first()
+        if row is None:
+            raise NotFound(f"pool #{pool_id} not found")
+        subnet = await self._subnet_by_id(conn, row.subnet_id)
+        spec = self._pool_spec(row, subnet.spec)
+        free: list[str] = []
+        available = used = 0
+        for version, _ in spec.members:
+            ranges = await space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+            free += format_intervals(ranges, version)
+            available += iv.size(ranges)
+            used += await records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+        return {
+            "name": row.name,
+            "subnet": subnet.name,
+            "ips": list(row.ips),
+            "origin": row.origin,
+            "createdAt": records.timestamp(row.created_at),
+            "usage": {"total": pool_capacity(spec), "used": used, "available": available, "freeRanges": free},
+        }
+
+    async def list_pools(self) -> list[dict[str, Any]]:
+        async with self.reading() as conn:
+            ids = (await conn.execute(sa.select(pools.c.id).order_by(pools.c.name))).scalars().all()
+            return [await self._pool_json(conn, pool_id) for pool_id in ids]
+
+    async def get_pool(self, name: str) -> dict[str, Any]:
+        async with self.reading() as conn:
+            pool_id = (await conn.execute(sa.select(pools.c.id).where(pools.c.name == name))).scalar()
+            if pool_id is None:
+                raise NotFound(f"pool {name} not found")
+            return await self._pool_json(conn, pool_id)
+
+    async def delete_pool(self, name: str) -> dict[str, Any]:
+        async with self.transaction() as conn:
+            row = (await conn.execute(sa.select(pools).where(pools.c.name == name))).first()
+            if row is None:
+                raise NotFound(f"pool {name} not found")
+            subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
+            await conn.execute(sa.delete(pools).where(pools.c.id == row.id))
+            await self._rebuild_space(conn, subnet)
+            log.info("pool deleted name=%s subnet=%s", name, subnet.name)
+            return {"deleted": name}
+
+    # ----------------------------------------------------------------- reservations
+
+    async def create_reservation(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a reservation")
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet", field="subnet")
+        async with self.transaction() as conn:
+            subnet = await self._subnet_by_name(conn, subnet_name, lock=True)
+            spec = canonical_reservation(raw, subnet=subnet.spec)
+            text = ip_text(spec.address, spec.version)
+            existing = await records.reservation_at(conn, subnet_id=subnet.id, address=spec.address)
+            if existing is not None:
+                raise AlreadyExists(f"{text} in subnet {subnet.name} is already reserved (reservation {existing.id})")
+            holder = await records.holder_of(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            if holder is not None:
+                raise AddressConflict(f"{text} in subnet {subnet.name} is held by {self._holder_label(holder)}")
+            await space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            reservation_id = (
+                await conn.execute(
+                    sa.insert(reservations).values(
+                        subnet_id=subnet.id, family=spec.version, address=spec.address, mac=spec.mac,
+                        owner=spec.owner, note=spec.note, origin=origin,
+                    ).returning(reservations.c.id)
+                )
+            ).scalar_one()
+            log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
+            row = (await conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).one()
+            return records.reservation_json(row, subnet.name)
+
+    async def list_reservations(self) -> list[dict[str, Any]]:
+        async with self.reading() as conn:
+            result = await conn.execute(
+                sa.select(reservations, subnets.c.name.label("subnet_name"))
+                .join(subnets, reservations.c.subnet_id == subnets.c.id)
+                .order_by(reservations.c.id)
+            )
+            return [records.reservation_json(row, row.subnet_name) for row in result]
+
+    async def get_reservation(self, reservation_id: int) -> dict[str, Any]:
+        async with self.reading() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(reservations, subnets.c.name.label("subnet_name"))
+                    .join(subnets, reservations.c.subnet_id == subnets.c.id)
+                    .where(reservations.c.id == reservation_id)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"reservation {reservation_id} not found")
+            return records.reservation_json(row, row.subnet_name)
+
+    async def delete_reservation(self, reservation_id: int) -> dict[str, Any]:
+        async with self.transaction() as conn:
+            row = (await conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).first()
+            if row is None:
+                raise NotFound(f"reservation {reservation_id} not found")
+            subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
+            await conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id))
+            address = int(row.address)
+            holder = await records.holder_of(conn, subnet_id=subnet.id, family=row.family, address=address)
+            if holder is None:
+                await self._return_address(conn, subnet, row.family, address)
+            log.info("reservation deleted subnet=%s address=%s", subnet.name, ip_text(address, row.family))
+            return {"deleted": reservation_id}
+
+    async def _return_address(self, conn: AsyncConnection, subnet: _Subnet, family: int, address: int) -> None:
+        """Puts a no-longer-held address back where dynamic or pool allocation finds it."""
+        layout = subnet.spec.family(family)
+        if layout is None:
+            return
+        for pool_id, pool_spec in await self._pools_of(conn, subnet):
+            if iv.contains(pool_spec.intervals(family), address):
+                await space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
+                return
+        if iv.contains(layout.dynamic_space(), address):
+            if await records.reservation_at(conn, subnet_id=subnet.id, address=address) is None:
+                await space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
+
+    # ----------------------------------------------------------------- allocation
+
+    async def allocate(self, request: AddRequest) -> dict[str, Any]:
+        """Returns the allocation of the request's attachment, creating it if needed."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                async with self.transaction() as conn:
+                    body, created = await self._allocate_in(conn, request)
+                if created:
+                    self._notify("allocated", allocation=body, request=request)
+                    log.info(
+                        "allocated id=%s owner=%s addresses=%s subnet=%s container=%s",
+                        body["id"], request.owner.label, ",".join(a["address"] for a in body["addresses"]),
+                        body["subnet"], request.container_id,
+                    )
+                return body
+            except sa.exc.IntegrityError as e:
+                # Another daemon inserted the same attachment or took the address between our
+                # read and insert: the next attempt sees its row and answers accordingly.
+                log.debug("allocation race (attempt %d): %s", attempt + 1, e.orig)
+                continue
+        raise Unavailable("allocation kept colliding with concurrent requests; retry")
+
+    async def _allocate_in(self, conn: AsyncConnection, request: AddRequest) -> tuple[dict[str, Any], bool]:
+        owner = request.owner
+        existing = (
+            await conn.execute(
+                records.allocation_query().where(
+                    allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
+                    allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
+                )
+            )
+        ).first()
+        if existing is not None:
+            return await self._reuse(conn, existing, request), False
+
+        candidates = await self._candidate_subnets(conn, request)
+        mac = canonical_mac(request.mac, field="mac") if request.mac else None
+        if mac is not None:
+            await self._check_mac(conn, mac, network_key=owner.network_key)
+
+        if request.pool_name is not None:
+            return await self._allocate_from_pool(conn, request, mac=mac), True
+        if request.pool_entries:
+            return await self._allocate_from_entries(conn, request, candidates, mac=mac), True
+        if request.static_ips:
+            subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
+            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
+            wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
+            return await self._insert(conn, subnet, request, await self._complete_static(conn, subnet, wanted, request), mac=mac), True
+
+        tried = []
+        for subnet in candidates:
+            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
+            picks: dict[int, int] = {}
+            for layout in subnet.spec.families:
+                address = await space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+                if address is None:
+                    break
+                picks[layout.version] = address
+            else:
+                return await self._insert(conn, subnet, request, picks, mac=mac, free=True), True
+            tried.append(subnet.name)
+        self._notify("exhausted", subnets=tried)
+        raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})")
+
+    async def _complete_static(self, conn: AsyncConnection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
+        """Fills families the static request left out with dynamic picks (dual stack is all or nothing)."""
+        picks = dict(wanted)
+        for layout in subnet.spec.families:
+            if layout.version in picks:
+                continue
+            address = await space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+            if address is None:
+                raise Exhausted(f"no free IPv{layout.version} address in subnet {subnet.name} to pair with the static one")
+            picks[layout.version] = address
+        return picks
+
+    async def _reuse(self, conn: AsyncConnection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
+        """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts."""
+        subnet = await self._subnet_by_id(conn, row.subnet_id)
+        if request.static_ips:
+            wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
+            held = dict(records.addresses_of(row))
+            for family, address in wanted.items():
+                if held.get(family) != address:
+                    raise AddressConflict(
+                        f"{request.owner.label} already holds {ip_text(held[family], family) if family in held else 'another address'} "
+                        f"in subnet {subnet.name}; release it before asking for {ip_text(address, family)}"
+                    )
+        changes = {}
+        for column, value in (("container_id", request.container_id), ("pod_uid", request.pod_uid), ("netns", request.netns), ("node", request.node or self.node)):
+            if value is not None and getattr(row, column) != value:
+                changes[column] = value
+        if request.hold != row.hold and request.hold is not None:
+            changes["hold"] = request.hold
+        if changes:
+            await conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(**changes))
+            row = (await conn.execute(records.allocation_query().where(allocations.c.id == row.id))).one()
+        return records.allocation_json(row, subnet.spec)
+
+    async def _candidate_subnets(self, conn: AsyncConnection, request: AddRequest) -> list[_Subnet]:
+        network = request.network
+        if request.subnet_name is not None:
+            subnet = await self._subnet_by_name(conn, request.subnet_name)
+            if network.inline_subnet is None and subnet.spec.provider not in (None, network.network_key):
+                raise InvalidInput(
+                    f"subnet {subnet.name} serves provider {subnet.spec.provider}, not {network.network_key}",
+                    field="logical_switch",
+                )
+            return [subnet]
+        if network.inline_subnet is not None:
+            return [await self._ensure_inline(conn, network.inline_subnet)]
+        rows = (
+            await conn.execute(
+                sa.select(subnets).where(subnets.c.provider == network.network_key).order_by(subnets.c.priority, subnets.c.name)
+            )
+        ).all()
+        if not rows:
+            raise NotFound(
+                f"no subnet serves provider {network.network_key}; create one with provider {network.network_key!r}"
+            )
+        return [self._subnet(row) for row in rows]
+
+    async def _ensure_inline(self, conn: AsyncConnection, spec: SubnetSpec) -> _Subnet:
+        """Returns the daemon-owned subnet of an inline NAD range, creating it on first use."""
+        row = (await conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
+        if row is None:
+            await self._check_overlap(conn, spec, exclude_id=None)
+            subnet_id = (
+                await conn.execute(
+                    sa.insert(subnets).values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin="inline").returning(subnets.c.id)
+                )
+            ).scalar_one()
+            for layout in spec.families:
+                await space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+            log.info("inline subnet created name=%s cidr=%s", spec.name, spec.cidr_block)
+            return await self._subnet_by_id(conn, subnet_id)
+        existing = self._subnet(row)
+        if existing.spec.to_json() != spec.to_json():
+            raise AlreadyExists(
+                f"network {spec.name} is already defined with range {existing.spec.cidr_block} "
+                f"(excludes {', '.join(existing.spec.exclude_ips) or 'none'}), this config says {spec.cidr_block} "
+                f"(excludes {', '.join(spec.exclude_ips) or 'none'}); give one of them its own network_name"
+            )
+        return existing
+
+    def _subnet_for_static(self, candidates: list[_Subnet], requested: Iterable[str], *, field: str) -> _Subnet:
+        addresses = []
+        for index, text in enumerate(requested):
+            if not isinstance(text, str):
+                raise InvalidInput(f"expected an address, got {text!r}", field=f"{field}[{index}]")
+            addresses.append(parse_ip(text.strip().partition("/")[0], field=f"{field}[{index}]"))
+        for subnet in candidates:
+            if all(
+                (layout := subnet.spec.family(address.version)) is not None and address in layout.network
+                for address in addresses
+            ):
+                return subnet
+        names = ", ".join(f"{s.name} ({s.spec.cidr_block})" for s in candidates)
+        raise InvalidInput(f"{', '.join(map(str, addresses))} is outside subnet {names}", field=field)
+
+    async def _insert(
+        self, conn: AsyncConnection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
+        mac: str | None, pool_id: int | None = None, free: bool = False,
+    ) -> dict[str, Any]:
+        """Claims the picked addresses and inserts the allocation with its audit rows.
+
+        ``free`` says the picks came from the free space (nobody holds them, none is reserved),
+        which spares two look-ups per address on the dynamic hot path.
+        """
+        owner = request.owner
+        for family, address in picks.items():
+            if free:
+                await space.claim(conn, subnet_id=subnet.id, family=family, address=address)
+                continue
+            holder = await records.holder_of(conn, subnet_id=subnet.id, family=family, address=address)
+            if holder is not None:
+                raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
+            reservation = await records.reservation_at(conn, subnet_id=subnet.id, address=address)
+            if reservation is not None and not reservation_admits(reservation.owner, owner):
+                raise AddressConflict(
+                    f"{ip_text(address, family)} in subnet {subnet.name} is reserved (reservation {reservation.id}"
+                    f"{', for ' + reservation.owner if reservation.owner else ''}{', ' + reservation.note if reservation.note else ''})"
+                )
+            if reservation is not None and mac is None and reservation.mac:
+                mac = reservation.mac
+            await space.claim(conn, subnet_id=subnet.id, family=family, address=address)
+        values = {
+            "subnet_id": subnet.id, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
+            "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
+            "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
+            "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
+        }
+        allocation_id = (await conn.execute(sa.insert(allocations).values(**values).returning(allocations.c.id))).scalar_one()
+        for family, address in picks.items():
+            await self._event(conn, action="allocate", subnet=subnet, family=family, address=address, allocation_id=allocation_id, row=values)
+        row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).one()
+        return records.allocation_json(row, subnet.spec)
+
+    async def _check_mac(self, conn: AsyncConnection, mac: str, *, network_key: str) -> None:
+        holder = (
+            await conn.execute(records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key))
+        ).first()
+        if holder is not None:
+            raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
+
+    async def _allocate_from_pool(self, conn: AsyncConnection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
+        row = (await conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
+        if row is None:
+            raise NotFound(f"pool {request.pool_name} not found")
+        subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
+        spec = self._pool_spec(row, subnet.spec)
+        picks: dict[int, int] = {}
+        if request.ordinal is not None:
+            # A StatefulSet pod takes the member at its ordinal, in the order the pool lists them.
+            for version, members in spec.members:
+                address = iv.nth(members, request.ordinal)
+                if address is None:
+                    raise Exhausted(f"pool {spec.name} has {iv.size(members)} IPv{version} address(es); no member for ordinal {request.ordinal}")
+                picks[version] = address
+        else:
+            for version, _ in spec.members:
+                address = await space.peek_pool(conn, pool_id=row.id, family=version)
+                if address is None:
+                    self._notify("exhausted", subnets=[subnet.name], pool=spec.name)
+                    raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})")
+                picks[version] = address
+        return await self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
+
+    async def _allocate_from_entries(
+        self, conn: AsyncConnection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
+    ) -> dict[str, Any]:
+        """Kube-OVN ``ip_pool`` as an address list: the ordinal's entry, or the first entry nobody holds."""
+        entries = list(request.pool_entries)
+        if request.ordinal is not None:
+            if request.ordinal >= len(entries):
+                raise Exhausted(f"ip_pool lists {len(entries)} entries; none for ordinal {request.ordinal}")
+            entries = [entries[request.ordinal]]
+        for entry in entries:
+            subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
+            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
+            wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
+            if request.ordinal is None:
+                taken = False
+                for family, address in wanted.items():
+                    if await records.holder_of(conn, subnet_id=subnet.id, family=family, address=address) is not None:
+                        taken = True
+                if taken:
+                    continue
+            return await self._insert(conn, subnet, request, await self._complete_static(conn, subnet, wanted, request), mac=mac)
+        raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
+
+    @staticmethod
+    def _holder_label(row: Row[Any]) -> str:
+        pod = f"{row.namespace}/{row.pod}" if row.namespace else row.pod
+        return f"{pod} {row.interface} (network {row.network_key}, allocation {row.id})"
+
+    # ----------------------------------------------------------------- release
+
+    async def release(self, allocation_id: int, *, reason: str = "api") -> dict[str, Any]:
+        async with self.transaction() as conn:
+            row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+            if row is None:
+                raise NotFound(f"allocation {allocation_id} not found")
+            body = await self._release_row(conn, row, reason=reason)
+        self._log_release(body, reason)
+        return body
+
+    async def release_owner(self, owner: Owner, *, reason: str, container_id: str | None = None) -> list[dict[str, Any]]:
+        """Releases the attachment's allocation, if any (DEL is idempotent).
+
+        With ``container_id`` only an allocation made for that container is released, so a
+        late DEL of an old sandbox cannot take the address of its replacement.
+        """
+        async with self.transaction() as conn:
+            statement = records.allocation_query().where(
+                allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
+                allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
+            )
+            row = (await conn.execute(statement)).first()
+            if row is None or (container_id is not None and row.container_id not in (None, container_id)):
+                return []
+            body = await self._release_row(conn, row, reason=reason)
+        self._log_release(body, reason)
+        return [body]
+
+    async def release_ids(self, ids: Iterable[int], *, reason: str) -> list[dict[str, Any]]:
+        released_bodies = []
+        for allocation_id in ids:
+            try:
+                released_bodies.append(await self.release(allocation_id, reason=reason))
+            except NotFound:
+                continue
+        return released_bodies
+
+    def _log_release(self, body: dict[str, Any], reason: str) -> None:
+        owner = body["owner"]
+        log.info(
+            "released id=%s owner=%s/%s %s (%s) addresses=%s subnet=%s reason=%s",
+            body["id"], owner["namespace"], owner["pod"], owner["interface"], body["networkKey"],
+            ",".join(a["address"] for a in body["addresses"]), body["subnet"], reason,
+        )
+        self._notify("released", allocation=body, reason=reason)
+
+    async def _release_row(
+        self, conn: AsyncConnection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
+    ) -> dict[str, Any]:
+        subnet = subnet or await self._subnet_by_id(conn, row.subnet_id, lock=True)
+        body = records.allocation_json(row, subnet.spec)
+        await conn.execute(sa.delete(allocations).where(allocations.c.id == row.id))
+        for family, address in records.addresses_of(row):
+            await self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
+            if give_back:
+                await self._return_address(conn, subnet, family, address)
+        return body
+
+    # ----------------------------------------------------------------- queries
+
+    async def list_allocations(
+        self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,
+        provider: str | None = None, node: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        async with self.reading() as conn:
+            statement = records.allocation_query().order_by(allocations.c.id)
+            if subnet is not None:
+                statement = statement.where(subnets.c.name == subnet)
+            if namespace is not None:
+                statement = statement.where(allocations.c.namespace == namespace)
+            if pod is not None:
+                statement = statement.where(allocations.c.pod == pod)
+            if provider is not None:
+                statement = statement.where(allocations.c.network_key == provider)
+            if node is not None:
+                statement = statement.where(allocations.c.node == node)
+            if limit is not None:
+                statement = statement.limit(limit)
+            rows = (await conn.execute(statement)).all()
+            specs: dict[int, SubnetSpec] = {}
+            bodies = []
+            for row in rows:
+                if row.subnet_id not in specs:
+                    specs[row.subnet_id] = (await self._subnet_by_id(conn, row.subnet_id)).spec
+                bodies.append(records.allocation_json(row, specs[row.subnet_id]))
+            return bodies
+
+    async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
+        async with self.reading() as conn:
+            row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+            if row is None:
+                raise NotFound(f"allocation {allocation_id} not found")
+            return records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec)
+
+    async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
+        async with self.reading() as conn:
+            row = (
+                await conn.execute(
+                    records.allocation_query().where(
+                        allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
+                        allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            return records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec)
+
+    async def ip_info(self, text: str) -> dict[str, Any]:
+        address = parse_ip(text, field="address")
+        value, family = int(address), address.version
+        column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+        async with self.reading() as conn:
+            rows = (await conn.execute(records.allocation_query().where(column == value))).all()
+            holders = [records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec) for row in rows]
+            events = (
+                await conn.execute(
+                    sa.select(address_events).where(address_events.c.address == value, address_events.c.family == family).order_by(address_events.c.id)
+                )
+            ).all()
+        history: list[dict[str, Any]] = []
+        open_spans: dict[tuple[str, int | None], dict[str, Any]] = {}
+        for event in events:
+            key = (event.subnet, event.allocation_id)
+            if event.action == "allocate":
+                span = {
+                    "subnet": event.subnet, "networkKey": event.network_key, "namespace": event.namespace,
+                    "pod": event.pod, "interface": event.interface, "containerId": event.container_id,
+                    "allocationId": event.allocation_id, "from": records.timestamp(event.at), "to": None, "releaseReason": None,
+                }
+                open_spans[key] = span
+                history.append(span)
+            elif key in open_spans:
+                span = open_spans.pop(key)
+                span["to"] = records.timestamp(event.at)
+                span["releaseReason"] = event.reason
+        return {"address": str(address), "holders": holders, "history": history}
+
+    async def allocations_for_network(self, network_key: str) -> list[Row[Any]]:
+        async with self.reading() as conn:
+            return list((await conn.execute(records.allocation_query().where(allocations.c.network_key == network_key))).all())
+
+
+def owner_from(raw: object, *, network_key: str, field: str = "owner") -> Owner:
+    """Returns the owner of a REST allocation request."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected an object {namespace, pod, interface}", field=field)
+    unknown = sorted(set(raw) - {"namespace", "pod", "interface"})
+    if unknown:
+        raise InvalidInput("unknown field", field=f"{field}.{unknown[0]}")
+    values = {}
+    for key, required, limit in (("namespace", False, 253), ("pod", True, 253), ("interface", False, 64)):
+        value = raw.get(key)
+        if value is None and not required:
+            value = "" if key == "namespace" else "eth0"
+        if not isinstance(value, str) or (required and not value) or len(value) > limit:
+            raise InvalidInput(f"expected a string of at most {limit} characters", field=f"{field}.{key}")
+        values[key] = value
+    return Owner(network_key=network_key, namespace=values["namespace"], pod=values["pod"], interface=values["interface"])
+
+
+def with_network(request: AddRequest, network: NetworkRequest) -> AddRequest:
+    return replace(request, network=network, owner=replace(request.owner, network_key=network.network_key))
+
+

@@ -1,0 +1,117 @@
+"""Reading rows and shaping them into API objects; the small queries the service reuses."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ipamd.core.addresses import ip_text
+from ipamd.core.subnet import SubnetSpec
+from ipamd.store.schema import allocations, pools, reservations, subnets
+
+ALLOCATION_COLUMNS = (allocations, subnets.c.name.label("subnet_name"), pools.c.name.label("pool_name"))
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """Returns an RFC 3339 UTC timestamp (SQLite hands back naive UTC datetimes)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def allocation_query() -> sa.Select[Any]:
+    return (
+        sa.select(*ALLOCATION_COLUMNS)
+        .select_from(allocations.join(subnets, allocations.c.subnet_id == subnets.c.id).outerjoin(pools, allocations.c.pool_id == pools.c.id))
+    )
+
+
+def addresses_of(row: Row[Any]) -> list[tuple[int, int]]:
+    """Returns ``(family, address)`` pairs an allocation row holds."""
+    pairs = []
+    if row.address_v4 is not None:
+        pairs.append((4, int(row.address_v4)))
+    if row.address_v6 is not None:
+        pairs.append((6, int(row.address_v6)))
+    return pairs
+
+
+def allocation_json(row: Row[Any], spec: SubnetSpec) -> dict[str, Any]:
+    addresses = []
+    for family, address in addresses_of(row):
+        layout = spec.family(family)
+        assert layout is not None, "an allocation's family always exists in its subnet"
+        addresses.append(
+            {
+                "address": ip_text(address, family),
+                "family": family,
+                "cidr": layout.cidr_of(address),
+                "gateway": layout.gateway_text,
+            }
+        )
+    return {
+        "id": row.id,
+        "subnet": row.subnet_name,
+        "networkKey": row.network_key,
+        "owner": {
+            "namespace": row.namespace,
+            "pod": row.pod,
+            "interface": row.interface,
+            "containerId": row.container_id,
+            "podUid": row.pod_uid,
+        },
+        "addresses": addresses,
+        "mac": row.mac,
+        "pool": row.pool_name,
+        "node": row.node,
+        "hold": row.hold,
+        "routes": [route.to_json() for route in spec.routes],
+        "dns": dict(spec.dns),
+        "createdAt": timestamp(row.created_at),
+    }
+
+
+def reservation_json(row: Row[Any], subnet_name: str) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "subnet": subnet_name,
+        "address": ip_text(int(row.address), row.family),
+        "mac": row.mac,
+        "owner": row.owner,
+        "note": row.note,
+        "origin": row.origin,
+        "createdAt": timestamp(row.created_at),
+    }
+
+
+async def holder_of(conn: AsyncConnection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
+    column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+    return (await conn.execute(allocation_query().where(allocations.c.subnet_id == subnet_id, column == address))).first()
+
+
+async def reservation_at(conn: AsyncConnection, *, subnet_id: int, address: int) -> Row[Any] | None:
+    return (
+        await conn.execute(
+            sa.select(reservations).where(reservations.c.subnet_id == subnet_id, reservations.c.address == address)
+        )
+    ).first()
+
+
+async def held_addresses(conn: AsyncConnection, *, subnet_id: int, family: int) -> list[int]:
+    column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+    result = await conn.execute(sa.select(column).where(allocations.c.subnet_id == subnet_id, column.is_not(None)))
+    return [int(value) for (value,) in result]
+
+
+async def count_held(conn: AsyncConnection, *, subnet_id: int, family: int, pool_id: int | None = None) -> int:
+    column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+    statement = sa.select(sa.func.count(column)).where(allocations.c.subnet_id == subnet_id)
+    if pool_id is not None:
+        statement = statement.where(allocations.c.pool_id == pool_id)
+    return int((await conn.execute(statement)).scalar_one())
