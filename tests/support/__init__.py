@@ -1,0 +1,1 @@
+"""Test support: a throwaway PostgreSQL, daemon processes, a Unix-socket HTTP client."""

@@ -1,0 +1,74 @@
+"""ipamd daemon processes for tests: start, wait until ready, stop, SIGKILL, restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.support.client import UnixClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class Daemon:
+    def __init__(self, workdir: Path, database_url: str, *, name: str = "ipamd", extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+        self.workdir = workdir
+        self.database_url = database_url
+        self.socket = str(workdir / f"{name}.sock")
+        self.log_path = workdir / f"{name}.log"
+        self.extra_args = extra_args
+        self.env = env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.client = UnixClient(self.socket)
+
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> "Daemon":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ipamd", "serve", "--socket", self.socket, "--database-url", self.database_url, *self.extra_args],
+            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **self.env},
+        )
+        log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"ipamd exited with {self.process.returncode}:\n{self.log()}")
+            if os.path.exists(self.socket):
+                try:
+                    if self.client.get("/readyz").status == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        raise TimeoutError(f"ipamd not ready after {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process is None or self.process.poll() is not None:
+            return self.process.returncode if self.process else 0
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def restart(self) -> "Daemon":
+        self.stop()
+        return self.start()
