@@ -43,13 +43,11 @@ def canonical_pool(raw: object, *, subnet: SubnetSpec) -> PoolSpec:
         layout = subnet.family(version)
         if layout is None:
             raise InvalidInput(f"subnet {subnet.name} has no IPv{version} CIDR", field="ips")
-        outside = subtract(intervals, [layout.allocatable])
+        outside = subtract(intervals, [(int(layout.network.first), int(layout.network.last))])
         if outside:
-            raise InvalidInput(
-                f"{format_intervals(outside, version)[0]} is outside the allocatable range of {layout.network}",
-                field="ips",
-            )
-        # A CIDR member written as a whole block should not make the gateway a pool member.
+            raise InvalidInput(f"{format_intervals(outside, version)[0]} is outside subnet {subnet.name} ({layout.network})", field="ips")
+        # A CIDR member written as a whole block must not make the network, broadcast or
+        # gateway address a pool member.
         intervals = subtract(intervals, layout.unassignable())
         members.append((version, tuple(intervals)))
     if not members:
