@@ -24,6 +24,8 @@ from ipamd.errors import InvalidInput
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 STATEMENT_TIMEOUT_SECONDS = 10.0
+# pg_advisory_xact_lock key serialising schema migrations across daemons ("ipamd" in hex).
+MIGRATION_LOCK_KEY = 0x6970616D64
 
 
 def normalize_url(raw: str) -> URL:
@@ -106,6 +108,11 @@ async def upgrade(engine: AsyncEngine) -> None:
         command.upgrade(config, "head")
 
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Every daemon of a DaemonSet migrates at start, all at once: without this lock
+            # they race on CREATE TABLE of a fresh database and all but one crash. The lock
+            # ends with the transaction; the others then find the schema at head.
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         await connection.run_sync(run)
 
 
