@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian machine, then runs it.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh tests/core -q`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root=""
+[ "$(id -u)" -eq 0 ] || as_root="sudo"
+
+# Real components, not mocks: the CNI plugins the runtime would call, network namespaces,
+# a PostgreSQL server the tests start themselves, kubectl to check the API double.
+packages=(containernetworking-plugins iproute2 iputils-ping postgresql kubernetes-client)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing Debian packages: ${missing[*]}"
+  $as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+exec .venv/bin/pytest "$@"
