@@ -10,5 +10,14 @@ from .clock import TestClock
 from .errors import ApiError
 from .handlers import RecordedRequest
 from .server import KubeApiDouble, ThreadedKubeApi
+from .waiting import async_wait_until, wait_until
 
-__all__ = ["ApiError", "KubeApiDouble", "RecordedRequest", "TestClock", "ThreadedKubeApi"]
+__all__ = [
+    "ApiError",
+    "KubeApiDouble",
+    "RecordedRequest",
+    "TestClock",
+    "ThreadedKubeApi",
+    "async_wait_until",
+    "wait_until",
+]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from . import discovery, errors
+from . import discovery, errors, openapi
 from .errors import ApiError
 from .registry import DeleteOptions, Registry
 from .resources import STATEFULSETS, ResourceType, lookup
@@ -257,11 +257,24 @@ class Handlers:
             if listing is None:
                 raise errors.path_not_found()
             return _json(listing)
+        if segments == ["openapi", "v3"]:
+            return _json(openapi.root_document(self._version_string()))
+        if segments[:2] == ["openapi", "v3"] and len(segments) > 2:
+            rest = segments[2:]
+            group, version = ("", rest[1]) if rest[0] == "api" and len(rest) == 2 else (
+                (rest[1], rest[2]) if rest[0] == "apis" and len(rest) == 3 else ("?", "?"))
+            doc = openapi.group_version_document(group, version, self._version_string())
+            if doc is None:
+                raise errors.path_not_found()
+            return _json(doc)
         if segments[:1] == ["openapi"]:
-            # No OpenAPI documents: kubectl copes with their absence for the
-            # commands the double supports (see docs/design/kube-double.md).
+            # No Swagger 2.0 document: kubectl uses v3 when the server has it.
             raise errors.path_not_found()
         return None
+
+    def _version_string(self) -> str:
+        major, minor = self.double.server_version
+        return f"v{major}.{minor}.0"
 
     # -- reads ------------------------------------------------------------------
 

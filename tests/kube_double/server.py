@@ -128,9 +128,10 @@ class KubeApiDouble:
         self._loop_thread = threading.get_ident()
         # handler_cancellation: a watch whose client went away must unregister
         # at once, not at its next write.
-        self._runner = web.AppRunner(make_app(self), handler_cancellation=True, access_log=None)
+        self._runner = web.AppRunner(make_app(self), handler_cancellation=True, access_log=None,
+                                     shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0)
+        site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         server = site._server
         assert server is not None and server.sockets  # type: ignore[attr-defined]

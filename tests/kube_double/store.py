@@ -203,9 +203,16 @@ class Store:
             watcher.bookmark(self._rv)
 
     def close_all(self, items: Iterable[WatchItem]) -> int:
-        count = 0
-        for watcher in list(self.watchers):
+        """Queue ``items`` (ending with a close) on every watcher and forget them.
+
+        They are unregistered at once, not when their handlers get round to
+        it, so that no later change reaches them and a test waiting for the
+        client to reconnect sees the new watch, not the old one.
+        """
+        watchers = list(self.watchers)
+        items = list(items)
+        for watcher in watchers:
             for item in items:
                 watcher.queue.put_nowait(item)
-            count += 1
-        return count
+        self.watchers.clear()
+        return len(watchers)
