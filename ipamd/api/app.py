@@ -6,7 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ipamd.api import allocations, cni, health, ips, pools, reservations, subnets
+from ipamd import metrics
+from ipamd.api import allocations, cni, health, ips, openapi, pools, reservations, subnets
 from ipamd.api.auth import TokenTable, auth_middleware
 from ipamd.api.body import MAX_BODY_BYTES
 from ipamd.api.keys import EXTRAS, IPAM, POLICY, TOKENS
@@ -14,7 +15,9 @@ from ipamd.api.middleware import errors_middleware
 from ipamd.policy import AttachmentPolicy, StandalonePolicy
 from ipamd.service import Ipam
 
-RESOURCE_ROUTES = (health.routes, cni.routes, subnets.routes, pools.routes, reservations.routes, allocations.routes, ips.routes)
+RESOURCE_ROUTES = (
+    health.routes, cni.routes, subnets.routes, pools.routes, reservations.routes, allocations.routes, ips.routes, openapi.routes,
+)
 
 
 def create_app(
@@ -29,4 +32,5 @@ def create_app(
     app[EXTRAS] = extras or {}
     for table in (*RESOURCE_ROUTES, *extra_routes):
         app.add_routes(table)
+    metrics.install(app, ipam)
     return app

@@ -1,0 +1,486 @@
+"""``/openapi.json``: the OpenAPI 3 description of every route (docs/api.md in machine form).
+
+tests/ops/test_openapi.py runs schemathesis against a live daemon with this document, so
+a route or a response shape that changes without it fails there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from ipamd.api.body import json_response
+
+routes = web.RouteTableDef()
+
+Schema = dict[str, Any]
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def strict(properties: dict[str, Schema], *, required: tuple[str, ...] = ()) -> Schema:
+    """An object with exactly these properties: the daemon rejects unknown fields (400)."""
+    schema: Schema = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def shape(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> Schema:
+    """A response object: every property listed is always present unless ``optional``."""
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [key for key in properties if key not in optional],
+        "additionalProperties": False,
+    }
+
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer"}
+COUNT: Schema = {"type": "integer", "minimum": 0}
+STRINGS: Schema = {"type": "array", "items": STRING}
+TIMESTAMP: Schema = nullable({"type": "string", "format": "date-time"})
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": shape(
+        {
+            "error": shape(
+                {
+                    "code": {
+                        "type": "string",
+                        "enum": [
+                            "invalid_input", "unauthorized", "forbidden", "not_found", "address_conflict", "exhausted",
+                            "in_use", "already_exists", "payload_too_large", "unavailable", "internal",
+                            "method_not_allowed", "http_error",
+                        ],
+                    },
+                    "message": STRING,
+                    "cniCode": INTEGER,
+                    "details": {"type": "object"},
+                },
+                optional=("details",),
+            )
+        }
+    ),
+    "Route": shape({"dst": STRING, "gw": STRING}, optional=("gw",)),
+    "RouteInput": strict({"dst": STRING, "gw": nullable(STRING)}, required=("dst",)),
+    "Dns": shape({"nameservers": STRINGS, "domain": STRING, "search": STRINGS, "options": STRINGS}, optional=("nameservers", "domain", "search", "options")),
+    "DnsInput": strict({"nameservers": STRINGS, "domain": STRING, "search": STRINGS, "options": STRINGS}),
+    "FamilyUsage": shape(
+        {"total": COUNT, "used": COUNT, "available": COUNT, "excluded": COUNT, "reserved": COUNT, "pooled": COUNT, "freeRanges": STRINGS}
+    ),
+    "SubnetInput": strict(
+        {
+            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "lowercase DNS-like name"},
+            "cidrBlock": {"type": "string", "description": "one CIDR, or 'v4cidr,v6cidr' for dual stack", "examples": ["192.0.2.0/24"]},
+            "gateway": nullable({"type": "string", "description": "'v4', 'v4,v6' or 'none'; default: first usable address"}),
+            "excludeIps": nullable({"type": "array", "items": STRING, "description": "addresses, a..b ranges or CIDRs"}),
+            "provider": nullable({"type": "string", "description": "the NAD's <name>.<namespace>"}),
+            "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            "routes": nullable({"type": "array", "items": ref("RouteInput")}),
+            "dns": nullable(ref("DnsInput")),
+        },
+        required=("name", "cidrBlock"),
+    ),
+    "SubnetPatch": strict(
+        {
+            "name": STRING,
+            "cidrBlock": STRING,
+            "gateway": nullable(STRING),
+            "excludeIps": nullable({"type": "array", "items": STRING}),
+            "provider": nullable(STRING),
+            "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            "routes": nullable({"type": "array", "items": ref("RouteInput")}),
+            "dns": nullable(ref("DnsInput")),
+        }
+    ),
+    "Subnet": shape(
+        {
+            "name": STRING,
+            "cidrBlock": STRING,
+            "gateway": STRING,
+            "excludeIps": STRINGS,
+            "provider": nullable(STRING),
+            "priority": INTEGER,
+            "routes": {"type": "array", "items": ref("Route")},
+            "dns": ref("Dns"),
+            "origin": {"type": "string", "enum": ["api", "config", "inline"]},
+            "createdAt": TIMESTAMP,
+            "usage": shape({"v4": ref("FamilyUsage"), "v6": ref("FamilyUsage")}, optional=("v4", "v6")),
+        }
+    ),
+    "SubnetList": shape({"items": {"type": "array", "items": ref("Subnet")}}),
+    "SubnetDeleted": shape({"deleted": STRING, "released": COUNT}),
+    "PoolInput": strict(
+        {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "subnet": STRING,
+            "ips": {"type": "array", "items": STRING, "minItems": 1, "description": "addresses, a..b ranges or CIDRs inside the subnet"},
+        },
+        required=("name", "subnet", "ips"),
+    ),
+    "Pool": shape(
+        {
+            "name": STRING,
+            "subnet": STRING,
+            "ips": STRINGS,
+            "origin": {"type": "string", "enum": ["api", "config", "inline"]},
+            "createdAt": TIMESTAMP,
+            "usage": shape({"total": COUNT, "used": COUNT, "available": COUNT, "freeRanges": STRINGS}),
+        }
+    ),
+    "PoolList": shape({"items": {"type": "array", "items": ref("Pool")}}),
+    "PoolDeleted": shape({"deleted": STRING}),
+    "ReservationInput": strict(
+        {
+            "subnet": STRING,
+            "address": STRING,
+            "mac": nullable(STRING),
+            "owner": nullable({"type": "string", "maxLength": 1024, "description": "namespace/pod, or the pod name alone"}),
+            "note": nullable({"type": "string", "maxLength": 1024}),
+        },
+        required=("subnet", "address"),
+    ),
+    "Reservation": shape(
+        {
+            "id": INTEGER,
+            "subnet": STRING,
+            "address": STRING,
+            "mac": nullable(STRING),
+            "owner": nullable(STRING),
+            "note": nullable(STRING),
+            "origin": {"type": "string", "enum": ["api", "config", "inline"]},
+            "createdAt": TIMESTAMP,
+        }
+    ),
+    "ReservationList": shape({"items": {"type": "array", "items": ref("Reservation")}}),
+    "ReservationDeleted": shape({"deleted": INTEGER}),
+    "AllocationAddress": shape({"address": STRING, "family": {"type": "integer", "enum": [4, 6]}, "cidr": STRING, "gateway": nullable(STRING)}),
+    "Owner": shape(
+        {"namespace": STRING, "pod": STRING, "interface": STRING, "containerId": nullable(STRING), "podUid": nullable(STRING)}
+    ),
+    "Allocation": shape(
+        {
+            "id": INTEGER,
+            "subnet": STRING,
+            "networkKey": STRING,
+            "owner": ref("Owner"),
+            "addresses": {"type": "array", "items": ref("AllocationAddress")},
+            "mac": nullable(STRING),
+            "pool": nullable(STRING),
+            "node": nullable(STRING),
+            "hold": nullable(STRING),
+            "routes": {"type": "array", "items": ref("Route")},
+            "dns": ref("Dns"),
+            "createdAt": TIMESTAMP,
+        }
+    ),
+    "AllocationList": shape({"items": {"type": "array", "items": ref("Allocation")}}),
+    "AllocationInput": strict(
+        {
+            "subnet": STRING,
+            "owner": strict(
+                {"namespace": {"type": "string", "maxLength": 253}, "pod": {"type": "string", "minLength": 1, "maxLength": 253},
+                 "interface": {"type": "string", "maxLength": 64}},
+                required=("pod",),
+            ),
+            "address": nullable({"type": "string", "description": "one address, or 'v4,v6' for dual stack"}),
+            "mac": nullable(STRING),
+        },
+        required=("subnet", "owner"),
+    ),
+    "HistoryEntry": shape(
+        {
+            "subnet": STRING,
+            "networkKey": nullable(STRING),
+            "namespace": nullable(STRING),
+            "pod": nullable(STRING),
+            "interface": nullable(STRING),
+            "containerId": nullable(STRING),
+            "allocationId": nullable(INTEGER),
+            "from": TIMESTAMP,
+            "to": TIMESTAMP,
+            "releaseReason": nullable(STRING),
+        }
+    ),
+    "AddressInfo": shape(
+        {"address": STRING, "holders": {"type": "array", "items": ref("Allocation")}, "history": {"type": "array", "items": ref("HistoryEntry")}}
+    ),
+    "CniIpam": {
+        "type": "object",
+        "description": "the ipam section of the network configuration, unchanged (Kube-OVN, Whereabouts or host-local style)",
+    },
+    "CniAddRequest": strict(
+        {
+            "containerId": STRING,
+            "ifName": STRING,
+            "netns": nullable(STRING),
+            "network": STRING,
+            "podNamespace": nullable(STRING),
+            "podName": nullable(STRING),
+            "podUid": nullable(STRING),
+            "ipam": ref("CniIpam"),
+            "cniVersion": STRING,
+            "ips": nullable({"type": "array", "items": STRING, "maxItems": 2}),
+            "mac": nullable(STRING),
+        },
+        required=("containerId", "ifName", "network", "ipam"),
+    ),
+    "CniCheckRequest": strict(
+        {
+            "containerId": STRING,
+            "ifName": STRING,
+            "netns": nullable(STRING),
+            "network": STRING,
+            "podNamespace": nullable(STRING),
+            "podName": nullable(STRING),
+            "podUid": nullable(STRING),
+            "ipam": ref("CniIpam"),
+            "cniVersion": STRING,
+            "prevResult": {"type": "object"},
+        },
+        required=("containerId", "ifName", "network", "ipam", "prevResult"),
+    ),
+    "CniGcRequest": strict(
+        {
+            "network": STRING,
+            "ipam": ref("CniIpam"),
+            "cniVersion": STRING,
+            "validAttachments": nullable(
+                {"type": "array", "items": {"type": "object", "properties": {"containerId": STRING, "ifName": STRING}, "required": ["containerId", "ifName"]}}
+            ),
+        },
+        required=("network", "ipam"),
+    ),
+    "CniIp": shape({"address": STRING, "gateway": nullable(STRING), "family": {"type": "integer", "enum": [4, 6]}}),
+    "CniAddResponse": shape(
+        {
+            "allocationId": INTEGER,
+            "subnet": STRING,
+            "ips": {"type": "array", "items": ref("CniIp")},
+            "routes": {"type": "array", "items": ref("Route")},
+            "dns": ref("Dns"),
+            "mac": nullable(STRING),
+        }
+    ),
+    "CniDelResponse": shape({"released": COUNT, "kept": {"type": "boolean"}, "warning": STRING}, optional=("kept", "warning")),
+    "CniCheckResponse": shape({"ips": {"type": "array", "items": ref("CniIp")}}),
+    "Released": shape({"released": COUNT}),
+    "Healthy": shape({"ok": {"type": "boolean", "enum": [True]}}),
+    "Ready": shape({"ready": {"type": "boolean", "enum": [True]}}),
+}
+
+ERROR_MEANINGS = {
+    "400": "a field is missing, of the wrong type or invalid; the message names it",
+    "401": "TCP listener: no or unknown bearer token",
+    "403": "TCP listener: read-only token on a state-changing route",
+    "404": "the named object does not exist",
+    "409": "address_conflict, exhausted, in_use or already_exists",
+    "413": "request body over 1 MiB",
+    "503": "the database is unreachable; retry later",
+}
+
+
+def error(status: str) -> Schema:
+    return {"description": ERROR_MEANINGS[status], "content": {"application/json": {"schema": ref("Error")}}}
+
+
+def ok(description: str, schema_name: str) -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": ref(schema_name)}}}
+
+
+def operation(
+    summary: str, responses: dict[str, Schema], *, errors: tuple[str, ...], body: str | None = None,
+    parameters: list[Schema] | None = None, changes_state: bool = False, tag: str,
+) -> Schema:
+    """One operation; state-changing ones need an admin token on the TCP listener."""
+    statuses = set(errors) | {"400", "503"}
+    if changes_state:
+        statuses |= {"401", "403"}
+    if body is not None:
+        statuses.add("413")
+    op: Schema = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {**responses, **{status: error(status) for status in sorted(statuses)}},
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(body)}}}
+    if parameters:
+        op["parameters"] = parameters
+    op["security"] = [{"bearerAuth": []}] if changes_state else [{}, {"bearerAuth": []}]
+    return op
+
+
+def path_parameter(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
+def query_parameter(name: str, schema: Schema, description: str) -> Schema:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+SUBNET_NAME = path_parameter("name", STRING, "subnet name")
+POOL_NAME = path_parameter("name", STRING, "pool name")
+# The daemon reads ids of up to 18 digits.
+NUMERIC_ID: Schema = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+
+PATHS: dict[str, Schema] = {
+    "/healthz": {"get": operation("the process serves", {"200": ok("serving", "Healthy")}, errors=(), tag="health")},
+    "/readyz": {"get": operation("the database answers and is migrated", {"200": ok("ready", "Ready")}, errors=(), tag="health")},
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics (docs/metrics.md)",
+            "tags": ["health"],
+            "security": [{}],
+            "responses": {"200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": STRING}}}},
+        }
+    },
+    "/openapi.json": {
+        "get": {
+            "summary": "this document",
+            "tags": ["health"],
+            "security": [{}],
+            "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
+        }
+    },
+    "/v1/cni/add": {
+        "post": operation(
+            "allocate for a CNI ADD (idempotent per attachment)", {"200": ok("the attachment's addresses", "CniAddResponse")},
+            errors=("404", "409"), body="CniAddRequest", changes_state=True, tag="cni",
+        )
+    },
+    "/v1/cni/del": {
+        "post": operation(
+            "release for a CNI DEL (unknown attachments are fine)", {"200": ok("how many allocations were released", "CniDelResponse")},
+            errors=(), body="CniAddRequest", changes_state=True, tag="cni",
+        )
+    },
+    "/v1/cni/check": {
+        "post": operation(
+            "compare a prevResult with what the daemon holds", {"200": ok("the held addresses match", "CniCheckResponse")},
+            errors=("404", "409"), body="CniCheckRequest", changes_state=True, tag="cni",
+        )
+    },
+    "/v1/cni/gc": {
+        "post": operation(
+            "release allocations of a network not in validAttachments", {"200": ok("how many were released", "Released")},
+            errors=("404",), body="CniGcRequest", changes_state=True, tag="cni",
+        )
+    },
+    "/v1/cni/status": {"get": operation("CNI STATUS", {"200": ok("ready", "Ready")}, errors=(), tag="cni")},
+    "/v1/subnets": {
+        "get": operation("list subnets with usage", {"200": ok("subnets by name", "SubnetList")}, errors=(), tag="subnets"),
+        "post": operation(
+            "create a subnet", {"201": ok("created", "Subnet")}, errors=("409",), body="SubnetInput", changes_state=True, tag="subnets"
+        ),
+    },
+    "/v1/subnets/{name}": {
+        "get": operation("a subnet with usage and free ranges", {"200": ok("the subnet", "Subnet")}, errors=("404",), parameters=[SUBNET_NAME], tag="subnets"),
+        "patch": operation(
+            "change fields of a subnet (held addresses must stay valid)", {"200": ok("updated", "Subnet")},
+            errors=("404", "409"), body="SubnetPatch", parameters=[SUBNET_NAME], changes_state=True, tag="subnets",
+        ),
+        "delete": operation(
+            "delete a subnet; ?force=true releases its live allocations first", {"200": ok("deleted", "SubnetDeleted")},
+            errors=("404", "409"), changes_state=True, tag="subnets",
+            parameters=[SUBNET_NAME, query_parameter("force", {"type": "boolean"}, "release live allocations first")],
+        ),
+    },
+    "/v1/pools": {
+        "get": operation("list pools with usage", {"200": ok("pools by name", "PoolList")}, errors=(), tag="pools"),
+        "post": operation(
+            "create a pool inside a subnet", {"201": ok("created", "Pool")}, errors=("404", "409"), body="PoolInput", changes_state=True, tag="pools"
+        ),
+    },
+    "/v1/pools/{name}": {
+        "get": operation("a pool with usage", {"200": ok("the pool", "Pool")}, errors=("404",), parameters=[POOL_NAME], tag="pools"),
+        "delete": operation(
+            "delete a pool", {"200": ok("deleted", "PoolDeleted")}, errors=("404",), parameters=[POOL_NAME], changes_state=True, tag="pools"
+        ),
+    },
+    "/v1/reservations": {
+        "get": operation("list reservations", {"200": ok("reservations by id", "ReservationList")}, errors=(), tag="reservations"),
+        "post": operation(
+            "reserve one address", {"201": ok("created", "Reservation")}, errors=("404", "409"), body="ReservationInput",
+            changes_state=True, tag="reservations",
+        ),
+    },
+    "/v1/reservations/{id}": {
+        "get": operation(
+            "a reservation", {"200": ok("the reservation", "Reservation")}, errors=("404",),
+            parameters=[path_parameter("id", NUMERIC_ID, "reservation id")], tag="reservations",
+        ),
+        "delete": operation(
+            "delete a reservation", {"200": ok("deleted", "ReservationDeleted")}, errors=("404",),
+            parameters=[path_parameter("id", NUMERIC_ID, "reservation id")], changes_state=True, tag="reservations",
+        ),
+    },
+    "/v1/allocations": {
+        "get": operation(
+            "list allocations", {"200": ok("allocations by id", "AllocationList")}, errors=(), tag="allocations",
+            parameters=[
+                query_parameter(key, STRING, meaning)
+                for key, meaning in (
+                    ("subnet", "subnet name"), ("namespace", "pod namespace"), ("pod", "pod name"),
+                    ("provider", "network key (provider)"), ("node", "node that made the allocation"),
+                )
+            ],
+        ),
+        "post": operation(
+            "allocate for an owner outside Kubernetes", {"201": ok("allocated", "Allocation")}, errors=("404", "409"),
+            body="AllocationInput", changes_state=True, tag="allocations",
+        ),
+    },
+    "/v1/allocations/{id}": {
+        "get": operation(
+            "an allocation", {"200": ok("the allocation", "Allocation")}, errors=("404",),
+            parameters=[path_parameter("id", NUMERIC_ID, "allocation id")], tag="allocations",
+        ),
+        "delete": operation(
+            "release every address of an allocation", {"200": ok("the released allocation", "Allocation")}, errors=("404",),
+            parameters=[path_parameter("id", NUMERIC_ID, "allocation id")], changes_state=True, tag="allocations",
+        ),
+    },
+    "/v1/ips/{address}": {
+        "get": operation(
+            "who holds an address now, and who held it before", {"200": ok("holders and history", "AddressInfo")}, errors=(),
+            parameters=[path_parameter("address", STRING, "an IPv4 or IPv6 address")], tag="addresses",
+        )
+    },
+}
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "ipamd",
+        "version": "1",
+        "description": "Cluster-wide IPAM for Kubernetes secondary networks. Served on the Unix socket (no authentication) "
+        "and the optional TCP listener (bearer tokens for state-changing requests). See docs/api.md.",
+    },
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "a token from --token-file"}},
+    },
+}
+
+
+def document() -> Schema:
+    """Returns the OpenAPI document."""
+    return DOCUMENT
+
+
+@routes.get("/openapi.json")
+async def serve(request: web.Request) -> web.Response:
+    return json_response(DOCUMENT)

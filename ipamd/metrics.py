@@ -1,0 +1,315 @@
+"""Prometheus metrics of one daemon: counters fed by events, usage gauges read at scrape time.
+
+Every application gets its own ``CollectorRegistry`` (several daemons can live in one test
+process). Counters move through ``Ipam.listeners`` and one thin middleware; the
+allocation hot path pays a clock read, a dictionary look-up and a counter increment.
+Subnet and pool usage is not tracked continuously: a scrape runs four aggregate queries
+(docs/metrics.md lists every name and label).
+
+I/O: the scrape reads the database through ``Ipam.reading()``; nothing else here does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import prometheus_client
+import sqlalchemy as sa
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ipamd.core import intervals as iv
+from ipamd.core.pool import PoolSpec, canonical_pool, pool_capacity
+from ipamd.core.subnet import SubnetSpec, canonical_subnet
+from ipamd.errors import IpamError, Unavailable
+from ipamd.service import Ipam
+from ipamd.store.schema import allocations, free_ranges, pools, released, subnets
+
+log = logging.getLogger("ipamd.metrics")
+
+# The ``*_created`` companion series double the size of a scrape and no dashboard uses them.
+prometheus_client.disable_created_metrics()
+
+# Exposition format 0.0.4: what every Prometheus version scrapes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# The routes that allocate; their latency and outcome are measured.
+ALLOCATING_ROUTES = {("POST", "/v1/cni/add"): "/v1/cni/add", ("POST", "/v1/allocations"): "/v1/allocations"}
+
+# Allocation latency is dominated by one database transaction: from well under a
+# millisecond (SQLite, warm) to seconds (PostgreSQL under lock contention).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+FAMILY_LABEL = {4: "ipv4", 6: "ipv6"}
+
+# Every live Metrics, so that layers without an application at hand (the reconciler)
+# can count into whichever daemon runs them.
+_LIVE: weakref.WeakSet[Metrics] = weakref.WeakSet()
+
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def reconciler_released(count: int) -> None:
+    """Counts addresses the Kubernetes reconciler released (in every daemon of this process)."""
+    if count > 0:
+        for metrics in list(_LIVE):
+            metrics.reconciler_released.inc(count)
+
+
+def reason_label(reason: str) -> str:
+    """Returns a release reason as a label value: ``cni del`` becomes ``cni_del``.
+
+    Reasons are fixed strings in the code, so the label stays low-cardinality; the cap
+    guards against one ever carrying a name.
+    """
+    return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")[:40] or "unknown"
+
+
+@dataclass(frozen=True)
+class SubnetUsage:
+    subnet: str
+    family: int
+    capacity: int
+    used: int
+    available: int
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    pool: str
+    subnet: str
+    capacity: int
+    used: int
+
+
+@dataclass
+class UsageSnapshot:
+    subnets: list[SubnetUsage] = field(default_factory=list)
+    pools: list[PoolUsage] = field(default_factory=list)
+
+
+class UsageCollector(Collector):
+    """Hands the last snapshot to the registry; the scrape handler refreshes it first."""
+
+    def __init__(self) -> None:
+        self.snapshot = UsageSnapshot()
+
+    def collect(self) -> Any:
+        capacity = GaugeMetricFamily(
+            "ipamd_subnet_capacity_addresses", "Allocatable addresses of a subnet family (network and broadcast excluded).",
+            labels=["subnet", "family"],
+        )
+        used = GaugeMetricFamily("ipamd_subnet_used_addresses", "Addresses of a subnet family held by allocations.", labels=["subnet", "family"])
+        available = GaugeMetricFamily(
+            "ipamd_subnet_available_addresses", "Addresses dynamic allocation can still hand out in a subnet family.",
+            labels=["subnet", "family"],
+        )
+        for usage in self.snapshot.subnets:
+            labels = [usage.subnet, FAMILY_LABEL[usage.family]]
+            capacity.add_metric(labels, usage.capacity)
+            used.add_metric(labels, usage.used)
+            available.add_metric(labels, usage.available)
+        pool_capacity_family = GaugeMetricFamily("ipamd_pool_capacity_addresses", "Member addresses of a pool.", labels=["pool", "subnet"])
+        pool_used = GaugeMetricFamily("ipamd_pool_used_addresses", "Members of a pool held by allocations.", labels=["pool", "subnet"])
+        for pool in self.snapshot.pools:
+            pool_capacity_family.add_metric([pool.pool, pool.subnet], pool.capacity)
+            pool_used.add_metric([pool.pool, pool.subnet], pool.used)
+        return [capacity, used, available, pool_capacity_family, pool_used]
+
+
+class Metrics:
+    """The counters, histogram and usage gauges of one application."""
+
+    def __init__(self, ipam: Ipam) -> None:
+        self.ipam = ipam
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.allocations = Counter("ipamd_allocations", "New allocations (an idempotent repeat is not counted).", ["subnet"], registry=registry)
+        self.releases = Counter("ipamd_releases", "Released allocations.", ["subnet", "reason"], registry=registry)
+        self.requests = Counter(
+            "ipamd_allocation_requests", "Allocation requests answered, by route and outcome (ok or the error code).",
+            ["route", "outcome"], registry=registry,
+        )
+        self.latency = Histogram(
+            "ipamd_allocation_duration_seconds", "Time to answer an allocation request, whatever the outcome.",
+            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+        )
+        self.conflicts = Counter(
+            "ipamd_address_conflicts", "Requests refused because an address is held, reserved or not assignable.", ["route"], registry=registry,
+        )
+        self.exhausted = Counter(
+            "ipamd_exhausted", "Allocations refused because a subnet or pool had no free address.", ["subnet", "pool"], registry=registry,
+        )
+        self.reconciler_released = Counter(
+            "ipamd_reconciler_released", "Allocations released by the Kubernetes reconciler (pod gone).", registry=registry,
+        )
+        self.database_errors = Counter(
+            "ipamd_database_errors", "Operations that failed because the database was unavailable.", registry=registry,
+        )
+        self.usage = UsageCollector()
+        registry.register(self.usage)
+        self._subnet_specs: dict[tuple[int, int], SubnetSpec] = {}
+        self._pool_specs: dict[tuple[int, int], PoolSpec] = {}
+        _LIVE.add(self)
+
+    # ------------------------------------------------------------------ events
+
+    def on_event(self, event: str, **data: Any) -> None:
+        """The ``Ipam.listeners`` entry: counts allocations, releases and exhaustion."""
+        if event == "allocated":
+            self.allocations.labels(data["allocation"]["subnet"]).inc()
+        elif event == "released":
+            self.releases.labels(data["allocation"]["subnet"], reason_label(str(data.get("reason") or ""))).inc()
+        elif event == "exhausted":
+            pool = data.get("pool") or ""
+            for subnet in data.get("subnets") or [""]:
+                self.exhausted.labels(subnet, pool).inc()
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Times allocating routes and counts their outcome; counts conflicts and database errors anywhere."""
+        route = ALLOCATING_ROUTES.get((request.method, request.path))
+        start = time.perf_counter()
+        outcome = "ok"
+        try:
+            return await handler(request)
+        except IpamError as e:
+            outcome = e.code
+            if e.code == "address_conflict":
+                self.conflicts.labels(_route_of(request)).inc()
+            elif isinstance(e, Unavailable):
+                self.database_errors.inc()
+            raise
+        except web.HTTPException as e:
+            outcome = "http_error" if e.status >= 400 else "ok"
+            raise
+        except Exception:
+            outcome = "internal"
+            raise
+        finally:
+            if route is not None:
+                self.latency.labels(route).observe(time.perf_counter() - start)
+                self.requests.labels(route, outcome).inc()
+
+    # ------------------------------------------------------------------ scrape
+
+    async def scrape(self, request: web.Request) -> web.Response:
+        try:
+            self.usage.snapshot = await self.read_usage()
+        except Unavailable as e:
+            # Counters are still worth serving while the database is away.
+            self.database_errors.inc()
+            self.usage.snapshot = UsageSnapshot()
+            log.warning("metrics: usage gauges skipped: %s", e.message)
+        # No await between setting the snapshot and rendering it: scrapes cannot interleave.
+        body = prometheus_client.generate_latest(self.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+    async def read_usage(self) -> UsageSnapshot:
+        """Returns capacity and use of every subnet family and pool, in four aggregate queries."""
+        async with self.ipam.reading() as conn:
+            subnet_rows = (await conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
+            held_rows = (
+                await conn.execute(
+                    sa.select(
+                        allocations.c.subnet_id, allocations.c.pool_id,
+                        sa.func.count(allocations.c.address_v4), sa.func.count(allocations.c.address_v6),
+                    ).group_by(allocations.c.subnet_id, allocations.c.pool_id)
+                )
+            ).all()
+            # Free space is a handful of range rows per subnet: summing them in Python is cheap.
+            range_rows = (
+                await conn.execute(
+                    sa.select(free_ranges.c.subnet_id, free_ranges.c.family, free_ranges.c.first, free_ranges.c.last)
+                    .where(free_ranges.c.pool_id.is_(None))
+                )
+            ).all()
+            released_rows = (
+                await conn.execute(
+                    sa.select(released.c.subnet_id, released.c.family, sa.func.count()).group_by(released.c.subnet_id, released.c.family)
+                )
+            ).all()
+            pool_rows = (await conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.subnet_id, pools.c.ips))).all()
+
+        held: dict[tuple[int, int], int] = {}
+        pool_held: dict[int, int] = {}
+        for subnet_id, pool_id, v4, v6 in held_rows:
+            held[(subnet_id, 4)] = held.get((subnet_id, 4), 0) + int(v4)
+            held[(subnet_id, 6)] = held.get((subnet_id, 6), 0) + int(v6)
+            if pool_id is not None:
+                pool_held[pool_id] = pool_held.get(pool_id, 0) + int(v4) + int(v6)
+        available: dict[tuple[int, int], int] = {}
+        for subnet_id, family, first, last in range_rows:
+            available[(subnet_id, family)] = available.get((subnet_id, family), 0) + int(last) - int(first) + 1
+        for subnet_id, family, count in released_rows:
+            available[(subnet_id, family)] = available.get((subnet_id, family), 0) + int(count)
+
+        snapshot = UsageSnapshot()
+        # Parsing a spec costs more than the queries: keep them per (id, revision), and only
+        # those still alive, so the cache never outgrows the database.
+        subnet_specs: dict[tuple[int, int], SubnetSpec] = {}
+        by_id: dict[int, tuple[SubnetSpec, int]] = {}
+        for row in subnet_rows:
+            spec = self._cached(self._subnet_specs, subnet_specs, (row.id, row.revision), lambda row=row: canonical_subnet(row.spec))
+            if spec is None:
+                continue
+            by_id[row.id] = (spec, row.revision)
+            for layout in spec.families:
+                key = (row.id, layout.version)
+                snapshot.subnets.append(
+                    SubnetUsage(row.name, layout.version, iv.size([layout.allocatable]), held.get(key, 0), available.get(key, 0))
+                )
+        pool_specs: dict[tuple[int, int], PoolSpec] = {}
+        for row in pool_rows:
+            if row.subnet_id not in by_id:
+                continue
+            subnet_spec, revision = by_id[row.subnet_id]
+            pool_spec = self._cached(
+                self._pool_specs, pool_specs, (row.id, revision),
+                lambda row=row, subnet_spec=subnet_spec: canonical_pool({"name": row.name, "subnet": subnet_spec.name, "ips": row.ips}, subnet=subnet_spec),
+            )
+            if pool_spec is not None:
+                snapshot.pools.append(PoolUsage(row.name, subnet_spec.name, pool_capacity(pool_spec), pool_held.get(row.id, 0)))
+        self._subnet_specs, self._pool_specs = subnet_specs, pool_specs
+        return snapshot
+
+    @staticmethod
+    def _cached(old: dict[Any, Any], new: dict[Any, Any], key: Any, parse: Callable[[], Any]) -> Any:
+        """Returns the parsed spec under ``key`` from ``old`` or ``parse()``, and keeps it in ``new``."""
+        spec = old.get(key)
+        if spec is None:
+            try:
+                spec = parse()
+            except IpamError as e:
+                # A stored spec this version no longer accepts must not break every scrape.
+                log.warning("metrics: skipping %s: %s", key, e.message)
+                return None
+        new[key] = spec
+        return spec
+
+
+def _route_of(request: web.Request) -> str:
+    """Returns the route template (``/v1/subnets/{name}``), never the raw path: labels stay few."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def install(app: web.Application, ipam: Ipam) -> Metrics:
+    """Adds ``/metrics``, the measuring middleware and the event listener to ``app``."""
+    metrics = Metrics(ipam)
+    app[METRICS] = metrics
+    ipam.listeners.append(metrics.on_event)
+    # Innermost: it sees the domain errors before the error middleware turns them into responses.
+    app.middlewares.append(metrics.middleware)
+    app.router.add_get("/metrics", metrics.scrape)
+    return metrics
