@@ -42,7 +42,7 @@ from ipamd.errors import (
     Unavailable,
 )
 from ipamd.store import records, space
-from ipamd.store.engine import current_revision, head_revision, is_sqlite
+from ipamd.store.engine import current_revision, head_revision, is_sqlite, reader
 from ipamd.store.schema import address_events, allocations, pools, released, reservations, subnets
 
 log = logging.getLogger("ipamd.service")
@@ -93,6 +93,7 @@ class Ipam:
         self.release_on_del = release_on_del
         self._sqlite = is_sqlite(engine)
         self._write_lock = asyncio.Lock() if self._sqlite else None
+        self._reader = reader(engine)
         self._spec_cache: dict[tuple[int, int], SubnetSpec] = {}
         self._pool_cache: dict[tuple[int, str], PoolSpec] = {}
         self.listeners: list[Any] = []
@@ -123,7 +124,7 @@ class Ipam:
         """Yields a connection for reads (no write lock: WAL readers do not block writers)."""
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                async with self.engine.connect() as conn:
+                async with self._reader.connect() as conn:
                     yield conn
         except IpamError:
             raise

@@ -26,6 +26,8 @@ CONNECT_TIMEOUT_SECONDS = 3.0
 STATEMENT_TIMEOUT_SECONDS = 10.0
 # pg_advisory_xact_lock key serialising schema migrations across daemons ("ipamd" in hex).
 MIGRATION_LOCK_KEY = 0x6970616D64
+# Execution option of read-only connections (see ``reader``).
+READ_ONLY_OPTION = "ipamd_read_only"
 
 
 def normalize_url(raw: str) -> URL:
@@ -82,11 +84,21 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers begin DEFERRED: in WAL mode they read a snapshot and neither take nor wait
+        # for the write lock. Everything else takes the write lock up front.
+        if connection.get_execution_options().get(READ_ONLY_OPTION):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def reader(engine: AsyncEngine) -> AsyncEngine:
+    """Returns a view of the engine whose connections only read (SQLite: no write lock)."""
+    return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
 def _alembic_config() -> Config:
@@ -117,7 +129,7 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
+    async with reader(engine).connect() as connection:
         return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
 
 
