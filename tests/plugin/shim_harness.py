@@ -36,6 +36,7 @@ class Answer:
     body: Any = None  # JSON-encoded unless it is bytes
     framing: str = "length"  # "length" (Content-Length), "chunked" or "eof" (close ends it)
     hang_up: bool = False  # close the connection without answering
+    interim: bool = False  # send "100 Continue" before the real answer
 
 
 @dataclass
@@ -83,6 +84,8 @@ class FakeDaemonHandler(http.server.BaseHTTPRequestHandler):
         payload = answer.body if isinstance(answer.body, bytes) else (
             b"" if answer.body is None else json.dumps(answer.body).encode()
         )
+        if answer.interim:
+            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.send_response(answer.status)
         self.send_header("Content-Type", "application/json")
         if answer.framing == "chunked":

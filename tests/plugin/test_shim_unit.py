@@ -98,7 +98,7 @@ def test_add_sends_identity_static_ips_and_mac(fake_ipamd: FakeDaemon) -> None:
     config = netconf(
         fake_ipamd.socket_path,
         runtimeConfig={"ips": ["192.0.2.20/24", "2001:db8:1::20/64"], "mac": "02:00:00:00:00:aa"},
-        args={"cni": {"ips": ["192.0.2.21", "192.0.2.20/24"]}},
+        args={"cni": {"ips": ["192.0.2.21", "192.0.2.20"]}},
     )
     run = run_shim(
         "ADD",
@@ -109,7 +109,7 @@ def test_add_sends_identity_static_ips_and_mac(fake_ipamd: FakeDaemon) -> None:
         cni_args=(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;"
             "K8S_POD_INFRA_CONTAINER_ID=3f6940ab5ab4;K8S_POD_UID=7d6e-11;"
-            "IP=192.0.2.22, 192.0.2.21;MAC=02:00:00:00:00:bb"
+            "IP=192.0.2.22, 192.0.2.21/24,2001:DB8:1::20;MAC=02:00:00:00:00:bb"
         ),
     )
     assert run.returncode == 0, run
@@ -127,7 +127,8 @@ def test_add_sends_identity_static_ips_and_mac(fake_ipamd: FakeDaemon) -> None:
         "podName": "web-0",
         "podUid": "7d6e-11",
         "ipam": config["ipam"],
-        # runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP=; repeats dropped
+        # runtimeConfig.ips, then args.cni.ips, then CNI_ARGS IP=; an address already
+        # asked for (with or without prefix length) is not repeated
         "ips": ["192.0.2.20/24", "2001:db8:1::20/64", "192.0.2.21", "192.0.2.22"],
         "mac": "02:00:00:00:00:aa",  # runtimeConfig wins over CNI_ARGS
     }
@@ -227,11 +228,13 @@ def test_add_result_drops_empty_gateway_and_keeps_1_1_route_attributes(
     assert oldest.output["routes"] == [{"dst": "203.0.113.0/24"}]
 
 
-@pytest.mark.parametrize("framing", ["chunked", "eof"])
-def test_add_reads_chunked_and_close_delimited_answers(
-    fake_ipamd: FakeDaemon, framing: str
+@pytest.mark.parametrize(
+    "framing, interim", [("chunked", False), ("eof", False), ("length", True)]
+)
+def test_add_reads_chunked_close_delimited_and_interim_answers(
+    fake_ipamd: FakeDaemon, framing: str, interim: bool
 ) -> None:
-    fake_ipamd.answer("POST", "/v1/cni/add", 200, ADD_ANSWER, framing=framing)
+    fake_ipamd.answer("POST", "/v1/cni/add", 200, ADD_ANSWER, framing=framing, interim=interim)
     run = run_shim("ADD", netconf(fake_ipamd.socket_path))
     assert run.returncode == 0, run
     assert [ip["address"] for ip in run.output["ips"]] == ["192.0.2.11/24", "2001:db8:1::11/64"]
@@ -384,7 +387,8 @@ def test_gc_is_refused_before_1_1_0(fake_ipamd: FakeDaemon) -> None:
 
 def test_status_ready_exits_zero(fake_ipamd: FakeDaemon) -> None:
     fake_ipamd.answer("GET", "/v1/cni/status", 200, {"ready": True})
-    run = run_shim("STATUS", netconf(fake_ipamd.socket_path, "1.1.0"), container_id=None, ifname=None)
+    config = netconf(fake_ipamd.socket_path, "1.1.0")
+    run = run_shim("STATUS", config, container_id=None, ifname=None)
     assert run.returncode == 0, run
     assert run.stdout == ""
     request = fake_ipamd.only_request
@@ -615,17 +619,23 @@ def test_log_file_gets_successes_and_failures(fake_ipamd: FakeDaemon, sock_dir: 
     fake_ipamd.answer("POST", "/v1/cni/add", 200, ADD_ANSWER)
     ok = run_shim("ADD", netconf(fake_ipamd.socket_path, ipam_extra={"log_file": str(log_file)}))
     assert ok.returncode == 0 and ok.stderr == ""  # quiet on success
-    bad = run_shim("ADD", netconf(str(sock_dir / "absent.sock"), ipam_extra={"log_file": str(log_file)}))
+    down = netconf(str(sock_dir / "absent.sock"), ipam_extra={"log_file": str(log_file)})
+    bad = run_shim("ADD", down)
     assert_cni_error(bad, 11)
-    assert "code 11" in bad.stderr
-    lines = log_file.read_text().splitlines()
-    assert any("ADD ctr1/net1 macvlan-net -> 192.0.2.11/24,2001:db8:1::11/64" in l for l in lines)
-    assert any("ADD failed (code 11)" in l for l in lines)
+    assert "ADD failed with code 11" in bad.stderr
+    # Failures found before any request is made are logged too.
+    old = netconf(fake_ipamd.socket_path, "0.2.0", ipam_extra={"log_file": str(log_file)})
+    assert_cni_error(run_shim("ADD", old), 1, "0.2.0")
+    added, failed, refused = log_file.read_text().splitlines()
+    assert "ADD macvlan-net ctr1/net1 -> " in added and "2001:db8:1::11/64" in added
+    assert "ADD failed with code 11: ipamd is not reachable" in failed
+    assert "ADD failed with code 1: unsupported cniVersion '0.2.0'" in refused
 
 
 def test_unwritable_log_file_does_not_fail_the_add(fake_ipamd: FakeDaemon, sock_dir: Path) -> None:
     fake_ipamd.answer("POST", "/v1/cni/add", 200, ADD_ANSWER)
-    config = netconf(fake_ipamd.socket_path, ipam_extra={"log_file": str(sock_dir / "no/such/dir.log")})
+    unwritable = str(sock_dir / "no" / "such" / "dir.log")
+    config = netconf(fake_ipamd.socket_path, ipam_extra={"log_file": unwritable})
     run = run_shim("ADD", config)
     assert run.returncode == 0, run
     assert "cannot append" in run.stderr
