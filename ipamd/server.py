@@ -14,6 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ipamd import declarative
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.config import Settings
@@ -62,7 +63,8 @@ async def serve(settings: Settings) -> None:
     extra_routes: tuple[web.RouteTableDef, ...] = ()
     app = create_app(ipam, policy=policy, tokens=tokens, extra_routes=extra_routes)
     stops: list[Callable[[], Awaitable[None]]] = []
-    for hook in START_HOOKS:
+    # The declared configuration goes first: other hooks and the first requests see its subnets.
+    for hook in (declarative.start_hook, *START_HOOKS):
         stop = await hook(ipam, settings, app)
         if stop is not None:
             stops.append(stop)

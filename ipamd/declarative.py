@@ -1,0 +1,389 @@
+"""Declarative configuration: ``ipamd serve --config FILE`` (format in docs/cli.md).
+
+The file lists subnets, pools and reservations. At start-up and on SIGHUP the daemon makes
+the objects it created from the file (``origin: config``) equal to the file: missing ones
+are created, changed subnets patched, changed pools and reservations replaced, removed
+ones deleted unless they still have live allocations (then kept, and said so in the log).
+Objects created over the API or from a NAD are never touched, even when the file names them.
+
+I/O: reads the file; changes state only through ``Ipam``'s public methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from ipamd.config import Settings
+from ipamd.core.addresses import parse_ip
+from ipamd.core.allocation import canonical_mac
+from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
+from ipamd.core.subnet import canonical_subnet, check_name, reject_unknown
+from ipamd.errors import AlreadyExists, InUse, InvalidInput, IpamError, NotFound
+from ipamd.service import Ipam
+
+log = logging.getLogger("ipamd.config")
+
+ORIGIN = "config"
+SECTIONS = frozenset({"subnets", "pools", "reservations"})
+# The subnet fields the file owns; usage, origin and createdAt are the daemon's.
+SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The file, validated: subnets by name (canonical form), pools by name, reservations by (subnet, address)."""
+
+    subnets: dict[str, dict[str, Any]]
+    pools: dict[str, dict[str, Any]]
+    reservations: dict[tuple[str, str], dict[str, Any]]
+
+
+@dataclass
+class Report:
+    """What one application of the file did, one line per object."""
+
+    changes: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def load(path: str | Path) -> DesiredState:
+    """Returns the desired state the file declares; raises InvalidInput naming the entry at fault."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise InvalidInput(f"cannot read {path}: {e.strerror}", field="config") from e
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InvalidInput(f"{path} is not valid YAML: {e}", field="config") from e
+    return parse(raw, source=str(path))
+
+
+def parse(raw: object, *, source: str) -> DesiredState:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{source}: expected a mapping with subnets, pools and reservations", field="config")
+    unknown = sorted(set(raw) - SECTIONS)
+    if unknown:
+        raise InvalidInput(f"{source}: unknown section {unknown[0]!r}; known sections are pools, reservations, subnets", field="config")
+    sections = {}
+    for name in SECTIONS:
+        entries = raw.get(name) or []
+        if not isinstance(entries, list):
+            raise InvalidInput(f"{source}: {name}: expected a list", field="config")
+        sections[name] = entries
+
+    subnets: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(sections["subnets"]):
+        with _located(source, f"subnets[{index}]"):
+            spec = canonical_subnet(entry).to_json()
+            if spec["name"] in subnets:
+                raise InvalidInput(f"subnet {spec['name']} is declared twice")
+            subnets[spec["name"]] = spec
+
+    pools: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(sections["pools"]):
+        with _located(source, f"pools[{index}]"):
+            pool = _pool(entry)
+            if pool["name"] in pools:
+                raise InvalidInput(f"pool {pool['name']} is declared twice")
+            pools[pool["name"]] = pool
+
+    reservations: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, entry in enumerate(sections["reservations"]):
+        with _located(source, f"reservations[{index}]"):
+            reservation = _reservation(entry)
+            key = (reservation["subnet"], reservation["address"])
+            if key in reservations:
+                raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
+            reservations[key] = reservation
+    return DesiredState(subnets, pools, reservations)
+
+
+@contextlib.contextmanager
+def _located(source: str, where: str) -> Any:
+    """Prefixes a validation error with the file and the entry it is about."""
+    try:
+        yield
+    except InvalidInput as e:
+        raise InvalidInput(f"{source}: {where}: {e.message}", field="config") from e
+
+
+def _pool(entry: object) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise InvalidInput("expected a mapping {name, subnet, ips}")
+    reject_unknown(entry, POOL_FIELDS)
+    ips = entry.get("ips")
+    if not isinstance(ips, list) or not ips or not all(isinstance(item, str) for item in ips):
+        raise InvalidInput("expected a non-empty list of addresses, a..b ranges or CIDRs", field="ips")
+    subnet = entry.get("subnet")
+    if not isinstance(subnet, str):
+        raise InvalidInput("required: the name of the subnet", field="subnet")
+    # The daemon stores members as written, stripped: compare in that form.
+    return {"name": check_name(entry.get("name")), "subnet": subnet, "ips": [item.strip() for item in ips]}
+
+
+def _reservation(entry: object) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise InvalidInput("expected a mapping {subnet, address, mac, owner, note}")
+    reject_unknown(entry, RESERVATION_FIELDS)
+    subnet = entry.get("subnet")
+    if not isinstance(subnet, str):
+        raise InvalidInput("required: the name of the subnet", field="subnet")
+    mac = entry.get("mac")
+    reservation = {
+        "subnet": subnet,
+        "address": str(parse_ip(entry.get("address"), field="address")),
+        "mac": canonical_mac(mac, field="mac") if mac is not None else None,
+        "owner": entry.get("owner"),
+        "note": entry.get("note"),
+    }
+    for key in ("owner", "note"):
+        if reservation[key] is not None and not isinstance(reservation[key], str):
+            raise InvalidInput("expected a string", field=key)
+    return reservation
+
+
+def _subnet_spec(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: body.get(key) for key in SUBNET_SPEC_KEYS}
+
+
+def _live_allocations(subnet: Mapping[str, Any]) -> int:
+    return sum(int(family.get("used", 0)) for family in subnet.get("usage", {}).values())
+
+
+class Applier:
+    """Makes the daemon's ``origin: config`` objects match the desired state."""
+
+    def __init__(self, ipam: Ipam, source: str) -> None:
+        self.ipam = ipam
+        self.source = source
+        self.report = Report()
+
+    def _changed(self, line: str) -> None:
+        self.report.changes.append(line)
+        log.info("config: %s", line)
+
+    def _kept(self, line: str) -> None:
+        self.report.kept.append(line)
+        log.warning("config: %s", line)
+
+    def _failed(self, what: str, error: IpamError) -> None:
+        line = f"{what}: {error.message}"
+        self.report.errors.append(line)
+        log.error("config: %s", line)
+
+    async def apply(self, desired: DesiredState) -> Report:
+        subnets = {body["name"]: body for body in await self.ipam.list_subnets()}
+        pools = {body["name"]: body for body in await self.ipam.list_pools()}
+        reservations = {(body["subnet"], body["address"]): body for body in await self.ipam.list_reservations()}
+
+        # Removals first: a renamed subnet or pool may reuse the space of the old one.
+        for key, body in reservations.items():
+            if body["origin"] == ORIGIN and key not in desired.reservations:
+                await self._delete_reservation(body)
+        for name, body in pools.items():
+            if body["origin"] == ORIGIN and name not in desired.pools:
+                await self._remove_pool(body)
+        for name, body in subnets.items():
+            if body["origin"] == ORIGIN and name not in desired.subnets:
+                await self._remove_subnet(body)
+
+        for name, spec in desired.subnets.items():
+            await self._converge_subnet(spec, subnets.get(name))
+        for name, pool in desired.pools.items():
+            await self._converge_pool(pool, pools.get(name))
+        for key, reservation in desired.reservations.items():
+            await self._converge_reservation(reservation, reservations.get(key))
+        return self.report
+
+    # ------------------------------------------------------------------ subnets
+
+    async def _remove_subnet(self, body: Mapping[str, Any]) -> None:
+        name = body["name"]
+        live = _live_allocations(body)
+        if live:
+            self._kept(f"subnet {name} is no longer in {self.source} but has {live} live allocation(s); kept until they are released")
+            return
+        try:
+            await self.ipam.delete_subnet(name)
+        except InUse as e:
+            self._kept(f"subnet {name} is no longer in {self.source} but is in use ({e.message}); kept")
+        except NotFound:
+            pass
+        except IpamError as e:
+            self._failed(f"deleting subnet {name}", e)
+        else:
+            self._changed(f"subnet {name} deleted (no longer in {self.source})")
+
+    async def _converge_subnet(self, spec: dict[str, Any], current: Mapping[str, Any] | None) -> None:
+        name = spec["name"]
+        try:
+            if current is None:
+                try:
+                    await self.ipam.create_subnet(spec, origin=ORIGIN)
+                except AlreadyExists:
+                    # Another daemon on the same database may have applied the same file first.
+                    current = await self.ipam.get_subnet(name)
+                    if current["origin"] != ORIGIN or _subnet_spec(current) != spec:
+                        raise
+                    return
+                self._changed(f"subnet {name} created")
+            elif current["origin"] != ORIGIN:
+                self._kept(f"subnet {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+            elif _subnet_spec(current) != spec:
+                await self.ipam.patch_subnet(name, spec)
+                self._changed(f"subnet {name} updated")
+        except IpamError as e:
+            self._failed(f"subnet {name}", e)
+
+    # ------------------------------------------------------------------ pools
+
+    async def _remove_pool(self, body: Mapping[str, Any]) -> None:
+        name = body["name"]
+        used = int(body["usage"]["used"])
+        if used:
+            self._kept(f"pool {name} is no longer in {self.source} but has {used} address(es) allocated; kept until they are released")
+            return
+        try:
+            await self.ipam.delete_pool(name)
+        except NotFound:
+            pass
+        except IpamError as e:
+            self._failed(f"deleting pool {name}", e)
+        else:
+            self._changed(f"pool {name} deleted (no longer in {self.source})")
+
+    async def _converge_pool(self, pool: dict[str, Any], current: Mapping[str, Any] | None) -> None:
+        name = pool["name"]
+        try:
+            if current is None:
+                try:
+                    await self.ipam.create_pool(pool, origin=ORIGIN)
+                except AlreadyExists:
+                    current = await self.ipam.get_pool(name)
+                    if current["origin"] != ORIGIN or not _same_pool(current, pool):
+                        raise
+                    return
+                self._changed(f"pool {name} created")
+            elif current["origin"] != ORIGIN:
+                self._kept(f"pool {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+            elif not _same_pool(current, pool):
+                # Pools are immutable in the API: replace. Held members stay held (they are
+                # allocations, not pool state) and are skipped by the new pool.
+                await self.ipam.delete_pool(name)
+                await self.ipam.create_pool(pool, origin=ORIGIN)
+                self._changed(f"pool {name} replaced")
+        except IpamError as e:
+            self._failed(f"pool {name}", e)
+
+    # ------------------------------------------------------------------ reservations
+
+    async def _delete_reservation(self, body: Mapping[str, Any]) -> None:
+        label = f"reservation of {body['address']} in subnet {body['subnet']}"
+        try:
+            await self.ipam.delete_reservation(body["id"])
+        except NotFound:
+            pass
+        except IpamError as e:
+            self._failed(f"deleting {label}", e)
+        else:
+            self._changed(f"{label} deleted (no longer in {self.source})")
+
+    async def _converge_reservation(self, reservation: dict[str, Any], current: Mapping[str, Any] | None) -> None:
+        label = f"reservation of {reservation['address']} in subnet {reservation['subnet']}"
+        try:
+            if current is None:
+                await self.ipam.create_reservation(reservation, origin=ORIGIN)
+                self._changed(f"{label} created")
+            elif current["origin"] != ORIGIN:
+                self._kept(f"{label} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+            elif any(current.get(key) != reservation[key] for key in ("mac", "owner", "note")):
+                await self.ipam.delete_reservation(current["id"])
+                await self.ipam.create_reservation(reservation, origin=ORIGIN)
+                self._changed(f"{label} replaced")
+        except IpamError as e:
+            self._failed(label, e)
+
+
+def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
+    return bool(current["subnet"] == pool["subnet"] and list(current["ips"]) == list(pool["ips"]))
+
+
+async def apply_file(ipam: Ipam, path: str) -> Report:
+    """Reads ``path`` and applies it; returns what changed. Raises InvalidInput for a bad file."""
+    desired = load(path)
+    report = await Applier(ipam, path).apply(desired)
+    log.info(
+        "config %s applied: %d change(s), %d kept, %d error(s)", path, len(report.changes), len(report.kept), len(report.errors)
+    )
+    return report
+
+
+class Reloader:
+    """Re-applies the file on SIGHUP, one application at a time; a bad file changes nothing."""
+
+    def __init__(self, ipam: Ipam, path: str) -> None:
+        self.ipam = ipam
+        self.path = path
+        self.lock = asyncio.Lock()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def on_sighup(self) -> None:
+        log.info("SIGHUP: reloading %s", self.path)
+        task = asyncio.get_running_loop().create_task(self.reload())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def reload(self) -> None:
+        async with self.lock:
+            try:
+                await apply_file(self.ipam, self.path)
+            except IpamError as e:
+                log.error("config %s not applied: %s", self.path, e.message)
+            except Exception:
+                # A reload must never take the daemon down; the traceback is for the developers.
+                log.exception("config %s not applied: unexpected error", self.path)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def start_hook(ipam: Ipam, settings: Settings, app: web.Application) -> Callable[[], Awaitable[None]] | None:
+    """Applies ``--config`` before the daemon serves and installs the SIGHUP handler.
+
+    An unreadable or invalid file stops the start (better than serving without the
+    declared subnets); on SIGHUP it only logs an error and keeps the running state.
+    """
+    loop = asyncio.get_running_loop()
+    reloader: Reloader | None = None
+    if settings.config_file is None:
+        # SIGHUP's default action ends the process: a stray `kill -HUP` must not.
+        loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: no --config file; nothing to reload"))
+    else:
+        await apply_file(ipam, settings.config_file)
+        reloader = Reloader(ipam, settings.config_file)
+        loop.add_signal_handler(signal.SIGHUP, reloader.on_sighup)
+
+    async def stop() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+        if reloader is not None:
+            await reloader.stop()
+
+    return stop
