@@ -94,8 +94,10 @@ class Ipam:
         self._sqlite = is_sqlite(engine)
         self._write_lock = asyncio.Lock() if self._sqlite else None
         self._reader = reader(engine)
-        self._spec_cache: dict[tuple[int, int], SubnetSpec] = {}
-        self._pool_cache: dict[tuple[int, str], PoolSpec] = {}
+        # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
+        # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
+        self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
+        self._pool_cache: dict[int, tuple[Any, SubnetSpec, PoolSpec]] = {}
         self.listeners: list[Any] = []
 
     # ----------------------------------------------------------------- plumbing
@@ -147,18 +149,19 @@ class Ipam:
 
     def _spec(self, row: Row[Any]) -> SubnetSpec:
         key = (row.id, row.revision)
-        spec = self._spec_cache.get(key)
-        if spec is None:
-            spec = canonical_subnet(row.spec)
-            self._spec_cache[key] = spec
+        cached = self._spec_cache.get(key)
+        if cached is not None and cached[0] == row.spec:
+            return cached[1]
+        spec = canonical_subnet(row.spec)
+        self._spec_cache[key] = (row.spec, spec)
         return spec
 
     def _pool_spec(self, row: Row[Any], subnet: SubnetSpec) -> PoolSpec:
-        key = (row.id, subnet.cidr_block)
-        spec = self._pool_cache.get(key)
-        if spec is None:
-            spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
-            self._pool_cache[key] = spec
+        cached = self._pool_cache.get(row.id)
+        if cached is not None and cached[0] == (row.name, row.ips) and (cached[1] is subnet or cached[1] == subnet):
+            return cached[2]
+        spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
+        self._pool_cache[row.id] = ((row.name, row.ips), subnet, spec)
         return spec
 
     async def _subnet_by_name(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> _Subnet:
