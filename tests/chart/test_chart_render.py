@@ -407,6 +407,17 @@ def test_config_file_is_accepted_by_the_daemon_core(render: Any) -> None:
         pool_mod.canonical_reservation(raw, subnet=subnets[raw["subnet"]])
 
 
+@pytest.mark.parametrize("name", ["default", "subnets"])
+def test_config_file_loads_in_the_daemon(render: Any, name: str, tmp_path: Path) -> None:
+    declarative = pytest.importorskip("ipamd.declarative")
+    path = tmp_path / "config.yaml"
+    path.write_text(render(VALUE_SETS[name]).one("ConfigMap")["data"]["config.yaml"])
+    state = declarative.load(path)
+    assert set(state.subnets) == {s["name"] for s in VALUE_SETS[name].get("ipam", {}).get("subnets", [])}
+    assert set(state.pools) == {p["name"] for p in VALUE_SETS[name].get("ipam", {}).get("pools", [])}
+    assert len(state.reservations) == len(VALUE_SETS[name].get("ipam", {}).get("reservations", []))
+
+
 def test_config_checksum_rolls_the_pods_only_on_change(render: Any) -> None:
     def checksum(values: dict[str, Any]) -> str:
         return render(values).one("DaemonSet")["spec"]["template"]["metadata"]["annotations"]["checksum/config"]

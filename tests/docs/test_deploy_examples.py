@@ -313,6 +313,16 @@ def test_declared_subnets_are_accepted_by_the_daemon_core() -> None:
             pool_mod.canonical_reservation(raw, subnet=specs[raw["subnet"]])
 
 
+@pytest.mark.parametrize("name", sorted(n for n, v in values_files().items() if v.get("ipam")))
+def test_declared_objects_load_as_the_daemons_config_file(name: str, tmp_path: Path) -> None:
+    declarative = pytest.importorskip("ipamd.declarative")
+    ipam = values_files()[name]["ipam"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(ipam))
+    state = declarative.load(path)
+    assert set(state.subnets) == {s["name"] for s in ipam.get("subnets", [])}
+
+
 @pytest.fixture(scope="module")
 def chart() -> Any:
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the test extra) is not installed")
