@@ -11,6 +11,7 @@ I/O: the scrape reads the database through ``Ipam.reading()``; nothing else here
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -36,7 +37,7 @@ from ipamd.store.schema import allocations, free_ranges, pools, released, subnet
 log = logging.getLogger("ipamd.metrics")
 
 # The ``*_created`` companion series double the size of a scrape and no dashboard uses them.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Exposition format 0.0.4: what every Prometheus version scrapes.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -158,8 +159,10 @@ class Metrics:
         )
         self.usage = UsageCollector()
         registry.register(self.usage)
-        self._subnet_specs: dict[tuple[int, int], SubnetSpec] = {}
-        self._pool_specs: dict[tuple[int, int], PoolSpec] = {}
+        # Parsed specs by row id, each with the stored form it came from (ids of deleted rows
+        # are reused by SQLite, so the id alone does not name one spec forever).
+        self._subnet_specs: dict[int, tuple[Any, Any]] = {}
+        self._pool_specs: dict[int, tuple[Any, Any]] = {}
         _LIVE.add(self)
 
     # ------------------------------------------------------------------ events
@@ -255,28 +258,28 @@ class Metrics:
             available[(subnet_id, family)] = available.get((subnet_id, family), 0) + int(count)
 
         snapshot = UsageSnapshot()
-        # Parsing a spec costs more than the queries: keep them per (id, revision), and only
-        # those still alive, so the cache never outgrows the database.
-        subnet_specs: dict[tuple[int, int], SubnetSpec] = {}
-        by_id: dict[int, tuple[SubnetSpec, int]] = {}
+        # Parsing a spec costs more than the queries: keep them, but only those still alive,
+        # so the cache never outgrows the database.
+        subnet_specs: dict[int, tuple[Any, Any]] = {}
+        by_id: dict[int, SubnetSpec] = {}
         for row in subnet_rows:
-            spec = self._cached(self._subnet_specs, subnet_specs, (row.id, row.revision), lambda row=row: canonical_subnet(row.spec))
+            spec = self._cached(self._subnet_specs, subnet_specs, row.id, row.spec, functools.partial(canonical_subnet, row.spec))
             if spec is None:
                 continue
-            by_id[row.id] = (spec, row.revision)
+            by_id[row.id] = spec
             for layout in spec.families:
                 key = (row.id, layout.version)
                 snapshot.subnets.append(
                     SubnetUsage(row.name, layout.version, iv.size([layout.allocatable]), held.get(key, 0), available.get(key, 0))
                 )
-        pool_specs: dict[tuple[int, int], PoolSpec] = {}
+        pool_specs: dict[int, tuple[Any, Any]] = {}
         for row in pool_rows:
             if row.subnet_id not in by_id:
                 continue
-            subnet_spec, revision = by_id[row.subnet_id]
+            subnet_spec = by_id[row.subnet_id]
             pool_spec = self._cached(
-                self._pool_specs, pool_specs, (row.id, revision),
-                lambda row=row, subnet_spec=subnet_spec: canonical_pool({"name": row.name, "subnet": subnet_spec.name, "ips": row.ips}, subnet=subnet_spec),
+                self._pool_specs, pool_specs, row.id, (row.name, row.ips, subnet_spec),
+                functools.partial(canonical_pool, {"name": row.name, "subnet": subnet_spec.name, "ips": row.ips}, subnet=subnet_spec),
             )
             if pool_spec is not None:
                 snapshot.pools.append(PoolUsage(row.name, subnet_spec.name, pool_capacity(pool_spec), pool_held.get(row.id, 0)))
@@ -284,17 +287,19 @@ class Metrics:
         return snapshot
 
     @staticmethod
-    def _cached(old: dict[Any, Any], new: dict[Any, Any], key: Any, parse: Callable[[], Any]) -> Any:
-        """Returns the parsed spec under ``key`` from ``old`` or ``parse()``, and keeps it in ``new``."""
-        spec = old.get(key)
-        if spec is None:
+    def _cached(old: dict[int, tuple[Any, Any]], new: dict[int, tuple[Any, Any]], key: int, stored: Any, parse: Callable[[], Any]) -> Any:
+        """Returns the spec parsed from ``stored``, from ``old`` when it is still that one; keeps it in ``new``."""
+        cached = old.get(key)
+        if cached is not None and cached[0] == stored:
+            spec = cached[1]
+        else:
             try:
                 spec = parse()
             except IpamError as e:
                 # A stored spec this version no longer accepts must not break every scrape.
-                log.warning("metrics: skipping %s: %s", key, e.message)
+                log.warning("metrics: skipping row #%d: %s", key, e.message)
                 return None
-        new[key] = spec
+        new[key] = (stored, spec)
         return spec
 
 
