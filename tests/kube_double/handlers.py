@@ -261,9 +261,13 @@ class Handlers:
             return _json(openapi.root_document(self._version_string()))
         if segments[:2] == ["openapi", "v3"] and len(segments) > 2:
             rest = segments[2:]
-            group, version = ("", rest[1]) if rest[0] == "api" and len(rest) == 2 else (
-                (rest[1], rest[2]) if rest[0] == "apis" and len(rest) == 3 else ("?", "?"))
-            doc = openapi.group_version_document(group, version, self._version_string())
+            if rest[0] == "api" and len(rest) == 2:
+                api_group, api_version = "", rest[1]
+            elif rest[0] == "apis" and len(rest) == 3:
+                api_group, api_version = rest[1], rest[2]
+            else:
+                raise errors.path_not_found()
+            doc = openapi.group_version_document(api_group, api_version, self._version_string())
             if doc is None:
                 raise errors.path_not_found()
             return _json(doc)
@@ -309,7 +313,7 @@ class Handlers:
         elif match == "Exact":
             raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")
 
-        objects = self.registry.list(resource, target.namespace, at_rv)
+        objects = self.registry.list_objects(resource, target.namespace, at_rv)
         list_rv = at_rv if at_rv is not None else current
         objects = [o for o in objects if labels.matches(o["metadata"].get("labels")) and fields.matches(o)]
         if start_after is not None:
@@ -396,7 +400,7 @@ class Handlers:
         # No await from here to add_watcher: the replay and the live stream
         # must join without a gap.
         if rv_param in ("", "0"):
-            for obj in registry.list(resource, target.namespace):
+            for obj in registry.list_objects(resource, target.namespace):
                 if watcher.matches(obj):
                     initial.append({"type": "ADDED", "object": obj})
             if _truthy(query.get("sendInitialEvents")) and watcher.bookmarks:
@@ -481,7 +485,7 @@ class Handlers:
         labels, fields = self._selectors(resource, query)
         options = DeleteOptions.parse(body, query)
         items = []
-        for obj in self.registry.list(resource, target.namespace):
+        for obj in self.registry.list_objects(resource, target.namespace):
             if labels.matches(obj["metadata"].get("labels")) and fields.matches(obj):
                 answer = self.registry.delete(resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], options)
                 if answer.get("kind") != "Status":

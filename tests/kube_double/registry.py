@@ -114,10 +114,10 @@ class Registry:
             raise errors.not_found(resource.plural, resource.group, name)
         return self.to_view(resource, obj)
 
-    def list(self, resource: ResourceType, namespace: str | None, at_rv: int | None = None) -> list[JSON]:
+    def list_objects(self, resource: ResourceType, namespace: str | None, at_rv: int | None = None) -> list[JSON]:
         """Current objects, or the objects as they were at ``at_rv``."""
         if at_rv is None:
-            objects = self.store.list(resource.key, namespace)
+            objects = self.store.list_objects(resource.key, namespace)
         else:
             objects = self._snapshot(resource, namespace, at_rv)
         return [self.to_view(resource, obj) for obj in objects]
@@ -129,7 +129,7 @@ class Registry:
         if changes is None:
             raise errors.gone(f"too old resource version: {rv} ({self.store.oldest_resumable})")
         state = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
-                 for o in self.store.list(resource.key, None)}
+                 for o in self.store.list_objects(resource.key, None)}
         for change in reversed(changes):
             if change.resource_key != resource.key:
                 continue
@@ -435,7 +435,7 @@ class Registry:
             if not resource.namespaced or resource.key in seen:
                 continue
             seen.add(resource.key)
-            for obj in self.store.list(resource.key, namespace):
+            for obj in self.store.list_objects(resource.key, namespace):
                 self.store.delete(resource.key, obj)
 
     # -- graceful deletion completion (the kubelet's part) ----------------------
@@ -449,7 +449,7 @@ class Registry:
         """
         now = self.clock.now()
         removed = 0
-        for pod in self.store.list(PODS.key, namespace):
+        for pod in self.store.list_objects(PODS.key, namespace):
             meta = pod["metadata"]
             if name is not None and meta["name"] != name:
                 continue

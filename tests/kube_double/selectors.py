@@ -12,6 +12,7 @@ declares; any other field is rejected with the apiserver's
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -282,4 +283,8 @@ def dig(obj: JSON, path: str) -> str:
 
 
 def getters_for(paths: list[str]) -> dict[str, FieldGetter]:
-    return {path: (lambda obj, p=path: dig(obj, p)) for path in paths}
+    return {path: functools.partial(_dig_path, path) for path in paths}
+
+
+def _dig_path(path: str, obj: JSON) -> str:
+    return dig(obj, path)

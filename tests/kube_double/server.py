@@ -33,7 +33,7 @@ import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from aiohttp import web
 
@@ -77,7 +77,7 @@ def _on_loop(method: Callable[Concatenate[KubeApiDouble, P], R]) -> Callable[Con
         loop.call_soon_threadsafe(run)
         return future.result(timeout=30)
 
-    return wrapper
+    return cast("Callable[Concatenate[KubeApiDouble, P], R]", wrapper)
 
 
 class KubeApiDouble:
@@ -223,9 +223,9 @@ class KubeApiDouble:
             return None
 
     @_on_loop
-    def list(self, resource: str, namespace: str | None = None) -> list[JSON]:
+    def list_objects(self, resource: str, namespace: str | None = None) -> list[JSON]:
         res = self._resource(resource)
-        return self.registry.list(res, namespace if res.namespaced else None)
+        return self.registry.list_objects(res, namespace if res.namespaced else None)
 
     @_on_loop
     def update(self, resource: str, name: str, change: Callable[[JSON], None], namespace: str = "default",
@@ -293,7 +293,7 @@ class KubeApiDouble:
 
     @_on_loop
     def pods(self, namespace: str | None = None) -> list[JSON]:
-        return self.list("pods", namespace)
+        return self.list_objects("pods", namespace)
 
     @_on_loop
     def set_pod_phase(
@@ -367,7 +367,7 @@ class KubeApiDouble:
     def events(self, namespace: str | None = None, *, involved_name: str | None = None,
                reason: str | None = None) -> list[JSON]:
         """Stored core/v1 Events (also those created via events.k8s.io/v1)."""
-        found = self.registry.list(EVENTS, namespace)
+        found = self.registry.list_objects(EVENTS, namespace)
         return [
             e for e in found
             if (involved_name is None or (e.get("involvedObject") or {}).get("name") == involved_name)

@@ -142,7 +142,7 @@ class Store:
         obj = self._objects.get(resource_key, {}).get((namespace, name))
         return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, resource_key: str, namespace: str | None = None) -> list[JSON]:
+    def list_objects(self, resource_key: str, namespace: str | None = None) -> list[JSON]:
         """Objects sorted by (namespace, name), like etcd's key order."""
         bucket = self._objects.get(resource_key, {})
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)

@@ -237,6 +237,10 @@ def test_kubectl_get_watch_streams_changes(kube_thread: ThreadedKubeApi, kubectl
     finally:
         proc.kill()
         proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
     events = [line.split()[:2] + line.split()[3:4] for line in lines if line.strip() and not line.startswith("EVENT")]
     assert ["ADDED", "web-0", "Pending"] in events
     assert ["MODIFIED", "web-0", "Running"] in events
@@ -453,7 +457,6 @@ async def test_bookmarks(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None
     plain_waiter = asyncio.ensure_future(_collect(plain.stream(core.list_namespaced_pod, "default",
                                                                resource_version=start_rv, timeout_seconds=30), 1))
     await kube_api.wait_for_watches(2, "pods")
-    kube_api.create_lease = None  # type: ignore[attr-defined]  # (no such helper; keeps mypy honest below)
     kube_api.create("leases", {"metadata": {"name": "other-kind"}})  # bumps the global rv only
     assert kube_api.send_bookmarks() == 1
     kube_api.create_pod("b")
@@ -784,7 +787,7 @@ async def test_namespace_deletion_removes_contents(kube_api: KubeApiDouble, k8s:
     kube_api.create_pod("a", namespace="team")
     kube_api.create("leases", {"metadata": {"name": "l"}}, namespace="team")
     await client.CoreV1Api(k8s).delete_namespace("team")
-    assert kube_api.pods("team") == [] and kube_api.list("leases", "team") == []
+    assert kube_api.pods("team") == [] and kube_api.list_objects("leases", "team") == []
     assert kube_api.get("namespaces", "team") is None
 
 
