@@ -19,6 +19,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SHIM = REPO / "plugin" / "ipamd"
+# The interpreter that runs the shim; SHIM_PYTHON=/path/to/python3.8 runs the suite
+# against an older Python, as a node's /usr/bin/python3 may be.
+SHIM_PYTHON = os.environ.get("SHIM_PYTHON") or sys.executable
 
 
 @dataclass
@@ -153,7 +156,7 @@ def run_shim(
         b"" if config is None else json.dumps(config).encode()
     )
     proc = subprocess.run(
-        argv or [sys.executable, "-I", "-S", str(SHIM)],
+        argv or [SHIM_PYTHON, "-I", "-S", str(SHIM)],
         input=stdin,
         env=env,
         capture_output=True,

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 from pathlib import Path
 from types import ModuleType
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from shim_harness import SHIM, FakeDaemon, run_shim
+from shim_harness import SHIM, SHIM_PYTHON, FakeDaemon, run_shim
 
 VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
@@ -63,7 +62,7 @@ def assert_cni_error(run: Any, code: int, version: str = "1.0.0") -> dict[str, A
     assert error["cniVersion"] == version
     assert isinstance(error["msg"], str) and error["msg"]
     assert "Traceback" not in run.stdout
-    return error
+    return dict(error)
 
 
 # --------------------------------------------------------------------------- VERSION
@@ -466,7 +465,8 @@ def test_missing_ifname_is_code_4(fake_ipamd: FakeDaemon, command: str) -> None:
     ],
 )
 def test_invalid_environment_is_code_4(fake_ipamd: FakeDaemon, variable: str, value: str) -> None:
-    run = run_shim("ADD", netconf(fake_ipamd.socket_path), **{variable: value})
+    overrides: dict[str, Any] = {variable: value}
+    run = run_shim("ADD", netconf(fake_ipamd.socket_path), **overrides)
     assert_cni_error(run, 4)
     assert fake_ipamd.requests == []
 
@@ -648,7 +648,7 @@ def test_hot_path_imports_no_heavy_modules(fake_ipamd: FakeDaemon) -> None:
         "ADD",
         netconf(fake_ipamd.socket_path),
         cni_args="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
-        argv=[sys.executable, "-I", "-S", "-X", "importtime", str(SHIM)],
+        argv=[SHIM_PYTHON, "-I", "-S", "-X", "importtime", str(SHIM)],
     )
     assert run.returncode == 0, run.stderr
     imported = set(re.findall(r"^import time:.*\|\s*(\S+)$", run.stderr, re.MULTILINE))
