@@ -1,0 +1,5 @@
+import sys
+
+from ipamd.ctl.cli import main
+
+sys.exit(main())

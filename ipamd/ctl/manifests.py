@@ -1,0 +1,186 @@
+"""Manifests ``ipamctl apply`` accepts, turned into API bodies. No I/O here.
+
+Two vocabularies:
+
+- ipamd's own ``apiVersion: ipamd.io/v1``, kinds ``Subnet``, ``Pool`` and ``Reservation``:
+  ``metadata.name`` names the object and ``spec`` holds the fields of docs/api.md.
+- Kube-OVN's ``kubeovn.io/v1`` ``Subnet`` and ``IPPool``, unchanged. The fields an
+  attachment network uses are mapped; every other one is reported as a warning, never
+  dropped silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
+from ipamd.core.subnet import SUBNET_FIELDS
+
+IPAMD_API = "ipamd.io/v1"
+KUBEOVN_API = "kubeovn.io/v1"
+# What Kube-OVN assumes when a Subnet has no provider: its own OVN network.
+KUBEOVN_DEFAULT_PROVIDER = "ovn"
+
+KUBEOVN_SUBNET_FIELDS = ("cidrBlock", "gateway", "excludeIps", "provider")
+KUBEOVN_POOL_FIELDS = ("subnet", "ips")
+# Why some well-known Kube-OVN fields do not carry over; others get a generic reason.
+KUBEOVN_REASONS = {
+    "protocol": "ipamd derives the families from cidrBlock",
+    "namespaces": "ipamd does not bind subnets or pools to namespaces; pods choose them by annotation",
+    "natOutgoing": "NAT is OVN routing, not address management",
+    "gatewayType": "OVN gateway placement does not apply to attachment networks",
+    "gatewayNode": "OVN gateway placement does not apply to attachment networks",
+    "vlan": "the attachment's CNI plugin (macvlan, ipvlan, ...) owns the L2 setup",
+    "private": "OVN ACLs do not apply to attachment networks",
+    "allowSubnets": "OVN ACLs do not apply to attachment networks",
+    "vpc": "OVN VPCs do not apply to attachment networks",
+    "enableLb": "OVN load balancers do not apply to attachment networks",
+    "default": "the default pod network is not an attachment",
+    "logicalGateway": "OVN gateway placement does not apply to attachment networks",
+    "disableGatewayCheck": "ipamd does not check gateways",
+}
+
+
+class ManifestError(Exception):
+    """A manifest ipamctl cannot use: the message names the document and the field."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    kind: str
+    """``subnet``, ``pool`` or ``reservation``: the API resource."""
+    name: str
+    """The object's name; for reservations ``SUBNET/ADDRESS``."""
+    body: dict[str, Any]
+    """The API request body (docs/api.md)."""
+    origin: str
+    """Where it came from, e.g. ``kubeovn.io/v1 Subnet macvlan (document 1)``."""
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """``subnet/macvlan`` as kubectl would print it."""
+        return f"{self.kind}/{self.name}"
+
+
+def parse_documents(text: str, *, source: str) -> list[Manifest]:
+    """Returns the manifests of a (multi-document) YAML text, subnets first, then pools, then reservations."""
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as e:
+        raise ManifestError(f"{source}: not valid YAML: {e}") from e
+    manifests: list[Manifest] = []
+    for index, document in enumerate(documents, start=1):
+        if document is None:
+            continue
+        manifests += _document(document, where=f"{source} document {index}")
+    if not manifests:
+        raise ManifestError(f"{source}: no Subnet, Pool, Reservation or IPPool document")
+    order = {"subnet": 0, "pool": 1, "reservation": 2}
+    return sorted(manifests, key=lambda manifest: order[manifest.kind])
+
+
+def _document(document: object, *, where: str) -> list[Manifest]:
+    if not isinstance(document, Mapping):
+        raise ManifestError(f"{where}: expected a mapping with apiVersion, kind, metadata and spec")
+    api, kind = document.get("apiVersion"), document.get("kind")
+    if kind == "List" and isinstance(document.get("items"), list):
+        # `kubectl get subnets -o yaml` wraps objects in a List.
+        items: list[Manifest] = []
+        for number, item in enumerate(document["items"], start=1):
+            items += _document(item, where=f"{where} item {number}")
+        return items
+    if api == IPAMD_API and kind in ("Subnet", "Pool", "Reservation"):
+        return [_ipamd(document, kind, where=where)]
+    if api == KUBEOVN_API and kind == "Subnet":
+        return [_kubeovn_subnet(document, where=where)]
+    if api == KUBEOVN_API and kind == "IPPool":
+        return [_kubeovn_pool(document, where=where)]
+    raise ManifestError(
+        f"{where}: apiVersion {api!r} kind {kind!r} is not supported; "
+        f"use {IPAMD_API} Subnet/Pool/Reservation or {KUBEOVN_API} Subnet/IPPool"
+    )
+
+
+def _name(document: Mapping[str, Any], *, where: str, required: bool = True) -> str | None:
+    metadata = document.get("metadata") or {}
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if name is None and not required:
+        return None
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{where}: metadata.name is required")
+    return name
+
+
+def _spec(document: Mapping[str, Any], *, where: str) -> Mapping[str, Any]:
+    spec = document.get("spec")
+    if not isinstance(spec, Mapping):
+        raise ManifestError(f"{where}: spec is required and must be a mapping")
+    return spec
+
+
+def _ipamd(document: Mapping[str, Any], kind: str, *, where: str) -> Manifest:
+    spec = _spec(document, where=where)
+    known = {"Subnet": SUBNET_FIELDS, "Pool": POOL_FIELDS, "Reservation": RESERVATION_FIELDS}[kind] - {"name"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise ManifestError(f"{where}: spec.{unknown[0]} is not a {kind} field; known fields are {', '.join(sorted(known))}")
+    if kind == "Reservation":
+        subnet, address = spec.get("subnet"), spec.get("address")
+        if not isinstance(subnet, str) or not isinstance(address, str):
+            raise ManifestError(f"{where}: spec.subnet and spec.address are required")
+        label = _name(document, where=where, required=False) or f"{subnet}/{address}"
+        return Manifest("reservation", f"{subnet}/{address}", dict(spec), f"{IPAMD_API} Reservation {label} ({where})")
+    name = _name(document, where=where)
+    assert name is not None
+    return Manifest(kind.lower(), name, {"name": name, **spec}, f"{IPAMD_API} {kind} {name} ({where})")
+
+
+def _ignored(spec: Mapping[str, Any], used: tuple[str, ...], *, label: str) -> list[str]:
+    """Returns one warning per spec field that has no meaning for an attachment network."""
+    warnings = []
+    for key in spec:
+        if key in used:
+            continue
+        reason = KUBEOVN_REASONS.get(key, "it has no meaning for attachment networks")
+        warnings.append(f"{label}: spec.{key} ignored: {reason}")
+    return warnings
+
+
+def _kubeovn_subnet(document: Mapping[str, Any], *, where: str) -> Manifest:
+    name = _name(document, where=where)
+    assert name is not None
+    spec = _spec(document, where=where)
+    label = f"{KUBEOVN_API} Subnet {name}"
+    if not isinstance(spec.get("cidrBlock"), str):
+        raise ManifestError(f"{where}: spec.cidrBlock is required")
+    body: dict[str, Any] = {"name": name, "cidrBlock": spec["cidrBlock"]}
+    warnings = _ignored(spec, KUBEOVN_SUBNET_FIELDS, label=label)
+    if spec.get("gateway") not in (None, ""):
+        body["gateway"] = spec["gateway"]
+    if spec.get("excludeIps"):
+        body["excludeIps"] = spec["excludeIps"]
+    provider = spec.get("provider")
+    if provider in (None, ""):
+        provider = KUBEOVN_DEFAULT_PROVIDER
+        warnings.append(
+            f"{label}: spec.provider is not set; using Kube-OVN's default {KUBEOVN_DEFAULT_PROVIDER!r}, which no attachment "
+            "asks for: set it to the NetworkAttachmentDefinition's <name>.<namespace>"
+        )
+    body["provider"] = provider
+    return Manifest("subnet", name, body, f"{label} ({where})", tuple(warnings))
+
+
+def _kubeovn_pool(document: Mapping[str, Any], *, where: str) -> Manifest:
+    name = _name(document, where=where)
+    assert name is not None
+    spec = _spec(document, where=where)
+    label = f"{KUBEOVN_API} IPPool {name}"
+    if not isinstance(spec.get("subnet"), str) or not isinstance(spec.get("ips"), list):
+        raise ManifestError(f"{where}: spec.subnet and spec.ips are required")
+    body = {"name": name, "subnet": spec["subnet"], "ips": list(spec["ips"])}
+    return Manifest("pool", name, body, f"{label} ({where})", tuple(_ignored(spec, KUBEOVN_POOL_FIELDS, label=label)))
