@@ -23,6 +23,7 @@ from typing import Any
 import prometheus_client
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.engine import Connection
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -220,10 +221,10 @@ class Metrics:
 
     async def read_usage(self) -> UsageSnapshot:
         """Returns capacity and use of every subnet family and pool, in four aggregate queries."""
-        async with self.ipam.reading() as conn:
-            subnet_rows = (await conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
+        def run(conn: Connection) -> tuple[Any, ...]:
+            subnet_rows = (conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
             held_rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(
                         allocations.c.subnet_id, allocations.c.pool_id,
                         sa.func.count(allocations.c.address_v4), sa.func.count(allocations.c.address_v6),
@@ -232,17 +233,20 @@ class Metrics:
             ).all()
             # Free space is a handful of range rows per subnet: summing them in Python is cheap.
             range_rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(free_ranges.c.subnet_id, free_ranges.c.family, free_ranges.c.first, free_ranges.c.last)
                     .where(free_ranges.c.pool_id.is_(None))
                 )
             ).all()
             released_rows = (
-                await conn.execute(
+                conn.execute(
                     sa.select(released.c.subnet_id, released.c.family, sa.func.count()).group_by(released.c.subnet_id, released.c.family)
                 )
             ).all()
-            pool_rows = (await conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.subnet_id, pools.c.ips))).all()
+            pool_rows = (conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.subnet_id, pools.c.ips))).all()
+            return subnet_rows, held_rows, range_rows, released_rows, pool_rows
+
+        subnet_rows, held_rows, range_rows, released_rows, pool_rows = await self.ipam.read(run)
 
         held: dict[tuple[int, int], int] = {}
         pool_held: dict[int, int] = {}

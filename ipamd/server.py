@@ -21,7 +21,8 @@ from ipamd.config import Settings
 from ipamd.errors import InvalidInput
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
-from ipamd.store.engine import create_engine, normalize_url, prepare_sqlite_directory, safe_url, upgrade
+from ipamd.store.database import open_database
+from ipamd.store.engine import normalize_url, safe_url
 
 log = logging.getLogger("ipamd.server")
 
@@ -52,13 +53,12 @@ def secure_socket(path: str, group: str | None) -> None:
 
 async def serve(settings: Settings) -> None:
     url = normalize_url(settings.database_url)
-    prepare_sqlite_directory(url)
-    engine = create_engine(url)
+    database = open_database(url)
     log.info("database %s", safe_url(url))
     tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
     if settings.migrate:
-        await upgrade(engine)
-    ipam = Ipam(engine, node=settings.node_name, release_on_del=not settings.kubernetes)
+        await database.upgrade()
+    ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
     policy: AttachmentPolicy | None = None
     extra_routes: tuple[web.RouteTableDef, ...] = ()
     app = create_app(ipam, policy=policy, tokens=tokens, extra_routes=extra_routes)
@@ -99,5 +99,5 @@ async def serve(settings: Settings) -> None:
     await runner.cleanup()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(settings.socket)
-    await engine.dispose()
+    await ipam.close()
     log.info("stopped")

@@ -15,15 +15,16 @@ See docs/design/concurrency.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import format_intervals, ip_text, parse_ip
@@ -42,10 +43,13 @@ from ipamd.errors import (
     Unavailable,
 )
 from ipamd.store import records, space
-from ipamd.store.engine import current_revision, head_revision, is_sqlite, reader
+from ipamd.store.database import AsyncEngineDatabase, Database
+from ipamd.store.engine import head_revision
 from ipamd.store.schema import address_events, allocations, pools, released, reservations, subnets
 
 log = logging.getLogger("ipamd.service")
+
+T = TypeVar("T")
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 CONFLICT_RETRIES = 5
@@ -86,14 +90,13 @@ class _Subnet:
 class Ipam:
     """Allocation, release and the administration of subnets, pools and reservations."""
 
-    def __init__(self, engine: AsyncEngine, *, node: str | None = None, release_on_del: bool = True) -> None:
-        self.engine = engine
+    def __init__(self, database: Database | AsyncEngine, *, node: str | None = None, release_on_del: bool = True) -> None:
+        self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
         self.node = node
         # In Kubernetes mode the pod lifecycle releases addresses, not CNI DEL.
         self.release_on_del = release_on_del
-        self._sqlite = is_sqlite(engine)
-        self._write_lock = asyncio.Lock() if self._sqlite else None
-        self._reader = reader(engine)
+        # Subnet rows are locked (FOR UPDATE) on PostgreSQL only: SQLite has one writer anyway.
+        self._row_locks = self.database.dialect != "sqlite"
         # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
         # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
         self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
@@ -102,14 +105,21 @@ class Ipam:
 
     # ----------------------------------------------------------------- plumbing
 
-    @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """Yields a connection in a write transaction; database failures become Unavailable."""
+    async def _write(self, body: Callable[[Connection], T]) -> T:
+        """Returns ``body`` run in a write transaction; database failures become Unavailable."""
+        return await self._run(self.database.write, body)
+
+    async def read(self, body: Callable[[Connection], T]) -> T:
+        """Returns ``body`` run in a read transaction; database failures become Unavailable."""
+        return await self._run(self.database.read, body)
+
+    _read = read
+
+    @staticmethod
+    async def _run(runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                async with self._write_lock if self._write_lock else contextlib.nullcontext():
-                    async with self.engine.begin() as conn:
-                        yield conn
+                return await runner(body)
         except (IpamError, sa.exc.IntegrityError):
             raise
         except TimeoutError as e:
@@ -121,26 +131,13 @@ class Ipam:
                 raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
             raise
 
-    @contextlib.asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """Yields a connection for reads (no write lock: WAL readers do not block writers)."""
-        try:
-            async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                async with self._reader.connect() as conn:
-                    yield conn
-        except IpamError:
-            raise
-        except TimeoutError as e:
-            raise Unavailable("the database did not answer in time; retry later") from e
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError) as e:
-            raise Unavailable(f"database unavailable ({type(e).__name__}); retry later") from e
-        except sa.exc.DBAPIError as e:
-            raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
+    async def close(self) -> None:
+        await self.database.dispose()
 
     async def ready(self) -> tuple[bool, str]:
         """Returns whether the database answers and carries the newest schema, and why not."""
         try:
-            revision = await asyncio.wait_for(current_revision(self.engine), timeout=3)
+            revision = await asyncio.wait_for(self.database.revision(), timeout=3)
         except Exception as e:  # noqa: BLE001 - readiness reports any failure as not ready
             return False, f"database unavailable ({type(e).__name__})"
         if revision != head_revision():
@@ -164,20 +161,20 @@ class Ipam:
         self._pool_cache[row.id] = ((row.name, row.ips), subnet, spec)
         return spec
 
-    async def _subnet_by_name(self, conn: AsyncConnection, name: str, *, lock: bool = False) -> _Subnet:
+    def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:
         statement = sa.select(subnets).where(subnets.c.name == name)
-        if lock and not self._sqlite:
+        if lock and self._row_locks:
             statement = statement.with_for_update()
-        row = (await conn.execute(statement)).first()
+        row = (conn.execute(statement)).first()
         if row is None:
             raise NotFound(f"subnet {name} not found")
         return self._subnet(row)
 
-    async def _subnet_by_id(self, conn: AsyncConnection, subnet_id: int, *, lock: bool = False) -> _Subnet:
+    def _subnet_by_id(self, conn: Connection, subnet_id: int, *, lock: bool = False) -> _Subnet:
         statement = sa.select(subnets).where(subnets.c.id == subnet_id)
-        if lock and not self._sqlite:
+        if lock and self._row_locks:
             statement = statement.with_for_update()
-        row = (await conn.execute(statement)).first()
+        row = (conn.execute(statement)).first()
         if row is None:
             raise NotFound(f"subnet #{subnet_id} not found")
         return self._subnet(row)
@@ -185,16 +182,15 @@ class Ipam:
     def _subnet(self, row: Row[Any]) -> _Subnet:
         return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
 
-    async def _pools_of(self, conn: AsyncConnection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
-        result = await conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == subnet.id))
+    def _pools_of(self, conn: Connection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
+        result = conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == subnet.id))
         return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
 
-    async def _event(
-        self, conn: AsyncConnection, *, action: str, subnet: _Subnet, family: int, address: int,
+    def _event(self, conn: Connection, *, action: str, subnet: _Subnet, family: int, address: int,
         allocation_id: int | None, row: Mapping[str, Any] | Row[Any] | None, reason: str | None = None,
     ) -> None:
         get = (lambda key: row.get(key)) if isinstance(row, Mapping) else (lambda key: getattr(row, key, None))
-        await conn.execute(
+        conn.execute(
             sa.insert(address_events).values(
                 action=action, subnet=subnet.name, family=family, address=address, allocation_id=allocation_id,
                 network_key=get("network_key"), namespace=get("namespace"), pod=get("pod"),
@@ -214,27 +210,29 @@ class Ipam:
     async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
         spec = canonical_subnet(raw)
         try:
-            async with self.transaction() as conn:
-                await self._check_overlap(conn, spec, exclude_id=None)
+            def run(conn: Connection) -> Any:
+                self._check_overlap(conn, spec, exclude_id=None)
                 subnet_id = (
-                    await conn.execute(
+                    conn.execute(
                         sa.insert(subnets)
                         .values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin)
                         .returning(subnets.c.id)
                     )
                 ).scalar_one()
                 for layout in spec.families:
-                    await space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+                    space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
                 log.info("subnet created name=%s cidr=%s provider=%s origin=%s", spec.name, spec.cidr_block, spec.provider, origin)
-                return await self._subnet_json(conn, await self._subnet_by_id(conn, subnet_id))
+                return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
+
+            return await self._write(run)
         except sa.exc.IntegrityError as e:
             raise AlreadyExists(f"subnet {spec.name} already exists") from e
 
-    async def _check_overlap(self, conn: AsyncConnection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
+    def _check_overlap(self, conn: Connection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
         """Rejects a CIDR overlapping another subnet of the same provider (one L2 domain)."""
         statement = sa.select(subnets)
         statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
-        for row in await conn.execute(statement):
+        for row in conn.execute(statement):
             if row.id == exclude_id:
                 continue
             other = self._spec(row)
@@ -247,34 +245,38 @@ class Ipam:
                     )
 
     async def list_subnets(self) -> list[dict[str, Any]]:
-        async with self.reading() as conn:
-            rows = (await conn.execute(sa.select(subnets).order_by(subnets.c.name))).all()
-            return [await self._subnet_json(conn, self._subnet(row)) for row in rows]
+        def run(conn: Connection) -> Any:
+            rows = (conn.execute(sa.select(subnets).order_by(subnets.c.name))).all()
+            return [self._subnet_json(conn, self._subnet(row)) for row in rows]
+
+        return await self._read(run)
 
     async def get_subnet(self, name: str) -> dict[str, Any]:
-        async with self.reading() as conn:
-            return await self._subnet_json(conn, await self._subnet_by_name(conn, name))
+        def run(conn: Connection) -> Any:
+            return self._subnet_json(conn, self._subnet_by_name(conn, name))
 
-    async def _subnet_json(self, conn: AsyncConnection, subnet: _Subnet) -> dict[str, Any]:
+        return await self._read(run)
+
+    def _subnet_json(self, conn: Connection, subnet: _Subnet) -> dict[str, Any]:
         body = subnet.spec.to_json()
         body["origin"] = subnet.origin
         body["createdAt"] = records.timestamp(subnet.created_at)
-        pool_specs = [spec for _, spec in await self._pools_of(conn, subnet)]
+        pool_specs = [spec for _, spec in self._pools_of(conn, subnet)]
         usage = {}
         for layout in subnet.spec.families:
             version = layout.version
             allocatable = [layout.allocatable]
-            free = await space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
-            reused = await space.released_addresses(conn, subnet_id=subnet.id, family=version)
+            free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
+            reused = space.released_addresses(conn, subnet_id=subnet.id, family=version)
             reserved = (
-                await conn.execute(
+                conn.execute(
                     sa.select(sa.func.count()).select_from(reservations)
                     .where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
                 )
             ).scalar_one()
             usage[f"v{version}"] = {
                 "total": iv.size(allocatable),
-                "used": await records.count_held(conn, subnet_id=subnet.id, family=version),
+                "used": records.count_held(conn, subnet_id=subnet.id, family=version),
                 "available": iv.size(free) + len(reused),
                 "excluded": iv.size(iv.subtract(iv.normalize([*layout.excluded, *layout.unassignable()]), iv.subtract([(int(layout.network.first), int(layout.network.last))], allocatable))),
                 "reserved": int(reserved),
@@ -289,71 +291,75 @@ class Ipam:
             raise InvalidInput("expected a JSON object with the fields to change")
         if "name" in patch and patch["name"] != name:
             raise InvalidInput("a subnet cannot be renamed", field="name")
-        async with self.transaction() as conn:
-            subnet = await self._subnet_by_name(conn, name, lock=True)
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, name, lock=True)
             merged = {**subnet.spec.to_json(), **patch}
             spec = canonical_subnet(merged)
-            await self._check_overlap(conn, spec, exclude_id=subnet.id)
+            self._check_overlap(conn, spec, exclude_id=subnet.id)
             # Every held address must stay inside the new CIDRs and off the new gateway.
             for layout in spec.families:
-                held = await records.held_addresses(conn, subnet_id=subnet.id, family=layout.version)
+                held = records.held_addresses(conn, subnet_id=subnet.id, family=layout.version)
                 outside = [a for a in held if not int(layout.network.first) <= a <= int(layout.network.last) or a == layout.gateway]
                 if outside:
                     raise InUse(f"{ip_text(outside[0], layout.version)} is allocated and would fall outside the subnet or on its gateway")
             for old in subnet.spec.families:
-                if spec.family(old.version) is None and await records.count_held(conn, subnet_id=subnet.id, family=old.version):
+                if spec.family(old.version) is None and records.count_held(conn, subnet_id=subnet.id, family=old.version):
                     raise InUse(f"IPv{old.version} addresses of subnet {name} are allocated; release them first")
-            await conn.execute(
+            conn.execute(
                 sa.update(subnets).where(subnets.c.id == subnet.id).values(
                     provider=spec.provider, priority=spec.priority, spec=spec.to_json(), revision=subnet.revision + 1
                 )
             )
-            updated = await self._subnet_by_id(conn, subnet.id)
-            await self._rebuild_space(conn, updated)
+            updated = self._subnet_by_id(conn, subnet.id)
+            self._rebuild_space(conn, updated)
             log.info("subnet updated name=%s cidr=%s", name, spec.cidr_block)
-            return await self._subnet_json(conn, updated)
+            return self._subnet_json(conn, updated)
 
-    async def _rebuild_space(self, conn: AsyncConnection, subnet: _Subnet) -> None:
+        return await self._write(run)
+
+    def _rebuild_space(self, conn: Connection, subnet: _Subnet) -> None:
         """Recomputes all free ranges of a subnet from its spec, pools, reservations and holders.
 
         Costs a read of the subnet's allocations: only spec and pool changes call it.
         """
-        pool_list = await self._pools_of(conn, subnet)
-        await space.clear(conn, subnet_id=subnet.id, everything=True)
+        pool_list = self._pools_of(conn, subnet)
+        space.clear(conn, subnet_id=subnet.id, everything=True)
         for layout in subnet.spec.families:
             version = layout.version
-            held = iv.from_points(await records.held_addresses(conn, subnet_id=subnet.id, family=version))
-            reserved_rows = await conn.execute(
+            held = iv.from_points(records.held_addresses(conn, subnet_id=subnet.id, family=version))
+            reserved_rows = conn.execute(
                 sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
             )
             reserved = iv.from_points(int(row.address) for row in reserved_rows)
             pooled = merge_members([spec for _, spec in pool_list], version)
-            reused = iv.from_points(await space.released_addresses(conn, subnet_id=subnet.id, family=version))
+            reused = iv.from_points(space.released_addresses(conn, subnet_id=subnet.id, family=version))
             dynamic = iv.subtract(layout.dynamic_space(), [*pooled, *reserved, *held])
             # Released addresses that are still dynamic stay in the reuse queue; others leave it.
             stale = iv.subtract(reused, dynamic)
             for first, last in stale:
-                await conn.execute(
+                conn.execute(
                     sa.delete(released).where(
                         released.c.subnet_id == subnet.id, released.c.address >= first, released.c.address <= last
                     )
                 )
-            await space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
+            space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
             for pool_id, pool_spec in pool_list:
                 members = iv.subtract(pool_spec.intervals(version), [*held, *reserved, *layout.unassignable()])
-                await space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
+                space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
 
     async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
-        async with self.transaction() as conn:
-            subnet = await self._subnet_by_name(conn, name, lock=True)
-            rows = (await conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, name, lock=True)
+            rows = (conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
             if rows and not force:
                 raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
             for row in rows:
-                await self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
-            await conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
+                self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
+            conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
             log.info("subnet deleted name=%s released=%d", name, len(rows))
             return {"deleted": name, "released": len(rows)}
+
+        return await self._write(run)
 
     # ----------------------------------------------------------------- pools
 
@@ -364,36 +370,38 @@ class Ipam:
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
         try:
-            async with self.transaction() as conn:
-                subnet = await self._subnet_by_name(conn, subnet_name, lock=True)
+            def run(conn: Connection) -> Any:
+                subnet = self._subnet_by_name(conn, subnet_name, lock=True)
                 spec = canonical_pool(raw, subnet=subnet.spec)
-                for _, other in await self._pools_of(conn, subnet):
+                for _, other in self._pools_of(conn, subnet):
                     if pools_overlap(spec, other):
                         raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
                 pool_id = (
-                    await conn.execute(
+                    conn.execute(
                         sa.insert(pools).values(name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
                     )
                 ).scalar_one()
-                await self._rebuild_space(conn, subnet)
+                self._rebuild_space(conn, subnet)
                 log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
-                return await self._pool_json(conn, pool_id)
+                return self._pool_json(conn, pool_id)
+
+            return await self._write(run)
         except sa.exc.IntegrityError as e:
             raise AlreadyExists(f"pool {raw.get('name')} already exists") from e
 
-    async def _pool_json(self, conn: AsyncConnection, pool_id: int) -> dict[str, Any]:
-        row = (await conn.execute(sa.select(pools).where(pools.c.id == pool_id))).first()
+    def _pool_json(self, conn: Connection, pool_id: int) -> dict[str, Any]:
+        row = (conn.execute(sa.select(pools).where(pools.c.id == pool_id))).first()
         if row is None:
             raise NotFound(f"pool #{pool_id} not found")
-        subnet = await self._subnet_by_id(conn, row.subnet_id)
+        subnet = self._subnet_by_id(conn, row.subnet_id)
         spec = self._pool_spec(row, subnet.spec)
         free: list[str] = []
         available = used = 0
         for version, _ in spec.members:
-            ranges = await space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+            ranges = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
             free += format_intervals(ranges, version)
             available += iv.size(ranges)
-            used += await records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+            used += records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
         return {
             "name": row.name,
             "subnet": subnet.name,
@@ -404,27 +412,33 @@ class Ipam:
         }
 
     async def list_pools(self) -> list[dict[str, Any]]:
-        async with self.reading() as conn:
-            ids = (await conn.execute(sa.select(pools.c.id).order_by(pools.c.name))).scalars().all()
-            return [await self._pool_json(conn, pool_id) for pool_id in ids]
+        def run(conn: Connection) -> Any:
+            ids = (conn.execute(sa.select(pools.c.id).order_by(pools.c.name))).scalars().all()
+            return [self._pool_json(conn, pool_id) for pool_id in ids]
+
+        return await self._read(run)
 
     async def get_pool(self, name: str) -> dict[str, Any]:
-        async with self.reading() as conn:
-            pool_id = (await conn.execute(sa.select(pools.c.id).where(pools.c.name == name))).scalar()
+        def run(conn: Connection) -> Any:
+            pool_id = (conn.execute(sa.select(pools.c.id).where(pools.c.name == name))).scalar()
             if pool_id is None:
                 raise NotFound(f"pool {name} not found")
-            return await self._pool_json(conn, pool_id)
+            return self._pool_json(conn, pool_id)
+
+        return await self._read(run)
 
     async def delete_pool(self, name: str) -> dict[str, Any]:
-        async with self.transaction() as conn:
-            row = (await conn.execute(sa.select(pools).where(pools.c.name == name))).first()
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(sa.select(pools).where(pools.c.name == name))).first()
             if row is None:
                 raise NotFound(f"pool {name} not found")
-            subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
-            await conn.execute(sa.delete(pools).where(pools.c.id == row.id))
-            await self._rebuild_space(conn, subnet)
+            subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+            conn.execute(sa.delete(pools).where(pools.c.id == row.id))
+            self._rebuild_space(conn, subnet)
             log.info("pool deleted name=%s subnet=%s", name, subnet.name)
             return {"deleted": name}
+
+        return await self._write(run)
 
     # ----------------------------------------------------------------- reservations
 
@@ -434,19 +448,19 @@ class Ipam:
         subnet_name = raw.get("subnet")
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet", field="subnet")
-        async with self.transaction() as conn:
-            subnet = await self._subnet_by_name(conn, subnet_name, lock=True)
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_reservation(raw, subnet=subnet.spec)
             text = ip_text(spec.address, spec.version)
-            existing = await records.reservation_at(conn, subnet_id=subnet.id, address=spec.address)
+            existing = records.reservation_at(conn, subnet_id=subnet.id, address=spec.address)
             if existing is not None:
                 raise AlreadyExists(f"{text} in subnet {subnet.name} is already reserved (reservation {existing.id})")
-            holder = await records.holder_of(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
             if holder is not None:
                 raise AddressConflict(f"{text} in subnet {subnet.name} is held by {self._holder_label(holder)}")
-            await space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
             reservation_id = (
-                await conn.execute(
+                conn.execute(
                     sa.insert(reservations).values(
                         subnet_id=subnet.id, family=spec.version, address=spec.address, mac=spec.mac,
                         owner=spec.owner, note=spec.note, origin=origin,
@@ -454,22 +468,26 @@ class Ipam:
                 )
             ).scalar_one()
             log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
-            row = (await conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).one()
+            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).one()
             return records.reservation_json(row, subnet.name)
 
+        return await self._write(run)
+
     async def list_reservations(self) -> list[dict[str, Any]]:
-        async with self.reading() as conn:
-            result = await conn.execute(
+        def run(conn: Connection) -> Any:
+            result = conn.execute(
                 sa.select(reservations, subnets.c.name.label("subnet_name"))
                 .join(subnets, reservations.c.subnet_id == subnets.c.id)
                 .order_by(reservations.c.id)
             )
             return [records.reservation_json(row, row.subnet_name) for row in result]
 
+        return await self._read(run)
+
     async def get_reservation(self, reservation_id: int) -> dict[str, Any]:
-        async with self.reading() as conn:
+        def run(conn: Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     sa.select(reservations, subnets.c.name.label("subnet_name"))
                     .join(subnets, reservations.c.subnet_id == subnets.c.id)
                     .where(reservations.c.id == reservation_id)
@@ -479,32 +497,36 @@ class Ipam:
                 raise NotFound(f"reservation {reservation_id} not found")
             return records.reservation_json(row, row.subnet_name)
 
+        return await self._read(run)
+
     async def delete_reservation(self, reservation_id: int) -> dict[str, Any]:
-        async with self.transaction() as conn:
-            row = (await conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).first()
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).first()
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
-            subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
-            await conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id))
+            subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+            conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id))
             address = int(row.address)
-            holder = await records.holder_of(conn, subnet_id=subnet.id, family=row.family, address=address)
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=row.family, address=address)
             if holder is None:
-                await self._return_address(conn, subnet, row.family, address)
+                self._return_address(conn, subnet, row.family, address)
             log.info("reservation deleted subnet=%s address=%s", subnet.name, ip_text(address, row.family))
             return {"deleted": reservation_id}
 
-    async def _return_address(self, conn: AsyncConnection, subnet: _Subnet, family: int, address: int) -> None:
+        return await self._write(run)
+
+    def _return_address(self, conn: Connection, subnet: _Subnet, family: int, address: int) -> None:
         """Puts a no-longer-held address back where dynamic or pool allocation finds it."""
         layout = subnet.spec.family(family)
         if layout is None:
             return
-        for pool_id, pool_spec in await self._pools_of(conn, subnet):
+        for pool_id, pool_spec in self._pools_of(conn, subnet):
             if iv.contains(pool_spec.intervals(family), address):
-                await space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
+                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
                 return
         if iv.contains(layout.dynamic_space(), address):
-            if await records.reservation_at(conn, subnet_id=subnet.id, address=address) is None:
-                await space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
+            if records.reservation_at(conn, subnet_id=subnet.id, address=address) is None:
+                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
 
     # ----------------------------------------------------------------- allocation
 
@@ -512,8 +534,7 @@ class Ipam:
         """Returns the allocation of the request's attachment, creating it if needed."""
         for attempt in range(CONFLICT_RETRIES):
             try:
-                async with self.transaction() as conn:
-                    body, created = await self._allocate_in(conn, request)
+                body, created = await self._write(lambda conn: self._allocate_in(conn, request))
                 if created:
                     self._notify("allocated", allocation=body, request=request)
                     log.info(
@@ -522,6 +543,9 @@ class Ipam:
                         body["subnet"], request.container_id,
                     )
                 return body
+            except Exhausted as e:
+                self._notify("exhausted", **e.details)
+                raise
             except sa.exc.IntegrityError as e:
                 # Another daemon inserted the same attachment or took the address between our
                 # read and insert: the next attempt sees its row and answers accordingly.
@@ -529,10 +553,10 @@ class Ipam:
                 continue
         raise Unavailable("allocation kept colliding with concurrent requests; retry")
 
-    async def _allocate_in(self, conn: AsyncConnection, request: AddRequest) -> tuple[dict[str, Any], bool]:
+    def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
         existing = (
-            await conn.execute(
+            conn.execute(
                 records.allocation_query().where(
                     allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
                     allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
@@ -540,53 +564,66 @@ class Ipam:
             )
         ).first()
         if existing is not None:
-            return await self._reuse(conn, existing, request), False
+            return self._reuse(conn, existing, request), False
 
-        candidates = await self._candidate_subnets(conn, request)
+        candidates = self._candidate_subnets(conn, request)
         mac = canonical_mac(request.mac, field="mac") if request.mac else None
         if mac is not None:
-            await self._check_mac(conn, mac, network_key=owner.network_key)
+            self._check_mac(conn, mac, network_key=owner.network_key)
 
         if request.pool_name is not None:
-            return await self._allocate_from_pool(conn, request, mac=mac), True
+            return self._allocate_from_pool(conn, request, mac=mac), True
         if request.pool_entries:
-            return await self._allocate_from_entries(conn, request, candidates, mac=mac), True
+            return self._allocate_from_entries(conn, request, candidates, mac=mac), True
         if request.static_ips:
             subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
-            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
+            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
-            return await self._insert(conn, subnet, request, await self._complete_static(conn, subnet, wanted, request), mac=mac), True
+            return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
 
         tried = []
         for subnet in candidates:
-            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
-            picks: dict[int, int] = {}
-            for layout in subnet.spec.families:
-                address = await space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
-                if address is None:
-                    break
-                picks[layout.version] = address
-            else:
-                return await self._insert(conn, subnet, request, picks, mac=mac, free=True), True
+            if self._row_locks:
+                subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            picks = self._take_dynamic(conn, subnet)
+            if picks is not None:
+                return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
             tried.append(subnet.name)
-        self._notify("exhausted", subnets=tried)
-        raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})")
+        raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})", subnets=tried)
 
-    async def _complete_static(self, conn: AsyncConnection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
+    def _take_dynamic(self, conn: Connection, subnet: _Subnet) -> dict[int, int] | None:
+        """Takes one dynamic address per family of the subnet, or none at all."""
+        families = subnet.spec.families
+        if len(families) == 1:
+            address = space.take_dynamic(conn, subnet_id=subnet.id, family=families[0].version)
+            return None if address is None else {families[0].version: address}
+        # Dual stack: a savepoint gives back the first family's address if the second is gone.
+        savepoint = conn.begin_nested()
+        picks: dict[int, int] = {}
+        for layout in families:
+            address = space.take_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+            if address is None:
+                savepoint.rollback()
+                return None
+            picks[layout.version] = address
+        savepoint.commit()
+        return picks
+
+    def _complete_static(self, conn: Connection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
         """Fills families the static request left out with dynamic picks (dual stack is all or nothing)."""
         picks = dict(wanted)
         for layout in subnet.spec.families:
             if layout.version in picks:
                 continue
-            address = await space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+            address = space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
             if address is None:
                 raise Exhausted(f"no free IPv{layout.version} address in subnet {subnet.name} to pair with the static one")
             picks[layout.version] = address
         return picks
 
-    async def _reuse(self, conn: AsyncConnection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
+    def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
         """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts."""
-        subnet = await self._subnet_by_id(conn, row.subnet_id)
+        subnet = self._subnet_by_id(conn, row.subnet_id)
         if request.static_ips:
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             held = dict(records.addresses_of(row))
@@ -603,14 +640,14 @@ class Ipam:
         if request.hold != row.hold and request.hold is not None:
             changes["hold"] = request.hold
         if changes:
-            await conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(**changes))
-            row = (await conn.execute(records.allocation_query().where(allocations.c.id == row.id))).one()
+            conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(**changes))
+            row = (conn.execute(records.allocation_query().where(allocations.c.id == row.id))).one()
         return records.allocation_json(row, subnet.spec)
 
-    async def _candidate_subnets(self, conn: AsyncConnection, request: AddRequest) -> list[_Subnet]:
+    def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet]:
         network = request.network
         if request.subnet_name is not None:
-            subnet = await self._subnet_by_name(conn, request.subnet_name)
+            subnet = self._subnet_by_name(conn, request.subnet_name)
             if network.inline_subnet is None and subnet.spec.provider not in (None, network.network_key):
                 raise InvalidInput(
                     f"subnet {subnet.name} serves provider {subnet.spec.provider}, not {network.network_key}",
@@ -618,9 +655,9 @@ class Ipam:
                 )
             return [subnet]
         if network.inline_subnet is not None:
-            return [await self._ensure_inline(conn, network.inline_subnet)]
+            return [self._ensure_inline(conn, network.inline_subnet)]
         rows = (
-            await conn.execute(
+            conn.execute(
                 sa.select(subnets).where(subnets.c.provider == network.network_key).order_by(subnets.c.priority, subnets.c.name)
             )
         ).all()
@@ -630,20 +667,20 @@ class Ipam:
             )
         return [self._subnet(row) for row in rows]
 
-    async def _ensure_inline(self, conn: AsyncConnection, spec: SubnetSpec) -> _Subnet:
+    def _ensure_inline(self, conn: Connection, spec: SubnetSpec) -> _Subnet:
         """Returns the daemon-owned subnet of an inline NAD range, creating it on first use."""
-        row = (await conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
+        row = (conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
         if row is None:
-            await self._check_overlap(conn, spec, exclude_id=None)
+            self._check_overlap(conn, spec, exclude_id=None)
             subnet_id = (
-                await conn.execute(
+                conn.execute(
                     sa.insert(subnets).values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin="inline").returning(subnets.c.id)
                 )
             ).scalar_one()
             for layout in spec.families:
-                await space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+                space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
             log.info("inline subnet created name=%s cidr=%s", spec.name, spec.cidr_block)
-            return await self._subnet_by_id(conn, subnet_id)
+            return self._subnet_by_id(conn, subnet_id)
         existing = self._subnet(row)
         if existing.spec.to_json() != spec.to_json():
             raise AlreadyExists(
@@ -668,24 +705,22 @@ class Ipam:
         names = ", ".join(f"{s.name} ({s.spec.cidr_block})" for s in candidates)
         raise InvalidInput(f"{', '.join(map(str, addresses))} is outside subnet {names}", field=field)
 
-    async def _insert(
-        self, conn: AsyncConnection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
-        mac: str | None, pool_id: int | None = None, free: bool = False,
+    def _insert(self, conn: Connection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
+        mac: str | None, pool_id: int | None = None, taken: bool = False,
     ) -> dict[str, Any]:
         """Claims the picked addresses and inserts the allocation with its audit rows.
 
-        ``free`` says the picks came from the free space (nobody holds them, none is reserved),
-        which spares two look-ups per address on the dynamic hot path.
+        ``taken`` says the picks were already taken out of the free space (so nobody holds
+        them and none is reserved), which spares three statements per address on the hot path.
         """
         owner = request.owner
         for family, address in picks.items():
-            if free:
-                await space.claim(conn, subnet_id=subnet.id, family=family, address=address)
-                continue
-            holder = await records.holder_of(conn, subnet_id=subnet.id, family=family, address=address)
+            if taken:
+                break
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=family, address=address)
             if holder is not None:
                 raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
-            reservation = await records.reservation_at(conn, subnet_id=subnet.id, address=address)
+            reservation = records.reservation_at(conn, subnet_id=subnet.id, address=address)
             if reservation is not None and not reservation_admits(reservation.owner, owner):
                 raise AddressConflict(
                     f"{ip_text(address, family)} in subnet {subnet.name} is reserved (reservation {reservation.id}"
@@ -693,31 +728,45 @@ class Ipam:
                 )
             if reservation is not None and mac is None and reservation.mac:
                 mac = reservation.mac
-            await space.claim(conn, subnet_id=subnet.id, family=family, address=address)
+            space.claim(conn, subnet_id=subnet.id, family=family, address=address)
         values = {
             "subnet_id": subnet.id, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
             "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
             "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
             "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
+            "created_at": datetime.now(timezone.utc),
         }
-        allocation_id = (await conn.execute(sa.insert(allocations).values(**values).returning(allocations.c.id))).scalar_one()
-        for family, address in picks.items():
-            await self._event(conn, action="allocate", subnet=subnet, family=family, address=address, allocation_id=allocation_id, row=values)
-        row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).one()
-        return records.allocation_json(row, subnet.spec)
+        allocation_id = conn.execute(sa.insert(allocations).values(**values).returning(allocations.c.id)).scalar_one()
+        conn.execute(
+            sa.insert(address_events),
+            [
+                {
+                    "action": "allocate", "subnet": subnet.name, "family": family, "address": address,
+                    "allocation_id": allocation_id, "network_key": owner.network_key, "namespace": owner.namespace,
+                    "pod": owner.pod, "interface": owner.interface, "container_id": request.container_id,
+                }
+                for family, address in picks.items()
+            ],
+        )
+        pool_name = None
+        if pool_id is not None:
+            pool_name = conn.execute(sa.select(pools.c.name).where(pools.c.id == pool_id)).scalar()
+        return records.allocation_json(
+            SimpleNamespace(id=allocation_id, subnet_name=subnet.name, pool_name=pool_name, **values), subnet.spec
+        )
 
-    async def _check_mac(self, conn: AsyncConnection, mac: str, *, network_key: str) -> None:
+    def _check_mac(self, conn: Connection, mac: str, *, network_key: str) -> None:
         holder = (
-            await conn.execute(records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key))
+            conn.execute(records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key))
         ).first()
         if holder is not None:
             raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
 
-    async def _allocate_from_pool(self, conn: AsyncConnection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
-        row = (await conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
+    def _allocate_from_pool(self, conn: Connection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
+        row = (conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
         if row is None:
             raise NotFound(f"pool {request.pool_name} not found")
-        subnet = await self._subnet_by_id(conn, row.subnet_id, lock=True)
+        subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
         spec = self._pool_spec(row, subnet.spec)
         picks: dict[int, int] = {}
         if request.ordinal is not None:
@@ -729,15 +778,13 @@ class Ipam:
                 picks[version] = address
         else:
             for version, _ in spec.members:
-                address = await space.peek_pool(conn, pool_id=row.id, family=version)
+                address = space.peek_pool(conn, pool_id=row.id, family=version)
                 if address is None:
-                    self._notify("exhausted", subnets=[subnet.name], pool=spec.name)
-                    raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})")
+                    raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
                 picks[version] = address
-        return await self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
+        return self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
 
-    async def _allocate_from_entries(
-        self, conn: AsyncConnection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
+    def _allocate_from_entries(self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
     ) -> dict[str, Any]:
         """Kube-OVN ``ip_pool`` as an address list: the ordinal's entry, or the first entry nobody holds."""
         entries = list(request.pool_entries)
@@ -747,16 +794,16 @@ class Ipam:
             entries = [entries[request.ordinal]]
         for entry in entries:
             subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
-            subnet = await self._subnet_by_id(conn, subnet.id, lock=True)
+            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
             wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
             if request.ordinal is None:
                 taken = False
                 for family, address in wanted.items():
-                    if await records.holder_of(conn, subnet_id=subnet.id, family=family, address=address) is not None:
+                    if records.holder_of(conn, subnet_id=subnet.id, family=family, address=address) is not None:
                         taken = True
                 if taken:
                     continue
-            return await self._insert(conn, subnet, request, await self._complete_static(conn, subnet, wanted, request), mac=mac)
+            return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac)
         raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
 
     @staticmethod
@@ -767,11 +814,13 @@ class Ipam:
     # ----------------------------------------------------------------- release
 
     async def release(self, allocation_id: int, *, reason: str = "api") -> dict[str, Any]:
-        async with self.transaction() as conn:
-            row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
-            body = await self._release_row(conn, row, reason=reason)
+            return self._release_row(conn, row, reason=reason)
+
+        body = await self._write(run)
         self._log_release(body, reason)
         return body
 
@@ -781,15 +830,19 @@ class Ipam:
         With ``container_id`` only an allocation made for that container is released, so a
         late DEL of an old sandbox cannot take the address of its replacement.
         """
-        async with self.transaction() as conn:
+        def run(conn: Connection) -> Any:
             statement = records.allocation_query().where(
                 allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
                 allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
             )
-            row = (await conn.execute(statement)).first()
+            row = (conn.execute(statement)).first()
             if row is None or (container_id is not None and row.container_id not in (None, container_id)):
-                return []
-            body = await self._release_row(conn, row, reason=reason)
+                return None
+            return self._release_row(conn, row, reason=reason)
+
+        body = await self._write(run)
+        if body is None:
+            return []
         self._log_release(body, reason)
         return [body]
 
@@ -811,16 +864,15 @@ class Ipam:
         )
         self._notify("released", allocation=body, reason=reason)
 
-    async def _release_row(
-        self, conn: AsyncConnection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
+    def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:
-        subnet = subnet or await self._subnet_by_id(conn, row.subnet_id, lock=True)
+        subnet = subnet or self._subnet_by_id(conn, row.subnet_id, lock=True)
         body = records.allocation_json(row, subnet.spec)
-        await conn.execute(sa.delete(allocations).where(allocations.c.id == row.id))
+        conn.execute(sa.delete(allocations).where(allocations.c.id == row.id))
         for family, address in records.addresses_of(row):
-            await self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
+            self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
             if give_back:
-                await self._return_address(conn, subnet, family, address)
+                self._return_address(conn, subnet, family, address)
         return body
 
     # ----------------------------------------------------------------- queries
@@ -829,7 +881,7 @@ class Ipam:
         self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,
         provider: str | None = None, node: str | None = None, limit: int | None = None,
     ) -> list[dict[str, Any]]:
-        async with self.reading() as conn:
+        def run(conn: Connection) -> Any:
             statement = records.allocation_query().order_by(allocations.c.id)
             if subnet is not None:
                 statement = statement.where(subnets.c.name == subnet)
@@ -843,26 +895,30 @@ class Ipam:
                 statement = statement.where(allocations.c.node == node)
             if limit is not None:
                 statement = statement.limit(limit)
-            rows = (await conn.execute(statement)).all()
+            rows = (conn.execute(statement)).all()
             specs: dict[int, SubnetSpec] = {}
             bodies = []
             for row in rows:
                 if row.subnet_id not in specs:
-                    specs[row.subnet_id] = (await self._subnet_by_id(conn, row.subnet_id)).spec
+                    specs[row.subnet_id] = (self._subnet_by_id(conn, row.subnet_id)).spec
                 bodies.append(records.allocation_json(row, specs[row.subnet_id]))
             return bodies
 
+        return await self._read(run)
+
     async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
-        async with self.reading() as conn:
-            row = (await conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
-            return records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec)
+            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+
+        return await self._read(run)
 
     async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
-        async with self.reading() as conn:
+        def run(conn: Connection) -> Any:
             row = (
-                await conn.execute(
+                conn.execute(
                     records.allocation_query().where(
                         allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
                         allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
@@ -871,20 +927,25 @@ class Ipam:
             ).first()
             if row is None:
                 return None
-            return records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec)
+            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+
+        return await self._read(run)
 
     async def ip_info(self, text: str) -> dict[str, Any]:
         address = parse_ip(text, field="address")
         value, family = int(address), address.version
         column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
-        async with self.reading() as conn:
-            rows = (await conn.execute(records.allocation_query().where(column == value))).all()
-            holders = [records.allocation_json(row, (await self._subnet_by_id(conn, row.subnet_id)).spec) for row in rows]
+        def run(conn: Connection) -> Any:
+            rows = (conn.execute(records.allocation_query().where(column == value))).all()
+            holders = [records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec) for row in rows]
             events = (
-                await conn.execute(
+                conn.execute(
                     sa.select(address_events).where(address_events.c.address == value, address_events.c.family == family).order_by(address_events.c.id)
                 )
             ).all()
+            return holders, events
+
+        holders, events = await self._read(run)
         history: list[dict[str, Any]] = []
         open_spans: dict[tuple[str, int | None], dict[str, Any]] = {}
         for event in events:
@@ -904,8 +965,10 @@ class Ipam:
         return {"address": str(address), "holders": holders, "history": history}
 
     async def allocations_for_network(self, network_key: str) -> list[Row[Any]]:
-        async with self.reading() as conn:
-            return list((await conn.execute(records.allocation_query().where(allocations.c.network_key == network_key))).all())
+        def run(conn: Connection) -> Any:
+            return list((conn.execute(records.allocation_query().where(allocations.c.network_key == network_key))).all())
+
+        return await self._read(run)
 
 
 def owner_from(raw: object, *, network_key: str, field: str = "owner") -> Owner:

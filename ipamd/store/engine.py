@@ -17,7 +17,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from ipamd.errors import InvalidInput
@@ -53,7 +53,7 @@ def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
     url = raw_url if isinstance(raw_url, URL) else normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30})
-        _configure_sqlite(engine)
+        configure_sqlite(engine.sync_engine)
         return engine
     return create_async_engine(
         url,
@@ -70,8 +70,10 @@ def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def configure_sqlite(engine: Engine) -> None:
+    """Durable WAL settings and explicit BEGIN on every connection of a (sync) SQLite engine."""
+
+    @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Hand transaction control to the "begin" hook below instead of the driver.
         dbapi_connection.isolation_level = None
@@ -82,7 +84,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA busy_timeout=10000")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         # Readers begin DEFERRED: in WAL mode they read a snapshot and neither take nor wait
         # for the write lock. Everything else takes the write lock up front.
@@ -101,21 +103,21 @@ def reader(engine: AsyncEngine) -> AsyncEngine:
     return engine.execution_options(**{READ_ONLY_OPTION: True})
 
 
-def _alembic_config() -> Config:
+def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(importlib.resources.files("ipamd.migrations")))
     return config
 
 
 def head_revision() -> str | None:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def upgrade(engine: AsyncEngine) -> None:
     """Migrates the database to the newest schema."""
 
     def run(connection: Connection) -> None:
-        config = _alembic_config()
+        config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Row
 
 from ipamd.core.addresses import ip_text
 from ipamd.core.subnet import SubnetSpec
@@ -90,28 +89,28 @@ def reservation_json(row: Row[Any], subnet_name: str) -> dict[str, Any]:
     }
 
 
-async def holder_of(conn: AsyncConnection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
+def holder_of(conn: Connection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
     column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
-    return (await conn.execute(allocation_query().where(allocations.c.subnet_id == subnet_id, column == address))).first()
+    return (conn.execute(allocation_query().where(allocations.c.subnet_id == subnet_id, column == address))).first()
 
 
-async def reservation_at(conn: AsyncConnection, *, subnet_id: int, address: int) -> Row[Any] | None:
+def reservation_at(conn: Connection, *, subnet_id: int, address: int) -> Row[Any] | None:
     return (
-        await conn.execute(
+        conn.execute(
             sa.select(reservations).where(reservations.c.subnet_id == subnet_id, reservations.c.address == address)
         )
     ).first()
 
 
-async def held_addresses(conn: AsyncConnection, *, subnet_id: int, family: int) -> list[int]:
+def held_addresses(conn: Connection, *, subnet_id: int, family: int) -> list[int]:
     column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
-    result = await conn.execute(sa.select(column).where(allocations.c.subnet_id == subnet_id, column.is_not(None)))
+    result = conn.execute(sa.select(column).where(allocations.c.subnet_id == subnet_id, column.is_not(None)))
     return [int(value) for (value,) in result]
 
 
-async def count_held(conn: AsyncConnection, *, subnet_id: int, family: int, pool_id: int | None = None) -> int:
+def count_held(conn: Connection, *, subnet_id: int, family: int, pool_id: int | None = None) -> int:
     column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
     statement = sa.select(sa.func.count(column)).where(allocations.c.subnet_id == subnet_id)
     if pool_id is not None:
         statement = statement.where(allocations.c.pool_id == pool_id)
-    return int((await conn.execute(statement)).scalar_one())
+    return int((conn.execute(statement)).scalar_one())

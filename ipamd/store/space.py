@@ -11,18 +11,61 @@ All functions run inside the caller's transaction and hold no state.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from ipamd.core.intervals import Interval
 from ipamd.store.schema import free_ranges, released
 
 
-async def peek_dynamic(conn: AsyncConnection, *, subnet_id: int, family: int) -> int | None:
+def take_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None:
+    """Takes and returns the next dynamic address: lowest never-used, else oldest released."""
+    row = conn.execute(
+        sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
+        .where(free_ranges.c.subnet_id == subnet_id, free_ranges.c.family == family, free_ranges.c.pool_id.is_(None))
+        .order_by(free_ranges.c.first)
+        .limit(1)
+    ).first()
+    if row is not None:
+        return _take_first(conn, row)
+    row = conn.execute(
+        sa.select(released.c.id, released.c.address)
+        .where(released.c.subnet_id == subnet_id, released.c.family == family)
+        .order_by(released.c.id)
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    conn.execute(sa.delete(released).where(released.c.id == row.id))
+    return int(row.address)
+
+
+def take_pool(conn: Connection, *, pool_id: int, family: int) -> int | None:
+    """Takes and returns the lowest free member of a pool."""
+    row = conn.execute(
+        sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
+        .where(free_ranges.c.pool_id == pool_id, free_ranges.c.family == family)
+        .order_by(free_ranges.c.first)
+        .limit(1)
+    ).first()
+    return None if row is None else _take_first(conn, row)
+
+
+def _take_first(conn: Connection, row: Any) -> int:
+    first, last = int(row.first), int(row.last)
+    if first == last:
+        conn.execute(sa.delete(free_ranges).where(free_ranges.c.id == row.id))
+    else:
+        conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(first=first + 1))
+    return first
+
+
+def peek_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None:
     """Returns the address dynamic allocation would take next, without taking it."""
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(free_ranges.c.first)
             .where(free_ranges.c.subnet_id == subnet_id, free_ranges.c.family == family, free_ranges.c.pool_id.is_(None))
             .order_by(free_ranges.c.first)
@@ -32,7 +75,7 @@ async def peek_dynamic(conn: AsyncConnection, *, subnet_id: int, family: int) ->
     if row is not None:
         return int(row.first)
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(released.c.address)
             .where(released.c.subnet_id == subnet_id, released.c.family == family)
             .order_by(released.c.id)
@@ -42,10 +85,10 @@ async def peek_dynamic(conn: AsyncConnection, *, subnet_id: int, family: int) ->
     return None if row is None else int(row.address)
 
 
-async def peek_pool(conn: AsyncConnection, *, pool_id: int, family: int) -> int | None:
+def peek_pool(conn: Connection, *, pool_id: int, family: int) -> int | None:
     """Returns the lowest free member of a pool in ``family``."""
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(free_ranges.c.first)
             .where(free_ranges.c.pool_id == pool_id, free_ranges.c.family == family)
             .order_by(free_ranges.c.first)
@@ -55,10 +98,10 @@ async def peek_pool(conn: AsyncConnection, *, pool_id: int, family: int) -> int 
     return None if row is None else int(row.first)
 
 
-async def claim(conn: AsyncConnection, *, subnet_id: int, family: int, address: int) -> None:
+def claim(conn: Connection, *, subnet_id: int, family: int, address: int) -> None:
     """Removes ``address`` from the free ranges and the released list, wherever it is."""
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last, free_ranges.c.pool_id)
             .where(
                 free_ranges.c.subnet_id == subnet_id,
@@ -72,49 +115,49 @@ async def claim(conn: AsyncConnection, *, subnet_id: int, family: int, address: 
     if row is not None and int(row.first) <= address <= int(row.last):
         first, last = int(row.first), int(row.last)
         if first == last:
-            await conn.execute(sa.delete(free_ranges).where(free_ranges.c.id == row.id))
+            conn.execute(sa.delete(free_ranges).where(free_ranges.c.id == row.id))
         elif address == first:
-            await conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(first=address + 1))
+            conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(first=address + 1))
         elif address == last:
-            await conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(last=address - 1))
+            conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(last=address - 1))
         else:
-            await conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(last=address - 1))
-            await conn.execute(
+            conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(last=address - 1))
+            conn.execute(
                 sa.insert(free_ranges).values(
                     subnet_id=subnet_id, family=family, pool_id=row.pool_id, first=address + 1, last=last
                 )
             )
         return
-    await conn.execute(sa.delete(released).where(released.c.subnet_id == subnet_id, released.c.address == address))
+    conn.execute(sa.delete(released).where(released.c.subnet_id == subnet_id, released.c.address == address))
 
 
-async def give_back(
-    conn: AsyncConnection, *, subnet_id: int, family: int, address: int, pool_id: int | None
+def give_back(
+    conn: Connection, *, subnet_id: int, family: int, address: int, pool_id: int | None
 ) -> None:
     """Returns a released address: to its pool's free members, or to the reuse queue."""
     if pool_id is not None:
-        await conn.execute(
+        conn.execute(
             sa.insert(free_ranges).values(subnet_id=subnet_id, family=family, pool_id=pool_id, first=address, last=address)
         )
     else:
-        await conn.execute(sa.insert(released).values(subnet_id=subnet_id, family=family, address=address))
+        conn.execute(sa.insert(released).values(subnet_id=subnet_id, family=family, address=address))
 
 
-async def add_ranges(
-    conn: AsyncConnection, *, subnet_id: int, family: int, pool_id: int | None, intervals: Iterable[Interval]
+def add_ranges(
+    conn: Connection, *, subnet_id: int, family: int, pool_id: int | None, intervals: Iterable[Interval]
 ) -> None:
     rows = [
         {"subnet_id": subnet_id, "family": family, "pool_id": pool_id, "first": first, "last": last}
         for first, last in intervals
     ]
     if rows:
-        await conn.execute(sa.insert(free_ranges), rows)
+        conn.execute(sa.insert(free_ranges), rows)
 
 
-async def ranges(conn: AsyncConnection, *, subnet_id: int, family: int, pool_id: int | None) -> list[Interval]:
+def ranges(conn: Connection, *, subnet_id: int, family: int, pool_id: int | None) -> list[Interval]:
     """Returns the never-used free ranges of a subnet family (or of one pool)."""
     condition = free_ranges.c.pool_id.is_(None) if pool_id is None else free_ranges.c.pool_id == pool_id
-    result = await conn.execute(
+    result = conn.execute(
         sa.select(free_ranges.c.first, free_ranges.c.last)
         .where(free_ranges.c.subnet_id == subnet_id, free_ranges.c.family == family, condition)
         .order_by(free_ranges.c.first)
@@ -122,18 +165,18 @@ async def ranges(conn: AsyncConnection, *, subnet_id: int, family: int, pool_id:
     return [(int(row.first), int(row.last)) for row in result]
 
 
-async def released_addresses(conn: AsyncConnection, *, subnet_id: int, family: int) -> list[int]:
-    result = await conn.execute(
+def released_addresses(conn: Connection, *, subnet_id: int, family: int) -> list[int]:
+    result = conn.execute(
         sa.select(released.c.address).where(released.c.subnet_id == subnet_id, released.c.family == family)
     )
     return [int(row.address) for row in result]
 
 
-async def clear(conn: AsyncConnection, *, subnet_id: int, pool_id: int | None = None, everything: bool = False) -> None:
+def clear(conn: Connection, *, subnet_id: int, pool_id: int | None = None, everything: bool = False) -> None:
     """Deletes free ranges of the subnet's dynamic space (or of one pool, or all of them)."""
     statement = sa.delete(free_ranges).where(free_ranges.c.subnet_id == subnet_id)
     if not everything:
         statement = statement.where(
             free_ranges.c.pool_id.is_(None) if pool_id is None else free_ranges.c.pool_id == pool_id
         )
-    await conn.execute(statement)
+    conn.execute(statement)

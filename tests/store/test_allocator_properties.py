@@ -19,7 +19,7 @@ from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
 from ipamd.errors import AddressConflict, Exhausted
 from ipamd.service import AddRequest, Ipam
-from ipamd.store.engine import create_engine, upgrade
+from ipamd.store.database import open_database
 
 PROVIDER = "prop.default"
 NETWORK = NetworkRequest(PROVIDER, None)
@@ -30,9 +30,9 @@ def request(pod: str, **fields) -> AddRequest:
 
 
 async def fresh_ipam(directory: str) -> Ipam:
-    engine = create_engine(f"sqlite:///{Path(directory) / 'ipam.db'}")
-    await upgrade(engine)
-    return Ipam(engine)
+    database = open_database(f"sqlite:///{Path(directory) / 'ipam.db'}")
+    await database.upgrade()
+    return Ipam(database)
 
 
 operations = st.lists(
@@ -95,7 +95,7 @@ async def _run_operations(ops) -> None:
             assert not free & forbidden_dynamic
             assert not free & set(addresses)
         finally:
-            await ipam.engine.dispose()
+            await ipam.close()
 
 
 def _expand(ranges: list[str]) -> set[str]:
@@ -126,7 +126,7 @@ def test_dynamic_order_is_lowest_never_used_then_oldest_released():
                 else:
                     raise AssertionError("expected exhaustion")
             finally:
-                await ipam.engine.dispose()
+                await ipam.close()
 
     asyncio.run(scenario())
 
@@ -147,6 +147,6 @@ def test_ipv6_slash_64_allocates_at_both_ends_and_orders_correctly():
                 assert usage["available"] == 2**64 - 1 - 1 - 2  # gateway and the two held
                 assert usage["freeRanges"] == ["2001:db8:9::3-2001:db8:9:0:ffff:ffff:ffff:fffd", "2001:db8:9:0:ffff:ffff:ffff:ffff"]
             finally:
-                await ipam.engine.dispose()
+                await ipam.close()
 
     asyncio.run(scenario())
