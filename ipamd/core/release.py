@@ -1,0 +1,202 @@
+"""The release plan: which pod allocations to give back, and why. No I/O here.
+
+Kubernetes mode ties an address to its pod, not to the sandbox. The reconciler
+(``ipamd.k8s.reconciler``) feeds this module snapshots of the pods, StatefulSets and
+allocations it read; the pod watch asks it about one pod at a time. Both act on the answer.
+
+The rules (docs/kubernetes.md):
+
+- a pod that exists and is neither terminal (``Succeeded``/``Failed``, which includes
+  evicted pods) nor stuck terminating keeps its addresses;
+- an allocation held for a StatefulSet pod is kept while the StatefulSet exists, is not
+  being deleted and has more replicas than the pod's ordinal, whatever the pod's state
+  (the controller recreates the pod under the same name);
+- otherwise a gone, terminal or stuck-terminating pod's allocation is released, but never
+  one younger than the grace period: a pod list taken an instant before an ADD must not
+  release the address that ADD just got.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+# The value of an allocation's ``hold`` column for StatefulSet pods.
+HOLD_STATEFULSET = "statefulset"
+STATEFULSET_POD_NAME = re.compile(r"^(?P<set>.+)-(?P<ordinal>\d+)$")
+
+
+@dataclass(frozen=True)
+class PodState:
+    """What the release rules need to know about one pod."""
+
+    namespace: str
+    name: str
+    uid: str | None = None
+    phase: str | None = None
+    # status.reason, e.g. "Evicted"
+    reason: str | None = None
+    # metadata.deletionTimestamp: when the kubelet must have stopped the pod.
+    deletion_deadline: datetime | None = None
+    # Name of the owning StatefulSet (ownerReference kind StatefulSet), if any.
+    statefulset: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
+
+    def stuck_terminating(self, *, now: datetime, grace: timedelta) -> bool:
+        """True when the pod outlived its deletion deadline by more than ``grace``.
+
+        That is a pod on a lost node, or held by a finalizer after its containers stopped.
+        """
+        return self.deletion_deadline is not None and now >= self.deletion_deadline + grace
+
+
+@dataclass(frozen=True)
+class StatefulSetState:
+    namespace: str
+    name: str
+    replicas: int
+    deleting: bool = False
+
+
+@dataclass(frozen=True)
+class AllocationState:
+    """An allocation as the release rules see it."""
+
+    id: int
+    namespace: str
+    pod: str
+    interface: str
+    network_key: str
+    created_at: datetime
+    pod_uid: str | None = None
+    hold: str | None = None
+
+
+# Release reasons: fixed strings (they label metrics); the detail goes to the log.
+POD_GONE = "pod gone"
+POD_TERMINAL = "pod terminal"
+POD_STUCK = "pod stuck terminating"
+STATEFULSET_DELETED = "statefulset deleted"
+STATEFULSET_SCALED_DOWN = "statefulset scaled down"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why to release one allocation: a fixed ``reason`` and a ``detail`` for people."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Release:
+    """One allocation to release and why."""
+
+    allocation_id: int
+    namespace: str
+    pod: str
+    reason: str
+    detail: str
+    # True when the decision rests on the pod's absence from a snapshot: the caller checks
+    # again right before acting, since a pod with that name may have been created since.
+    pod_absent: bool = False
+
+
+def statefulset_pod(name: str) -> tuple[str, int] | None:
+    """Returns (StatefulSet name, ordinal) a StatefulSet pod's name encodes, or None."""
+    match = STATEFULSET_POD_NAME.match(name)
+    if match is None:
+        return None
+    return match.group("set"), int(match.group("ordinal"))
+
+
+def hold_decision(
+    allocation: AllocationState, pod: PodState | None, statefulsets: Mapping[tuple[str, str], StatefulSetState]
+) -> Decision | None:
+    """Returns None while a StatefulSet hold is valid, else why it no longer is.
+
+    Only meaningful for allocations whose ``hold`` is ``statefulset``.
+    """
+    parsed = statefulset_pod(allocation.pod)
+    if parsed is None:
+        return Decision(STATEFULSET_DELETED, f"pod name {allocation.pod} carries no StatefulSet ordinal")
+    set_name, ordinal = parsed
+    if pod is not None and pod.statefulset:
+        set_name = pod.statefulset
+    sts = statefulsets.get((allocation.namespace, set_name))
+    if sts is None:
+        return Decision(STATEFULSET_DELETED, f"statefulset {allocation.namespace}/{set_name} deleted")
+    if sts.deleting:
+        return Decision(STATEFULSET_DELETED, f"statefulset {allocation.namespace}/{set_name} being deleted")
+    if ordinal >= sts.replicas:
+        return Decision(
+            STATEFULSET_SCALED_DOWN, f"statefulset {allocation.namespace}/{set_name} scaled to {sts.replicas} (ordinal {ordinal})"
+        )
+    return None
+
+
+def release_decision(
+    allocation: AllocationState,
+    pod: PodState | None,
+    statefulsets: Mapping[tuple[str, str], StatefulSetState],
+    *,
+    now: datetime,
+    grace: timedelta,
+) -> Decision | None:
+    """Returns why ``allocation`` should be released now, or None to keep it.
+
+    ``pod`` is the pod that currently has the allocation's name (None: no such pod).
+    The identity of an attachment is the pod's name, so a pod recreated under the same
+    name is the allocation's pod, whatever its uid.
+    """
+    if pod is not None and not pod.terminal and not pod.stuck_terminating(now=now, grace=grace):
+        return None
+    hold: Decision | None = None
+    if allocation.hold == HOLD_STATEFULSET:
+        hold = hold_decision(allocation, pod, statefulsets)
+        if hold is None:
+            return None
+    if grace > timedelta(0) and now - allocation.created_at < grace:
+        return None
+    if pod is None:
+        decision = Decision(POD_GONE, f"pod {allocation.namespace}/{allocation.pod} gone")
+    elif pod.terminal:
+        phase = f"{pod.phase}" + (f" ({pod.reason})" if pod.reason else "")
+        decision = Decision(POD_TERMINAL, f"pod {allocation.namespace}/{allocation.pod} {phase}")
+    else:
+        decision = Decision(POD_STUCK, f"pod {allocation.namespace}/{allocation.pod} still terminating {grace.total_seconds():g}s after its deadline")
+    if hold is not None:
+        return Decision(hold.reason, f"{decision.detail}; {hold.detail}")
+    return decision
+
+
+def plan_releases(
+    pods: Iterable[PodState],
+    allocations: Iterable[AllocationState],
+    statefulsets: Iterable[StatefulSetState],
+    now: datetime,
+    grace: timedelta | float,
+) -> list[Release]:
+    """Returns the allocations to release given complete snapshots, in allocation order.
+
+    ``pods`` and ``statefulsets`` must cover every namespace the allocations are in.
+    """
+    if not isinstance(grace, timedelta):
+        grace = timedelta(seconds=grace)
+    pod_index = {(pod.namespace, pod.name): pod for pod in pods}
+    set_index = {(sts.namespace, sts.name): sts for sts in statefulsets}
+    releases = []
+    for allocation in sorted(allocations, key=lambda a: a.id):
+        pod = pod_index.get((allocation.namespace, allocation.pod))
+        decision = release_decision(allocation, pod, set_index, now=now, grace=grace)
+        if decision is not None:
+            releases.append(
+                Release(allocation.id, allocation.namespace, allocation.pod, decision.reason, decision.detail, pod_absent=pod is None)
+            )
+    return releases

@@ -1,0 +1,274 @@
+"""The Kubernetes API adapter: kubernetes_asyncio in, plain JSON objects and ipamd errors out.
+
+Only this module imports kubernetes_asyncio. It uses the library for what it does well
+(kubeconfig and in-cluster credentials, TLS, token refresh, the HTTP session) and reads
+responses itself, as JSON dictionaries: ipamd needs a handful of fields of pods, not typed
+models, and a watch must be read line by line with control over resourceVersion.
+
+Errors leave here as ``ipamd.errors`` types, decided in one place (:func:`error_for`):
+404 is ``NotFound``, 409 ``Conflict``, 410 ``Gone`` (relist), 401/403 ``Refused``
+(RBAC), 400/422 ``InvalidInput``, anything else and every transport failure
+``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from kubernetes_asyncio import client as k8s_client
+from kubernetes_asyncio import config as k8s_config
+from kubernetes_asyncio.config.config_exception import ConfigException
+
+from ipamd.errors import AlreadyExists, InvalidInput, IpamError, NotFound, Unavailable
+
+log = logging.getLogger("ipamd.k8s.client")
+
+JSON = dict[str, Any]
+REQUEST_TIMEOUT_SECONDS = 10.0
+LIST_PAGE_SIZE = 500
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class Gone(Unavailable):
+    """410: the resourceVersion is too old (watch history compacted): list again."""
+
+
+class Conflict(AlreadyExists):
+    """409: the object exists already, or changed since it was read."""
+
+
+class Refused(Unavailable):
+    """401/403: the daemon's credentials or RBAC do not allow the request."""
+
+
+def error_for(status: int, body: bytes | str | None, *, what: str) -> IpamError:
+    """Returns the ipamd error for a failed API request (``what`` names it for the message)."""
+    message = ""
+    reason = ""
+    if body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            message = str(parsed.get("message") or "")
+            reason = str(parsed.get("reason") or "")
+        elif isinstance(body, (bytes, str)):
+            message = (body.decode(errors="replace") if isinstance(body, bytes) else body)[:200]
+    detail = f"{what}: {status} {reason}".rstrip() + (f": {message}" if message else "")
+    if status == 404:
+        return NotFound(detail)
+    if status == 409:
+        return Conflict(detail)
+    if status == 410:
+        return Gone(detail)
+    if status in (401, 403):
+        return Refused(f"{detail}; grant ipamd's service account the RBAC rules of docs/kubernetes.md")
+    if status in (400, 422):
+        return InvalidInput(detail)
+    return Unavailable(f"kubernetes API unavailable ({detail}); retry later")
+
+
+def pod_path(namespace: str, name: str | None = None) -> str:
+    base = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods"
+    return base if name is None else f"{base}/{quote(name, safe='')}"
+
+
+class KubeClient:
+    """A Kubernetes API client speaking JSON, with ipamd's errors."""
+
+    def __init__(self, api_client: k8s_client.ApiClient, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
+        self.api_client = api_client
+        self.request_timeout = request_timeout
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | None) -> KubeClient:
+        """Returns a client for the cluster of ``kubeconfig``, or in-cluster credentials when None."""
+        configuration = k8s_client.Configuration()
+        try:
+            if kubeconfig:
+                await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+            else:
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except (ConfigException, OSError, ValueError, TypeError) as e:
+            where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration (service account token)"
+            raise InvalidInput(f"cannot load {where}: {e}; pass --kubeconfig FILE outside a pod", field="kubeconfig") from e
+        return cls(k8s_client.ApiClient(configuration))
+
+    @property
+    def host(self) -> str:
+        return str(self.api_client.configuration.host)
+
+    async def close(self) -> None:
+        await self.api_client.close()
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def _send(
+        self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
+        content_type: str = "application/json", timeout: aiohttp.ClientTimeout | float | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Sends one request and returns the response unread (the caller releases it)."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        try:
+            response: aiohttp.ClientResponse = await self.api_client.call_api(
+                path, method, query_params=list(query), header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False,
+                _request_timeout=timeout if timeout is not None else self.request_timeout,
+            )
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unavailable(f"kubernetes API unreachable at {self.host} ({type(e).__name__}: {e}); retry later") from e
+        except TimeoutError as e:
+            raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
+        return response
+
+    async def request(
+        self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
+        content_type: str = "application/json",
+    ) -> JSON:
+        """Returns the JSON answer of one request; raises the mapped error on failure."""
+        response = await self._send(method, path, query=query, body=body, content_type=content_type)
+        try:
+            data = await response.read()
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unavailable(f"kubernetes API connection lost during {method} {path} ({type(e).__name__}); retry later") from e
+        except TimeoutError as e:
+            raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
+        finally:
+            response.release()
+        if not 200 <= response.status < 300:
+            raise error_for(response.status, data, what=f"{method} {path}")
+        try:
+            parsed = json.loads(data) if data else {}
+        except ValueError as e:
+            raise Unavailable(f"kubernetes API answered {method} {path} with something that is not JSON") from e
+        if not isinstance(parsed, dict):
+            raise Unavailable(f"kubernetes API answered {method} {path} with a JSON {type(parsed).__name__}, not an object")
+        return parsed
+
+    async def get(self, path: str) -> JSON | None:
+        """Returns the object at ``path``, or None when it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except NotFound:
+            return None
+
+    async def list_all(
+        self, path: str, *, field_selector: str | None = None, label_selector: str | None = None, page_size: int = LIST_PAGE_SIZE,
+    ) -> tuple[list[JSON], str]:
+        """Returns every item of a collection (read in pages) and the list's resourceVersion."""
+        for _ in range(3):
+            items: list[JSON] = []
+            token: str | None = None
+            try:
+                while True:
+                    query = [("limit", str(page_size))]
+                    if field_selector:
+                        query.append(("fieldSelector", field_selector))
+                    if label_selector:
+                        query.append(("labelSelector", label_selector))
+                    if token:
+                        query.append(("continue", token))
+                    page = await self.request("GET", path, query=query)
+                    items.extend(page.get("items") or [])
+                    meta = page.get("metadata") or {}
+                    token = meta.get("continue") or None
+                    if token is None:
+                        return items, str(meta.get("resourceVersion") or "")
+            except Gone:
+                # The continue token outlived the history it points into: start over.
+                log.info("list %s: continue token expired; listing again", path)
+                continue
+        raise Unavailable(f"could not list {path} consistently (history kept expiring); retry later")
+
+    async def watch(
+        self, path: str, *, resource_version: str | None, field_selector: str | None = None, timeout_seconds: int = 300,
+    ) -> AsyncGenerator[JSON, None]:
+        """Yields the events of one watch request until the server ends it.
+
+        Raises ``Gone`` for an expired resourceVersion (an ERROR event or a 410 answer) and
+        ``Unavailable`` when the connection fails; the caller resumes or relists.
+        """
+        query = [("watch", "true"), ("allowWatchBookmarks", "true"), ("timeoutSeconds", str(timeout_seconds))]
+        if resource_version:
+            query.append(("resourceVersion", resource_version))
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
+        # No total deadline; a read silent for longer than the server's own timeout means a
+        # connection that died without a FIN.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout, sock_read=timeout_seconds + 30)
+        response = await self._send("GET", path, query=query, timeout=timeout)
+        try:
+            if response.status != 200:
+                raise error_for(response.status, await response.read(), what=f"watch {path}")
+            async for line in response.content:
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError as e:
+                    raise Unavailable(f"watch {path}: undecodable event ({len(line)} bytes); reconnecting") from e
+                if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+                    raise Unavailable(f"watch {path}: malformed event; reconnecting")
+                if event.get("type") == "ERROR":
+                    status = event["object"]
+                    raise error_for(int(status.get("code") or 500), json.dumps(status), what=f"watch {path}")
+                yield event
+        except (aiohttp.ClientError, OSError) as e:
+            raise Unavailable(f"watch {path}: connection lost ({type(e).__name__})") from e
+        except TimeoutError as e:
+            raise Unavailable(f"watch {path}: no data for {timeout_seconds + 30}s") from e
+        except asyncio.CancelledError:
+            response.close()
+            raise
+        finally:
+            response.release()
+
+    # ----------------------------------------------------------------- resources
+
+    async def get_pod(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(pod_path(namespace, name))
+
+    async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> JSON:
+        """Sets (or, for None values, removes) only these annotations: a JSON merge patch."""
+        return await self.request(
+            "PATCH", pod_path(namespace, name), body={"metadata": {"annotations": annotations}}, content_type=MERGE_PATCH
+        )
+
+    async def create_event(self, namespace: str, event: JSON) -> JSON:
+        return await self.request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/events", body=event)
+
+    async def patch_event(self, namespace: str, name: str, patch: JSON) -> JSON:
+        return await self.request(
+            "PATCH", f"/api/v1/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}", body=patch, content_type=MERGE_PATCH
+        )
+
+    async def get_statefulset(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/statefulsets/{quote(name, safe='')}")
+
+    async def list_statefulsets(self) -> list[JSON]:
+        items, _ = await self.list_all("/apis/apps/v1/statefulsets")
+        return items
+
+    async def list_pods(self, *, field_selector: str | None = None) -> tuple[list[JSON], str]:
+        return await self.list_all("/api/v1/pods", field_selector=field_selector)
+
+    def lease_path(self, namespace: str, name: str | None = None) -> str:
+        base = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace, safe='')}/leases"
+        return base if name is None else f"{base}/{quote(name, safe='')}"
+
+    async def get_lease(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(self.lease_path(namespace, name))
+
+    async def create_lease(self, namespace: str, lease: JSON) -> JSON:
+        return await self.request("POST", self.lease_path(namespace), body=lease)
+
+    async def replace_lease(self, namespace: str, name: str, lease: JSON) -> JSON:
+        """PUT with the read resourceVersion: a concurrent change answers ``Conflict``."""
+        return await self.request("PUT", self.lease_path(namespace, name), body=lease)

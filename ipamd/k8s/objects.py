@@ -1,0 +1,111 @@
+"""Reading the few fields ipamd needs from Kubernetes objects (JSON) and its own records.
+
+No I/O here: these turn pods, StatefulSets and allocation bodies into the values of
+``ipamd.core.release``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ipamd.core.release import AllocationState, PodState, StatefulSetState
+
+JSON = Mapping[str, Any]
+
+
+def parse_time(text: object) -> datetime | None:
+    """Returns an RFC 3339 timestamp (``metav1.Time`` or ``MicroTime``) as an aware datetime."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def format_time(moment: datetime, *, micro: bool = False) -> str:
+    """Returns ``moment`` as Kubernetes writes times (``MicroTime`` when ``micro``)."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def meta(obj: JSON) -> Mapping[str, Any]:
+    value = obj.get("metadata")
+    return value if isinstance(value, Mapping) else {}
+
+
+def object_key(obj: JSON) -> tuple[str, str]:
+    """Returns (namespace, name) of an object."""
+    metadata = meta(obj)
+    return str(metadata.get("namespace") or ""), str(metadata.get("name") or "")
+
+
+def uid_of(obj: JSON) -> str | None:
+    uid = meta(obj).get("uid")
+    return str(uid) if uid else None
+
+
+def owner_statefulset(pod: JSON) -> str | None:
+    """Returns the name of the StatefulSet owning ``pod``, or None."""
+    for reference in meta(pod).get("ownerReferences") or []:
+        if isinstance(reference, Mapping) and reference.get("kind") == "StatefulSet" and str(reference.get("apiVersion", "")).startswith("apps/"):
+            return str(reference.get("name") or "") or None
+    return None
+
+
+def pod_state(pod: JSON) -> PodState:
+    metadata = meta(pod)
+    status = pod.get("status") if isinstance(pod.get("status"), Mapping) else {}
+    assert isinstance(status, Mapping)
+    return PodState(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        uid=uid_of(pod),
+        phase=status.get("phase"),
+        reason=status.get("reason"),
+        deletion_deadline=parse_time(metadata.get("deletionTimestamp")),
+        statefulset=owner_statefulset(pod),
+    )
+
+
+def statefulset_state(sts: JSON) -> StatefulSetState:
+    metadata = meta(sts)
+    spec = sts.get("spec") if isinstance(sts.get("spec"), Mapping) else {}
+    assert isinstance(spec, Mapping)
+    replicas = spec.get("replicas")
+    return StatefulSetState(
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        # The API defaults an unset replicas to 1.
+        replicas=int(replicas) if isinstance(replicas, int) else 1,
+        deleting=bool(metadata.get("deletionTimestamp")),
+    )
+
+
+def allocation_state(body: Mapping[str, Any]) -> AllocationState:
+    """Returns the release view of an allocation as ``Ipam`` serialises it."""
+    owner = body["owner"]
+    created = parse_time(body.get("createdAt")) or datetime.now(timezone.utc)
+    return AllocationState(
+        id=int(body["id"]),
+        namespace=str(owner.get("namespace") or ""),
+        pod=str(owner.get("pod") or ""),
+        interface=str(owner.get("interface") or ""),
+        network_key=str(body.get("networkKey") or ""),
+        created_at=created,
+        pod_uid=owner.get("podUid"),
+        hold=body.get("hold"),
+    )
+
+
+def is_pod_allocation(body: Mapping[str, Any]) -> bool:
+    """True for allocations made by a CNI ADD for a Kubernetes pod.
+
+    Allocations made through the REST API for owners outside Kubernetes (no container) and
+    standalone attachments without a pod (empty namespace) are not the reconciler's.
+    """
+    owner = body.get("owner") or {}
+    return bool(owner.get("namespace")) and bool(owner.get("containerId"))

@@ -1,0 +1,231 @@
+"""Kubernetes mode's AttachmentPolicy: pods in, results out, addresses that follow the pod.
+
+- ``prepare`` completes an ADD with what the pod's annotations ask (static address, MAC,
+  ``ip_pool`` with the StatefulSet ordinal, ``logical_switch``) and marks StatefulSet pods'
+  allocations as held;
+- ``committed`` writes the result annotations back (merge patch, retried);
+- ``failed`` records a Warning Event ``AcquireAddressFailed`` on the pod;
+- ``release_on_del`` keeps the address while the pod lives (a sandbox restart gets it
+  back) and releases it when the pod is gone, terminal or terminating;
+- ``on_pod_event`` (the node's pod watch) releases as soon as a pod is deleted or ends.
+
+The rules themselves are ``ipamd.core.release``; this module gathers their inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ipamd.core.allocation import statefulset_ordinal
+from ipamd.core.release import HOLD_STATEFULSET, StatefulSetState, release_decision, statefulset_pod
+from ipamd.errors import IpamError, NotFound
+from ipamd.k8s import annotations as notes
+from ipamd.k8s.client import KubeClient
+from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
+from ipamd.k8s.objects import allocation_state, meta, owner_statefulset, pod_state, statefulset_state, uid_of
+from ipamd.k8s.watch import Informer
+from ipamd.k8s.writeback import AnnotationWriter
+from ipamd.service import AddRequest, Ipam
+
+log = logging.getLogger("ipamd.k8s.policy")
+
+JSON = dict[str, Any]
+
+
+class PodNotFound(NotFound):
+    """The ADD names a pod the API server does not know."""
+
+
+class KubernetesPolicy:
+    """Reads pods for ADD, writes results back, and ties releases to the pod lifecycle."""
+
+    def __init__(
+        self, ipam: Ipam, client: KubeClient, *, pods: Informer | None, writer: AnnotationWriter, recorder: EventRecorder,
+        node: str | None = None,
+    ) -> None:
+        self.ipam = ipam
+        self.client = client
+        self.pods = pods
+        self.writer = writer
+        self.recorder = recorder
+        self.node = node
+        # Terminal pods already handled, so repeated status updates cost no query.
+        self._ended: set[str] = set()
+
+    # ----------------------------------------------------------------- pods
+
+    async def pod(self, namespace: str, name: str, *, uid: str | None = None, fresh: bool = False) -> JSON | None:
+        """Returns the pod, from the watch cache when it holds this pod (same uid), else by GET."""
+        if not fresh and self.pods is not None:
+            cached = self.pods.get(namespace, name)
+            if cached is not None and (uid is None or uid_of(cached) == uid):
+                return cached
+        return await self.client.get_pod(namespace, name)
+
+    async def statefulsets(self, namespace: str, name: str) -> dict[tuple[str, str], StatefulSetState]:
+        sts = await self.client.get_statefulset(namespace, name)
+        return {} if sts is None else {(namespace, name): statefulset_state(sts)}
+
+    # ----------------------------------------------------------------- ADD
+
+    async def prepare(self, request: AddRequest) -> AddRequest:
+        owner = request.owner
+        if not owner.namespace:
+            return request
+        pod = await self.pod(owner.namespace, owner.pod, uid=request.pod_uid)
+        if pod is None:
+            raise PodNotFound(
+                f"pod {owner.namespace}/{owner.pod} not found in Kubernetes; "
+                "the runtime passed a pod that the API server does not know"
+            )
+        ask = notes.parse_pod_annotations(meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface)
+        changes: dict[str, Any] = {}
+        if request.pod_uid is None and uid_of(pod):
+            changes["pod_uid"] = uid_of(pod)
+        if request.node is None and self.node:
+            changes["node"] = self.node
+        statefulset = owner_statefulset(pod)
+        ordinal = statefulset_ordinal(owner.pod) if statefulset else None
+        if statefulset:
+            changes["hold"] = HOLD_STATEFULSET
+        if ask.subnet_name:
+            changes["subnet_name"] = ask.subnet_name
+        if request.mac is None and ask.mac and not await self._written_by_us(request, ask, "mac", ask.mac):
+            changes["mac"] = ask.mac
+        if not request.static_ips:
+            static = ask.static_ips
+            if static and await self._written_by_us(request, ask, "ip", ",".join(static)):
+                static = ()
+            if static:
+                changes["static_ips"] = static
+                changes["field_prefix"] = ask.static_key
+            elif ask.pool_name:
+                changes["pool_name"] = ask.pool_name
+                changes["ordinal"] = ordinal
+            elif ask.pool_entries:
+                changes["pool_entries"] = ask.pool_entries
+                changes["ordinal"] = ordinal
+        return replace(request, **changes) if changes else request
+
+    async def _written_by_us(self, request: AddRequest, ask: notes.PodAsk, what: str, value: str) -> bool:
+        """True when a plain ``ip_address``/``mac_address`` is ipamd's own result for another interface.
+
+        With one network attached twice, the result of the first interface lands in the
+        plain keys; the second must not take it for a static request.
+        """
+        used_key = ask.static_key if what == "ip" else ask.mac_key
+        if not ask.allocated or used_key is None or used_key.endswith(f".{request.owner.interface}"):
+            return False
+        owner = request.owner
+        for body in await self.ipam.list_allocations(namespace=owner.namespace, pod=owner.pod, provider=owner.network_key):
+            if body["owner"]["interface"] == owner.interface:
+                continue
+            held = body.get("mac") if what == "mac" else ",".join(a["address"] for a in sorted(body["addresses"], key=lambda a: a["family"]))
+            if held and held == value:
+                return True
+        return False
+
+    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+        owner = request.owner
+        if not owner.namespace:
+            return
+        wanted: dict[str, str | None] = dict(notes.result_annotations(owner.network_key, allocation))
+        cached = self.pods.get(owner.namespace, owner.pod) if self.pods is not None else None
+        if cached is not None and (request.pod_uid is None or uid_of(cached) == request.pod_uid):
+            current = meta(cached).get("annotations") or {}
+            if all(current.get(k) == v for k, v in wanted.items()):
+                return
+        await self.writer.write(owner.namespace, owner.pod, wanted)
+
+    async def failed(self, request: AddRequest, error: IpamError) -> None:
+        owner = request.owner
+        if not owner.namespace or isinstance(error, PodNotFound):
+            return
+        log.warning("allocation refused for %s: %s", owner.label, error.message)
+        uid = request.pod_uid
+        if uid is None and self.pods is not None:
+            cached = self.pods.get(owner.namespace, owner.pod)
+            uid = uid_of(cached) if cached is not None else None
+        await self.recorder.warning(
+            namespace=owner.namespace, pod=owner.pod, uid=uid, reason=ACQUIRE_FAILED,
+            message=f"ipamd could not allocate an address on {owner.interface} (network {owner.network_key}): {error.message}",
+        )
+
+    # ----------------------------------------------------------------- DEL and pod lifecycle
+
+    async def release_on_del(self, request: AddRequest) -> bool:
+        owner = request.owner
+        if not owner.namespace:
+            return True
+        try:
+            pod = await self.pod(owner.namespace, owner.pod, fresh=True)
+            if pod is not None and request.pod_uid and uid_of(pod) and uid_of(pod) != request.pod_uid:
+                # The name belongs to a newer pod now (a recreated StatefulSet pod): its address.
+                return False
+            allocation = await self.ipam.find_owner(owner)
+            if allocation is None:
+                return True
+            # The kubelet tears the sandbox of a pod being deleted down for good: judge it as gone.
+            terminating = pod is not None and bool(meta(pod).get("deletionTimestamp"))
+            decision = release_decision(
+                allocation_state(allocation), pod_state(pod) if pod is not None and not terminating else None,
+                await self._sets_for(allocation, pod), now=datetime.now(timezone.utc), grace=timedelta(0),
+            )
+        except IpamError as e:
+            # Keep the address when in doubt: the pod watch or the reconciler releases it later.
+            log.warning("DEL of %s: cannot tell whether the pod lives (%s); keeping its address", owner.label, e.message)
+            return False
+        if decision is None:
+            return False
+        log.info("DEL of %s releases its address: %s", owner.label, decision.detail)
+        return True
+
+    async def _sets_for(self, allocation: dict[str, Any], pod: JSON | None) -> dict[tuple[str, str], StatefulSetState]:
+        if allocation.get("hold") != HOLD_STATEFULSET:
+            return {}
+        namespace = allocation["owner"]["namespace"]
+        name = owner_statefulset(pod) if pod is not None else None
+        if name is None:
+            parsed = statefulset_pod(allocation["owner"]["pod"])
+            if parsed is None:
+                return {}
+            name = parsed[0]
+        return await self.statefulsets(namespace, name)
+
+    async def on_pod_event(self, kind: str, pod: JSON, old: JSON | None) -> None:
+        """Releases the addresses of a pod that was deleted or ended (the node's pod watch)."""
+        uid = uid_of(pod)
+        if kind == "DELETED":
+            if uid:
+                self._ended.discard(uid)
+            await self.release_pod(pod, gone=True)
+        elif pod_state(pod).terminal and uid not in self._ended:
+            if uid:
+                self._ended.add(uid)
+            await self.release_pod(pod, gone=False)
+
+    async def release_pod(self, pod: JSON, *, gone: bool) -> int:
+        """Releases what the rules say of this pod's allocations; returns how many."""
+        namespace, name, uid = meta(pod).get("namespace") or "", meta(pod).get("name") or "", uid_of(pod)
+        count = 0
+        for body in await self.ipam.list_allocations(namespace=namespace, pod=name):
+            held_for = body["owner"].get("podUid")
+            if uid and held_for and held_for != uid:
+                # Taken over by a newer pod of the same name since.
+                continue
+            decision = release_decision(
+                allocation_state(body), None if gone else pod_state(pod), await self._sets_for(body, pod),
+                now=datetime.now(timezone.utc), grace=timedelta(0),
+            )
+            if decision is None:
+                continue
+            try:
+                await self.ipam.release(body["id"], reason=decision.reason)
+            except NotFound:
+                continue
+            log.info("released allocation %s of pod %s/%s: %s", body["id"], namespace, name, decision.detail)
+            count += 1
+        return count

@@ -1,0 +1,112 @@
+"""The release reconciler: what catches pods deleted while no daemon was watching.
+
+While this daemon holds the Lease, at start-up, on becoming the leader and every
+``interval`` seconds, it reads every pod allocation from the database, then every pod and
+StatefulSet of the cluster, and releases what ``ipamd.core.release.plan_releases`` says:
+allocations whose pod is gone, terminal or stuck terminating, older than the grace period,
+except valid StatefulSet holds. A pod missing from the list is looked up once more right
+before its allocation is released. Every release is logged with its reason and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from ipamd.core.release import Release, plan_releases
+from ipamd.errors import IpamError, NotFound
+from ipamd.k8s.client import KubeClient
+from ipamd.k8s.leader import LeaseElector
+from ipamd.k8s.objects import allocation_state, is_pod_allocation, pod_state, statefulset_state
+from ipamd.service import Ipam
+
+log = logging.getLogger("ipamd.k8s.reconciler")
+
+
+def _count_metric(count: int) -> None:
+    """Feeds the metrics of this process, when the metrics module is there."""
+    try:
+        from ipamd import metrics
+    except ImportError:  # pragma: no cover - metrics are optional for this layer
+        return
+    counter = getattr(metrics, "reconciler_released", None)
+    if callable(counter):
+        counter(count)
+
+
+class Reconciler:
+    """Runs release passes while ``elector`` holds the Lease."""
+
+    def __init__(
+        self, ipam: Ipam, client: KubeClient, elector: LeaseElector | None, *, interval: float, grace: float,
+    ) -> None:
+        self.ipam = ipam
+        self.client = client
+        self.elector = elector
+        self.interval = interval
+        self.grace = timedelta(seconds=grace)
+        self.passes = 0
+        self.released_total = 0
+        self.released_by_reason: Counter[str] = Counter()
+
+    async def run(self) -> None:
+        """Reconciles at start-up, on becoming leader and every interval, until cancelled."""
+        if self.elector is not None:
+            await self.elector.decided.wait()
+        while True:
+            if self.elector is not None:
+                # Cleared before looking, so a leadership won during the pass wakes the next one.
+                self.elector.became_leader.clear()
+            if self.elector is None or self.elector.leading:
+                try:
+                    await self.reconcile_once()
+                except IpamError as e:
+                    log.warning("reconcile pass failed: %s; next pass in %.0fs", e.message, self.interval)
+            await self._wait()
+
+    async def _wait(self) -> None:
+        if self.elector is None:
+            await asyncio.sleep(self.interval)
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.interval):
+                await self.elector.became_leader.wait()
+
+    async def reconcile_once(self) -> list[Release]:
+        """Runs one pass; returns the releases it made."""
+        # Allocations first: a pod created after the pod list cannot have an allocation
+        # older than the grace period in this snapshot.
+        allocations = [allocation_state(body) for body in await self.ipam.list_allocations() if is_pod_allocation(body)]
+        if not allocations:
+            self.passes += 1
+            log.debug("reconcile: no pod allocations")
+            return []
+        pods, _ = await self.client.list_pods()
+        statefulsets = await self.client.list_statefulsets()
+        plan = plan_releases(
+            [pod_state(pod) for pod in pods], allocations, [statefulset_state(sts) for sts in statefulsets],
+            datetime.now(timezone.utc), self.grace,
+        )
+        done: list[Release] = []
+        for release in plan:
+            if release.pod_absent and await self.client.get_pod(release.namespace, release.pod) is not None:
+                log.info("reconcile: pod %s/%s appeared since the list; keeping allocation %d", release.namespace, release.pod, release.allocation_id)
+                continue
+            try:
+                await self.ipam.release(release.allocation_id, reason=release.reason)
+            except NotFound:
+                continue
+            log.info("reconcile: released allocation %d: %s", release.allocation_id, release.detail)
+            done.append(release)
+            self.released_by_reason[release.reason] += 1
+        self.passes += 1
+        self.released_total += len(done)
+        _count_metric(len(done))
+        log.info(
+            "reconcile pass %d: %d pod allocation(s), %d pod(s), %d statefulset(s): released %d (total %d)",
+            self.passes, len(allocations), len(pods), len(statefulsets), len(done), self.released_total,
+        )
+        return done

@@ -1,0 +1,114 @@
+"""Kubernetes mode, assembled: client, the node's pod watch, policy, Lease and reconciler.
+
+``start`` builds everything for ``ipamd serve --kubernetes`` and starts the long-lived
+tasks under a guard that logs an unexpected exit and restarts the task with backoff;
+``KubernetesMode.stop`` ends them, gives the Lease up and closes the client. The API
+server being unreachable at start-up is not fatal: the tasks retry, and ADDs answer
+"try again later" (CNI code 11) until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ipamd.config import Settings
+from ipamd.k8s.client import KubeClient
+from ipamd.k8s.events import EventRecorder
+from ipamd.k8s.leader import LeaseElector
+from ipamd.k8s.policy import KubernetesPolicy
+from ipamd.k8s.reconciler import Reconciler
+from ipamd.k8s.watch import Backoff, Informer
+from ipamd.k8s.writeback import AnnotationWriter
+from ipamd.service import Ipam
+
+log = logging.getLogger("ipamd.k8s")
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+DEFAULT_LEASE_NAMESPACE = "kube-system"
+
+
+def lease_namespace() -> str:
+    """Returns the namespace of the reconciler's Lease: the daemon's own namespace.
+
+    ``POD_NAMESPACE`` (downward API) when set, else the service account's namespace, else
+    ``kube-system``.
+    """
+    configured = os.environ.get("POD_NAMESPACE", "").strip()
+    if configured:
+        return configured
+    with contextlib.suppress(OSError):
+        text = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+        if text:
+            return text
+    return DEFAULT_LEASE_NAMESPACE
+
+
+async def guarded(name: str, body: Callable[[], Awaitable[None]]) -> None:
+    """Runs ``body`` forever: an exit or a crash is logged and followed by a restart."""
+    loop = asyncio.get_running_loop()
+    backoff = Backoff(first=1.0, ceiling=60.0)
+    while True:
+        started = loop.time()
+        try:
+            await body()
+            log.error("%s stopped unexpectedly; restarting it", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a guard exists to survive what nobody foresaw
+            log.exception("%s crashed; restarting it", name)
+        if loop.time() - started > 60:
+            backoff.reset()
+        await asyncio.sleep(backoff.next())
+
+
+@dataclass
+class KubernetesMode:
+    client: KubeClient
+    policy: KubernetesPolicy
+    pods: Informer
+    elector: LeaseElector
+    reconciler: Reconciler
+    writer: AnnotationWriter
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        self.tasks.append(asyncio.create_task(guarded(name, body), name=name))
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.tasks.clear()
+        await self.elector.release()
+        await self.writer.stop()
+        await self.client.close()
+        log.info("kubernetes mode stopped")
+
+
+async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
+    """Connects to the API server and starts the pod watch, the Lease and the reconciler."""
+    client = await KubeClient.connect(settings.kubeconfig)
+    node = settings.node_name
+    pods = Informer(client, "/api/v1/pods", field_selector=f"spec.nodeName={node}", name=f"pods of node {node}")
+    writer = AnnotationWriter(client)
+    policy = KubernetesPolicy(ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node)
+    pods.handler = policy.on_pod_event
+    elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
+    reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
+    mode = KubernetesMode(client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer)
+    mode.spawn("pod watch", pods.run)
+    mode.spawn("lease", elector.run)
+    mode.spawn("reconciler", reconciler.run)
+    log.info(
+        "kubernetes mode: api %s, node %s, lease %s/%s, reconcile every %gs, release grace %gs",
+        client.host, node, elector.namespace, elector.name, settings.reconcile_interval, settings.release_grace,
+    )
+    return mode

@@ -1,0 +1,147 @@
+"""A watched collection kept as a cache: list, then watch from the list's resourceVersion.
+
+The watch resumes from the last resourceVersion it saw (bookmarks included) after the
+server ends it or the connection drops, so no event is lost. When the server no longer
+has that history (410 Gone) the collection is listed again and compared with the cache:
+objects that disappeared meanwhile are reported as DELETED, so a deletion is never missed
+either. Handlers run one at a time, in event order; a failing handler is logged and the
+watch goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ipamd.errors import IpamError
+from ipamd.k8s.client import Gone, KubeClient
+from ipamd.k8s.objects import meta, object_key, uid_of
+
+log = logging.getLogger("ipamd.k8s.watch")
+
+JSON = dict[str, Any]
+# (event type, object, the cached object it replaces or None)
+Handler = Callable[[str, JSON, JSON | None], Awaitable[None]]
+
+
+class Backoff:
+    """Exponential delays with jitter, for reconnecting."""
+
+    def __init__(self, *, first: float = 0.2, ceiling: float = 30.0) -> None:
+        self.first = first
+        self.ceiling = ceiling
+        self.delay = first
+
+    def reset(self) -> None:
+        self.delay = self.first
+
+    def next(self) -> float:
+        delay = self.delay * random.uniform(0.8, 1.2)
+        self.delay = min(self.delay * 2, self.ceiling)
+        return delay
+
+
+class Informer:
+    """Keeps ``cache`` equal to a collection of the API (e.g. the pods of one node)."""
+
+    def __init__(
+        self, client: KubeClient, path: str, *, field_selector: str | None = None, handler: Handler | None = None,
+        watch_timeout: int = 300, name: str = "pods",
+    ) -> None:
+        self.client = client
+        self.path = path
+        self.field_selector = field_selector
+        self.handler = handler
+        self.watch_timeout = watch_timeout
+        self.name = name
+        self.cache: dict[tuple[str, str], JSON] = {}
+        self.resource_version: str | None = None
+        self.synced = asyncio.Event()
+        # Counters for logs and tests.
+        self.lists = 0
+        self.watches = 0
+        self.gone = 0
+
+    def get(self, namespace: str, name: str) -> JSON | None:
+        return self.cache.get((namespace, name))
+
+    async def run(self) -> None:
+        """Lists and watches until cancelled; API failures are retried with backoff."""
+        backoff = Backoff()
+        while True:
+            try:
+                if self.resource_version is None:
+                    await self._relist()
+                await self._watch()
+                backoff.reset()
+            except Gone as e:
+                self.gone += 1
+                log.info("%s watch: resourceVersion %s expired (%s); listing again", self.name, self.resource_version, e.message)
+                self.resource_version = None
+            except IpamError as e:
+                delay = backoff.next()
+                log.warning("%s watch: %s; retrying in %.1fs", self.name, e.message, delay)
+                await asyncio.sleep(delay)
+
+    async def _relist(self) -> None:
+        items, resource_version = await self.client.list_all(self.path, field_selector=self.field_selector)
+        self.lists += 1
+        fresh = {object_key(item): item for item in items}
+        previous = self.cache
+        self.cache = fresh
+        self.resource_version = resource_version or None
+        log.info("%s: listed %d (resourceVersion %s)", self.name, len(fresh), resource_version)
+        # What vanished while we were not watching: report it as deleted.
+        for key, old in previous.items():
+            new = fresh.get(key)
+            if new is None or uid_of(new) != uid_of(old):
+                await self._dispatch("DELETED", old, None)
+        for key, item in fresh.items():
+            before = previous.get(key)
+            if before is not None and uid_of(item) == uid_of(before):
+                if meta(before).get("resourceVersion") != meta(item).get("resourceVersion"):
+                    await self._dispatch("MODIFIED", item, before)
+            else:
+                await self._dispatch("ADDED", item, None)
+        self.synced.set()
+
+    async def _watch(self) -> None:
+        self.watches += 1
+        events = self.client.watch(
+            self.path, resource_version=self.resource_version, field_selector=self.field_selector, timeout_seconds=self.watch_timeout
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                kind = event.get("type")
+                obj = event["object"]
+                version = meta(obj).get("resourceVersion")
+                if kind == "BOOKMARK":
+                    if version:
+                        self.resource_version = str(version)
+                    continue
+                if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                    continue
+                key = object_key(obj)
+                old = self.cache.get(key)
+                if kind == "DELETED":
+                    self.cache.pop(key, None)
+                else:
+                    self.cache[key] = obj
+                if version:
+                    self.resource_version = str(version)
+                await self._dispatch(kind, obj, old)
+
+    async def _dispatch(self, kind: str, obj: JSON, old: JSON | None) -> None:
+        if self.handler is None:
+            return
+        try:
+            await self.handler(kind, obj, old)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - one bad event must not stop the watch
+            namespace, name = object_key(obj)
+            log.exception("%s watch: handling %s of %s/%s failed", self.name, kind, namespace, name)
