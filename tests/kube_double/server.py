@@ -515,6 +515,13 @@ class KubeApiDouble:
         self._faults.append(InjectedFault(method.upper(), re.compile(path_pattern),
                                           ApiError(code, reason, message), times))
 
+    @_on_loop
+    def clear_faults(self) -> int:
+        """Forget the injected faults not served yet; returns how many were dropped."""
+        dropped = sum(fault.remaining for fault in self._faults)
+        self._faults.clear()
+        return dropped
+
     def take_fault(self, method: str, path: str) -> ApiError | None:
         for fault in self._faults:
             if fault.method in (method, "*") and fault.path.search(path) and fault.remaining > 0:
