@@ -190,7 +190,7 @@ class Handlers:
     async def _dispatch(self, request: web.Request, raw: bytes, body: Any, query: dict[str, str]) -> web.StreamResponse:
         segments = [s for s in request.path.split("/") if s]
         method = request.method
-        static = self._static(segments)
+        static = self._static(segments, request.headers.get("Accept"))
         if static is not None:
             if method != "GET":
                 raise errors.method_not_allowed()
@@ -237,7 +237,7 @@ class Handlers:
 
     # -- discovery and other fixed documents ---------------------------------
 
-    def _static(self, segments: list[str]) -> web.Response | None:
+    def _static(self, segments: list[str], accept: str | None) -> web.Response | None:
         double = self.double
         if segments == ["version"]:
             return _json(discovery.version_info(*double.server_version))
@@ -271,9 +271,14 @@ class Handlers:
             if doc is None:
                 raise errors.path_not_found()
             return _json(doc)
-        if segments[:1] == ["openapi"]:
-            # No Swagger 2.0 document: kubectl uses v3 when the server has it.
-            raise errors.path_not_found()
+        if segments == ["openapi", "v2"]:
+            if openapi.PROTOBUF_V2 in (accept or ""):
+                # Answered with a '.' for the '@': Go's mime parser (as in
+                # kubectl) rejects '@' in a Content-Type, and kube-openapi
+                # does the same.
+                return web.Response(body=openapi.swagger_v2_protobuf(self._version_string()),
+                                    content_type=openapi.PROTOBUF_V2.replace("@", "."))
+            return _json(openapi.swagger_v2_json(self._version_string()))
         return None
 
     def _version_string(self) -> str:

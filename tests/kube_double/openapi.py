@@ -84,3 +84,43 @@ def root_document(server_version: str) -> JSON:
         key = _path_prefix(group, version)
         paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={_digest(doc)}"}
     return {"paths": paths}
+
+
+# ---------------------------------------------------------------------------
+# OpenAPI v2, which older kubectl releases (before server-side field
+# validation, e.g. Debian's 1.20) download before create/apply.  They only
+# accept it as protobuf (gnostic's openapi_v2.Document) and skip client-side
+# validation for kinds the document has no definition for, so a document
+# with nothing but the mandatory ``swagger`` and ``info`` fields will do.
+
+PROTOBUF_V2 = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+
+
+def _pb_string(field_number: int, text: str) -> bytes:
+    return _pb_bytes(field_number, text.encode())
+
+
+def _pb_bytes(field_number: int, payload: bytes) -> bytes:
+    # Wire type 2 (length-delimited); lengths here stay below 128 bytes
+    # except by accident, so encode the varint properly anyway.
+    length = len(payload)
+    varint = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            varint.append(byte | 0x80)
+        else:
+            varint.append(byte)
+            break
+    return bytes([(field_number << 3) | 2]) + bytes(varint) + payload
+
+
+def swagger_v2_protobuf(server_version: str) -> bytes:
+    # Document.swagger = 1, Document.info = 2; Info.title = 1, Info.version = 2.
+    info = _pb_string(1, "Kubernetes") + _pb_string(2, server_version)
+    return _pb_string(1, "2.0") + _pb_bytes(2, info)
+
+
+def swagger_v2_json(server_version: str) -> JSON:
+    return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": server_version}, "paths": {}}

@@ -17,7 +17,30 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi  # noqa: E402
-from tests.kube_double.kubectl import KUBECTL, Kubectl  # noqa: E402
+from tests.kube_double.kubectl import KUBECTL, Kubectl, client_version  # noqa: E402
+
+DEFAULT_SERVER_VERSION = (1, 30)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run kubectl tests against several kubectl releases where possible.
+
+    With Google's dispatching kubectl, the server version the double reports
+    selects the kubectl release that runs, so the kubectl tests are repeated
+    for an old, a middle and a recent one.
+    """
+    if "kubectl" not in metafunc.fixturenames or KUBECTL is None:
+        return
+    versions = [DEFAULT_SERVER_VERSION]
+    if client_version()[2]:
+        versions = [(1, 27), (1, 30), (1, 33)]
+    metafunc.parametrize("server_version", versions, ids=[f"k8s-{a}.{b}" for a, b in versions])
+
+
+@pytest.fixture
+def server_version() -> tuple[int, int]:
+    return DEFAULT_SERVER_VERSION
+
 
 @pytest.fixture
 async def kube_api() -> AsyncIterator[KubeApiDouble]:
@@ -27,9 +50,9 @@ async def kube_api() -> AsyncIterator[KubeApiDouble]:
 
 
 @pytest.fixture
-def kube_thread() -> Iterator[ThreadedKubeApi]:
+def kube_thread(server_version: tuple[int, int]) -> Iterator[ThreadedKubeApi]:
     """A double serving from a background thread (for kubectl and sync code)."""
-    handle = KubeApiDouble.start_in_thread()
+    handle = KubeApiDouble.start_in_thread(server_version=server_version)
     try:
         yield handle
     finally:
