@@ -6,19 +6,47 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Mapping
+from typing import Any
+
+
+# Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; fields given with ``extra=`` become keys of their own."""
+
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in entry:
+                entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
+        return json.dumps(entry, default=str)
+
+
+def allocation_fields(event: str, allocation: Mapping[str, Any], **more: Any) -> dict[str, Any]:
+    """Returns the structured fields of an allocation log line (``extra=``): who holds what, where."""
+    owner = allocation.get("owner") or {}
+    return {
+        "event": event,
+        "allocationId": allocation.get("id"),
+        "subnet": allocation.get("subnet"),
+        "network": allocation.get("networkKey"),
+        "namespace": owner.get("namespace"),
+        "pod": owner.get("pod"),
+        "interface": owner.get("interface"),
+        "containerId": owner.get("containerId"),
+        "addresses": [address.get("address") for address in allocation.get("addresses") or []],
+        **more,
+    }
 
 
 def setup_logging(*, fmt: str = "text", level: str = "info") -> None:

@@ -42,6 +42,7 @@ from ipamd.errors import (
     NotFound,
     Unavailable,
 )
+from ipamd.logs import allocation_fields
 from ipamd.store import records, space
 from ipamd.store.database import AsyncEngineDatabase, Database
 from ipamd.store.engine import head_revision
@@ -540,7 +541,7 @@ class Ipam:
                     log.info(
                         "allocated id=%s owner=%s addresses=%s subnet=%s container=%s",
                         body["id"], request.owner.label, ",".join(a["address"] for a in body["addresses"]),
-                        body["subnet"], request.container_id,
+                        body["subnet"], request.container_id, extra=allocation_fields("allocated", body),
                     )
                 return body
             except Exhausted as e:
@@ -861,6 +862,7 @@ class Ipam:
             "released id=%s owner=%s/%s %s (%s) addresses=%s subnet=%s reason=%s",
             body["id"], owner["namespace"], owner["pod"], owner["interface"], body["networkKey"],
             ",".join(a["address"] for a in body["addresses"]), body["subnet"], reason,
+            extra=allocation_fields("released", body, reason=reason),
         )
         self._notify("released", allocation=body, reason=reason)
 
