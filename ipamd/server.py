@@ -60,6 +60,13 @@ async def serve(settings: Settings) -> None:
         await database.upgrade()
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
     policy: AttachmentPolicy | None = None
+    stop_kubernetes: Callable[[], Awaitable[None]] | None = None
+    if settings.kubernetes:
+        # Imported here: a standalone daemon never loads kubernetes_asyncio.
+        from ipamd.k8s import runtime as k8s_runtime
+
+        kubernetes = await k8s_runtime.start(ipam, settings)
+        policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
     extra_routes: tuple[web.RouteTableDef, ...] = ()
     app = create_app(ipam, policy=policy, tokens=tokens, extra_routes=extra_routes)
     stops: list[Callable[[], Awaitable[None]]] = []
@@ -97,6 +104,9 @@ async def serve(settings: Settings) -> None:
         with contextlib.suppress(Exception):
             await stop()
     await runner.cleanup()
+    if stop_kubernetes is not None:
+        # After the in-flight requests: their write-backs and Events still need the client.
+        await stop_kubernetes()
     with contextlib.suppress(FileNotFoundError):
         os.unlink(settings.socket)
     await ipam.close()
