@@ -28,6 +28,7 @@ from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.subnet import canonical_subnet, check_name, reject_unknown
+from ipamd.ctl.manifests import yaml_problem
 from ipamd.errors import AlreadyExists, InUse, InvalidInput, IpamError, NotFound
 from ipamd.service import Ipam
 
@@ -66,7 +67,7 @@ def load(path: str | Path) -> DesiredState:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise InvalidInput(f"{path} is not valid YAML: {e}", field="config") from e
+        raise InvalidInput(f"{path}: {yaml_problem(e)}", field="config") from e
     return parse(raw, source=str(path))
 
 

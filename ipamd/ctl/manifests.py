@@ -72,7 +72,7 @@ def parse_documents(text: str, *, source: str) -> list[Manifest]:
     try:
         documents = list(yaml.safe_load_all(text))
     except yaml.YAMLError as e:
-        raise ManifestError(f"{source}: not valid YAML: {e}") from e
+        raise ManifestError(f"{source}: {yaml_problem(e)}") from e
     manifests: list[Manifest] = []
     for index, document in enumerate(documents, start=1):
         if document is None:
@@ -82,6 +82,14 @@ def parse_documents(text: str, *, source: str) -> list[Manifest]:
         raise ManifestError(f"{source}: no Subnet, Pool, Reservation or IPPool document")
     order = {"subnet": 0, "pool": 1, "reservation": 2}
     return sorted(manifests, key=lambda manifest: order[manifest.kind])
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """Returns a YAML syntax error as one line: where, and what is wrong."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"not valid YAML{where}: {problem}"
 
 
 def _document(document: object, *, where: str) -> list[Manifest]:
