@@ -13,6 +13,8 @@ Variants:
   VERSION    the shim answering VERSION (no socket)
   ADD        the shim doing a full ADD against a stub daemon on a Unix socket that
              answers a canned result at once (the daemon's own work is excluded)
+  ADD-pyc    the same ADD from a pre-compiled .pyc of the shim: the difference to ADD
+             is what compiling the source costs on every run
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ ADD_ANSWER = json.dumps(
         "mac": None,
     }
 ).encode()
+
+
+COMPILE = "import py_compile; py_compile.compile(%r, cfile=%r, doraise=True)"
 
 
 def stub_daemon(path: str) -> None:
@@ -115,12 +120,16 @@ def main() -> None:
         CNI_NETNS="/var/run/netns/x",
         CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
     )
+    # A .pyc run directly; compiled by the interpreter under test (the magic must match).
+    pyc = str(work / "ipamd.pyc")
+    os.spawnv(os.P_WAIT, args.python, [args.python, "-c", COMPILE % (str(SHIM), pyc)])
     py = [args.python, "-I", "-S"]
     variants = {
         "bare": (py + ["-c", "pass"], base_env, str(version_conf)),
         "heavy": (py + ["-c", "import json, socket, http.client"], base_env, str(version_conf)),
         "VERSION": (py + [str(SHIM)], dict(base_env, CNI_COMMAND="VERSION"), str(version_conf)),
         "ADD": (py + [str(SHIM)], dict(cni_env, CNI_COMMAND="ADD"), str(add_conf)),
+        "ADD-pyc": (py + [pyc], dict(cni_env, CNI_COMMAND="ADD"), str(add_conf)),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for name, (argv, env, stdin) in variants.items():  # warm the page cache
