@@ -60,7 +60,11 @@ def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        # Waiting for a pooled connection means load, not a dead database (that shows as a
+        # failed connect within CONNECT_TIMEOUT_SECONDS): a burst of ADDs queued on one
+        # subnet's row lock must not turn into 503s. The service's transaction timeout
+        # bounds the whole wait anyway.
+        pool_timeout=STATEMENT_TIMEOUT_SECONDS,
         pool_recycle=1800,
         connect_args={
             "timeout": CONNECT_TIMEOUT_SECONDS,
