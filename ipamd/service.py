@@ -52,6 +52,16 @@ log = logging.getLogger("ipamd.service")
 
 T = TypeVar("T")
 
+# Statements of the allocation and release paths, built once (see ipamd.store.space).
+_SUBNET_BY_ID = sa.select(subnets).where(subnets.c.id == sa.bindparam("subnet_id"))
+_SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
+_SUBNETS_OF_PROVIDER = (
+    sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
+)
+_INSERT_ALLOCATION = sa.insert(allocations).returning(allocations.c.id)
+_DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+_INSERT_EVENT = sa.insert(address_events)
+
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 CONFLICT_RETRIES = 5
 
@@ -172,10 +182,8 @@ class Ipam:
         return self._subnet(row)
 
     def _subnet_by_id(self, conn: Connection, subnet_id: int, *, lock: bool = False) -> _Subnet:
-        statement = sa.select(subnets).where(subnets.c.id == subnet_id)
-        if lock and self._row_locks:
-            statement = statement.with_for_update()
-        row = (conn.execute(statement)).first()
+        statement = _SUBNET_BY_ID_LOCKED if lock and self._row_locks else _SUBNET_BY_ID
+        row = conn.execute(statement, {"subnet_id": subnet_id}).first()
         if row is None:
             raise NotFound(f"subnet #{subnet_id} not found")
         return self._subnet(row)
@@ -192,11 +200,12 @@ class Ipam:
     ) -> None:
         get = (lambda key: row.get(key)) if isinstance(row, Mapping) else (lambda key: getattr(row, key, None))
         conn.execute(
-            sa.insert(address_events).values(
-                action=action, subnet=subnet.name, family=family, address=address, allocation_id=allocation_id,
-                network_key=get("network_key"), namespace=get("namespace"), pod=get("pod"),
-                interface=get("interface"), container_id=get("container_id"), reason=reason,
-            )
+            _INSERT_EVENT,
+            {
+                "action": action, "subnet": subnet.name, "family": family, "address": address,
+                "allocation_id": allocation_id, "network_key": get("network_key"), "namespace": get("namespace"),
+                "pod": get("pod"), "interface": get("interface"), "container_id": get("container_id"), "reason": reason,
+            },
         )
 
     def _notify(self, event: str, **data: Any) -> None:
@@ -556,14 +565,7 @@ class Ipam:
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
-        existing = (
-            conn.execute(
-                records.allocation_query().where(
-                    allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
-                    allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
-                )
-            )
-        ).first()
+        existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
         if existing is not None:
             return self._reuse(conn, existing, request), False
 
@@ -657,11 +659,7 @@ class Ipam:
             return [subnet]
         if network.inline_subnet is not None:
             return [self._ensure_inline(conn, network.inline_subnet)]
-        rows = (
-            conn.execute(
-                sa.select(subnets).where(subnets.c.provider == network.network_key).order_by(subnets.c.priority, subnets.c.name)
-            )
-        ).all()
+        rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": network.network_key}).all()
         if not rows:
             raise NotFound(
                 f"no subnet serves provider {network.network_key}; create one with provider {network.network_key!r}"
@@ -737,9 +735,9 @@ class Ipam:
             "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
             "created_at": datetime.now(timezone.utc),
         }
-        allocation_id = conn.execute(sa.insert(allocations).values(**values).returning(allocations.c.id)).scalar_one()
+        allocation_id = conn.execute(_INSERT_ALLOCATION, values).scalar_one()
         conn.execute(
-            sa.insert(address_events),
+            _INSERT_EVENT,
             [
                 {
                     "action": "allocate", "subnet": subnet.name, "family": family, "address": address,
@@ -816,7 +814,7 @@ class Ipam:
 
     async def release(self, allocation_id: int, *, reason: str = "api") -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = (conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
             return self._release_row(conn, row, reason=reason)
@@ -832,11 +830,7 @@ class Ipam:
         late DEL of an old sandbox cannot take the address of its replacement.
         """
         def run(conn: Connection) -> Any:
-            statement = records.allocation_query().where(
-                allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
-                allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
-            )
-            row = (conn.execute(statement)).first()
+            row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
             if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                 return None
             return self._release_row(conn, row, reason=reason)
@@ -870,7 +864,7 @@ class Ipam:
     ) -> dict[str, Any]:
         subnet = subnet or self._subnet_by_id(conn, row.subnet_id, lock=True)
         body = records.allocation_json(row, subnet.spec)
-        conn.execute(sa.delete(allocations).where(allocations.c.id == row.id))
+        conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id})
         for family, address in records.addresses_of(row):
             self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
             if give_back:
@@ -910,7 +904,7 @@ class Ipam:
 
     async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = (conn.execute(records.allocation_query().where(allocations.c.id == allocation_id))).first()
+            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
             return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)

@@ -31,6 +31,19 @@ def allocation_query() -> sa.Select[Any]:
     )
 
 
+ALLOCATION_BY_OWNER = allocation_query().where(
+    allocations.c.network_key == sa.bindparam("network_key"),
+    allocations.c.namespace == sa.bindparam("namespace"),
+    allocations.c.pod == sa.bindparam("pod"),
+    allocations.c.interface == sa.bindparam("interface"),
+)
+ALLOCATION_BY_ID = allocation_query().where(allocations.c.id == sa.bindparam("allocation_id"))
+
+
+def owner_params(owner: Any) -> dict[str, str]:
+    return {"network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface}
+
+
 def addresses_of(row: Row[Any]) -> list[tuple[int, int]]:
     """Returns ``(family, address)`` pairs an allocation row holds."""
     pairs = []

@@ -20,45 +20,62 @@ from ipamd.core.intervals import Interval
 from ipamd.store.schema import free_ranges, released
 
 
+# The hot path runs prebuilt statements with bound parameters: building a statement
+# object costs several times more than executing it on SQLite.
+_LOWEST_FREE = (
+    sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
+    .where(
+        free_ranges.c.subnet_id == sa.bindparam("subnet_id"),
+        free_ranges.c.family == sa.bindparam("family"),
+        free_ranges.c.pool_id.is_(None),
+    )
+    .order_by(free_ranges.c.first)
+    .limit(1)
+)
+_LOWEST_POOL_FREE = (
+    sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
+    .where(free_ranges.c.pool_id == sa.bindparam("pool_id"), free_ranges.c.family == sa.bindparam("family"))
+    .order_by(free_ranges.c.first)
+    .limit(1)
+)
+_OLDEST_RELEASED = (
+    sa.select(released.c.id, released.c.address)
+    .where(released.c.subnet_id == sa.bindparam("subnet_id"), released.c.family == sa.bindparam("family"))
+    .order_by(released.c.id)
+    .limit(1)
+)
+_DELETE_RANGE = sa.delete(free_ranges).where(free_ranges.c.id == sa.bindparam("range_id"))
+_ADVANCE_RANGE = (
+    sa.update(free_ranges).where(free_ranges.c.id == sa.bindparam("range_id")).values(first=sa.bindparam("new_first", type_=free_ranges.c.first.type))
+)
+_DELETE_RELEASED = sa.delete(released).where(released.c.id == sa.bindparam("released_id"))
+_INSERT_RELEASED = sa.insert(released)
+
+
 def take_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None:
     """Takes and returns the next dynamic address: lowest never-used, else oldest released."""
-    row = conn.execute(
-        sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
-        .where(free_ranges.c.subnet_id == subnet_id, free_ranges.c.family == family, free_ranges.c.pool_id.is_(None))
-        .order_by(free_ranges.c.first)
-        .limit(1)
-    ).first()
+    row = conn.execute(_LOWEST_FREE, {"subnet_id": subnet_id, "family": family}).first()
     if row is not None:
         return _take_first(conn, row)
-    row = conn.execute(
-        sa.select(released.c.id, released.c.address)
-        .where(released.c.subnet_id == subnet_id, released.c.family == family)
-        .order_by(released.c.id)
-        .limit(1)
-    ).first()
+    row = conn.execute(_OLDEST_RELEASED, {"subnet_id": subnet_id, "family": family}).first()
     if row is None:
         return None
-    conn.execute(sa.delete(released).where(released.c.id == row.id))
+    conn.execute(_DELETE_RELEASED, {"released_id": row.id})
     return int(row.address)
 
 
 def take_pool(conn: Connection, *, pool_id: int, family: int) -> int | None:
     """Takes and returns the lowest free member of a pool."""
-    row = conn.execute(
-        sa.select(free_ranges.c.id, free_ranges.c.first, free_ranges.c.last)
-        .where(free_ranges.c.pool_id == pool_id, free_ranges.c.family == family)
-        .order_by(free_ranges.c.first)
-        .limit(1)
-    ).first()
+    row = conn.execute(_LOWEST_POOL_FREE, {"pool_id": pool_id, "family": family}).first()
     return None if row is None else _take_first(conn, row)
 
 
 def _take_first(conn: Connection, row: Any) -> int:
     first, last = int(row.first), int(row.last)
     if first == last:
-        conn.execute(sa.delete(free_ranges).where(free_ranges.c.id == row.id))
+        conn.execute(_DELETE_RANGE, {"range_id": row.id})
     else:
-        conn.execute(sa.update(free_ranges).where(free_ranges.c.id == row.id).values(first=first + 1))
+        conn.execute(_ADVANCE_RANGE, {"range_id": row.id, "new_first": first + 1})
     return first
 
 
@@ -140,7 +157,7 @@ def give_back(
             sa.insert(free_ranges).values(subnet_id=subnet_id, family=family, pool_id=pool_id, first=address, last=address)
         )
     else:
-        conn.execute(sa.insert(released).values(subnet_id=subnet_id, family=family, address=address))
+        conn.execute(_INSERT_RELEASED, {"subnet_id": subnet_id, "family": family, "address": address})
 
 
 def add_ranges(

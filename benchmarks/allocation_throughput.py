@@ -1,0 +1,76 @@
+"""Allocations per second over the Unix socket with 32 concurrent clients, on SQLite and
+PostgreSQL; the baseline is the same daemon answering /healthz (the transport's ceiling).
+
+    .venv/bin/python benchmarks/allocation_throughput.py [--requests 3000] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+from pathlib import Path
+
+from common import REPO, machine, now, post_json  # noqa: F401  (REPO puts the repo on sys.path)
+
+from tests.support.daemon import Daemon
+from tests.support.postgres import PostgresServer, create_database
+
+
+async def hammer(socket_path: str, *, requests: int, concurrency: int, path: str, body_for) -> tuple[float, int]:
+    counter = iter(range(requests))
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        for index in counter:
+            status, _ = await post_json(socket_path, path, body_for(index))
+            if status != 200:
+                failures += 1
+
+    start = now()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return requests / (now() - start), failures
+
+
+def add_body(index: int) -> dict:
+    return {
+        "containerId": f"c{index}", "ifName": "net1", "network": "bench",
+        "ipam": {"type": "ipamd", "provider": "bench"}, "podNamespace": "bench", "podName": f"pod-{index}",
+    }
+
+
+def run_backend(label: str, url: str, workdir: Path, *, requests: int, concurrency: int) -> None:
+    daemon = Daemon(workdir, url, name=label).start()
+    try:
+        created = daemon.client.post("/v1/subnets", {"name": "bench", "cidrBlock": "198.18.0.0/15", "provider": "bench"})
+        assert created.status == 201, created.body
+        rate, failures = asyncio.run(hammer(daemon.socket, requests=requests, concurrency=concurrency, path="/v1/cni/add", body_for=add_body))
+        # /healthz through the same client: what the socket and aiohttp cost without allocation.
+        base_rate, _ = asyncio.run(hammer(daemon.socket, requests=requests, concurrency=concurrency, path="/healthz", body_for=lambda i: {}))
+        used = daemon.client.get("/v1/subnets/bench").body["usage"]["v4"]["used"]
+        assert used == requests - failures, (used, requests, failures)
+        print(f"{label:10s} {rate:8.0f} allocations/s   baseline /healthz {base_rate:8.0f} req/s   ratio {rate / base_rate:.2f}   failures {failures}")
+    finally:
+        daemon.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    print(f"{args.requests} durable allocations, {args.concurrency} concurrent clients, one connection per request (as the shim)")
+    with tempfile.TemporaryDirectory() as directory:
+        workdir = Path(directory)
+        run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir, requests=args.requests, concurrency=args.concurrency)
+        server = PostgresServer.start()
+        try:
+            run_backend("postgresql", create_database(server.admin_url), workdir, requests=args.requests, concurrency=args.concurrency)
+        finally:
+            server.destroy()
+
+
+if __name__ == "__main__":
+    main()
