@@ -18,7 +18,8 @@ from aiohttp import web
 
 from . import discovery, errors, openapi
 from .errors import ApiError
-from .registry import DeleteOptions, Registry
+from .patches import PatchError, json_patch, merge_patch, strategic_merge_patch
+from .registry import PATCH_TYPES, DeleteOptions, Registry
 from .resources import STATEFULSETS, ResourceType, lookup
 from .selectors import (
     FieldSelector,
@@ -519,9 +520,6 @@ class Handlers:
         elif request.method == "PATCH":
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
             current = self.scale_of(self.registry.get(STATEFULSETS, namespace, name))
-            from .registry import PATCH_TYPES
-            from .patches import PatchError, json_patch, merge_patch, strategic_merge_patch
-
             flavour = PATCH_TYPES.get(content_type)
             if flavour is None:
                 raise errors.unsupported_media_type(content_type)

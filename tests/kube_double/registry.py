@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import errors
-from .clock import TestClock, rfc3339
+from .clock import TestClock, parse_time, rfc3339
 from .errors import ApiError
 from .patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from .resources import (
+    ALL_RESOURCES,
     EVENTS_V1,
     NAMESPACES,
     PODS,
@@ -428,8 +429,6 @@ class Registry:
 
     def _empty_namespace(self, namespace: str) -> None:
         # The namespace controller's job, done synchronously.
-        from .resources import ALL_RESOURCES
-
         seen: set[str] = set()
         for resource in ALL_RESOURCES:
             if not resource.namespaced or resource.key in seen:
@@ -456,8 +455,6 @@ class Registry:
             stamp = meta.get("deletionTimestamp")
             if not stamp:
                 continue
-            from .clock import parse_time
-
             if due_only and parse_time(stamp) > now:
                 continue
             if meta.get("finalizers"):

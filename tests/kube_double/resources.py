@@ -16,8 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
-from .selectors import FieldGetter, dig, getters_for
+from .selectors import FieldGetter, getters_for, selector_from_label_selector_object
 
 JSON = dict[str, Any]
 Cause = tuple[str, str, str]  # (field, reason, message)
@@ -348,8 +347,6 @@ def _statefulset_defaults(sts: JSON) -> None:
 
 
 def _validate_statefulset(sts: JSON, old: JSON | None) -> list[Cause]:
-    from .selectors import selector_from_label_selector_object
-
     causes: list[Cause] = []
     spec = sts.get("spec") or {}
     replicas = spec.get("replicas")
@@ -450,10 +447,6 @@ def check_name(resource: ResourceType, name: str) -> list[Cause]:
     return []
 
 
-def field_value(obj: JSON, path: str) -> str:
-    return dig(obj, path)
-
-
 __all__ = [
     "ALL_RESOURCES",
     "EVENTS",
@@ -464,7 +457,6 @@ __all__ = [
     "STATEFULSETS",
     "ResourceType",
     "check_name",
-    "errors",
     "event_core_to_v1",
     "event_v1_to_core",
     "group_versions",
