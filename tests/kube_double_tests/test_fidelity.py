@@ -584,6 +584,15 @@ async def test_graceful_delete_over_the_api(kube_api: KubeApiDouble, k8s: client
     assert kube_api.get_pod("pending") is None
 
 
+async def test_auto_finalize_removes_pods_once_due() -> None:
+    async with KubeApiDouble(auto_finalize_interval=0.01) as api:
+        api.create_pod("a", node_name="n1")
+        api.delete_pod("a", grace_period_seconds=10)
+        assert api.get_pod("a") is not None
+        api.clock.advance(11)  # only the clock: the background check does the rest
+        await async_wait_until(lambda: api.get_pod("a") is None, what="pod removal")
+
+
 async def test_finalizers_hold_deletion(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     core = client.CoreV1Api(k8s)
     kube_api.create_pod("a", node_name="n1", finalizers=["ipamd.example/release"])
