@@ -82,7 +82,7 @@ async def measure(directory: Path, name: str, cidr: str, held: int, samples: int
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--held", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=200, help="at most 250: the /24 must not run out")
+    parser.add_argument("--samples", type=int, default=200, help="at most 230: the /24 must not run out")
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"one durable allocation at a time on SQLite, {args.samples} samples per case")
