@@ -28,11 +28,8 @@ def apply_all(client: Client, manifests: list[Manifest], *, say: Callable[[str],
             warn(f"warning: {warning}")
         try:
             action = APPLIERS[manifest.kind](client, manifest, warn)
-        except InvalidInput as e:
-            warn(f"error: {manifest.ref} ({manifest.origin}): {e.message}")
-            failures += 1
-        except CtlError as e:
-            warn(f"error: {manifest.ref}: {e.message}")
+        except (InvalidInput, CtlError) as e:
+            warn(f"error: {manifest.ref} ({manifest.where}): {e.message}")
             failures += 1
         else:
             say(f"{manifest.ref} {action}")

@@ -57,8 +57,8 @@ class Manifest:
     """The object's name; for reservations ``SUBNET/ADDRESS``."""
     body: dict[str, Any]
     """The API request body (docs/api.md)."""
-    origin: str
-    """Where it came from, e.g. ``kubeovn.io/v1 Subnet macvlan (document 1)``."""
+    where: str
+    """Where it came from, e.g. ``subnets.yaml document 2``."""
     warnings: tuple[str, ...] = ()
 
     @property
@@ -141,11 +141,10 @@ def _ipamd(document: Mapping[str, Any], kind: str, *, where: str) -> Manifest:
         subnet, address = spec.get("subnet"), spec.get("address")
         if not isinstance(subnet, str) or not isinstance(address, str):
             raise ManifestError(f"{where}: spec.subnet and spec.address are required")
-        label = _name(document, where=where, required=False) or f"{subnet}/{address}"
-        return Manifest("reservation", f"{subnet}/{address}", dict(spec), f"{IPAMD_API} Reservation {label} ({where})")
+        return Manifest("reservation", f"{subnet}/{address}", dict(spec), where)
     name = _name(document, where=where)
     assert name is not None
-    return Manifest(kind.lower(), name, {"name": name, **spec}, f"{IPAMD_API} {kind} {name} ({where})")
+    return Manifest(kind.lower(), name, {"name": name, **spec}, where)
 
 
 def _ignored(spec: Mapping[str, Any], used: tuple[str, ...], *, label: str) -> list[str]:
@@ -180,7 +179,7 @@ def _kubeovn_subnet(document: Mapping[str, Any], *, where: str) -> Manifest:
             "asks for: set it to the NetworkAttachmentDefinition's <name>.<namespace>"
         )
     body["provider"] = provider
-    return Manifest("subnet", name, body, f"{label} ({where})", tuple(warnings))
+    return Manifest("subnet", name, body, where, tuple(warnings))
 
 
 def _kubeovn_pool(document: Mapping[str, Any], *, where: str) -> Manifest:
@@ -191,4 +190,4 @@ def _kubeovn_pool(document: Mapping[str, Any], *, where: str) -> Manifest:
     if not isinstance(spec.get("subnet"), str) or not isinstance(spec.get("ips"), list):
         raise ManifestError(f"{where}: spec.subnet and spec.ips are required")
     body = {"name": name, "subnet": spec["subnet"], "ips": list(spec["ips"])}
-    return Manifest("pool", name, body, f"{label} ({where})", tuple(_ignored(spec, KUBEOVN_POOL_FIELDS, label=label)))
+    return Manifest("pool", name, body, where, tuple(_ignored(spec, KUBEOVN_POOL_FIELDS, label=label)))
