@@ -9,7 +9,10 @@ as_root=""
 
 # Real components, not mocks: the CNI plugins the runtime would call, network namespaces,
 # a PostgreSQL server the tests start themselves, kubectl to check the API double.
-packages=(containernetworking-plugins iproute2 iputils-ping postgresql kubernetes-client)
+packages=(containernetworking-plugins iproute2 iputils-ping postgresql)
+# Any kubectl will do; Debian's kubernetes-client would collide with one installed otherwise
+# (e.g. from google-cloud-cli, which owns /usr/bin/kubectl too).
+command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
