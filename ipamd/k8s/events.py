@@ -15,7 +15,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from ipamd.errors import IpamError, NotFound
+from ipamd.errors import IpamError
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.objects import format_time
 
@@ -65,7 +65,9 @@ class EventRecorder:
                 sent.at = time.monotonic()
                 self._sent.move_to_end(key)
                 return
-            except NotFound:
+            except IpamError as e:
+                # Gone (expired), or no RBAC to patch Events: record a new one instead.
+                log.debug("folding event %s into %s failed (%s); creating another", reason, sent.name, e.message)
                 del self._sent[key]
         involved = {"apiVersion": "v1", "kind": "Pod", "namespace": namespace, "name": pod}
         if uid:
