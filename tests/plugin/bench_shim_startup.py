@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import tempfile
@@ -132,11 +133,14 @@ def main() -> None:
         "ADD-pyc": (py + [pyc], dict(cni_env, CNI_COMMAND="ADD"), str(add_conf)),
     }
     samples: dict[str, list[float]] = {name: [] for name in variants}
-    for name, (argv, env, stdin) in variants.items():  # warm the page cache
-        spawn_ms(argv, env, stdin)
-    for _ in range(args.runs):
-        for name, (argv, env, stdin) in variants.items():
-            samples[name].append(spawn_ms(argv, env, stdin))
+    try:
+        for name, (argv, env, stdin) in variants.items():  # warm the page cache
+            spawn_ms(argv, env, stdin)
+        for _ in range(args.runs):
+            for name, (argv, env, stdin) in variants.items():
+                samples[name].append(spawn_ms(argv, env, stdin))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
     print("python: %s, %d runs each, %d CPUs" % (args.python, args.runs, os.cpu_count() or 0))
     print("%-8s %8s %8s" % ("variant", "median", "p10"))
