@@ -141,7 +141,7 @@ async def gc(request: web.Request) -> web.Response:
     network_name = _string(body, "network", required=True)
     assert network_name
     network = parse_network_request(body.get("ipam"), network_name=network_name)
-    valid_raw = body.get("validAttachments") or []
+    valid_raw = body.get("validAttachments")
     if not isinstance(valid_raw, list):
         raise InvalidInput("expected a list of {containerId, ifName}", field="validAttachments")
     valid = set()
