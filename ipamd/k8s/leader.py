@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -32,7 +33,7 @@ class LeaseElector:
 
     def __init__(
         self, client: KubeClient, *, namespace: str, identity: str, name: str = LEASE_NAME,
-        duration: float = 15.0, renew_every: float = 5.0,
+        duration: float = 15.0, renew_every: float = 5.0, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -40,6 +41,7 @@ class LeaseElector:
         self.identity = identity
         self.duration = duration
         self.renew_every = renew_every
+        self.clock = clock
         self.leading = False
         # Set whenever this daemon becomes the leader; the reconciler waits on it.
         self.became_leader = asyncio.Event()
@@ -57,7 +59,7 @@ class LeaseElector:
             except IpamError as e:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, e.message)
                 # Without a successful renewal for a whole lease duration, others may take over.
-                won = self.leading and time.monotonic() - self._last_renew < self.duration
+                won = self.leading and self.clock() - self._last_renew < self.duration
             self._set_leading(won)
             self.decided.set()
             await asyncio.sleep(self.renew_every)
@@ -94,12 +96,12 @@ class LeaseElector:
                 await self.client.create_lease(self.namespace, body)
             except Conflict:
                 return False
-            self._last_renew = time.monotonic()
+            self._last_renew = self.clock()
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
-        now = time.monotonic()
+        now = self.clock()
         if record != self._observed:
             self._observed = record
             self._observed_at = now
@@ -112,7 +114,7 @@ class LeaseElector:
             await self.client.replace_lease(self.namespace, self.name, lease)
         except Conflict:
             return False
-        self._last_renew = time.monotonic()
+        self._last_renew = self.clock()
         return True
 
     async def release(self) -> None:

@@ -49,10 +49,10 @@ def lease_namespace() -> str:
     return DEFAULT_LEASE_NAMESPACE
 
 
-async def guarded(name: str, body: Callable[[], Awaitable[None]]) -> None:
+async def guarded(name: str, body: Callable[[], Awaitable[None]], *, first_delay: float = 1.0) -> None:
     """Runs ``body`` forever: an exit or a crash is logged and followed by a restart."""
     loop = asyncio.get_running_loop()
-    backoff = Backoff(first=1.0, ceiling=60.0)
+    backoff = Backoff(first=first_delay, ceiling=60.0)
     while True:
         started = loop.time()
         try:

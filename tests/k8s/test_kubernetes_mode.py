@@ -281,7 +281,7 @@ def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(ma
         assert b"ipamd_reconciler_released_total 1.0" in metrics.raw
 
 
-def test_the_reconciler_runs_only_on_the_lease_holder(cluster: Cluster):
+def test_the_daemon_takes_the_reconciler_lease_and_gives_it_up_on_stop(cluster: Cluster):
     wait_for(lambda: cluster.api.get("leases", "ipamd-reconciler", "kube-system"), what="the reconciler's Lease")
     lease = cluster.api.get("leases", "ipamd-reconciler", "kube-system")
     assert lease is not None and lease["spec"]["holderIdentity"] == "n1"
