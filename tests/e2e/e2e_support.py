@@ -242,6 +242,14 @@ def ns_json(netns: str, *args: str) -> Any:
     return json.loads(ip("-j", "-n", netns, *args).stdout or "[]")
 
 
+def root_json(*args: str) -> Any:
+    return json.loads(ip("-j", *args).stdout or "[]")
+
+
+def root_has_link(name: str) -> bool:
+    return ip("link", "show", "dev", name, check=False).returncode == 0
+
+
 def ns_addresses(netns: str, ifname: str = "net1", family: int = 4) -> list[str]:
     """The global addresses on ifname in netns, as CIDR strings (tentative ones included)."""
     links = ns_json(netns, f"-{family}", "addr", "show", "dev", ifname)
