@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -49,6 +51,20 @@ def allocation_fields(event: str, allocation: Mapping[str, Any], **more: Any) ->
     }
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a client's malformed HTTP (a NUL in a header...) as an error with a
+    traceback; it is the client's fault, so one warning line says what was rejected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            first_line = (str(error.message).strip().splitlines() or [type(error).__name__])[0]
+            record.msg, record.args = "malformed HTTP request rejected (%s): %s", (type(error).__name__, first_line)
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(*, fmt: str = "text", level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
@@ -62,3 +78,6 @@ def setup_logging(*, fmt: str = "text", level: str = "info") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     # Alembic narrates every readiness check; migrations are logged by the server itself.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(existing, MalformedRequestFilter) for existing in server_log.filters):
+        server_log.addFilter(MalformedRequestFilter())

@@ -18,6 +18,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        # PostgreSQL cannot compare text holding a NUL character: refuse it in names and filters.
+        if "\x00" in request.path or (request.query_string and any("\x00" in value for value in request.query.values())):
+            raise InvalidInput("the path and the query may not contain NUL characters")
         return await handler(request)
     except IpamError as e:
         return error_response(e)

@@ -333,6 +333,7 @@ def query_parameter(name: str, schema: Schema, description: str) -> Schema:
 SUBNET_NAME = path_parameter("name", STRING, "subnet name")
 POOL_NAME = path_parameter("name", STRING, "pool name")
 # The daemon reads ids of up to 18 digits.
+ADDRESS: Schema = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
 NUMERIC_ID: Schema = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
 
 PATHS: dict[str, Schema] = {
@@ -455,10 +456,61 @@ PATHS: dict[str, Schema] = {
     "/v1/ips/{address}": {
         "get": operation(
             "who holds an address now, and who held it before", {"200": ok("holders and history", "AddressInfo")}, errors=(),
-            parameters=[path_parameter("address", STRING, "an IPv4 or IPv6 address")], tag="addresses",
+            parameters=[path_parameter("address", ADDRESS, "an IPv4 or IPv6 address")], tag="addresses",
         )
     },
 }
+
+OPERATION_IDS = {
+    ("/healthz", "get"): "healthz",
+    ("/readyz", "get"): "readyz",
+    ("/metrics", "get"): "metrics",
+    ("/openapi.json", "get"): "openapi",
+    ("/v1/cni/add", "post"): "cniAdd",
+    ("/v1/cni/del", "post"): "cniDel",
+    ("/v1/cni/check", "post"): "cniCheck",
+    ("/v1/cni/gc", "post"): "cniGc",
+    ("/v1/cni/status", "get"): "cniStatus",
+    ("/v1/subnets", "get"): "listSubnets",
+    ("/v1/subnets", "post"): "createSubnet",
+    ("/v1/subnets/{name}", "get"): "getSubnet",
+    ("/v1/subnets/{name}", "patch"): "patchSubnet",
+    ("/v1/subnets/{name}", "delete"): "deleteSubnet",
+    ("/v1/pools", "get"): "listPools",
+    ("/v1/pools", "post"): "createPool",
+    ("/v1/pools/{name}", "get"): "getPool",
+    ("/v1/pools/{name}", "delete"): "deletePool",
+    ("/v1/reservations", "get"): "listReservations",
+    ("/v1/reservations", "post"): "createReservation",
+    ("/v1/reservations/{id}", "get"): "getReservation",
+    ("/v1/reservations/{id}", "delete"): "deleteReservation",
+    ("/v1/allocations", "get"): "listAllocations",
+    ("/v1/allocations", "post"): "createAllocation",
+    ("/v1/allocations/{id}", "get"): "getAllocation",
+    ("/v1/allocations/{id}", "delete"): "releaseAllocation",
+    ("/v1/ips/{address}", "get"): "getAddress",
+}
+
+# What a created object leads to (OpenAPI links): clients and test generators follow them.
+LINKS = {
+    ("/v1/subnets", "post", "201"): ("name", "$response.body#/name", ("getSubnet", "patchSubnet", "deleteSubnet")),
+    ("/v1/pools", "post", "201"): ("name", "$response.body#/name", ("getPool", "deletePool")),
+    ("/v1/reservations", "post", "201"): ("id", "$response.body#/id", ("getReservation", "deleteReservation")),
+    ("/v1/allocations", "post", "201"): ("id", "$response.body#/id", ("getAllocation", "releaseAllocation")),
+}
+
+
+def _annotate(paths: dict[str, Schema]) -> None:
+    """Adds operation ids and links to the operations above."""
+    for (path, method), operation_id in OPERATION_IDS.items():
+        paths[path][method]["operationId"] = operation_id
+    for (path, method, status), (parameter, expression, targets) in LINKS.items():
+        paths[path][method]["responses"][status]["links"] = {
+            target: {"operationId": target, "parameters": {parameter: expression}} for target in targets
+        }
+
+
+_annotate(PATHS)
 
 DOCUMENT: Schema = {
     "openapi": "3.1.0",
