@@ -35,7 +35,24 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise InvalidInput(f"the body is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise InvalidInput(f"expected a JSON object, got {type(value).__name__}")
+    # PostgreSQL cannot store or compare text holding a NUL character.
+    if "\\u0000" in text:
+        reject_nul(value)
     return value
+
+
+def reject_nul(value: Any, where: str = "") -> None:
+    """Raises InvalidInput naming the first field whose key or text holds a NUL character."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidInput("strings may not contain NUL characters", field=where or None)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key, where)
+            reject_nul(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            reject_nul(item, f"{where}[{index}]")
 
 
 def query_flag(request: web.Request, name: str) -> bool:
@@ -47,10 +64,14 @@ def query_flag(request: web.Request, name: str) -> bool:
     raise InvalidInput(f"expected true or false, got {value!r}", field=name)
 
 
+# Ids are 32-bit integer columns: a larger one cannot exist, and PostgreSQL refuses to compare with it.
+MAX_ID = 2**31 - 1
+
+
 def path_int(request: web.Request, name: str) -> int:
     text = request.match_info[name]
-    if not text.isdigit() or len(text) > 18:
-        raise InvalidInput(f"expected a numeric id, got {text!r}", field=name)
+    if not text.isdigit() or len(text) > 10 or int(text) > MAX_ID:
+        raise InvalidInput(f"expected a numeric id of at most {MAX_ID}, got {text!r}", field=name)
     return int(text)
 
 
