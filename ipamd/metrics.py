@@ -3,7 +3,7 @@
 Every application gets its own ``CollectorRegistry`` (several daemons can live in one test
 process). Counters move through ``Ipam.listeners`` and one thin middleware; the
 allocation hot path pays a clock read, a dictionary look-up and a counter increment.
-Subnet and pool usage is not tracked continuously: a scrape runs four aggregate queries
+Subnet and pool usage is not tracked continuously: a scrape runs five aggregate queries
 (docs/metrics.md lists every name and label).
 
 I/O: the scrape reads the database through ``Ipam.reading()``; nothing else here does.
@@ -220,7 +220,7 @@ class Metrics:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def read_usage(self) -> UsageSnapshot:
-        """Returns capacity and use of every subnet family and pool, in four aggregate queries."""
+        """Returns capacity and use of every subnet family and pool, in five aggregate queries."""
         def run(conn: Connection) -> tuple[Any, ...]:
             subnet_rows = (conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
             held_rows = (

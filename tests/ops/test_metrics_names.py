@@ -1,0 +1,128 @@
+"""docs/metrics.md is the contract: a live scrape has exactly its names, types and labels.
+
+Also pins what the counters count after a known sequence of requests, and that one
+daemon process can host several applications, each with its own registry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.ops.support import TcpDaemon, tcp_get
+from tests.support.daemon import REPO, Daemon
+
+DOC = REPO / "docs" / "metrics.md"
+
+
+@dataclass(frozen=True)
+class Documented:
+    type: str
+    labels: frozenset[str]
+
+
+def documented_metrics(path: Path = DOC) -> dict[str, Documented]:
+    """Returns the metrics table of docs/metrics.md by full sample name."""
+    metrics = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^\| `(ipamd_[a-z0-9_]+)` \| (counter|gauge|histogram) \|([^|]*)\|", line)
+        if match:
+            name, kind, labels = match.groups()
+            metrics[name] = Documented(kind, frozenset(re.findall(r"`([a-z_]+)`", labels)))
+    return metrics
+
+
+def scraped_metrics(text: str) -> dict[str, Documented]:
+    """Returns the metric families of a scrape, by the name the documentation uses."""
+    metrics = {}
+    for family in text_string_to_metric_families(text):
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        labels = frozenset(label for sample in family.samples for label in sample.labels if label != "le")
+        metrics[name] = Documented(family.type, labels)
+    return metrics
+
+
+def exercise(daemon: Daemon) -> None:
+    """Requests that make every labelled series appear: allocate, release, conflict, exhaust."""
+    client = daemon.client
+    assert client.post("/v1/subnets", {"name": "tiny", "cidrBlock": "203.0.113.0/30", "provider": "tiny.default"}).status == 201
+    assert client.post("/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64"}).status == 201
+    assert client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.51"]}).status == 201
+    add = {"containerId": "c1", "ifName": "net1", "network": "tiny", "podNamespace": "ns", "podName": "a", "ipam": {"provider": "tiny.default"}}
+    assert client.post("/v1/cni/add", add).status == 200
+    assert client.post("/v1/cni/add", {**add, "containerId": "c2", "podName": "b"}).error_code == "exhausted"
+    assert client.post("/v1/cni/del", add).body == {"released": 1}
+    assert client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "x"}, "address": "192.0.2.20"}).status == 201
+    conflict = client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "y"}, "address": "192.0.2.20"})
+    assert conflict.error_code == "address_conflict"
+
+
+def test_scrape_matches_the_documented_table(daemon: Daemon) -> None:
+    exercise(daemon)
+    reply = daemon.client.get("/metrics")
+    assert reply.status == 200
+    documented = documented_metrics()
+    assert len(documented) >= 13, "the table in docs/metrics.md was not found"
+    assert scraped_metrics(reply.raw.decode()) == documented
+
+
+def sample(text: str, name: str, **labels: str) -> float | None:
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
+
+
+def test_counters_and_gauges_count_what_happened(daemon: Daemon) -> None:
+    exercise(daemon)
+    text = daemon.client.get("/metrics").raw.decode()
+    assert sample(text, "ipamd_allocations_total", subnet="tiny") == 1
+    assert sample(text, "ipamd_allocations_total", subnet="net1") == 1
+    assert sample(text, "ipamd_releases_total", subnet="tiny", reason="cni_del") == 1
+    assert sample(text, "ipamd_allocation_requests_total", route="/v1/cni/add", outcome="ok") == 1
+    assert sample(text, "ipamd_allocation_requests_total", route="/v1/cni/add", outcome="exhausted") == 1
+    assert sample(text, "ipamd_allocation_requests_total", route="/v1/allocations", outcome="address_conflict") == 1
+    assert sample(text, "ipamd_allocation_duration_seconds_count", route="/v1/cni/add") == 2
+    assert sample(text, "ipamd_address_conflicts_total", route="/v1/allocations") == 1
+    assert sample(text, "ipamd_exhausted_total", subnet="tiny", pool="") == 1
+    assert sample(text, "ipamd_reconciler_released_total") == 0
+    assert sample(text, "ipamd_database_errors_total") == 0
+    # /30: two allocatable addresses, one of them the gateway; the released one is free again.
+    assert sample(text, "ipamd_subnet_capacity_addresses", subnet="tiny", family="ipv4") == 2
+    assert sample(text, "ipamd_subnet_used_addresses", subnet="tiny", family="ipv4") == 0
+    assert sample(text, "ipamd_subnet_available_addresses", subnet="tiny", family="ipv4") == 1
+    # net1: 254 allocatable; 1 gateway, 2 pooled, 1 held leave 250.
+    assert sample(text, "ipamd_subnet_used_addresses", subnet="net1", family="ipv4") == 1
+    assert sample(text, "ipamd_subnet_available_addresses", subnet="net1", family="ipv4") == 250
+    assert sample(text, "ipamd_subnet_capacity_addresses", subnet="net1", family="ipv6") == float(2**64 - 1)  # a float sample: Prometheus has no big integers
+    assert sample(text, "ipamd_pool_capacity_addresses", pool="db", subnet="net1") == 2
+    assert sample(text, "ipamd_pool_used_addresses", pool="db", subnet="net1") == 0
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_metrics_served_on_tcp_without_a_token(tcp_daemon: TcpDaemon) -> None:
+    status, body, content_type = tcp_get(tcp_daemon.port, "/metrics")
+    assert (status, content_type) == (200, "text/plain; version=0.0.4; charset=utf-8")
+    assert "ipamd_allocations_total" in body.decode()
+
+
+def test_each_application_has_its_own_registry() -> None:
+    from ipamd import metrics
+    from ipamd.api.app import create_app
+
+    class NoService:
+        def __init__(self) -> None:
+            self.listeners: list[object] = []
+
+    first, second = create_app(NoService()), create_app(NoService())  # type: ignore[arg-type]
+    first[metrics.METRICS].on_event("allocated", allocation={"subnet": "a"})
+    metrics.reconciler_released(3)
+    assert first[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", {"subnet": "a"}) == 1
+    assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", {"subnet": "a"}) is None
+    for app in (first, second):
+        assert app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total") == 3
