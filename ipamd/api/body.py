@@ -27,18 +27,34 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise InvalidInput(f"the body is not valid UTF-8 (byte {e.start})") from e
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError as e:
         raise InvalidInput("the JSON body is nested too deeply") from e
     except ValueError as e:
-        # JSONDecodeError, and ints with more digits than Python will convert.
+        # JSONDecodeError, NaN/Infinity, and ints with more digits than Python will convert.
         raise InvalidInput(f"the body is not valid JSON: {e}") from e
     if not isinstance(value, dict):
         raise InvalidInput(f"expected a JSON object, got {type(value).__name__}")
     # PostgreSQL cannot store or compare text holding a NUL character.
     if "\\u0000" in text:
         reject_nul(value)
+    # "\ud800" is valid JSON but an unpaired surrogate is no character: no database (nor
+    # UTF-8) can store it, so refuse it here rather than fail deep inside a transaction.
+    if "\\u" in text and _has_lone_surrogate(value):
+        raise InvalidInput("the body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
     return value
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def reject_nul(value: Any, where: str = "") -> None:
@@ -70,7 +86,8 @@ MAX_ID = 2**31 - 1
 
 def path_int(request: web.Request, name: str) -> int:
     text = request.match_info[name]
-    if not text.isdigit() or len(text) > 10 or int(text) > MAX_ID:
+    # isascii: str.isdigit() also accepts digits int() refuses, such as '¹'.
+    if not (text.isascii() and text.isdigit()) or len(text) > 10 or int(text) > MAX_ID:
         raise InvalidInput(f"expected a numeric id of at most {MAX_ID}, got {text!r}", field=name)
     return int(text)
 

@@ -35,7 +35,7 @@ def parse_cidr(text: object, *, field: str) -> netaddr.IPNetwork:
     address_text, _, prefix_text = text.strip().partition("/")
     address = parse_ip(address_text, field=field)
     max_prefix = 32 if address.version == 4 else 128
-    if not prefix_text.isdigit() or not 0 <= int(prefix_text) <= max_prefix:
+    if not (prefix_text.isascii() and prefix_text.isdigit()) or not 0 <= int(prefix_text) <= max_prefix:
         raise InvalidInput(f"{text!r} has an invalid prefix length", field=field)
     network = netaddr.IPNetwork(f"{address}/{prefix_text}")
     if network.ip != network.network:
@@ -62,7 +62,7 @@ def parse_entry(text: object, *, field: str) -> tuple[int, Interval]:
         # Exclusions written with host bits (192.0.2.5/30) mean the enclosing block.
         address = parse_ip(address_text, field=field)
         max_prefix = 32 if address.version == 4 else 128
-        if not prefix_text.isdigit() or not 0 <= int(prefix_text) <= max_prefix:
+        if not (prefix_text.isascii() and prefix_text.isdigit()) or not 0 <= int(prefix_text) <= max_prefix:
             raise InvalidInput(f"{entry!r} has an invalid prefix length", field=field)
         network = netaddr.IPNetwork(f"{address}/{prefix_text}")
         return address.version, (int(network.first), int(network.last))
