@@ -149,9 +149,12 @@ def make_cluster(kube: ThreadedKubeApi, tmp_path: Path) -> Iterator[Callable[...
     daemons: list[Daemon] = []
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
 
-    def start(*, reconcile_interval: float = 1.0, release_grace: float = 1.0, subnet: dict[str, Any] | None = NET1) -> Cluster:
+    def start(
+        *, reconcile_interval: float = 1.0, release_grace: float = 1.0, subnet: dict[str, Any] | None = NET1,
+        database_url: str | None = None,
+    ) -> Cluster:
         daemon = Daemon(
-            tmp_path, f"sqlite:///{tmp_path / 'ipamd.db'}",
+            tmp_path, database_url or f"sqlite:///{tmp_path / 'ipamd.db'}",
             extra_args=(
                 "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", NODE,
                 "--reconcile-interval", str(reconcile_interval), "--release-grace", str(release_grace),

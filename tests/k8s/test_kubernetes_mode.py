@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
+
 from tests.k8s.conftest import NET1, Cluster, note, wait_for
 
 # ----------------------------------------------------------------- annotations in, results out
@@ -262,8 +264,12 @@ def test_deleting_the_statefulset_releases_its_pods(cluster: Cluster):
 # ----------------------------------------------------------------- the reconciler
 
 
-def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(make_cluster: Callable[..., Cluster]):
-    cluster = make_cluster(reconcile_interval=1.0, release_grace=1.0)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(
+    make_cluster: Callable[..., Cluster], backend: str, request: pytest.FixtureRequest,
+):
+    url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    cluster = make_cluster(reconcile_interval=1.0, release_grace=1.0, database_url=url)
     sts = cluster.api.create_statefulset("keep", replicas=1)
     for pod in (cluster.pod("left-behind"), cluster.statefulset_pod(sts, 0), cluster.pod("alive")):
         assert cluster.add(pod).status == 200
@@ -277,8 +283,9 @@ def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(ma
     log = cluster.daemon.log()
     assert "reconcile: released allocation 1: pod default/left-behind gone" in log
     metrics = cluster.daemon.client.get("/metrics")
-    if metrics.status == 200:
-        assert b"ipamd_reconciler_released_total 1.0" in metrics.raw
+    assert metrics.status == 200
+    assert b"ipamd_reconciler_released_total 1.0" in metrics.raw
+    assert b'ipamd_releases_total{reason="pod_gone",subnet="net1"} 1.0' in metrics.raw
 
 
 def test_the_daemon_takes_the_reconciler_lease_and_gives_it_up_on_stop(cluster: Cluster):
