@@ -6,6 +6,7 @@ daemon process can host several applications, each with its own registry.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,15 @@ def test_each_application_has_its_own_registry() -> None:
     assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", {"subnet": "a"}) is None
     for app in (first, second):
         assert app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total") == 3
+
+
+def test_grafana_dashboard_uses_documented_metrics_only() -> None:
+    dashboard = json.loads((REPO / "docs" / "grafana-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    expressions += [variable["definition"] for variable in dashboard["templating"]["list"]]
+    used = {name for expression in expressions for name in re.findall(r"\bipamd_[a-z0-9_]+", expression)}
+    documented = documented_metrics()
+    histograms = {f"{name}_{suffix}" for name, metric in documented.items() if metric.type == "histogram" for suffix in ("bucket", "sum", "count")}
+    assert used <= set(documented) | histograms
+    # Every documented family has a panel.
+    assert {name for name in documented} <= {name.removesuffix("_bucket") for name in used}
