@@ -116,10 +116,11 @@ class KubernetesPolicy:
         With one network attached twice, the result of the first interface lands in the
         plain keys; the second must not take it for a static request.
         """
-        used_key = ask.static_key if what == "ip" else ask.mac_key
-        if not ask.allocated or used_key is None or used_key.endswith(f".{request.owner.interface}"):
-            return False
         owner = request.owner
+        used_key = ask.static_key if what == "ip" else ask.mac_key
+        plain_key = notes.key(owner.network_key, notes.IP_ADDRESS if what == "ip" else notes.MAC_ADDRESS)
+        if not ask.allocated or used_key != plain_key:
+            return False
         for body in await self.ipam.list_allocations(namespace=owner.namespace, pod=owner.pod, provider=owner.network_key):
             if body["owner"]["interface"] == owner.interface:
                 continue
