@@ -193,7 +193,7 @@ def test_rbac_grants_exactly_what_the_daemon_uses(render: Any) -> None:
     }
     assert rules == {
         ("", "pods"): ["get", "list", "patch", "watch"],
-        ("", "events"): ["create"],
+        ("", "events"): ["create", "patch"],
         ("apps", "statefulsets"): ["get", "list", "watch"],
     }
     role = rendered.one("Role")
