@@ -237,8 +237,7 @@ class Applier:
                     await self.ipam.create_subnet(spec, origin=ORIGIN)
                 except AlreadyExists:
                     # Another daemon on the same database may have applied the same file first.
-                    current = await self.ipam.get_subnet(name)
-                    if current["origin"] != ORIGIN or _subnet_spec(current) != spec:
+                    if not await _found(self.ipam.get_subnet(name), lambda found: _subnet_spec(found) == spec):
                         raise
                     return
                 self._changed(f"subnet {name} created")
@@ -274,8 +273,7 @@ class Applier:
                 try:
                     await self.ipam.create_pool(pool, origin=ORIGIN)
                 except AlreadyExists:
-                    current = await self.ipam.get_pool(name)
-                    if current["origin"] != ORIGIN or not _same_pool(current, pool):
+                    if not await _found(self.ipam.get_pool(name), lambda found: _same_pool(found, pool)):
                         raise
                     return
                 self._changed(f"pool {name} created")
@@ -307,16 +305,42 @@ class Applier:
         label = f"reservation of {reservation['address']} in subnet {reservation['subnet']}"
         try:
             if current is None:
-                await self.ipam.create_reservation(reservation, origin=ORIGIN)
+                try:
+                    await self.ipam.create_reservation(reservation, origin=ORIGIN)
+                except AlreadyExists:
+                    if not await _found(self._reservation_at(reservation), lambda found: _same_reservation(found, reservation)):
+                        raise
+                    return
                 self._changed(f"{label} created")
             elif current["origin"] != ORIGIN:
                 self._kept(f"{label} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
-            elif any(current.get(key) != reservation[key] for key in ("mac", "owner", "note")):
+            elif not _same_reservation(current, reservation):
                 await self.ipam.delete_reservation(current["id"])
                 await self.ipam.create_reservation(reservation, origin=ORIGIN)
                 self._changed(f"{label} replaced")
         except IpamError as e:
             self._failed(label, e)
+
+
+    async def _reservation_at(self, reservation: Mapping[str, Any]) -> dict[str, Any]:
+        for body in await self.ipam.list_reservations():
+            if (body["subnet"], body["address"]) == (reservation["subnet"], reservation["address"]):
+                return body
+        raise NotFound(f"no reservation of {reservation['address']} in subnet {reservation['subnet']}")
+
+
+async def _found(lookup: Awaitable[dict[str, Any]], same: Callable[[dict[str, Any]], bool]) -> bool:
+    """Returns whether the object a create collided with is this file's, as declared (created by a peer daemon)."""
+    try:
+        found = await lookup
+    except NotFound:
+        # The collision was with something else (an overlapping CIDR, say): report that.
+        return False
+    return bool(found["origin"] == ORIGIN and same(found))
+
+
+def _same_reservation(current: Mapping[str, Any], reservation: Mapping[str, Any]) -> bool:
+    return all(current.get(key) == reservation[key] for key in ("mac", "owner", "note"))
 
 
 def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
