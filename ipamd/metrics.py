@@ -158,6 +158,10 @@ class Metrics:
         self.database_errors = Counter(
             "ipamd_database_errors", "Operations that failed because the database was unavailable.", registry=registry,
         )
+        # labels() takes a lock and builds a key on every call: the hot path keeps its children.
+        self._latency_by_route = {route: self.latency.labels(route) for route in ALLOCATING_ROUTES.values()}
+        self._ok_by_route = {route: self.requests.labels(route, "ok") for route in ALLOCATING_ROUTES.values()}
+        self._allocated_by_subnet: dict[str, Any] = {}
         self.usage = UsageCollector()
         registry.register(self.usage)
         # Parsed specs by row id, each with the stored form it came from (ids of deleted rows
@@ -171,7 +175,11 @@ class Metrics:
     def on_event(self, event: str, **data: Any) -> None:
         """The ``Ipam.listeners`` entry: counts allocations, releases and exhaustion."""
         if event == "allocated":
-            self.allocations.labels(data["allocation"]["subnet"]).inc()
+            subnet = data["allocation"]["subnet"]
+            counter = self._allocated_by_subnet.get(subnet)
+            if counter is None:
+                counter = self._allocated_by_subnet[subnet] = self.allocations.labels(subnet)
+            counter.inc()
         elif event == "released":
             self.releases.labels(data["allocation"]["subnet"], reason_label(str(data.get("reason") or ""))).inc()
         elif event == "exhausted":
@@ -202,8 +210,11 @@ class Metrics:
             raise
         finally:
             if route is not None:
-                self.latency.labels(route).observe(time.perf_counter() - start)
-                self.requests.labels(route, outcome).inc()
+                self._latency_by_route[route].observe(time.perf_counter() - start)
+                if outcome == "ok":
+                    self._ok_by_route[route].inc()
+                else:
+                    self.requests.labels(route, outcome).inc()
 
     # ------------------------------------------------------------------ scrape
 
