@@ -17,6 +17,7 @@ from aiohttp import web
 from ipamd import declarative
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
+from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
 from ipamd.config import Settings
 from ipamd.errors import InvalidInput
 from ipamd.policy import AttachmentPolicy
@@ -29,6 +30,9 @@ log = logging.getLogger("ipamd.server")
 # Extension points other layers (Kubernetes, config file, metrics) hook into at start-up.
 StartHook = Callable[[Ipam, Settings, web.Application], Awaitable[Callable[[], Awaitable[None]] | None]]
 START_HOOKS: list[StartHook] = []
+# How long aiohttp keeps reading and discarding a body the handler did not read (after a
+# 413 or a body deadline) before it closes the connection.
+LINGER_SECONDS = 2.0
 
 
 def prepare_socket(path: str, group: str | None) -> None:
@@ -76,8 +80,17 @@ async def serve(settings: Settings) -> None:
         if stop is not None:
             stops.append(stop)
 
-    runner = web.AppRunner(app, shutdown_timeout=settings.shutdown_timeout, handle_signals=False)
+    # Connections that do not finish a request are closed after a bounded time (idle, a
+    # trickled head: the guard; a trickled body: api/body.py), then lingering ends quickly.
+    guard = ConnectionGuard(idle_timeout=IDLE_TIMEOUT_SECONDS)
+    app.middlewares.insert(0, guard.middleware)
+    runner = web.AppRunner(
+        app, shutdown_timeout=settings.shutdown_timeout, handle_signals=False,
+        keepalive_timeout=IDLE_TIMEOUT_SECONDS, lingering_time=LINGER_SECONDS,
+    )
     await runner.setup()
+    assert runner.server is not None
+    guard.start(runner.server)
     prepare_socket(settings.socket, settings.socket_group)
     # The umask keeps the socket private during the instant before chmod.
     old_umask = os.umask(0o117)
@@ -103,6 +116,7 @@ async def serve(settings: Settings) -> None:
     for stop in reversed(stops):
         with contextlib.suppress(Exception):
             await stop()
+    await guard.stop()
     await runner.cleanup()
     if stop_kubernetes is not None:
         # After the in-flight requests: their write-backs and Events still need the client.

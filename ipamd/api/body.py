@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -10,6 +11,7 @@ from aiohttp import web
 from ipamd.errors import InvalidInput, PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_SECONDS = 10.0
 
 
 async def json_object(request: web.Request) -> dict[str, Any]:
@@ -17,9 +19,16 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the limit of {MAX_BODY_BYTES}")
     try:
-        raw = await request.read()
+        # A client trickling its body would hold a handler (and its connection) forever.
+        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge as e:
         raise PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes") from e
+    except TimeoutError as e:
+        raise InvalidInput(f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s") from e
+    except ConnectionError as e:
+        # The client hung up mid-body: nobody reads this answer, but it is not our fault (no 500).
+        raise InvalidInput("the client closed the connection before sending the whole body") from e
     if not raw:
         raise InvalidInput("the request needs a JSON object body")
     try:
