@@ -14,6 +14,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import sqlite3
 import tempfile
 import time
@@ -63,7 +64,7 @@ async def request(
         head.append("Content-Type: application/json")
     head += [f"{key}: {value}" for key, value in (headers or {}).items()]
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_unix_connection(socket_path)
+        reader, writer = await asyncio.open_unix_connection(sock=await _connect(socket_path))
         try:
             writer.write("\r\n".join(head).encode() + b"\r\n\r\n" + payload)
             await writer.drain()
@@ -93,6 +94,27 @@ async def request(
     except ValueError:
         parsed = None
     return Reply(status, parsed, data, time.monotonic() - started)
+
+
+async def _connect(socket_path: str) -> socket.socket:
+    """Connects a Unix socket without blocking the loop, waiting while the backlog is full.
+
+    A non-blocking connect() on AF_UNIX fails with EAGAIN when the listen backlog is full
+    (no EINPROGRESS as on TCP); asyncio would take that for "connecting" and hand back a
+    socket that was never connected.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        while True:
+            try:
+                sock.connect(socket_path)
+                return sock
+            except BlockingIOError:
+                await asyncio.sleep(0.002)
+    except BaseException:
+        sock.close()
+        raise
 
 
 def add_body(pod: str, *, provider: str, namespace: str = "ns", interface: str = "net1", container: str | None = None) -> dict[str, Any]:
