@@ -137,10 +137,8 @@ def main() -> int:
             "host-local alone": ("host-local", {"cniVersion": "1.0.0", "name": "bench", "ipam": host_local_ipam}),
             "macvlan + ipamd from .pyc (experiment)": ("macvlan", macvlan(pyc_ipam)),
         }
-        samples: dict[str, list[float]] = {name: [] for name in variants}
-
         names = [*variants, DAEMON_ONLY]
-        configs = {}
+        configs: dict[str, tuple[str, str]] = {}
         for name, (plugin, config) in variants.items():
             path = workdir / f"{plugin}-{len(configs)}.json"
             path.write_text(json.dumps(config))
