@@ -515,7 +515,10 @@ class Ipam:
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
             subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
-            conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id))
+            if conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id)).rowcount == 0:
+                # Deleted by a concurrent request while this one waited for the subnet lock:
+                # its address is back already, and must not be listed as free twice.
+                raise NotFound(f"reservation {reservation_id} not found")
             address = int(row.address)
             holder = records.holder_of(conn, subnet_id=subnet.id, family=row.family, address=address)
             if holder is None:
@@ -833,7 +836,10 @@ class Ipam:
             row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
             if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                 return None
-            return self._release_row(conn, row, reason=reason)
+            try:
+                return self._release_row(conn, row, reason=reason)
+            except NotFound:
+                return None  # released concurrently: DEL is idempotent
 
         body = await self._write(run)
         if body is None:
@@ -864,7 +870,11 @@ class Ipam:
     ) -> dict[str, Any]:
         subnet = subnet or self._subnet_by_id(conn, row.subnet_id, lock=True)
         body = records.allocation_json(row, subnet.spec)
-        conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id})
+        if conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id}).rowcount == 0:
+            # ``row`` was read before the subnet lock: a concurrent release (another daemon's
+            # DEL, CNI GC, the API) committed meanwhile. Giving the addresses back again would
+            # list them as free twice (or, once retaken, free while held).
+            raise NotFound(f"allocation {row.id} was released meanwhile")
         for family, address in records.addresses_of(row):
             self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
             if give_back:
