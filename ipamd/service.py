@@ -60,6 +60,8 @@ _SUBNETS_OF_PROVIDER = (
 )
 _INSERT_ALLOCATION = sa.insert(allocations).returning(allocations.c.id)
 _DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+# PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
+_PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
@@ -240,6 +242,11 @@ class Ipam:
 
     def _check_overlap(self, conn: Connection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
         """Rejects a CIDR overlapping another subnet of the same provider (one L2 domain)."""
+        if self._row_locks:
+            # Nothing else serialises two daemons creating subnets of one provider at once:
+            # both would pass this check and both insert. The lock lasts until commit; the
+            # second one then sees the first's row (READ COMMITTED reads per statement).
+            conn.execute(_PROVIDER_LOCK, {"key": f"ipamd subnets of provider {spec.provider}"})
         statement = sa.select(subnets)
         statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
         for row in conn.execute(statement):
