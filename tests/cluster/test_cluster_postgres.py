@@ -222,3 +222,32 @@ def test_concurrent_releases_give_each_address_back_once(postgres_url: str, sock
         print(f"concurrent releases: {dict(outcomes)}")
     finally:
         cluster.stop()
+
+
+def test_overlapping_subnets_of_one_provider_cannot_be_created_at_once(postgres_url: str, sockdir: Path) -> None:
+    """Two subnets of one provider share an L2 domain and must not overlap: the check must
+    hold when several daemons create (or move) subnets at the same moment."""
+    cluster = Cluster(sockdir, postgres_url, 4).start()
+    try:
+        sockets = cluster.sockets
+
+        async def run() -> None:
+            creates = await asyncio.gather(*(
+                request(sockets[i % 4], "POST", "/v1/subnets", {"name": f"o{i}", "cidrBlock": "192.0.2.0/24" if i % 2 else "192.0.2.0/25", "provider": "same.ns"})
+                for i in range(8)
+            ))
+            outcomes = collections.Counter((r.status, r.error_code) for r in creates)
+            assert outcomes == {(201, None): 1, (409, "already_exists"): 7}, outcomes
+            # Moving subnets under one provider at once: at most one of them gets there.
+            for i in range(4):
+                assert (await request(sockets[0], "POST", "/v1/subnets", {"name": f"m{i}", "cidrBlock": "203.0.113.0/24", "provider": f"m{i}.ns"})).status == 201
+            moves = await asyncio.gather(*(request(sockets[i], "PATCH", f"/v1/subnets/m{i}", {"provider": "target.ns"}) for i in range(4)))
+            outcomes = collections.Counter((r.status, r.error_code) for r in moves)
+            assert outcomes == {(200, None): 1, (409, "already_exists"): 3}, outcomes
+
+        asyncio.run(run())
+        listed = json_getter(sockets[1])("/v1/subnets")["items"]
+        assert sum(1 for s in listed if s["provider"] == "same.ns") == 1
+        assert sum(1 for s in listed if s["provider"] == "target.ns") == 1
+    finally:
+        cluster.stop()
