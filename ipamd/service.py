@@ -250,7 +250,10 @@ class Ipam:
         statement = sa.select(subnets)
         statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
         for row in conn.execute(statement):
-            if row.id == exclude_id:
+            # A row of the same name is a name clash, not an overlap: the insert's unique
+            # constraint reports it, and an inline subnet created meanwhile by another daemon
+            # (seen once the lock above is ours) is then found by the retried ADD.
+            if row.id == exclude_id or row.name == spec.name:
                 continue
             other = self._spec(row)
             for layout in spec.families:
