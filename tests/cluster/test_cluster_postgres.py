@@ -244,6 +244,14 @@ def test_overlapping_subnets_of_one_provider_cannot_be_created_at_once(postgres_
             moves = await asyncio.gather(*(request(sockets[i], "PATCH", f"/v1/subnets/m{i}", {"provider": "target.ns"}) for i in range(4)))
             outcomes = collections.Counter((r.status, r.error_code) for r in moves)
             assert outcomes == {(200, None): 1, (409, "already_exists"): 3}, outcomes
+            # The first ADDs of an inline (Whereabouts-style) network, on every node at once:
+            # one daemon creates its subnet, the others find it; nobody is refused.
+            def inline(i: int) -> dict[str, object]:
+                return {**add_body(f"w{i}", provider="unused"), "ipam": {"type": "ipamd", "range": "198.18.4.0/24", "network_name": "wbnet"}}
+
+            adds = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", inline(i)) for i in range(16)))
+            assert all(r.status == 200 for r in adds), [r.body for r in adds if r.status != 200]
+            assert len({r.body["ips"][0]["address"] for r in adds}) == 16
 
         asyncio.run(run())
         listed = json_getter(sockets[1])("/v1/subnets")["items"]
