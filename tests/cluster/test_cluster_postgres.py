@@ -259,3 +259,38 @@ def test_overlapping_subnets_of_one_provider_cannot_be_created_at_once(postgres_
         assert sum(1 for s in listed if s["provider"] == "target.ns") == 1
     finally:
         cluster.stop()
+
+
+def test_one_attachment_added_through_every_daemon_at_once_gets_one_address(postgres_url: str, sockdir: Path) -> None:
+    """A runtime retrying ADD while the first is still in flight, on any node: the unique
+    constraint on the attachment turns the race into a retry that finds the first row.
+    Static requests for one address from different pods: exactly one wins."""
+    cluster = Cluster(sockdir, postgres_url, 4).start()
+    try:
+        sockets = cluster.sockets
+        _create(sockets[0], {"name": "same", "cidrBlock": "198.51.100.0/24,2001:db8:6::/64", "provider": "same.ns"})
+
+        async def run() -> None:
+            replies = await asyncio.gather(*(
+                request(sockets[k % 4], "POST", "/v1/cni/add", add_body(f"p{i}", provider="same.ns"))
+                for i in range(30) for k in range(4)
+            ))
+            assert all(r.status == 200 for r in replies), [r.body for r in replies if r.status != 200]
+            by_pod: dict[str, set[str]] = collections.defaultdict(set)
+            for index, reply in enumerate(replies):
+                by_pod[f"p{index // 4}"].add(",".join(sorted(ip["address"] for ip in reply.body["ips"])))
+            assert all(len(answers) == 1 for answers in by_pod.values()), by_pod
+            assert len({next(iter(a)) for a in by_pod.values()}) == 30
+
+            static = await asyncio.gather(*(
+                request(sockets[i % 4], "POST", "/v1/cni/add", {**add_body(f"s{i}", provider="same.ns"), "ips": ["198.51.100.200"]})
+                for i in range(8)
+            ))
+            outcomes = collections.Counter((r.status, r.error_code) for r in static)
+            assert outcomes == {(200, None): 1, (409, "address_conflict"): 7}, outcomes
+
+        asyncio.run(run())
+        state = check_subnet_consistency(json_getter(sockets[1]), "same")
+        assert len(state["rows"]) == 31
+    finally:
+        cluster.stop()
