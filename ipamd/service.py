@@ -7,8 +7,8 @@ calling it. Database failures leave here as ``Unavailable`` (CNI code 11).
 Concurrency: on PostgreSQL each pick-and-insert locks only its subnet row
 (``SELECT ... FOR UPDATE``), so daemons on different nodes allocate from different subnets
 without waiting for each other and never pick the same address from one subnet; the
-unique constraints are the last line. On SQLite one writer at a time is the database's own
-rule; an in-process lock keeps writers queued instead of spinning on ``SQLITE_BUSY``.
+unique constraints are the last line. On SQLite one writer thread runs every write
+transaction (grouped commits, ``ipamd.store.database``), so writers never meet.
 See docs/design/concurrency.md.
 """
 
