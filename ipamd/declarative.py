@@ -280,10 +280,9 @@ class Applier:
             elif current["origin"] != ORIGIN:
                 self._kept(f"pool {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
             elif not _same_pool(current, pool):
-                # Pools are immutable in the API: replace. Held members stay held (they are
-                # allocations, not pool state) and are skipped by the new pool.
-                await self.ipam.delete_pool(name)
-                await self.ipam.create_pool(pool, origin=ORIGIN)
+                # One transaction: an ip_pool ADD never finds the pool missing. Held members
+                # stay held (they are allocations, not pool state).
+                await self.ipam.replace_pool(name, pool, origin=ORIGIN)
                 self._changed(f"pool {name} replaced")
         except IpamError as e:
             self._failed(f"pool {name}", e)

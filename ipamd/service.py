@@ -460,6 +460,52 @@ class Ipam:
 
         return await self._write(run)
 
+    async def replace_pool(self, name: str, raw: object, *, origin: str = "api") -> tuple[dict[str, Any], bool]:
+        """Creates the pool or replaces its members in one transaction; returns it and whether it is new.
+
+        Allocations of addresses that leave the pool keep them (they are no longer pool
+        members), so a replace never takes an address from a running workload.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a pool")
+        if raw.get("name", name) != name:
+            raise InvalidInput(f"the body names pool {raw.get('name')!r} but the path {name!r}", field="name")
+        raw = {**raw, "name": name}
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
+
+        def run(conn: Connection) -> tuple[dict[str, Any], bool]:
+            subnet = self._subnet_by_name(conn, subnet_name, lock=True)
+            spec = canonical_pool(raw, subnet=subnet.spec)
+            existing = conn.execute(sa.select(pools).where(pools.c.name == name)).first()
+            for pool_id, other in self._pools_of(conn, subnet):
+                if (existing is None or pool_id != existing.id) and pools_overlap(spec, other):
+                    raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
+            if existing is None:
+                pool_id = conn.execute(
+                    sa.insert(pools).values(name=name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                ).scalar_one()
+            else:
+                pool_id = existing.id
+                old_subnet = self._subnet_by_id(conn, existing.subnet_id, lock=True) if existing.subnet_id != subnet.id else subnet
+                conn.execute(sa.update(pools).where(pools.c.id == pool_id).values(subnet_id=subnet.id, ips=list(spec.ips), origin=origin))
+                for row in conn.execute(records.allocation_query().where(allocations.c.pool_id == pool_id)).all():
+                    if row.subnet_id != subnet.id or not all(
+                        iv.contains(spec.intervals(family), address) for family, address in records.addresses_of(row)
+                    ):
+                        conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(pool_id=None))
+                if old_subnet is not subnet:
+                    self._rebuild_space(conn, old_subnet)
+            self._rebuild_space(conn, subnet)
+            log.info("pool %s name=%s subnet=%s ips=%s", "created" if existing is None else "replaced", name, subnet.name, ",".join(spec.ips))
+            return self._pool_json(conn, pool_id), existing is None
+
+        try:
+            return await self._write(run)
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"pool {name} was created concurrently; retry") from e
+
     # ----------------------------------------------------------------- reservations
 
     async def create_reservation(self, raw: object, *, origin: str = "api") -> dict[str, Any]:

@@ -406,6 +406,11 @@ PATHS: dict[str, Schema] = {
     },
     "/v1/pools/{name}": {
         "get": operation("a pool with usage", {"200": ok("the pool", "Pool")}, errors=("404",), parameters=[POOL_NAME], tag="pools"),
+        "put": operation(
+            "create the pool, or replace its subnet and members in one transaction (held addresses stay held)",
+            {"200": ok("replaced", "Pool"), "201": ok("created", "Pool")}, errors=("404", "409"), body="PoolInput",
+            parameters=[POOL_NAME], changes_state=True, tag="pools",
+        ),
         "delete": operation(
             "delete a pool", {"200": ok("deleted", "PoolDeleted")}, errors=("404",), parameters=[POOL_NAME], changes_state=True, tag="pools"
         ),
@@ -479,6 +484,7 @@ OPERATION_IDS = {
     ("/v1/pools", "get"): "listPools",
     ("/v1/pools", "post"): "createPool",
     ("/v1/pools/{name}", "get"): "getPool",
+    ("/v1/pools/{name}", "put"): "replacePool",
     ("/v1/pools/{name}", "delete"): "deletePool",
     ("/v1/reservations", "get"): "listReservations",
     ("/v1/reservations", "post"): "createReservation",

@@ -25,6 +25,12 @@ async def get(request: web.Request) -> web.Response:
     return json_response(await request.app[IPAM].get_pool(request.match_info["name"]))
 
 
+@routes.put("/v1/pools/{name}")
+async def replace(request: web.Request) -> web.Response:
+    body, created = await request.app[IPAM].replace_pool(request.match_info["name"], await json_object(request))
+    return json_response(body, status=201 if created else 200)
+
+
 @routes.delete("/v1/pools/{name}")
 async def delete(request: web.Request) -> web.Response:
     return json_response(await request.app[IPAM].delete_pool(request.match_info["name"]))

@@ -83,9 +83,8 @@ def apply_pool(client: Client, manifest: Manifest, warn: Callable[[str], None]) 
     _warn_managed(current, manifest, warn)
     if int(current.get("usage", {}).get("used", 0)):
         warn(f"warning: {manifest.ref} has {current['usage']['used']} member(s) allocated; they keep their addresses but leave the pool")
-    client.delete(f"/v1/pools/{segment(manifest.name)}")
-    client.post("/v1/pools", desired)
-    return "configured (replaced)"
+    client.put(f"/v1/pools/{segment(manifest.name)}", desired)
+    return "configured"
 
 
 def apply_reservation(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:

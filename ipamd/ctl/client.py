@@ -131,6 +131,9 @@ class Client:
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, body)
 
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, body)
+
     def delete(self, path: str, *, query: dict[str, str] | None = None) -> Any:
         return self.request("DELETE", path, query=query)
 

@@ -170,3 +170,22 @@ def test_socket_mode_health_and_ready(daemon: Daemon):
     assert daemon.client.get("/healthz").body == {"ok": True}
     assert daemon.client.get("/readyz").body == {"ready": True}
     assert daemon.client.get("/v1/nothing").status == 404
+
+
+def test_replacing_a_pool_is_one_step_and_keeps_held_addresses(daemon: Daemon):
+    daemon.client.post("/v1/subnets", NET1)
+    daemon.client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.20..192.0.2.21"]})
+    held = cni_add(daemon, "db-a", **{"ipam": {"type": "ipamd", "provider": "macvlan.default"}})
+    assert held.status == 200
+    allocate = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "vm"}, "address": "192.0.2.20"})
+    assert allocate.status == 201
+    replaced = daemon.client.request("PUT", "/v1/pools/db", {"subnet": "net1", "ips": ["192.0.2.21..192.0.2.23"]})
+    assert replaced.status == 200, replaced.body
+    assert replaced.body["usage"]["freeRanges"] == ["192.0.2.21-192.0.2.23"]
+    # .20 left the pool but its holder keeps it; dynamic allocation still skips pool members.
+    assert daemon.client.get("/v1/ips/192.0.2.20").body["holders"][0]["owner"]["pod"] == "vm"
+    created = daemon.client.request("PUT", "/v1/pools/new", {"subnet": "net1", "ips": ["192.0.2.30"]})
+    assert created.status == 201
+    clash = daemon.client.request("PUT", "/v1/pools/db", {"subnet": "net1", "ips": ["192.0.2.30"]})
+    assert clash.status == 409 and "overlaps pool new" in clash.body["error"]["message"]
+    assert daemon.client.get("/v1/pools/db").body["ips"] == ["192.0.2.21..192.0.2.23"]

@@ -246,7 +246,7 @@ def test_apply_own_kinds_is_idempotent_and_updates(daemon: Daemon, ctl: Ctl, tmp
     changed = changed.replace('excludeIps: ["198.51.100.2..198.51.100.9"]', "priority: 5")
     monkeypatch.setattr("sys.stdin", io.StringIO(changed))
     assert ctl.ok("apply", "-f", "-").out.splitlines() == [
-        "subnet/lab configured", "pool/web configured (replaced)", "reservation/lab/198.51.100.7 configured (replaced)",
+        "subnet/lab configured", "pool/web configured", "reservation/lab/198.51.100.7 configured (replaced)",
     ]
     subnet = daemon.client.get("/v1/subnets/lab").body
     # A field left out of the manifest returns to its default: apply declares the whole spec.
