@@ -166,7 +166,7 @@ class Ipam:
         self._spec_cache[key] = (row.spec, spec)
         return spec
 
-    def _pool_spec(self, row: Row[Any], subnet: SubnetSpec) -> PoolSpec:
+    def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
         cached = self._pool_cache.get(row.id)
         if cached is not None and cached[0] == (row.name, row.ips) and (cached[1] is subnet or cached[1] == subnet):
             return cached[2]
@@ -198,15 +198,15 @@ class Ipam:
         return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
 
     def _event(self, conn: Connection, *, action: str, subnet: _Subnet, family: int, address: int,
-        allocation_id: int | None, row: Mapping[str, Any] | Row[Any] | None, reason: str | None = None,
+        allocation_id: int | None, row: Any, reason: str | None = None,
     ) -> None:
-        get = (lambda key: row.get(key)) if isinstance(row, Mapping) else (lambda key: getattr(row, key, None))
+        """Writes one audit row; ``row`` is the allocation row the address belonged to."""
         conn.execute(
             _INSERT_EVENT,
             {
                 "action": action, "subnet": subnet.name, "family": family, "address": address,
-                "allocation_id": allocation_id, "network_key": get("network_key"), "namespace": get("namespace"),
-                "pod": get("pod"), "interface": get("interface"), "container_id": get("container_id"), "reason": reason,
+                "allocation_id": allocation_id, "network_key": row.network_key, "namespace": row.namespace,
+                "pod": row.pod, "interface": row.interface, "container_id": row.container_id, "reason": reason,
             },
         )
 
@@ -878,7 +878,7 @@ class Ipam:
                 raise NotFound(f"allocation {allocation_id} not found")
             return self._release_row(conn, row, reason=reason)
 
-        body = await self._write(run)
+        body: dict[str, Any] = await self._write(run)
         self._log_release(body, reason)
         return body
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from ipamd.api.body import json_object, json_response, path_int
@@ -22,7 +24,7 @@ async def list_all(request: web.Request) -> web.Response:
     unknown = sorted(set(request.query) - set(FILTERS))
     if unknown:
         raise InvalidInput(f"unknown filter; known filters are {', '.join(FILTERS)}", field=unknown[0])
-    filters = {key: request.query[key] for key in FILTERS if key in request.query}
+    filters: dict[str, Any] = {key: request.query[key] for key in FILTERS if key in request.query}
     return json_response({"items": await request.app[IPAM].list_allocations(**filters)})
 
 

@@ -44,7 +44,7 @@ def owner_params(owner: Any) -> dict[str, str]:
     return {"network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface}
 
 
-def addresses_of(row: Row[Any]) -> list[tuple[int, int]]:
+def addresses_of(row: Any) -> list[tuple[int, int]]:
     """Returns ``(family, address)`` pairs an allocation row holds."""
     pairs = []
     if row.address_v4 is not None:
@@ -54,7 +54,7 @@ def addresses_of(row: Row[Any]) -> list[tuple[int, int]]:
     return pairs
 
 
-def allocation_json(row: Row[Any], spec: SubnetSpec) -> dict[str, Any]:
+def allocation_json(row: Any, spec: SubnetSpec) -> dict[str, Any]:
     addresses = []
     for family, address in addresses_of(row):
         layout = spec.family(family)

@@ -54,9 +54,9 @@ _INSERT_RELEASED = sa.insert(released)
 
 def take_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None:
     """Takes and returns the next dynamic address: lowest never-used, else oldest released."""
-    row = conn.execute(_LOWEST_FREE, {"subnet_id": subnet_id, "family": family}).first()
-    if row is not None:
-        return _take_first(conn, row)
+    free = conn.execute(_LOWEST_FREE, {"subnet_id": subnet_id, "family": family}).first()
+    if free is not None:
+        return _take_first(conn, free)
     row = conn.execute(_OLDEST_RELEASED, {"subnet_id": subnet_id, "family": family}).first()
     if row is None:
         return None

@@ -27,3 +27,11 @@ def test_shim_imports_only_the_standard_library():
             imported.add(node.module.split(".")[0])
     assert imported, "the shim imports nothing? the parse went wrong"
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_the_daemon_and_the_shim_type_check_strictly():
+    """mypy --strict (configured in pyproject.toml) over ipamd/ and the shim."""
+    mypy = str(Path(sys.executable).parent / "mypy")
+    for target in (["ipamd"], ["--scripts-are-modules", "plugin/ipamd"]):
+        result = subprocess.run([mypy, "--strict", *target], cwd=REPO, capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
