@@ -189,3 +189,18 @@ def test_replacing_a_pool_is_one_step_and_keeps_held_addresses(daemon: Daemon):
     clash = daemon.client.request("PUT", "/v1/pools/db", {"subnet": "net1", "ips": ["192.0.2.30"]})
     assert clash.status == 409 and "overlaps pool new" in clash.body["error"]["message"]
     assert daemon.client.get("/v1/pools/db").body["ips"] == ["192.0.2.21..192.0.2.23"]
+
+
+def test_sigkill_leaves_a_stale_socket_that_the_next_start_replaces(daemon: Daemon):
+    daemon.client.post("/v1/subnets", NET1)
+    first = cni_add(daemon, "survivor").body["ips"]
+    daemon.kill()
+    assert stat.S_ISSOCK(os.lstat(daemon.socket).st_mode), "SIGKILL should leave the socket file behind"
+    daemon.start()
+    assert cni_add(daemon, "survivor").body["ips"] == first
+
+
+def test_sigterm_stops_cleanly_and_removes_the_socket(daemon: Daemon):
+    assert daemon.stop() == 0
+    assert not os.path.exists(daemon.socket)
+    assert "stopped" in daemon.log()
