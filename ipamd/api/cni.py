@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.core.allocation import Owner
@@ -154,9 +155,5 @@ async def gc(request: web.Request) -> web.Response:
     return json_response({"released": len(released)})
 
 
-@routes.get("/v1/cni/status")
-async def status(request: web.Request) -> web.Response:
-    ready, reason = await request.app[IPAM].ready()
-    if not ready:
-        raise Unavailable(reason)
-    return json_response({"ready": True})
+# CNI STATUS asks exactly what /readyz answers: can ADD be served now?
+routes.get("/v1/cni/status")(health.readyz)

@@ -64,12 +64,6 @@ def take_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None
     return int(row.address)
 
 
-def take_pool(conn: Connection, *, pool_id: int, family: int) -> int | None:
-    """Takes and returns the lowest free member of a pool."""
-    row = conn.execute(_LOWEST_POOL_FREE, {"pool_id": pool_id, "family": family}).first()
-    return None if row is None else _take_first(conn, row)
-
-
 def _take_first(conn: Connection, row: Any) -> int:
     first, last = int(row.first), int(row.last)
     if first == last:
@@ -80,38 +74,17 @@ def _take_first(conn: Connection, row: Any) -> int:
 
 
 def peek_dynamic(conn: Connection, *, subnet_id: int, family: int) -> int | None:
-    """Returns the address dynamic allocation would take next, without taking it."""
-    row = (
-        conn.execute(
-            sa.select(free_ranges.c.first)
-            .where(free_ranges.c.subnet_id == subnet_id, free_ranges.c.family == family, free_ranges.c.pool_id.is_(None))
-            .order_by(free_ranges.c.first)
-            .limit(1)
-        )
-    ).first()
-    if row is not None:
-        return int(row.first)
-    row = (
-        conn.execute(
-            sa.select(released.c.address)
-            .where(released.c.subnet_id == subnet_id, released.c.family == family)
-            .order_by(released.c.id)
-            .limit(1)
-        )
-    ).first()
+    """Returns the address ``take_dynamic`` would take, without taking it."""
+    free = conn.execute(_LOWEST_FREE, {"subnet_id": subnet_id, "family": family}).first()
+    if free is not None:
+        return int(free.first)
+    row = conn.execute(_OLDEST_RELEASED, {"subnet_id": subnet_id, "family": family}).first()
     return None if row is None else int(row.address)
 
 
 def peek_pool(conn: Connection, *, pool_id: int, family: int) -> int | None:
-    """Returns the lowest free member of a pool in ``family``."""
-    row = (
-        conn.execute(
-            sa.select(free_ranges.c.first)
-            .where(free_ranges.c.pool_id == pool_id, free_ranges.c.family == family)
-            .order_by(free_ranges.c.first)
-            .limit(1)
-        )
-    ).first()
+    """Returns the lowest free member of a pool in ``family``, without taking it."""
+    row = conn.execute(_LOWEST_POOL_FREE, {"pool_id": pool_id, "family": family}).first()
     return None if row is None else int(row.first)
 
 
