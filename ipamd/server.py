@@ -12,6 +12,7 @@ import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from ipamd import declarative
@@ -22,7 +23,7 @@ from ipamd.config import Settings
 from ipamd.errors import InvalidInput
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
-from ipamd.store.database import open_database
+from ipamd.store.database import Database, open_database
 from ipamd.store.engine import normalize_url, safe_url
 
 log = logging.getLogger("ipamd.server")
@@ -55,13 +56,35 @@ def secure_socket(path: str, group: str | None) -> None:
         os.chown(path, -1, gid)
 
 
+async def migrate_when_reachable(database: Database) -> None:
+    """Migrates, waiting for a database that is not reachable yet.
+
+    A DaemonSet often starts before its database (or during an outage): exiting would only
+    put the pod into crash-loop back-off, so wait here and keep saying why.
+    """
+    delay = 1.0
+    while True:
+        try:
+            await database.upgrade()
+            return
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError, TimeoutError) as e:
+            # The exception's text may carry the URL: name its type only.
+            log.warning("database not reachable yet (%s); retrying in %.0fs", type(e).__name__, delay)
+        except sa.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+            log.warning("database connection lost during migration (%s); retrying in %.0fs", type(e.orig).__name__, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 15.0)
+
+
 async def serve(settings: Settings) -> None:
     url = normalize_url(settings.database_url)
     database = open_database(url)
     log.info("database %s", safe_url(url))
     tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
     if settings.migrate:
-        await database.upgrade()
+        await migrate_when_reachable(database)
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None

@@ -115,6 +115,8 @@ class Ipam:
         self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
         self._pool_cache: dict[int, tuple[Any, SubnetSpec, PoolSpec]] = {}
         self.listeners: list[Any] = []
+        # Outages are logged when they start and end, not once per refused request.
+        self._database_down = False
 
     # ----------------------------------------------------------------- plumbing
 
@@ -128,8 +130,21 @@ class Ipam:
 
     _read = read
 
+    async def _run(self, runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
+        try:
+            result = await self._attempt(runner, body)
+        except Unavailable as e:
+            if not self._database_down:
+                self._database_down = True
+                log.warning("database unavailable (%s): answering 'try again later' until it is back", e.message)
+            raise
+        if self._database_down:
+            self._database_down = False
+            log.info("database reachable again")
+        return result
+
     @staticmethod
-    async def _run(runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
+    async def _attempt(runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
                 return await runner(body)

@@ -103,6 +103,8 @@ allocations = sa.Table(
     sa.UniqueConstraint("network_key", "namespace", "pod", "interface"),
     sa.UniqueConstraint("subnet_id", "address_v4"),
     sa.UniqueConstraint("subnet_id", "address_v6"),
+    # A MAC is unique per network (rows without one do not collide: NULLs are distinct).
+    sa.UniqueConstraint("network_key", "mac"),
     sa.Index("ix_allocations_namespace_pod", "namespace", "pod"),
     sa.Index("ix_allocations_container_id", "container_id"),
 )

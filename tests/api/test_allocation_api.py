@@ -204,3 +204,16 @@ def test_sigterm_stops_cleanly_and_removes_the_socket(daemon: Daemon):
     assert daemon.stop() == 0
     assert not os.path.exists(daemon.socket)
     assert "stopped" in daemon.log()
+
+
+def test_a_mac_is_held_once_per_network_even_when_asked_for_at_once(daemon: Daemon):
+    from concurrent.futures import ThreadPoolExecutor
+
+    daemon.client.post("/v1/subnets", NET1)
+    with ThreadPoolExecutor(16) as pool:
+        replies = list(pool.map(lambda i: cni_add(daemon, f"mac-{i}", mac="02:00:00:00:00:aa"), range(16)))
+    assert sorted(r.status for r in replies) == [200] + [409] * 15, [r.body for r in replies]
+    assert all("MAC 02:00:00:00:00:aa is already used" in r.message for r in replies if r.status == 409)
+    # Another network may use the same MAC (a separate L2 domain).
+    daemon.client.post("/v1/subnets", {**NET1, "name": "other", "provider": "other.default"})
+    assert cni_add(daemon, "elsewhere", provider="other.default", mac="02:00:00:00:00:aa").status == 200

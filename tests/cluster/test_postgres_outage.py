@@ -98,6 +98,10 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
         assert held == {f"before{i}" for i in range(10)} | {f"after{i}" for i in range(10)}
         addresses = [r.body["ips"][0]["address"] for r in before + after]
         assert len(set(addresses)) == 20
+        # The outage is logged when it starts and when it ends, not once per refused request.
+        logs = [daemon.log() for daemon in cluster.daemons]
+        assert any("database unavailable" in log and "database reachable again" in log for log in logs)
+        assert all(log.count("answering 'try again later'") <= log.count("database reachable again") + 1 for log in logs)
         print(f"{len(seen)} requests during the outage, slowest {slowest:.2f}s; recovered {recovered_in:.2f}s after restart")
     finally:
         cluster.stop()
