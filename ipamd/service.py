@@ -58,7 +58,7 @@ _SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
 _SUBNETS_OF_PROVIDER = (
     sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
 )
-_INSERT_ALLOCATION = sa.insert(allocations).returning(allocations.c.id)
+_INSERT_ALLOCATION = sa.insert(allocations)
 _DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
 # PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
@@ -809,7 +809,10 @@ class Ipam:
             "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
             "created_at": datetime.now(timezone.utc),
         }
-        allocation_id = conn.execute(_INSERT_ALLOCATION, values).scalar_one()
+        # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
+        inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
+        assert inserted is not None
+        allocation_id = inserted[0]
         conn.execute(
             _INSERT_EVENT,
             [
