@@ -63,6 +63,7 @@ _DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindpar
 # PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
+_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 CONFLICT_RETRIES = 5
@@ -209,7 +210,7 @@ class Ipam:
         return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
 
     def _pools_of(self, conn: Connection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
-        result = conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == subnet.id))
+        result = conn.execute(_POOLS_OF_SUBNET, {"subnet_id": subnet.id})
         return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
 
     def _event(self, conn: Connection, *, action: str, subnet: _Subnet, family: int, address: int,

@@ -6,6 +6,7 @@ CIDR, routes and DNS validated.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,16 +53,25 @@ class FamilyLayout:
 
     def unassignable(self) -> list[Interval]:
         """The addresses no request may ever get: network, broadcast (IPv4), gateway."""
+        return list(self._unassignable)
+
+    def dynamic_space(self) -> list[Interval]:
+        """Allocatable addresses minus gateway and exclusions (pools and reservations aside)."""
+        return list(self._dynamic_space)
+
+    # Computed once per spec: releases ask for them on every address given back.
+    @functools.cached_property
+    def _unassignable(self) -> tuple[Interval, ...]:
         blocked = [(int(self.network.first), int(self.network.first))]
         if self.version == 4:
             blocked.append((int(self.network.last), int(self.network.last)))
         if self.gateway is not None:
             blocked.append((self.gateway, self.gateway))
-        return normalize(blocked)
+        return tuple(normalize(blocked))
 
-    def dynamic_space(self) -> list[Interval]:
-        """Allocatable addresses minus gateway and exclusions (pools and reservations aside)."""
-        return subtract([self.allocatable], [*self.unassignable(), *self.excluded])
+    @functools.cached_property
+    def _dynamic_space(self) -> tuple[Interval, ...]:
+        return tuple(subtract([self.allocatable], [*self._unassignable, *self.excluded]))
 
     def cidr_of(self, address: int) -> str:
         return f"{ip_text(address, self.version)}/{self.prefixlen}"

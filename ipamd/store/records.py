@@ -102,17 +102,21 @@ def reservation_json(row: Row[Any], subnet_name: str) -> dict[str, Any]:
     }
 
 
+_HOLDER = {
+    family: allocation_query().where(allocations.c.subnet_id == sa.bindparam("subnet_id"), column == sa.bindparam("address"))
+    for family, column in ((4, allocations.c.address_v4), (6, allocations.c.address_v6))
+}
+_RESERVATION_AT = sa.select(reservations).where(
+    reservations.c.subnet_id == sa.bindparam("subnet_id"), reservations.c.address == sa.bindparam("address")
+)
+
+
 def holder_of(conn: Connection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
-    column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
-    return (conn.execute(allocation_query().where(allocations.c.subnet_id == subnet_id, column == address))).first()
+    return conn.execute(_HOLDER[family], {"subnet_id": subnet_id, "address": address}).first()
 
 
 def reservation_at(conn: Connection, *, subnet_id: int, address: int) -> Row[Any] | None:
-    return (
-        conn.execute(
-            sa.select(reservations).where(reservations.c.subnet_id == subnet_id, reservations.c.address == address)
-        )
-    ).first()
+    return conn.execute(_RESERVATION_AT, {"subnet_id": subnet_id, "address": address}).first()
 
 
 def held_addresses(conn: Connection, *, subnet_id: int, family: int) -> list[int]:
