@@ -10,7 +10,7 @@ from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import parse_network_request
+from ipamd.core.nad import NetworkRequest, network_key, parse_network_request
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import AddressConflict, InvalidInput, IpamError, NotFound, Unavailable
 from ipamd.service import AddRequest
@@ -34,14 +34,18 @@ def _string(body: dict[str, Any], key: str, *, required: bool, limit: int = 253)
     return value
 
 
-def parse_add_request(body: dict[str, Any], *, known: frozenset[str]) -> AddRequest:
-    """Returns the allocation request a CNI call describes."""
+def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_only: bool = False) -> AddRequest:
+    """Returns the allocation request a CNI call describes.
+
+    ``identity_only`` (DEL, CHECK) reads only what identifies the attachment: an inline
+    range edited since the ADD must not stop its attachment from being found and released.
+    """
     reject_unknown(body, known)
     container_id = _string(body, "containerId", required=True)
     interface = _string(body, "ifName", required=True, limit=64)
     network_name = _string(body, "network", required=True)
     assert container_id and interface and network_name
-    network = parse_network_request(body.get("ipam"), network_name=network_name)
+    network = _network(body, network_name, identity_only=identity_only)
     namespace = _string(body, "podNamespace", required=False) or ""
     pod = _string(body, "podName", required=False)
     ips = body.get("ips") or []
@@ -66,6 +70,15 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str]) -> AddRequ
         static_ips=tuple(ips),
         mac=mac or None,
     )
+
+
+def _network(body: dict[str, Any], network_name: str, *, identity_only: bool) -> NetworkRequest:
+    ipam = body.get("ipam")
+    if not identity_only:
+        return parse_network_request(ipam, network_name=network_name)
+    if not isinstance(ipam, dict):
+        raise InvalidInput("expected the ipam section of the network config", field="ipam")
+    return NetworkRequest(network_key(ipam, network_name), None)
 
 
 def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
@@ -100,14 +113,7 @@ async def add(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     ipam, policy = request.app[IPAM], request.app[POLICY]
     body = await json_object(request)
-    try:
-        del_request = parse_add_request(body, known=ADD_FIELDS)
-    except InvalidInput as e:
-        # DEL must succeed for configurations that can no longer be parsed (e.g. an inline
-        # range that was edited): the attachment is found by identity, not by range.
-        if e.field is not None and e.field.startswith("ipam"):
-            return json_response({"released": 0, "warning": e.message})
-        raise
+    del_request = parse_add_request(body, known=ADD_FIELDS, identity_only=True)
     if not await policy.release_on_del(del_request):
         return json_response({"released": 0, "kept": True})
     released = await ipam.release_owner(del_request.owner, reason="cni del", container_id=del_request.container_id)
@@ -118,7 +124,7 @@ async def delete(request: web.Request) -> web.Response:
 async def check(request: web.Request) -> web.Response:
     ipam = request.app[IPAM]
     body = await json_object(request)
-    check_request = parse_add_request(body, known=CHECK_FIELDS)
+    check_request = parse_add_request(body, known=CHECK_FIELDS, identity_only=True)
     allocation = await ipam.find_owner(check_request.owner)
     if allocation is None:
         raise NotFound(f"ipamd holds no address for {check_request.owner.label}")
@@ -141,7 +147,7 @@ async def gc(request: web.Request) -> web.Response:
     reject_unknown(body, GC_FIELDS)
     network_name = _string(body, "network", required=True)
     assert network_name
-    network = parse_network_request(body.get("ipam"), network_name=network_name)
+    network = _network(body, network_name, identity_only=True)
     valid_raw = body.get("validAttachments")
     if not isinstance(valid_raw, list):
         raise InvalidInput("expected a list of {containerId, ifName}", field="validAttachments")

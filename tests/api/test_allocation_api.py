@@ -217,3 +217,13 @@ def test_a_mac_is_held_once_per_network_even_when_asked_for_at_once(daemon: Daem
     # Another network may use the same MAC (a separate L2 domain).
     daemon.client.post("/v1/subnets", {**NET1, "name": "other", "provider": "other.default"})
     assert cni_add(daemon, "elsewhere", provider="other.default", mac="02:00:00:00:00:aa").status == 200
+
+
+def test_del_finds_an_inline_attachment_after_its_range_was_edited(daemon: Daemon):
+    ipam = {"type": "ipamd", "range": "198.51.100.0/24", "network_name": "tenant-b"}
+    body = {"containerId": "c1", "ifName": "net1", "network": "wb", "ipam": ipam}
+    assert daemon.client.post("/v1/cni/add", body).status == 200
+    edited = {**body, "ipam": {**ipam, "range": "198.51.100.0/33"}}
+    assert daemon.client.post("/v1/cni/add", {**edited, "containerId": "c2"}).status == 400
+    assert daemon.client.post("/v1/cni/del", edited).body == {"released": 1}
+    assert daemon.client.get("/v1/allocations").body["items"] == []
