@@ -28,9 +28,6 @@ from ipamd.store.engine import normalize_url, safe_url
 
 log = logging.getLogger("ipamd.server")
 
-# Extension points other layers (Kubernetes, config file, metrics) hook into at start-up.
-StartHook = Callable[[Ipam, Settings, web.Application], Awaitable[Callable[[], Awaitable[None]] | None]]
-START_HOOKS: list[StartHook] = []
 # How long aiohttp keeps reading and discarding a body the handler did not read (after a
 # 413 or a body deadline) before it closes the connection.
 LINGER_SECONDS = 2.0
@@ -94,14 +91,12 @@ async def serve(settings: Settings) -> None:
 
         kubernetes = await k8s_runtime.start(ipam, settings)
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
-    extra_routes: tuple[web.RouteTableDef, ...] = ()
-    app = create_app(ipam, policy=policy, tokens=tokens, extra_routes=extra_routes)
+    app = create_app(ipam, policy=policy, tokens=tokens)
     stops: list[Callable[[], Awaitable[None]]] = []
-    # The declared configuration goes first: other hooks and the first requests see its subnets.
-    for hook in (declarative.start_hook, *START_HOOKS):
-        stop = await hook(ipam, settings, app)
-        if stop is not None:
-            stops.append(stop)
+    # The declared configuration goes in before the first request can see the subnets.
+    stop_config = await declarative.start_hook(ipam, settings, app)
+    if stop_config is not None:
+        stops.append(stop_config)
 
     # Connections that do not finish a request are closed after a bounded time (idle, a
     # trickled head: the guard; a trickled body: api/body.py), then lingering ends quickly.

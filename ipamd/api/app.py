@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import web
 
 from ipamd import metrics
 from ipamd.api import allocations, cni, health, ips, openapi, pools, reservations, subnets
 from ipamd.api.auth import TokenTable, auth_middleware
 from ipamd.api.body import MAX_BODY_BYTES
-from ipamd.api.keys import EXTRAS, IPAM, POLICY, TOKENS
+from ipamd.api.keys import IPAM, POLICY, TOKENS
 from ipamd.api.middleware import errors_middleware
 from ipamd.policy import AttachmentPolicy, StandalonePolicy
 from ipamd.service import Ipam
@@ -20,17 +18,13 @@ RESOURCE_ROUTES = (
 )
 
 
-def create_app(
-    ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None,
-    extra_routes: tuple[web.RouteTableDef, ...] = (), extras: dict[str, Any] | None = None,
-) -> web.Application:
+def create_app(ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None) -> web.Application:
     """Returns the application serving the REST API and the CNI endpoints."""
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[IPAM] = ipam
     app[POLICY] = policy or StandalonePolicy()
     app[TOKENS] = tokens
-    app[EXTRAS] = extras or {}
-    for table in (*RESOURCE_ROUTES, *extra_routes):
+    for table in RESOURCE_ROUTES:
         app.add_routes(table)
     metrics.install(app, ipam)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -14,4 +14,3 @@ if TYPE_CHECKING:
 IPAM: web.AppKey["Ipam"] = web.AppKey("ipam")
 POLICY: web.AppKey["AttachmentPolicy"] = web.AppKey("policy")
 TOKENS: web.AppKey["TokenTable | None"] = web.AppKey("tokens")
-EXTRAS: web.AppKey[dict[str, Any]] = web.AppKey("extras")
