@@ -36,14 +36,14 @@ JSON = dict[str, Any]
 
 def test_kubectl_get_pods_json(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
     api = kube_thread.api
-    api.create_pod("web-0", node_name="n1", labels={"app": "web"}, phase="Running", pod_ip="10.0.0.5")
+    api.create_pod("web-0", node_name="n1", labels={"app": "web"}, phase="Running", pod_ip="192.0.2.5")
     api.create_pod("db-0", node_name="n2", labels={"app": "db"})
     out = json.loads(kubectl.run("get", "pods", "-o", "json").stdout)
     assert out["kind"] == "List"
     by_name = {item["metadata"]["name"]: item for item in out["items"]}
     assert set(by_name) == {"web-0", "db-0"}
     assert by_name["web-0"]["status"]["phase"] == "Running"
-    assert by_name["web-0"]["status"]["podIP"] == "10.0.0.5"
+    assert by_name["web-0"]["status"]["podIP"] == "192.0.2.5"
     assert by_name["db-0"]["status"]["phase"] == "Pending"
     assert by_name["web-0"]["kind"] == "Pod"  # kubectl restores kind from the typed list
     assert int(by_name["db-0"]["metadata"]["resourceVersion"]) > 0
@@ -51,12 +51,12 @@ def test_kubectl_get_pods_json(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -
 
 
 def test_kubectl_get_single_pod_prints_table(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
-    kube_thread.api.create_pod("web-0", node_name="n1", phase="Running", pod_ip="10.0.0.5")
+    kube_thread.api.create_pod("web-0", node_name="n1", phase="Running", pod_ip="192.0.2.5")
     lines = kubectl.run("get", "pod", "web-0").stdout.splitlines()
     assert lines[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert lines[1].split()[:4] == ["web-0", "1/1", "Running", "0"]
     wide = kubectl.run("get", "pod", "web-0", "-o", "wide").stdout.splitlines()
-    assert "10.0.0.5" in wide[1] and " n1 " in wide[1]
+    assert "192.0.2.5" in wide[1] and " n1 " in wide[1]
 
 
 def test_kubectl_evicted_pod_shows_reason(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
