@@ -1,0 +1,360 @@
+"""Administration of subnets, pools and reservations, each change one transaction that
+also keeps the free-space rows (``ipamd.store.space``) true."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ipamd.core import intervals as iv
+from ipamd.core.addresses import format_intervals, ip_text
+from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
+from ipamd.core.subnet import canonical_subnet
+from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NotFound
+from ipamd.service.base import ServiceBase, _Subnet, log
+from ipamd.store import records, space
+from ipamd.store.schema import allocations, pools, released, reservations, subnets
+
+
+class Administration(ServiceBase):
+    """Subnets, pools and reservations: created, listed, changed, deleted."""
+
+    async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        spec = canonical_subnet(raw)
+        try:
+            def run(conn: Connection) -> Any:
+                self._check_overlap(conn, spec, exclude_id=None)
+                subnet_id = (
+                    conn.execute(
+                        sa.insert(subnets)
+                        .values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin)
+                        .returning(subnets.c.id)
+                    )
+                ).scalar_one()
+                for layout in spec.families:
+                    space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+                log.info("subnet created name=%s cidr=%s provider=%s origin=%s", spec.name, spec.cidr_block, spec.provider, origin)
+                return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
+
+            return await self._write(run)
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"subnet {spec.name} already exists") from e
+
+    async def list_subnets(self) -> list[dict[str, Any]]:
+        def run(conn: Connection) -> Any:
+            rows = (conn.execute(sa.select(subnets).order_by(subnets.c.name))).all()
+            return [self._subnet_json(conn, self._subnet(row)) for row in rows]
+
+        return await self._read(run)
+
+    async def get_subnet(self, name: str) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            return self._subnet_json(conn, self._subnet_by_name(conn, name))
+
+        return await self._read(run)
+
+    def _subnet_json(self, conn: Connection, subnet: _Subnet) -> dict[str, Any]:
+        body = subnet.spec.to_json()
+        body["origin"] = subnet.origin
+        body["createdAt"] = records.timestamp(subnet.created_at)
+        pool_specs = [spec for _, spec in self._pools_of(conn, subnet)]
+        usage = {}
+        for layout in subnet.spec.families:
+            version = layout.version
+            allocatable = [layout.allocatable]
+            free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
+            reused = space.released_addresses(conn, subnet_id=subnet.id, family=version)
+            reserved = (
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(reservations)
+                    .where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+                )
+            ).scalar_one()
+            usage[f"v{version}"] = {
+                "total": iv.size(allocatable),
+                "used": records.count_held(conn, subnet_id=subnet.id, family=version),
+                "available": iv.size(free) + len(reused),
+                "excluded": iv.size(iv.subtract(iv.normalize([*layout.excluded, *layout.unassignable()]), iv.subtract([(int(layout.network.first), int(layout.network.last))], allocatable))),
+                "reserved": int(reserved),
+                "pooled": iv.size(merge_members(pool_specs, version)),
+                "freeRanges": format_intervals(iv.normalize([*free, *iv.from_points(reused)]), version),
+            }
+        body["usage"] = usage
+        return body
+
+    async def patch_subnet(self, name: str, patch: object) -> dict[str, Any]:
+        if not isinstance(patch, Mapping):
+            raise InvalidInput("expected a JSON object with the fields to change")
+        if "name" in patch and patch["name"] != name:
+            raise InvalidInput("a subnet cannot be renamed", field="name")
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, name, lock=True)
+            merged = {**subnet.spec.to_json(), **patch}
+            spec = canonical_subnet(merged)
+            self._check_overlap(conn, spec, exclude_id=subnet.id)
+            # Every held address must stay inside the new CIDRs and off the new gateway.
+            for layout in spec.families:
+                held = records.held_addresses(conn, subnet_id=subnet.id, family=layout.version)
+                outside = [a for a in held if not int(layout.network.first) <= a <= int(layout.network.last) or a == layout.gateway]
+                if outside:
+                    raise InUse(f"{ip_text(outside[0], layout.version)} is allocated and would fall outside the subnet or on its gateway")
+            for old in subnet.spec.families:
+                if spec.family(old.version) is None and records.count_held(conn, subnet_id=subnet.id, family=old.version):
+                    raise InUse(f"IPv{old.version} addresses of subnet {name} are allocated; release them first")
+            conn.execute(
+                sa.update(subnets).where(subnets.c.id == subnet.id).values(
+                    provider=spec.provider, priority=spec.priority, spec=spec.to_json(), revision=subnet.revision + 1
+                )
+            )
+            updated = self._subnet_by_id(conn, subnet.id)
+            self._rebuild_space(conn, updated)
+            log.info("subnet updated name=%s cidr=%s", name, spec.cidr_block)
+            return self._subnet_json(conn, updated)
+
+        return await self._write(run)
+
+    def _rebuild_space(self, conn: Connection, subnet: _Subnet) -> None:
+        """Recomputes all free ranges of a subnet from its spec, pools, reservations and holders.
+
+        Costs a read of the subnet's allocations: only spec and pool changes call it.
+        """
+        pool_list = self._pools_of(conn, subnet)
+        space.clear(conn, subnet_id=subnet.id, everything=True)
+        for layout in subnet.spec.families:
+            version = layout.version
+            held = iv.from_points(records.held_addresses(conn, subnet_id=subnet.id, family=version))
+            reserved_rows = conn.execute(
+                sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+            )
+            reserved = iv.from_points(int(row.address) for row in reserved_rows)
+            pooled = merge_members([spec for _, spec in pool_list], version)
+            reused = iv.from_points(space.released_addresses(conn, subnet_id=subnet.id, family=version))
+            dynamic = iv.subtract(layout.dynamic_space(), [*pooled, *reserved, *held])
+            # Released addresses that are still dynamic stay in the reuse queue; others leave it.
+            stale = iv.subtract(reused, dynamic)
+            for first, last in stale:
+                conn.execute(
+                    sa.delete(released).where(
+                        released.c.subnet_id == subnet.id, released.c.address >= first, released.c.address <= last
+                    )
+                )
+            space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
+            for pool_id, pool_spec in pool_list:
+                members = iv.subtract(pool_spec.intervals(version), [*held, *reserved, *layout.unassignable()])
+                space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
+
+    async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, name, lock=True)
+            rows = (conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
+            if rows and not force:
+                raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
+            for row in rows:
+                self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
+            conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
+            log.info("subnet deleted name=%s released=%d", name, len(rows))
+            return {"deleted": name, "released": len(rows)}
+
+        return await self._write(run)
+
+    async def create_pool(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a pool")
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
+        try:
+            def run(conn: Connection) -> Any:
+                subnet = self._subnet_by_name(conn, subnet_name, lock=True)
+                spec = canonical_pool(raw, subnet=subnet.spec)
+                for _, other in self._pools_of(conn, subnet):
+                    if pools_overlap(spec, other):
+                        raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
+                pool_id = (
+                    conn.execute(
+                        sa.insert(pools).values(name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                    )
+                ).scalar_one()
+                self._rebuild_space(conn, subnet)
+                log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
+                return self._pool_json(conn, pool_id)
+
+            return await self._write(run)
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"pool {raw.get('name')} already exists") from e
+
+    def _pool_json(self, conn: Connection, pool_id: int) -> dict[str, Any]:
+        row = (conn.execute(sa.select(pools).where(pools.c.id == pool_id))).first()
+        if row is None:
+            raise NotFound(f"pool #{pool_id} not found")
+        subnet = self._subnet_by_id(conn, row.subnet_id)
+        spec = self._pool_spec(row, subnet.spec)
+        free: list[str] = []
+        available = used = 0
+        for version, _ in spec.members:
+            ranges = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+            free += format_intervals(ranges, version)
+            available += iv.size(ranges)
+            used += records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
+        return {
+            "name": row.name,
+            "subnet": subnet.name,
+            "ips": list(row.ips),
+            "origin": row.origin,
+            "createdAt": records.timestamp(row.created_at),
+            "usage": {"total": pool_capacity(spec), "used": used, "available": available, "freeRanges": free},
+        }
+
+    async def list_pools(self) -> list[dict[str, Any]]:
+        def run(conn: Connection) -> Any:
+            ids = (conn.execute(sa.select(pools.c.id).order_by(pools.c.name))).scalars().all()
+            return [self._pool_json(conn, pool_id) for pool_id in ids]
+
+        return await self._read(run)
+
+    async def get_pool(self, name: str) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            pool_id = (conn.execute(sa.select(pools.c.id).where(pools.c.name == name))).scalar()
+            if pool_id is None:
+                raise NotFound(f"pool {name} not found")
+            return self._pool_json(conn, pool_id)
+
+        return await self._read(run)
+
+    async def delete_pool(self, name: str) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(sa.select(pools).where(pools.c.name == name))).first()
+            if row is None:
+                raise NotFound(f"pool {name} not found")
+            subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+            conn.execute(sa.delete(pools).where(pools.c.id == row.id))
+            self._rebuild_space(conn, subnet)
+            log.info("pool deleted name=%s subnet=%s", name, subnet.name)
+            return {"deleted": name}
+
+        return await self._write(run)
+
+    async def replace_pool(self, name: str, raw: object, *, origin: str = "api") -> tuple[dict[str, Any], bool]:
+        """Creates the pool or replaces its members in one transaction; returns it and whether it is new.
+
+        Allocations of addresses that leave the pool keep them (they are no longer pool
+        members), so a replace never takes an address from a running workload.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a pool")
+        if raw.get("name", name) != name:
+            raise InvalidInput(f"the body names pool {raw.get('name')!r} but the path {name!r}", field="name")
+        raw = {**raw, "name": name}
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
+
+        def run(conn: Connection) -> tuple[dict[str, Any], bool]:
+            subnet = self._subnet_by_name(conn, subnet_name, lock=True)
+            spec = canonical_pool(raw, subnet=subnet.spec)
+            existing = conn.execute(sa.select(pools).where(pools.c.name == name)).first()
+            for pool_id, other in self._pools_of(conn, subnet):
+                if (existing is None or pool_id != existing.id) and pools_overlap(spec, other):
+                    raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
+            if existing is None:
+                pool_id = conn.execute(
+                    sa.insert(pools).values(name=name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                ).scalar_one()
+            else:
+                pool_id = existing.id
+                old_subnet = self._subnet_by_id(conn, existing.subnet_id, lock=True) if existing.subnet_id != subnet.id else subnet
+                conn.execute(sa.update(pools).where(pools.c.id == pool_id).values(subnet_id=subnet.id, ips=list(spec.ips), origin=origin))
+                for row in conn.execute(records.allocation_query().where(allocations.c.pool_id == pool_id)).all():
+                    if row.subnet_id != subnet.id or not all(
+                        iv.contains(spec.intervals(family), address) for family, address in records.addresses_of(row)
+                    ):
+                        conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(pool_id=None))
+                if old_subnet is not subnet:
+                    self._rebuild_space(conn, old_subnet)
+            self._rebuild_space(conn, subnet)
+            log.info("pool %s name=%s subnet=%s ips=%s", "created" if existing is None else "replaced", name, subnet.name, ",".join(spec.ips))
+            return self._pool_json(conn, pool_id), existing is None
+
+        try:
+            return await self._write(run)
+        except sa.exc.IntegrityError as e:
+            raise AlreadyExists(f"pool {name} was created concurrently; retry") from e
+
+    async def create_reservation(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a reservation")
+        subnet_name = raw.get("subnet")
+        if not isinstance(subnet_name, str):
+            raise InvalidInput("required: the name of the subnet", field="subnet")
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, subnet_name, lock=True)
+            spec = canonical_reservation(raw, subnet=subnet.spec)
+            text = ip_text(spec.address, spec.version)
+            existing = records.reservation_at(conn, subnet_id=subnet.id, address=spec.address)
+            if existing is not None:
+                raise AlreadyExists(f"{text} in subnet {subnet.name} is already reserved (reservation {existing.id})")
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            if holder is not None:
+                raise AddressConflict(f"{text} in subnet {subnet.name} is held by {self._holder_label(holder)}")
+            space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
+            reservation_id = (
+                conn.execute(
+                    sa.insert(reservations).values(
+                        subnet_id=subnet.id, family=spec.version, address=spec.address, mac=spec.mac,
+                        owner=spec.owner, note=spec.note, origin=origin,
+                    ).returning(reservations.c.id)
+                )
+            ).scalar_one()
+            log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
+            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).one()
+            return records.reservation_json(row, subnet.name)
+
+        return await self._write(run)
+
+    async def list_reservations(self) -> list[dict[str, Any]]:
+        def run(conn: Connection) -> Any:
+            result = conn.execute(
+                sa.select(reservations, subnets.c.name.label("subnet_name"))
+                .join(subnets, reservations.c.subnet_id == subnets.c.id)
+                .order_by(reservations.c.id)
+            )
+            return [records.reservation_json(row, row.subnet_name) for row in result]
+
+        return await self._read(run)
+
+    async def get_reservation(self, reservation_id: int) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            row = (
+                conn.execute(
+                    sa.select(reservations, subnets.c.name.label("subnet_name"))
+                    .join(subnets, reservations.c.subnet_id == subnets.c.id)
+                    .where(reservations.c.id == reservation_id)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"reservation {reservation_id} not found")
+            return records.reservation_json(row, row.subnet_name)
+
+        return await self._read(run)
+
+    async def delete_reservation(self, reservation_id: int) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).first()
+            if row is None:
+                raise NotFound(f"reservation {reservation_id} not found")
+            subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+            if conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id)).rowcount == 0:
+                # Deleted by a concurrent request while this one waited for the subnet lock:
+                # its address is back already, and must not be listed as free twice.
+                raise NotFound(f"reservation {reservation_id} not found")
+            address = int(row.address)
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=row.family, address=address)
+            if holder is None:
+                self._return_address(conn, subnet, row.family, address)
+            log.info("reservation deleted subnet=%s address=%s", subnet.name, ip_text(address, row.family))
+            return {"deleted": reservation_id}
+
+        return await self._write(run)

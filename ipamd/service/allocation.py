@@ -1,0 +1,435 @@
+"""Allocation and release: the hot path. One transaction per request: find the
+attachment (ADD is idempotent), pick or claim addresses, insert the row and its audit rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+
+from ipamd.core import intervals as iv
+from ipamd.core.addresses import ip_text, parse_ip
+from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
+from ipamd.core.subnet import SubnetSpec
+from ipamd.errors import AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, Unavailable
+from ipamd.logs import allocation_fields
+from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
+from ipamd.service.requests import AddRequest
+from ipamd.store import records, space
+from ipamd.store.schema import address_events, allocations, pools, subnets
+
+# Statements of the allocation path, built once (see ipamd.store.space).
+_SUBNETS_OF_PROVIDER = (
+    sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
+)
+_INSERT_ALLOCATION = sa.insert(allocations)
+
+
+class Allocation(ServiceBase):
+    """Allocate, release and look up what attachments hold."""
+
+    async def allocate(self, request: AddRequest) -> dict[str, Any]:
+        """Returns the allocation of the request's attachment, creating it if needed."""
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                body, created = await self._write(lambda conn: self._allocate_in(conn, request))
+                if created:
+                    self._notify("allocated", allocation=body, request=request)
+                    log.info(
+                        "allocated id=%s owner=%s addresses=%s subnet=%s container=%s",
+                        body["id"], request.owner.label, ",".join(a["address"] for a in body["addresses"]),
+                        body["subnet"], request.container_id, extra=allocation_fields("allocated", body),
+                    )
+                return body
+            except Exhausted as e:
+                self._notify("exhausted", **e.details)
+                raise
+            except sa.exc.IntegrityError as e:
+                # Another daemon inserted the same attachment or took the address between our
+                # read and insert: the next attempt sees its row and answers accordingly.
+                log.debug("allocation race (attempt %d): %s", attempt + 1, e.orig)
+                continue
+        raise Unavailable("allocation kept colliding with concurrent requests; retry")
+
+    def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
+        owner = request.owner
+        existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
+        if existing is not None:
+            return self._reuse(conn, existing, request), False
+
+        candidates = self._candidate_subnets(conn, request)
+        mac = canonical_mac(request.mac, field="mac") if request.mac else None
+        if mac is not None:
+            self._check_mac(conn, mac, network_key=owner.network_key)
+
+        if request.pool_name is not None:
+            return self._allocate_from_pool(conn, request, mac=mac), True
+        if request.pool_entries:
+            return self._allocate_from_entries(conn, request, candidates, mac=mac), True
+        if request.static_ips:
+            subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
+            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
+            return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
+
+        tried = []
+        for subnet in candidates:
+            if self._row_locks:
+                subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            picks = self._take_dynamic(conn, subnet)
+            if picks is not None:
+                return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
+            tried.append(subnet.name)
+        raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})", subnets=tried)
+
+    def _take_dynamic(self, conn: Connection, subnet: _Subnet) -> dict[int, int] | None:
+        """Takes one dynamic address per family of the subnet, or none at all."""
+        families = subnet.spec.families
+        if len(families) == 1:
+            address = space.take_dynamic(conn, subnet_id=subnet.id, family=families[0].version)
+            return None if address is None else {families[0].version: address}
+        # Dual stack: a savepoint gives back the first family's address if the second is gone.
+        savepoint = conn.begin_nested()
+        picks: dict[int, int] = {}
+        for layout in families:
+            address = space.take_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+            if address is None:
+                savepoint.rollback()
+                return None
+            picks[layout.version] = address
+        savepoint.commit()
+        return picks
+
+    def _complete_static(self, conn: Connection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
+        """Fills families the static request left out with dynamic picks (dual stack is all or nothing)."""
+        picks = dict(wanted)
+        for layout in subnet.spec.families:
+            if layout.version in picks:
+                continue
+            address = space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
+            if address is None:
+                raise Exhausted(f"no free IPv{layout.version} address in subnet {subnet.name} to pair with the static one")
+            picks[layout.version] = address
+        return picks
+
+    def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
+        """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts."""
+        subnet = self._subnet_by_id(conn, row.subnet_id)
+        if request.static_ips:
+            wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
+            held = dict(records.addresses_of(row))
+            for family, address in wanted.items():
+                if held.get(family) != address:
+                    raise AddressConflict(
+                        f"{request.owner.label} already holds {ip_text(held[family], family) if family in held else 'another address'} "
+                        f"in subnet {subnet.name}; release it before asking for {ip_text(address, family)}"
+                    )
+        changes = {}
+        for column, value in (("container_id", request.container_id), ("pod_uid", request.pod_uid), ("netns", request.netns), ("node", request.node or self.node)):
+            if value is not None and getattr(row, column) != value:
+                changes[column] = value
+        if request.hold != row.hold and request.hold is not None:
+            changes["hold"] = request.hold
+        if changes:
+            conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(**changes))
+            row = (conn.execute(records.allocation_query().where(allocations.c.id == row.id))).one()
+        return records.allocation_json(row, subnet.spec)
+
+    def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet]:
+        network = request.network
+        if request.subnet_name is not None:
+            subnet = self._subnet_by_name(conn, request.subnet_name)
+            if network.inline_subnet is None and subnet.spec.provider not in (None, network.network_key):
+                raise InvalidInput(
+                    f"subnet {subnet.name} serves provider {subnet.spec.provider}, not {network.network_key}",
+                    field="logical_switch",
+                )
+            return [subnet]
+        if network.inline_subnet is not None:
+            return [self._ensure_inline(conn, network.inline_subnet)]
+        rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": network.network_key}).all()
+        if not rows:
+            raise NotFound(
+                f"no subnet serves provider {network.network_key}; create one with provider {network.network_key!r}"
+            )
+        return [self._subnet(row) for row in rows]
+
+    def _ensure_inline(self, conn: Connection, spec: SubnetSpec) -> _Subnet:
+        """Returns the daemon-owned subnet of an inline NAD range, creating it on first use."""
+        row = (conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
+        if row is None:
+            self._check_overlap(conn, spec, exclude_id=None)
+            subnet_id = (
+                conn.execute(
+                    sa.insert(subnets).values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin="inline").returning(subnets.c.id)
+                )
+            ).scalar_one()
+            for layout in spec.families:
+                space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+            log.info("inline subnet created name=%s cidr=%s", spec.name, spec.cidr_block)
+            return self._subnet_by_id(conn, subnet_id)
+        existing = self._subnet(row)
+        if existing.spec.to_json() != spec.to_json():
+            raise AlreadyExists(
+                f"network {spec.name} is already defined with range {existing.spec.cidr_block} "
+                f"(excludes {', '.join(existing.spec.exclude_ips) or 'none'}), this config says {spec.cidr_block} "
+                f"(excludes {', '.join(spec.exclude_ips) or 'none'}); give one of them its own network_name"
+            )
+        return existing
+
+    def _subnet_for_static(self, candidates: list[_Subnet], requested: Iterable[str], *, field: str) -> _Subnet:
+        addresses = []
+        for index, text in enumerate(requested):
+            if not isinstance(text, str):
+                raise InvalidInput(f"expected an address, got {text!r}", field=f"{field}[{index}]")
+            addresses.append(parse_ip(text.strip().partition("/")[0], field=f"{field}[{index}]"))
+        for subnet in candidates:
+            if all(
+                (layout := subnet.spec.family(address.version)) is not None and address in layout.network
+                for address in addresses
+            ):
+                return subnet
+        names = ", ".join(f"{s.name} ({s.spec.cidr_block})" for s in candidates)
+        raise InvalidInput(f"{', '.join(map(str, addresses))} is outside subnet {names}", field=field)
+
+    def _insert(self, conn: Connection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
+        mac: str | None, pool_id: int | None = None, taken: bool = False,
+    ) -> dict[str, Any]:
+        """Claims the picked addresses and inserts the allocation with its audit rows.
+
+        ``taken`` says the picks were already taken out of the free space (so nobody holds
+        them and none is reserved), which spares three statements per address on the hot path.
+        """
+        owner = request.owner
+        for family, address in picks.items():
+            if taken:
+                break
+            holder = records.holder_of(conn, subnet_id=subnet.id, family=family, address=address)
+            if holder is not None:
+                raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
+            reservation = records.reservation_at(conn, subnet_id=subnet.id, address=address)
+            if reservation is not None and not reservation_admits(reservation.owner, owner):
+                raise AddressConflict(
+                    f"{ip_text(address, family)} in subnet {subnet.name} is reserved (reservation {reservation.id}"
+                    f"{', for ' + reservation.owner if reservation.owner else ''}{', ' + reservation.note if reservation.note else ''})"
+                )
+            if reservation is not None and mac is None and reservation.mac:
+                mac = reservation.mac
+            space.claim(conn, subnet_id=subnet.id, family=family, address=address)
+        values = {
+            "subnet_id": subnet.id, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
+            "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
+            "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
+            "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
+            "created_at": datetime.now(timezone.utc),
+        }
+        # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
+        inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
+        assert inserted is not None
+        allocation_id = inserted[0]
+        conn.execute(
+            _INSERT_EVENT,
+            [
+                {
+                    "action": "allocate", "subnet": subnet.name, "family": family, "address": address,
+                    "allocation_id": allocation_id, "network_key": owner.network_key, "namespace": owner.namespace,
+                    "pod": owner.pod, "interface": owner.interface, "container_id": request.container_id,
+                }
+                for family, address in picks.items()
+            ],
+        )
+        pool_name = None
+        if pool_id is not None:
+            pool_name = conn.execute(sa.select(pools.c.name).where(pools.c.id == pool_id)).scalar()
+        return records.allocation_json(
+            SimpleNamespace(id=allocation_id, subnet_name=subnet.name, pool_name=pool_name, **values), subnet.spec
+        )
+
+    def _check_mac(self, conn: Connection, mac: str, *, network_key: str) -> None:
+        holder = (
+            conn.execute(records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key))
+        ).first()
+        if holder is not None:
+            raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
+
+    def _allocate_from_pool(self, conn: Connection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
+        row = (conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
+        if row is None:
+            raise NotFound(f"pool {request.pool_name} not found")
+        subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+        spec = self._pool_spec(row, subnet.spec)
+        picks: dict[int, int] = {}
+        if request.ordinal is not None:
+            # A StatefulSet pod takes the member at its ordinal, in the order the pool lists them.
+            for version, members in spec.members:
+                address = iv.nth(members, request.ordinal)
+                if address is None:
+                    raise Exhausted(f"pool {spec.name} has {iv.size(members)} IPv{version} address(es); no member for ordinal {request.ordinal}")
+                picks[version] = address
+        else:
+            for version, _ in spec.members:
+                address = space.peek_pool(conn, pool_id=row.id, family=version)
+                if address is None:
+                    raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
+                picks[version] = address
+        return self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
+
+    def _allocate_from_entries(self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
+    ) -> dict[str, Any]:
+        """Kube-OVN ``ip_pool`` as an address list: the ordinal's entry, or the first entry nobody holds."""
+        entries = list(request.pool_entries)
+        if request.ordinal is not None:
+            if request.ordinal >= len(entries):
+                raise Exhausted(f"ip_pool lists {len(entries)} entries; none for ordinal {request.ordinal}")
+            entries = [entries[request.ordinal]]
+        for entry in entries:
+            subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
+            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
+            if request.ordinal is None:
+                taken = False
+                for family, address in wanted.items():
+                    if records.holder_of(conn, subnet_id=subnet.id, family=family, address=address) is not None:
+                        taken = True
+                if taken:
+                    continue
+            return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac)
+        raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
+
+    async def release(self, allocation_id: int, *, reason: str = "api") -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+            if row is None:
+                raise NotFound(f"allocation {allocation_id} not found")
+            return self._release_row(conn, row, reason=reason)
+
+        body: dict[str, Any] = await self._write(run)
+        self._log_release(body, reason)
+        return body
+
+    async def release_owner(self, owner: Owner, *, reason: str, container_id: str | None = None) -> list[dict[str, Any]]:
+        """Releases the attachment's allocation, if any (DEL is idempotent).
+
+        With ``container_id`` only an allocation made for that container is released, so a
+        late DEL of an old sandbox cannot take the address of its replacement.
+        """
+        def run(conn: Connection) -> Any:
+            row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
+            if row is None or (container_id is not None and row.container_id not in (None, container_id)):
+                return None
+            try:
+                return self._release_row(conn, row, reason=reason)
+            except NotFound:
+                return None  # released concurrently: DEL is idempotent
+
+        body = await self._write(run)
+        if body is None:
+            return []
+        self._log_release(body, reason)
+        return [body]
+
+    async def release_ids(self, ids: Iterable[int], *, reason: str) -> list[dict[str, Any]]:
+        released_bodies = []
+        for allocation_id in ids:
+            try:
+                released_bodies.append(await self.release(allocation_id, reason=reason))
+            except NotFound:
+                continue
+        return released_bodies
+
+    async def list_allocations(
+        self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,
+        provider: str | None = None, node: str | None = None, limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        def run(conn: Connection) -> Any:
+            statement = records.allocation_query().order_by(allocations.c.id)
+            if subnet is not None:
+                statement = statement.where(subnets.c.name == subnet)
+            if namespace is not None:
+                statement = statement.where(allocations.c.namespace == namespace)
+            if pod is not None:
+                statement = statement.where(allocations.c.pod == pod)
+            if provider is not None:
+                statement = statement.where(allocations.c.network_key == provider)
+            if node is not None:
+                statement = statement.where(allocations.c.node == node)
+            if limit is not None:
+                statement = statement.limit(limit)
+            rows = (conn.execute(statement)).all()
+            specs: dict[int, SubnetSpec] = {}
+            bodies = []
+            for row in rows:
+                if row.subnet_id not in specs:
+                    specs[row.subnet_id] = (self._subnet_by_id(conn, row.subnet_id)).spec
+                bodies.append(records.allocation_json(row, specs[row.subnet_id]))
+            return bodies
+
+        return await self._read(run)
+
+    async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
+        def run(conn: Connection) -> Any:
+            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+            if row is None:
+                raise NotFound(f"allocation {allocation_id} not found")
+            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+
+        return await self._read(run)
+
+    async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
+        def run(conn: Connection) -> Any:
+            row = (
+                conn.execute(
+                    records.allocation_query().where(
+                        allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
+                        allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+
+        return await self._read(run)
+
+    async def ip_info(self, text: str) -> dict[str, Any]:
+        address = parse_ip(text, field="address")
+        value, family = int(address), address.version
+        column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+        def run(conn: Connection) -> Any:
+            rows = (conn.execute(records.allocation_query().where(column == value))).all()
+            holders = [records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec) for row in rows]
+            events = (
+                conn.execute(
+                    sa.select(address_events).where(address_events.c.address == value, address_events.c.family == family).order_by(address_events.c.id)
+                )
+            ).all()
+            return holders, events
+
+        holders, events = await self._read(run)
+        history: list[dict[str, Any]] = []
+        open_spans: dict[tuple[str, int | None], dict[str, Any]] = {}
+        for event in events:
+            key = (event.subnet, event.allocation_id)
+            if event.action == "allocate":
+                span = {
+                    "subnet": event.subnet, "networkKey": event.network_key, "namespace": event.namespace,
+                    "pod": event.pod, "interface": event.interface, "containerId": event.container_id,
+                    "allocationId": event.allocation_id, "from": records.timestamp(event.at), "to": None, "releaseReason": None,
+                }
+                open_spans[key] = span
+                history.append(span)
+            elif key in open_spans:
+                span = open_spans.pop(key)
+                span["to"] = records.timestamp(event.at)
+                span["releaseReason"] = event.reason
+        return {"address": str(address), "holders": holders, "history": history}
+
+    async def allocations_for_network(self, network_key: str) -> list[Row[Any]]:
+        def run(conn: Connection) -> Any:
+            return list((conn.execute(records.allocation_query().where(allocations.c.network_key == network_key))).all())
+
+        return await self._read(run)

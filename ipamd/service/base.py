@@ -1,0 +1,250 @@
+"""What every part of the service shares: running transaction bodies, parsing cached specs,
+looking subnets up, audit rows, giving addresses back and releasing allocations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ipamd.core import intervals as iv
+from ipamd.core.pool import PoolSpec, canonical_pool
+from ipamd.core.subnet import SubnetSpec, canonical_subnet
+from ipamd.errors import AlreadyExists, IpamError, NotFound, Unavailable
+from ipamd.logs import allocation_fields
+from ipamd.store import records, space
+from ipamd.store.database import AsyncEngineDatabase, Database
+from ipamd.store.engine import head_revision
+from ipamd.store.schema import address_events, allocations, pools, subnets
+
+log = logging.getLogger("ipamd.service")
+
+T = TypeVar("T")
+
+# Statements of the allocation and release paths, built once (see ipamd.store.space).
+_SUBNET_BY_ID = sa.select(subnets).where(subnets.c.id == sa.bindparam("subnet_id"))
+_SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
+_DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+# PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
+_PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_INSERT_EVENT = sa.insert(address_events)
+_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
+
+TRANSACTION_TIMEOUT_SECONDS = 10.0
+CONFLICT_RETRIES = 5
+
+
+
+@dataclass
+class _Subnet:
+    id: int
+    name: str
+    spec: SubnetSpec
+    origin: str
+    revision: int
+    created_at: Any = None
+    pools: list[tuple[int, PoolSpec]] = field(default_factory=list)
+
+
+class ServiceBase:
+    """The database plumbing and lookups every part of the service shares."""
+
+    def __init__(self, database: Database | AsyncEngine, *, node: str | None = None, release_on_del: bool = True) -> None:
+        self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
+        self.node = node
+        # In Kubernetes mode the pod lifecycle releases addresses, not CNI DEL.
+        self.release_on_del = release_on_del
+        # Subnet rows are locked (FOR UPDATE) on PostgreSQL only: SQLite has one writer anyway.
+        self._row_locks = self.database.dialect != "sqlite"
+        # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
+        # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
+        self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
+        self._pool_cache: dict[int, tuple[Any, SubnetSpec, PoolSpec]] = {}
+        self.listeners: list[Any] = []
+        # Outages are logged when they start and end, not once per refused request.
+        self._database_down = False
+
+    async def _write(self, body: Callable[[Connection], T]) -> T:
+        """Returns ``body`` run in a write transaction; database failures become Unavailable."""
+        return await self._run(self.database.write, body)
+
+    async def read(self, body: Callable[[Connection], T]) -> T:
+        """Returns ``body`` run in a read transaction; database failures become Unavailable."""
+        return await self._run(self.database.read, body)
+
+    _read = read
+
+    async def _run(self, runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
+        try:
+            result = await self._attempt(runner, body)
+        except Unavailable as e:
+            if not self._database_down:
+                self._database_down = True
+                log.warning("database unavailable (%s): answering 'try again later' until it is back", e.message)
+            raise
+        if self._database_down:
+            self._database_down = False
+            log.info("database reachable again")
+        return result
+
+    @staticmethod
+    async def _attempt(runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
+        try:
+            async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
+                return await runner(body)
+        except (IpamError, sa.exc.IntegrityError):
+            raise
+        except TimeoutError as e:
+            raise Unavailable("the database did not answer in time; retry later") from e
+        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError) as e:
+            raise Unavailable(f"database unavailable ({type(e).__name__}); retry later") from e
+        except sa.exc.DBAPIError as e:
+            if e.connection_invalidated or not isinstance(e, (sa.exc.ProgrammingError, sa.exc.DataError)):
+                raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
+            raise
+
+    async def close(self) -> None:
+        await self.database.dispose()
+
+    async def ready(self) -> tuple[bool, str]:
+        """Returns whether the database answers and carries the newest schema, and why not."""
+        try:
+            revision = await asyncio.wait_for(self.database.revision(), timeout=3)
+        except Exception as e:  # noqa: BLE001 - readiness reports any failure as not ready
+            return False, f"database unavailable ({type(e).__name__})"
+        if revision != head_revision():
+            return False, f"database schema at {revision}, expected {head_revision()}: run ipamd db upgrade"
+        return True, "ready"
+
+    def _spec(self, row: Row[Any]) -> SubnetSpec:
+        key = (row.id, row.revision)
+        cached = self._spec_cache.get(key)
+        if cached is not None and cached[0] == row.spec:
+            return cached[1]
+        spec = canonical_subnet(row.spec)
+        self._spec_cache[key] = (row.spec, spec)
+        return spec
+
+    def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
+        cached = self._pool_cache.get(row.id)
+        if cached is not None and cached[0] == (row.name, row.ips) and (cached[1] is subnet or cached[1] == subnet):
+            return cached[2]
+        spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
+        self._pool_cache[row.id] = ((row.name, row.ips), subnet, spec)
+        return spec
+
+    def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:
+        statement = sa.select(subnets).where(subnets.c.name == name)
+        if lock and self._row_locks:
+            statement = statement.with_for_update()
+        row = (conn.execute(statement)).first()
+        if row is None:
+            raise NotFound(f"subnet {name} not found")
+        return self._subnet(row)
+
+    def _subnet_by_id(self, conn: Connection, subnet_id: int, *, lock: bool = False) -> _Subnet:
+        statement = _SUBNET_BY_ID_LOCKED if lock and self._row_locks else _SUBNET_BY_ID
+        row = conn.execute(statement, {"subnet_id": subnet_id}).first()
+        if row is None:
+            raise NotFound(f"subnet #{subnet_id} not found")
+        return self._subnet(row)
+
+    def _subnet(self, row: Row[Any]) -> _Subnet:
+        return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
+
+    def _pools_of(self, conn: Connection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
+        result = conn.execute(_POOLS_OF_SUBNET, {"subnet_id": subnet.id})
+        return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
+
+    def _event(self, conn: Connection, *, action: str, subnet: _Subnet, family: int, address: int,
+        allocation_id: int | None, row: Any, reason: str | None = None,
+    ) -> None:
+        """Writes one audit row; ``row`` is the allocation row the address belonged to."""
+        conn.execute(
+            _INSERT_EVENT,
+            {
+                "action": action, "subnet": subnet.name, "family": family, "address": address,
+                "allocation_id": allocation_id, "network_key": row.network_key, "namespace": row.namespace,
+                "pod": row.pod, "interface": row.interface, "container_id": row.container_id, "reason": reason,
+            },
+        )
+
+    def _notify(self, event: str, **data: Any) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event, **data)
+            except Exception:  # noqa: BLE001 - observers never break an allocation
+                log.exception("listener failed on %s", event)
+
+    def _check_overlap(self, conn: Connection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
+        """Rejects a CIDR overlapping another subnet of the same provider (one L2 domain)."""
+        if self._row_locks:
+            # Nothing else serialises two daemons creating subnets of one provider at once:
+            # both would pass this check and both insert. The lock lasts until commit; the
+            # second one then sees the first's row (READ COMMITTED reads per statement).
+            conn.execute(_PROVIDER_LOCK, {"key": f"ipamd subnets of provider {spec.provider}"})
+        statement = sa.select(subnets)
+        statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
+        for row in conn.execute(statement):
+            # A row of the same name is a name clash, not an overlap: the insert's unique
+            # constraint reports it, and an inline subnet created meanwhile by another daemon
+            # (seen once the lock above is ours) is then found by the retried ADD.
+            if row.id == exclude_id or row.name == spec.name:
+                continue
+            other = self._spec(row)
+            for layout in spec.families:
+                theirs = other.family(layout.version)
+                if theirs is not None and (layout.network in theirs.network or theirs.network in layout.network):
+                    raise AlreadyExists(
+                        f"{layout.network} overlaps {theirs.network} of subnet {row.name} under provider {spec.provider}; "
+                        "use another provider for a separate L2 domain"
+                    )
+
+    def _return_address(self, conn: Connection, subnet: _Subnet, family: int, address: int) -> None:
+        """Puts a no-longer-held address back where dynamic or pool allocation finds it."""
+        layout = subnet.spec.family(family)
+        if layout is None:
+            return
+        for pool_id, pool_spec in self._pools_of(conn, subnet):
+            if iv.contains(pool_spec.intervals(family), address):
+                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
+                return
+        if iv.contains(layout.dynamic_space(), address):
+            if records.reservation_at(conn, subnet_id=subnet.id, address=address) is None:
+                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
+
+    def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
+    ) -> dict[str, Any]:
+        subnet = subnet or self._subnet_by_id(conn, row.subnet_id, lock=True)
+        body = records.allocation_json(row, subnet.spec)
+        if conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id}).rowcount == 0:
+            # ``row`` was read before the subnet lock: a concurrent release (another daemon's
+            # DEL, CNI GC, the API) committed meanwhile. Giving the addresses back again would
+            # list them as free twice (or, once retaken, free while held).
+            raise NotFound(f"allocation {row.id} was released meanwhile")
+        for family, address in records.addresses_of(row):
+            self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
+            if give_back:
+                self._return_address(conn, subnet, family, address)
+        return body
+
+    def _log_release(self, body: dict[str, Any], reason: str) -> None:
+        owner = body["owner"]
+        log.info(
+            "released id=%s owner=%s/%s %s (%s) addresses=%s subnet=%s reason=%s",
+            body["id"], owner["namespace"], owner["pod"], owner["interface"], body["networkKey"],
+            ",".join(a["address"] for a in body["addresses"]), body["subnet"], reason,
+            extra=allocation_fields("released", body, reason=reason),
+        )
+        self._notify("released", allocation=body, reason=reason)
+
+    @staticmethod
+    def _holder_label(row: Row[Any]) -> str:
+        pod = f"{row.namespace}/{row.pod}" if row.namespace else row.pod
+        return f"{pod} {row.interface} (network {row.network_key}, allocation {row.id})"

@@ -1,0 +1,54 @@
+"""Allocation requests after parsing, whatever door they came through (CNI, REST, Kubernetes)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from ipamd.core.allocation import Owner
+from ipamd.core.nad import NetworkRequest
+from ipamd.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    """An allocation request after parsing, whatever door it came through."""
+
+    owner: Owner
+    network: NetworkRequest
+    container_id: str | None = None
+    pod_uid: str | None = None
+    netns: str | None = None
+    static_ips: tuple[str, ...] = ()
+    mac: str | None = None
+    subnet_name: str | None = None
+    pool_name: str | None = None
+    # Kube-OVN ip_pool given as a list of addresses: each entry one address per family.
+    pool_entries: tuple[tuple[str, ...], ...] = ()
+    ordinal: int | None = None
+    hold: str | None = None
+    node: str | None = None
+    field_prefix: str = "ips"
+
+
+
+def owner_from(raw: object, *, network_key: str, field: str = "owner") -> Owner:
+    """Returns the owner of a REST allocation request."""
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected an object {namespace, pod, interface}", field=field)
+    unknown = sorted(set(raw) - {"namespace", "pod", "interface"})
+    if unknown:
+        raise InvalidInput("unknown field", field=f"{field}.{unknown[0]}")
+    values = {}
+    for key, required, limit in (("namespace", False, 253), ("pod", True, 253), ("interface", False, 64)):
+        value = raw.get(key)
+        if value is None and not required:
+            value = "" if key == "namespace" else "eth0"
+        if not isinstance(value, str) or (required and not value) or len(value) > limit:
+            raise InvalidInput(f"expected a string of at most {limit} characters", field=f"{field}.{key}")
+        values[key] = value
+    return Owner(network_key=network_key, namespace=values["namespace"], pod=values["pod"], interface=values["interface"])
+
+
+def with_network(request: AddRequest, network: NetworkRequest) -> AddRequest:
+    return replace(request, network=network, owner=replace(request.owner, network_key=network.network_key))
