@@ -335,6 +335,8 @@ POOL_NAME = path_parameter("name", STRING, "pool name")
 # The daemon reads ids of up to 18 digits.
 ADDRESS: Schema = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
 NUMERIC_ID: Schema = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+RESERVATION_ID = path_parameter("id", NUMERIC_ID, "reservation id")
+ALLOCATION_ID = path_parameter("id", NUMERIC_ID, "allocation id")
 
 PATHS: dict[str, Schema] = {
     "/healthz": {"get": operation("the process serves", {"200": ok("serving", "Healthy")}, errors=(), tag="health")},
@@ -425,11 +427,11 @@ PATHS: dict[str, Schema] = {
     "/v1/reservations/{id}": {
         "get": operation(
             "a reservation", {"200": ok("the reservation", "Reservation")}, errors=("404",),
-            parameters=[path_parameter("id", NUMERIC_ID, "reservation id")], tag="reservations",
+            parameters=[RESERVATION_ID], tag="reservations",
         ),
         "delete": operation(
             "delete a reservation", {"200": ok("deleted", "ReservationDeleted")}, errors=("404",),
-            parameters=[path_parameter("id", NUMERIC_ID, "reservation id")], changes_state=True, tag="reservations",
+            parameters=[RESERVATION_ID], changes_state=True, tag="reservations",
         ),
     },
     "/v1/allocations": {
@@ -451,11 +453,11 @@ PATHS: dict[str, Schema] = {
     "/v1/allocations/{id}": {
         "get": operation(
             "an allocation", {"200": ok("the allocation", "Allocation")}, errors=("404",),
-            parameters=[path_parameter("id", NUMERIC_ID, "allocation id")], tag="allocations",
+            parameters=[ALLOCATION_ID], tag="allocations",
         ),
         "delete": operation(
             "release every address of an allocation", {"200": ok("the released allocation", "Allocation")}, errors=("404",),
-            parameters=[path_parameter("id", NUMERIC_ID, "allocation id")], changes_state=True, tag="allocations",
+            parameters=[ALLOCATION_ID], changes_state=True, tag="allocations",
         ),
     },
     "/v1/ips/{address}": {

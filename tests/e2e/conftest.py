@@ -8,6 +8,7 @@ the tests need root and /usr/lib/cni/macvlan, and are skipped with the reason ot
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -59,38 +60,40 @@ def _start_daemon(url_for: Callable[[Path], str]) -> tuple[Daemon, Path]:
         raise
 
 
-@pytest.fixture(scope="session")
-def ipamd() -> Iterator[Daemon]:
-    """One SQLite daemon shared by the tests that do not stop it. Each test uses subnets
-    and providers of its own (the ``subnet`` fixture names them uniquely)."""
-    daemon, workdir = _start_daemon(lambda d: f"sqlite:///{d / 'ipamd.db'}")
+@contextlib.contextmanager
+def _running_daemon(url_for: Callable[[Path], str]) -> Iterator[Daemon]:
+    daemon, workdir = _start_daemon(url_for)
     try:
         yield daemon
     finally:
         daemon.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _sqlite(directory: Path) -> str:
+    return f"sqlite:///{directory / 'ipamd.db'}"
+
+
+@pytest.fixture(scope="session")
+def ipamd() -> Iterator[Daemon]:
+    """One SQLite daemon shared by the tests that do not stop it. Each test uses subnets
+    and providers of its own (the ``subnet`` fixture names them uniquely)."""
+    with _running_daemon(_sqlite) as daemon:
+        yield daemon
 
 
 @pytest.fixture
 def own_ipamd() -> Iterator[Daemon]:
     """A SQLite daemon for one test, which may stop and start it."""
-    daemon, workdir = _start_daemon(lambda d: f"sqlite:///{d / 'ipamd.db'}")
-    try:
+    with _running_daemon(_sqlite) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture
 def pg_ipamd(postgres_url: str) -> Iterator[Daemon]:
     """A daemon on a fresh PostgreSQL database (tests/conftest.py's postgres_url)."""
-    daemon, workdir = _start_daemon(lambda d: postgres_url)
-    try:
+    with _running_daemon(lambda _directory: postgres_url) as daemon:
         yield daemon
-    finally:
-        daemon.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture

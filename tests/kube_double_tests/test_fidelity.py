@@ -775,8 +775,8 @@ async def test_status_subresource(kube_api: KubeApiDouble, k8s: client.ApiClient
         "metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "i"}]},
         "status": {"phase": "Running"}})
     assert created.status.phase == "Pending"  # client-sent status is dropped on create
-    patched = await core.patch_namespaced_pod_status("a", "default", {"status": {"phase": "Running", "podIP": "10.1.1.1"}})
-    assert patched.status.phase == "Running" and patched.status.pod_ip == "10.1.1.1"
+    patched = await core.patch_namespaced_pod_status("a", "default", {"status": {"phase": "Running", "podIP": "192.0.2.9"}})
+    assert patched.status.phase == "Running" and patched.status.pod_ip == "192.0.2.9"
     patched = await core.patch_namespaced_pod_status("a", "default", {"metadata": {"labels": {"x": "1"}}})
     assert not patched.metadata.labels  # status writes change only status
 
