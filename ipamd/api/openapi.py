@@ -114,10 +114,15 @@ SCHEMAS: dict[str, Schema] = {
             "priority": INTEGER,
             "routes": {"type": "array", "items": ref("Route")},
             "dns": ref("Dns"),
+            "overlap": {
+                **shape({"networkName": STRING, "enableOverlappingRanges": {"type": "boolean"}}),
+                "description": "inline subnets only: the address space shared with overlapping inline ranges",
+            },
             "origin": {"type": "string", "enum": ["api", "config", "inline"]},
             "createdAt": TIMESTAMP,
             "usage": shape({"v4": ref("FamilyUsage"), "v6": ref("FamilyUsage")}, optional=("v4", "v6")),
-        }
+        },
+        optional=("overlap",),
     ),
     "SubnetList": shape({"items": {"type": "array", "items": ref("Subnet")}}),
     "SubnetDeleted": shape({"deleted": STRING, "released": COUNT}),

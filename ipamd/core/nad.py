@@ -7,8 +7,19 @@
   top-level ``subnet``), ``routes``, ``dns``.
 
 An inline form becomes the spec of a subnet the daemon creates and owns, named after
-``network_name`` (or the network's name) and bound to that same key as provider, so two
-tenants using one CIDR under different names stay separate.
+``network_name`` (or the network's name) and bound to that same key as provider.
+
+Inline subnets whose ranges overlap share one address space, as Whereabouts' IPPool and
+OverlappingRangeIPReservation objects do (both named after ``network_name`` and the range
+or address, ``pkg/storage/kubernetes/ipam.go`` of k8snetworkplumbingwg/whereabouts):
+
+- same ``network_name`` (or none) and overlapping ranges: no address is handed out twice;
+- a different ``network_name``: a separate address space (two tenants, one CIDR);
+- ``enable_overlapping_ranges: false``: only an identical range is shared (Whereabouts'
+  single IPPool per range); other overlapping ranges may hand out the same address.
+
+Provider-style subnets (``ipam.provider`` naming subnets made through the API) keep their
+own rule: overlapping CIDRs under different providers are separate L2 domains.
 """
 
 from __future__ import annotations
@@ -20,16 +31,16 @@ from typing import Any
 import netaddr
 
 from ipamd.core.addresses import ip_text, parse_ip
-from ipamd.core.subnet import SubnetSpec, canonical_subnet, parse_routes
+from ipamd.core.subnet import Overlap, SubnetSpec, canonical_subnet, parse_routes
 from ipamd.errors import InvalidInput
 
 # Keys the shim and runtimes put in the ipam section that carry no allocation meaning here.
 TRANSPORT_KEYS = frozenset({"type", "server_socket", "timeout", "log_file", "log_level", "provider"})
 WHEREABOUTS_KEYS = frozenset(
-    {"range", "range_start", "range_end", "exclude", "gateway", "network_name", "ipRanges", "routes", "dns",
+    {"range", "range_start", "range_end", "exclude", "gateway", "network_name", "enable_overlapping_ranges", "ipRanges", "routes", "dns",
      # Whereabouts keys that tune its own storage; accepted and ignored.
      "kubernetes", "datastore", "etcd_host", "leader_lease_duration", "leader_renew_deadline",
-     "leader_retry_period", "reconciler_cron_expression", "enable_overlapping_ranges", "sleep_for_race",
+     "leader_retry_period", "reconciler_cron_expression", "sleep_for_race",
      "configuration_path", "log_level", "log_file", "node_slice_size"}
 )
 HOST_LOCAL_KEYS = frozenset({"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns", "dataDir", "resolvConf"})
@@ -50,6 +61,16 @@ def network_key(ipam: Mapping[str, Any], network_name: str) -> str:
         if isinstance(value, str) and value.strip():
             return value.strip()
     return network_name
+
+
+def overlap_of(ipam: Mapping[str, Any]) -> Overlap:
+    """Returns the address space an inline range shares with others (see the module doc)."""
+    group = ipam.get("network_name")
+    group = group.strip() if isinstance(group, str) else ""
+    protect = ipam.get("enable_overlapping_ranges", True)
+    if not isinstance(protect, bool):
+        raise InvalidInput(f"expected true or false, got {protect!r}", field="ipam.enable_overlapping_ranges")
+    return Overlap(group, protect)
 
 
 def parse_network_request(ipam: object, *, network_name: str) -> NetworkRequest:
@@ -154,9 +175,10 @@ def _inline_subnet(key: str, cidrs: list[str], gateway: str, excludes: list[str]
         "provider": key,
         "routes": ipam.get("routes"),
         "dns": ipam.get("dns"),
+        "overlap": overlap_of(ipam).to_json(),
     }
     try:
-        return canonical_subnet(raw)
+        return canonical_subnet(raw, inline=True)
     except InvalidInput as e:
         raise InvalidInput(f"inline range of network {key}: {e.message}", field=f"ipam.{e.field}" if e.field else "ipam") from e
 

@@ -20,6 +20,8 @@ from ipamd.errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
 SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns"})
+# Only subnets the daemon creates from inline NAD ranges carry ``overlap`` (see Overlap).
+INLINE_SUBNET_FIELDS = SUBNET_FIELDS | {"overlap"}
 DNS_FIELDS = frozenset({"nameservers", "domain", "search", "options"})
 
 
@@ -82,6 +84,43 @@ class FamilyLayout:
 
 
 @dataclass(frozen=True)
+class Overlap:
+    """How an inline (Whereabouts or host-local style) subnet shares addresses with others.
+
+    Whereabouts keeps one IPPool per ``network_name`` and range, and, while
+    ``enable_overlapping_ranges`` is on (its default), one cluster-wide reservation per
+    ``network_name`` and address: overlapping ranges never hand out one address twice.
+    ``group`` is that ``network_name`` ("" when unset); ``protect`` is that flag.
+    """
+
+    group: str
+    protect: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"networkName": self.group, "enableOverlappingRanges": self.protect}
+
+
+def shared_families(a: SubnetSpec, b: SubnetSpec) -> tuple[int, ...]:
+    """Returns the IP families in which two inline subnets share one address space.
+
+    Same ``network_name`` and overlapping CIDRs, when both protect overlapping ranges; an
+    identical CIDR is Whereabouts' one IPPool, shared whatever the flag says.
+    """
+    if a.overlap is None or b.overlap is None or a.overlap.group != b.overlap.group:
+        return ()
+    shared = []
+    for mine in a.families:
+        theirs = b.family(mine.version)
+        if theirs is None:
+            continue
+        if mine.network == theirs.network or (
+            a.overlap.protect and b.overlap.protect and (mine.network in theirs.network or theirs.network in mine.network)
+        ):
+            shared.append(mine.version)
+    return tuple(shared)
+
+
+@dataclass(frozen=True)
 class SubnetSpec:
     name: str
     families: tuple[FamilyLayout, ...]
@@ -90,6 +129,7 @@ class SubnetSpec:
     exclude_ips: tuple[str, ...]
     routes: tuple[Route, ...] = ()
     dns: Mapping[str, Any] = field(default_factory=dict)
+    overlap: Overlap | None = None
 
     def family(self, version: int) -> FamilyLayout | None:
         return next((layout for layout in self.families if layout.version == version), None)
@@ -115,6 +155,7 @@ class SubnetSpec:
             "priority": self.priority,
             "routes": [route.to_json() for route in self.routes],
             "dns": dict(self.dns),
+            **({"overlap": self.overlap.to_json()} if self.overlap is not None else {}),
         }
 
 
@@ -134,12 +175,15 @@ def reject_unknown(raw: Mapping[str, Any], known: frozenset[str], *, prefix: str
         raise InvalidInput(f"unknown field; known fields are {', '.join(sorted(known))}", field=f"{prefix}{unknown[0]}")
 
 
-def canonical_subnet(raw: object, *, allow_unknown: bool = False) -> SubnetSpec:
-    """Returns the validated spec of a subnet written in the API's form."""
+def canonical_subnet(raw: object, *, allow_unknown: bool = False, inline: bool = False) -> SubnetSpec:
+    """Returns the validated spec of a subnet written in the API's form.
+
+    ``inline`` admits ``overlap``, which only daemon-made subnets of inline ranges carry.
+    """
     if not isinstance(raw, Mapping):
         raise InvalidInput("expected a JSON object describing a subnet")
     if not allow_unknown:
-        reject_unknown(raw, SUBNET_FIELDS)
+        reject_unknown(raw, INLINE_SUBNET_FIELDS if inline else SUBNET_FIELDS)
     name = check_name(raw.get("name"))
     cidr_text = raw.get("cidrBlock")
     if not isinstance(cidr_text, str) or not cidr_text.strip():
@@ -175,7 +219,20 @@ def canonical_subnet(raw: object, *, allow_unknown: bool = False) -> SubnetSpec:
         exclude_ips=tuple(str(entry).strip() for entry in exclude_raw),
         routes=parse_routes(raw.get("routes")),
         dns=parse_dns(raw.get("dns")),
+        overlap=_parse_overlap(raw.get("overlap")) if inline else None,
     )
+
+
+def _parse_overlap(raw: object) -> Overlap | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected {networkName, enableOverlappingRanges}", field="overlap")
+    reject_unknown(raw, frozenset({"networkName", "enableOverlappingRanges"}), prefix="overlap.")
+    group, protect = raw.get("networkName", ""), raw.get("enableOverlappingRanges", True)
+    if not isinstance(group, str) or not isinstance(protect, bool):
+        raise InvalidInput("expected a string networkName and a boolean enableOverlappingRanges", field="overlap")
+    return Overlap(group, protect)
 
 
 def _parse_gateways(raw: object, networks: list[netaddr.IPNetwork]) -> dict[int, int | None]:

@@ -90,10 +90,12 @@ class Administration(ServiceBase):
             raise InvalidInput("expected a JSON object with the fields to change")
         if "name" in patch and patch["name"] != name:
             raise InvalidInput("a subnet cannot be renamed", field="name")
+        if "overlap" in patch:
+            raise InvalidInput("overlap follows the NAD's network_name and enable_overlapping_ranges; edit the NAD", field="overlap")
         def run(conn: Connection) -> Any:
             subnet = self._subnet_by_name(conn, name, lock=True)
             merged = {**subnet.spec.to_json(), **patch}
-            spec = canonical_subnet(merged)
+            spec = canonical_subnet(merged, inline=subnet.origin == "inline")
             self._check_overlap(conn, spec, exclude_id=subnet.id)
             # Every held address must stay inside the new CIDRs and off the new gateway.
             for layout in spec.families:
@@ -125,7 +127,11 @@ class Administration(ServiceBase):
         space.clear(conn, subnet_id=subnet.id, everything=True)
         for layout in subnet.spec.families:
             version = layout.version
-            held = iv.from_points(records.held_addresses(conn, subnet_id=subnet.id, family=version))
+            held_points = records.held_addresses(conn, subnet_id=subnet.id, family=version)
+            for peer, families in self._overlap_peers(conn, subnet):
+                if version in families:
+                    held_points += [a for a in records.held_addresses(conn, subnet_id=peer.id, family=version) if layout.network.first <= a <= layout.network.last]
+            held = iv.from_points(held_points)
             reserved_rows = conn.execute(
                 sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
             )
@@ -148,12 +154,14 @@ class Administration(ServiceBase):
 
     async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            subnet = self._subnet_by_name(conn, name, lock=True)
+            subnet = self._locked(conn, self._subnet_by_name(conn, name))
             rows = (conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
             if rows and not force:
                 raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
             for row in rows:
                 self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
+                for family, address in records.addresses_of(row):
+                    self._return_to_peers(conn, subnet.peers or [], family, address)
             conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
             log.info("subnet deleted name=%s released=%d", name, len(rows))
             return {"deleted": name, "released": len(rows)}

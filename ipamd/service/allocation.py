@@ -4,6 +4,7 @@ attachment (ADD is idempotent), pick or claim addresses, insert the row and its 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -72,14 +73,13 @@ class Allocation(ServiceBase):
             return self._allocate_from_entries(conn, request, candidates, mac=mac), True
         if request.static_ips:
             subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
-            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
 
         tried = []
         for subnet in candidates:
-            if self._row_locks:
-                subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            subnet = self._locked(conn, subnet)
             picks = self._take_dynamic(conn, subnet)
             if picks is not None:
                 return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
@@ -163,6 +163,7 @@ class Allocation(ServiceBase):
         row = (conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
         if row is None:
             self._check_overlap(conn, spec, exclude_id=None)
+            self._lock_overlap_group(conn, spec)
             subnet_id = (
                 conn.execute(
                     sa.insert(subnets).values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin="inline").returning(subnets.c.id)
@@ -170,9 +171,26 @@ class Allocation(ServiceBase):
             ).scalar_one()
             for layout in spec.families:
                 space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+            created = self._subnet_by_id(conn, subnet_id)
+            self._join_overlap(conn, created)
             log.info("inline subnet created name=%s cidr=%s", spec.name, spec.cidr_block)
-            return self._subnet_by_id(conn, subnet_id)
+            return created
         existing = self._subnet(row)
+        if existing.spec.overlap is None and replace(existing.spec, overlap=spec.overlap) == spec:
+            # Created before inline ranges shared address spaces: join its peers now.
+            self._lock_overlap_group(conn, spec)
+            conn.execute(sa.update(subnets).where(subnets.c.id == row.id).values(spec=spec.to_json(), revision=row.revision + 1))
+            upgraded = self._subnet_by_id(conn, row.id)
+            self._join_overlap(conn, upgraded)
+            log.info("inline subnet %s now shares addresses with overlapping inline ranges", spec.name)
+            return upgraded
+        if existing.spec.overlap != spec.overlap and replace(existing.spec, overlap=spec.overlap) == spec:
+            assert existing.spec.overlap is not None and spec.overlap is not None
+            raise AlreadyExists(
+                f"network {spec.name} is already defined with enable_overlapping_ranges "
+                f"{str(existing.spec.overlap.protect).lower()}, this config says {str(spec.overlap.protect).lower()}; "
+                "give one of them its own network_name"
+            )
         if existing.spec.to_json() != spec.to_json():
             raise AlreadyExists(
                 f"network {spec.name} is already defined with range {existing.spec.cidr_block} "
@@ -205,10 +223,17 @@ class Allocation(ServiceBase):
         them and none is reserved), which spares three statements per address on the hot path.
         """
         owner = request.owner
+        peers = subnet.peers or []
         for family, address in picks.items():
+            if peers:
+                # Dynamic picks never collide here (peers' holdings are claimed out of this
+                # subnet's free space), static and pool requests can.
+                self._claim_in_peers(conn, peers, family, address)
             if taken:
-                break
+                continue
             holder = records.holder_of(conn, subnet_id=subnet.id, family=family, address=address)
+            if holder is None and peers:
+                holder = self._peer_holder(conn, peers, family, address)
             if holder is not None:
                 raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
             reservation = records.reservation_at(conn, subnet_id=subnet.id, address=address)
@@ -260,7 +285,7 @@ class Allocation(ServiceBase):
         row = (conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
         if row is None:
             raise NotFound(f"pool {request.pool_name} not found")
-        subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+        subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
         spec = self._pool_spec(row, subnet.spec)
         picks: dict[int, int] = {}
         if request.ordinal is not None:
@@ -288,12 +313,14 @@ class Allocation(ServiceBase):
             entries = [entries[request.ordinal]]
         for entry in entries:
             subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
-            subnet = self._subnet_by_id(conn, subnet.id, lock=True)
+            subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
             if request.ordinal is None:
                 taken = False
                 for family, address in wanted.items():
                     if records.holder_of(conn, subnet_id=subnet.id, family=family, address=address) is not None:
+                        taken = True
+                    elif self._peer_holder(conn, subnet.peers or [], family, address) is not None:
                         taken = True
                 if taken:
                     continue

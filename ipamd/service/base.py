@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipamd.core import intervals as iv
 from ipamd.core.pool import PoolSpec, canonical_pool
-from ipamd.core.subnet import SubnetSpec, canonical_subnet
+from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
 from ipamd.errors import AlreadyExists, IpamError, NotFound, Unavailable
 from ipamd.logs import allocation_fields
 from ipamd.store import records, space
@@ -34,6 +34,7 @@ _DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindpar
 # PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
+_INLINE_SUBNETS = sa.select(subnets).where(subnets.c.origin == "inline").order_by(subnets.c.id)
 _POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
@@ -50,6 +51,9 @@ class _Subnet:
     revision: int
     created_at: Any = None
     pools: list[tuple[int, PoolSpec]] = field(default_factory=list)
+    # Inline subnets sharing this one's address space, with the families shared (see
+    # ipamd.core.nad); filled by ServiceBase._locked.
+    peers: list[tuple[_Subnet, tuple[int, ...]]] | None = None
 
 
 class ServiceBase:
@@ -127,7 +131,7 @@ class ServiceBase:
         cached = self._spec_cache.get(key)
         if cached is not None and cached[0] == row.spec:
             return cached[1]
-        spec = canonical_subnet(row.spec)
+        spec = canonical_subnet(row.spec, inline=row.origin == "inline")
         self._spec_cache[key] = (row.spec, spec)
         return spec
 
@@ -206,8 +210,92 @@ class ServiceBase:
                         "use another provider for a separate L2 domain"
                     )
 
+    def _overlap_peers(self, conn: Connection, subnet: _Subnet) -> list[tuple[_Subnet, tuple[int, ...]]]:
+        """Returns the inline subnets sharing an address space with ``subnet``."""
+        if subnet.spec.overlap is None:
+            return []
+        peers = []
+        for row in conn.execute(_INLINE_SUBNETS):
+            if row.id == subnet.id:
+                continue
+            other = self._subnet(row)
+            families = shared_families(subnet.spec, other.spec)
+            if families:
+                peers.append((other, families))
+        return peers
+
+    def _lock_overlap_group(self, conn: Connection, spec: SubnetSpec) -> None:
+        """Serialises writers of one shared address space (PostgreSQL; SQLite writes are serial).
+
+        Taken before any subnet row lock, so two daemons locking peers in either order
+        cannot deadlock.
+        """
+        if spec.overlap is not None and self._row_locks:
+            conn.execute(_PROVIDER_LOCK, {"key": f"ipamd overlapping inline ranges {spec.overlap.group}"})
+
+    def _locked(self, conn: Connection, subnet: _Subnet) -> _Subnet:
+        """Returns ``subnet`` read again under its row lock, with its peers locked and listed."""
+        if subnet.spec.overlap is None:
+            locked = self._subnet_by_id(conn, subnet.id, lock=True) if self._row_locks else subnet
+            locked.peers = []
+            return locked
+        self._lock_overlap_group(conn, subnet.spec)
+        peers = self._overlap_peers(conn, subnet)
+        if self._row_locks:
+            for subnet_id in sorted([subnet.id, *(peer.id for peer, _ in peers)]):
+                row = self._subnet_by_id(conn, subnet_id, lock=True)
+                if subnet_id == subnet.id:
+                    subnet = row
+        subnet.peers = peers
+        return subnet
+
+    def _peer_holder(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> Row[Any] | None:
+        """Returns the allocation holding ``address`` in a peer sharing it, if any."""
+        for peer, families in peers:
+            layout = peer.spec.family(family)
+            if family in families and layout is not None and layout.network.first <= address <= layout.network.last:
+                holder = records.holder_of(conn, subnet_id=peer.id, family=family, address=address)
+                if holder is not None:
+                    return holder
+        return None
+
+    def _claim_in_peers(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> None:
+        for peer, families in peers:
+            layout = peer.spec.family(family)
+            if family in families and layout is not None and layout.network.first <= address <= layout.network.last:
+                space.claim(conn, subnet_id=peer.id, family=family, address=address)
+
+    def _join_overlap(self, conn: Connection, subnet: _Subnet) -> None:
+        """Makes a new (or newly marked) inline subnet and its peers agree on what is taken."""
+        for peer, families in self._overlap_peers(conn, subnet):
+            for family in families:
+                for address in records.held_addresses(conn, subnet_id=peer.id, family=family):
+                    self._claim_in_peers(conn, [(subnet, families)], family, address)
+                for address in records.held_addresses(conn, subnet_id=subnet.id, family=family):
+                    self._claim_in_peers(conn, [(peer, families)], family, address)
+
     def _return_address(self, conn: Connection, subnet: _Subnet, family: int, address: int) -> None:
-        """Puts a no-longer-held address back where dynamic or pool allocation finds it."""
+        """Puts a no-longer-held address back where dynamic or pool allocation finds it,
+        in this subnet and in every inline subnet sharing its address space."""
+        if subnet.spec.overlap is None:
+            self._return_one(conn, subnet, family, address)
+            return
+        peers = subnet.peers if subnet.peers is not None else self._overlap_peers(conn, subnet)
+        if self._peer_holder(conn, peers, family, address) is None:
+            self._return_one(conn, subnet, family, address)
+        self._return_to_peers(conn, peers, family, address)
+
+    def _return_to_peers(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> None:
+        for peer, families in peers:
+            layout = peer.spec.family(family)
+            if family not in families or layout is None or not layout.network.first <= address <= layout.network.last:
+                continue
+            if records.holder_of(conn, subnet_id=peer.id, family=family, address=address) is not None:
+                continue
+            if self._peer_holder(conn, self._overlap_peers(conn, peer), family, address) is None:
+                self._return_one(conn, peer, family, address)
+
+    def _return_one(self, conn: Connection, subnet: _Subnet, family: int, address: int) -> None:
         layout = subnet.spec.family(family)
         if layout is None:
             return
@@ -221,7 +309,12 @@ class ServiceBase:
 
     def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:
-        subnet = subnet or self._subnet_by_id(conn, row.subnet_id, lock=True)
+        if subnet is None:
+            if self._row_locks:
+                subnet = self._subnet_by_id(conn, row.subnet_id)
+                subnet = self._locked(conn, subnet) if subnet.spec.overlap is not None else self._subnet_by_id(conn, row.subnet_id, lock=True)
+            else:
+                subnet = self._subnet_by_id(conn, row.subnet_id)
         body = records.allocation_json(row, subnet.spec)
         if conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id}).rowcount == 0:
             # ``row`` was read before the subnet lock: a concurrent release (another daemon's
