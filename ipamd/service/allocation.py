@@ -285,7 +285,9 @@ class Allocation(ServiceBase):
         row = (conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
         if row is None:
             raise NotFound(f"pool {request.pool_name} not found")
-        subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
+        subnet = self._subnet_by_id(conn, row.subnet_id)
+        self._check_pool_network(subnet, request)
+        subnet = self._locked(conn, subnet)
         spec = self._pool_spec(row, subnet.spec)
         picks: dict[int, int] = {}
         if request.ordinal is not None:
@@ -302,6 +304,25 @@ class Allocation(ServiceBase):
                     raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
                 picks[version] = address
         return self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
+
+    @staticmethod
+    def _check_pool_network(subnet: _Subnet, request: AddRequest) -> None:
+        """A pool serves the L2 network of its subnet only: another NAD's pod must not get its addresses."""
+        network = request.network
+        if network.inline_subnet is not None:
+            ok = subnet.name == network.inline_subnet.name
+            serves = f"the inline range of network {network.network_key} (subnet {network.inline_subnet.name})"
+        else:
+            ok = subnet.spec.provider == network.network_key
+            serves = f"provider {network.network_key}"
+        if ok and request.subnet_name is not None and request.subnet_name != subnet.name:
+            ok, serves = False, f"subnet {request.subnet_name} named by logical_switch"
+        if not ok:
+            raise InvalidInput(
+                f"pool {request.pool_name} belongs to subnet {subnet.name} of provider {subnet.spec.provider or 'none'}, "
+                f"but {request.owner.label} asks for {serves}; name a pool of that network",
+                field="ip_pool",
+            )
 
     def _allocate_from_entries(self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
     ) -> dict[str, Any]:

@@ -184,6 +184,27 @@ def test_ip_pool_by_name_takes_the_ordinal_member_or_the_first_free(cluster: Clu
     assert cluster.events("lost")
 
 
+def test_a_pool_of_another_network_is_refused_with_an_event(cluster: Cluster):
+    other = {"name": "other", "cidrBlock": "198.51.100.0/24", "provider": "other-net"}
+    assert cluster.daemon.client.post("/v1/subnets", other).status == 201
+    assert cluster.daemon.client.post("/v1/pools", {"name": "other-pool", "subnet": "other", "ips": ["198.51.100.10"]}).status == 201
+    reply = cluster.add(cluster.pod("stray", annotations={note("ip_pool"): "other-pool"}))
+    assert reply.status == 400, reply.body
+    assert reply.message == (
+        "ip_pool: pool other-pool belongs to subnet other of provider other-net, but default/stray net1 "
+        "(macvlan.default) asks for provider macvlan.default; name a pool of that network"
+    )
+    assert "pool other-pool belongs to subnet other" in cluster.events("stray")[0]["message"]
+    assert not cluster.allocations("stray")
+    assert cluster.daemon.client.get("/v1/pools/other-pool").body["usage"]["used"] == 0
+    # logical_switch and ip_pool must agree too.
+    backup = {**NET1, "name": "net1-backup", "cidrBlock": "203.0.113.0/24", "gateway": "203.0.113.1", "excludeIps": []}
+    assert cluster.daemon.client.post("/v1/subnets", backup).status == 201
+    assert cluster.daemon.client.post("/v1/pools", {"name": "net1-pool", "subnet": "net1", "ips": ["192.0.2.120"]}).status == 201
+    crossed = cluster.add(cluster.pod("crossed", annotations={note("ip_pool"): "net1-pool", note("logical_switch"): "net1-backup"}))
+    assert crossed.status == 400 and "subnet net1-backup named by logical_switch" in crossed.message
+
+
 # ----------------------------------------------------------------- addresses follow the pod
 
 
