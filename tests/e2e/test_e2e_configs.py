@@ -172,3 +172,27 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
     assert (held["owner"]["namespace"], held["owner"]["pod"], held["networkKey"]) == ("default", pod.pod, provider)
     pod.delete().expect_ok()
     assert allocations(ipamd, net["name"]) == []
+
+
+def test_overlapping_whereabouts_ranges_share_addresses_unless_network_names_differ(cni, ipamd, topo):
+    master, _ = topo.veth()
+    wide = macvlan_config(unique("wb-wide-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.52.0/28"})
+    narrow = macvlan_config(unique("wb-narrow-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.52.0/29"})
+    pods = [Attachment(cni, "macvlan", config, topo.netns()) for config in (narrow, wide)]
+    first = [pod.add().expect_ok()["ips"][0]["address"].split("/")[0] for pod in pods]
+    assert first == ["198.18.52.1", "198.18.52.2"]
+    assert [ns_addresses(pod.netns) for pod in pods] == [["198.18.52.1/29"], ["198.18.52.2/28"]]
+    rest = _fill(cni, narrow, 4) + _fill(cni, wide, 8)
+    every = first + [a.split("/")[0] for a in rest]
+    assert sorted(every, key=lambda a: int(a.rsplit(".", 1)[1])) == [f"198.18.52.{n}" for n in range(1, 15)]
+    for config in (narrow, wide):
+        exhausted = cni.run("ipamd", "ADD", config, container_id=unique("c", 16), pod=unique("pod-"))
+        assert exhausted.returncode != 0 and exhausted.code == 102, exhausted.describe()
+
+    # Different network_names are different address spaces: both may hand out .1.
+    tenants = [
+        macvlan_config(unique("wb-t-"), master, {"type": "ipamd", "server_socket": ipamd.socket,
+                                                  "range": "198.18.53.0/28", "network_name": unique("tenant-")})
+        for _ in range(2)
+    ]
+    assert [_fill(cni, config, 1) for config in tenants] == [["198.18.53.1/28"], ["198.18.53.1/28"]]
