@@ -102,6 +102,18 @@ class AlreadyExists(IpamError):
     cni_code = 104
 
 
+class StalePod(IpamError):
+    """The request names a pod instance (UID) that is no longer the pod of that name.
+
+    A late ADD from the sandbox of a deleted pod must not take the address of the pod
+    that now carries the name; the kubelet tears such a sandbox down, so no retry helps.
+    """
+
+    http_status = 409
+    code = "stale_pod"
+    cni_code = 105
+
+
 class Unavailable(IpamError):
     """The database cannot be reached: the caller should retry later."""
 

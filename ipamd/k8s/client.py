@@ -235,11 +235,18 @@ class KubeClient:
     async def get_pod(self, namespace: str, name: str) -> JSON | None:
         return await self.get(pod_path(namespace, name))
 
-    async def patch_pod_annotations(self, namespace: str, name: str, annotations: dict[str, str | None]) -> JSON:
-        """Sets (or, for None values, removes) only these annotations: a JSON merge patch."""
-        return await self.request(
-            "PATCH", pod_path(namespace, name), body={"metadata": {"annotations": annotations}}, content_type=MERGE_PATCH
-        )
+    async def patch_pod_annotations(
+        self, namespace: str, name: str, annotations: dict[str, str | None], *, uid: str | None = None,
+    ) -> JSON:
+        """Sets (or, for None values, removes) only these annotations: a JSON merge patch.
+
+        With ``uid``, the patch applies only to that instance of the pod: the API server
+        takes ``metadata.uid`` in a patch as a precondition and answers 409 otherwise.
+        """
+        metadata: JSON = {"annotations": annotations}
+        if uid:
+            metadata["uid"] = uid
+        return await self.request("PATCH", pod_path(namespace, name), body={"metadata": metadata}, content_type=MERGE_PATCH)
 
     async def create_event(self, namespace: str, event: JSON) -> JSON:
         return await self.request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/events", body=event)

@@ -21,7 +21,7 @@ from typing import Any
 
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import HOLD_STATEFULSET, StatefulSetState, release_decision, statefulset_pod
-from ipamd.errors import IpamError, NotFound
+from ipamd.errors import IpamError, NotFound, StalePod
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
@@ -71,20 +71,44 @@ class KubernetesPolicy:
 
     # ----------------------------------------------------------------- ADD
 
+    async def _live_pod(self, namespace: str, name: str, uid: str | None, *, fresh: bool) -> JSON:
+        """Returns the pod an ADD is for; refuses a pod unknown or of another instance (UID)."""
+        pod = await self.pod(namespace, name, uid=uid, fresh=fresh)
+        if pod is None:
+            raise PodNotFound(
+                f"pod {namespace}/{name} not found in Kubernetes; "
+                "the runtime passed a pod that the API server does not know"
+            )
+        live = uid_of(pod)
+        if uid and live and live != uid:
+            raise StalePod(
+                f"pod {namespace}/{name} is uid {live} now, but this ADD carries uid {uid} of an earlier instance "
+                "(a late sandbox of a deleted pod); it gets no address and the live pod keeps its own"
+            )
+        return pod
+
     async def prepare(self, request: AddRequest) -> AddRequest:
         owner = request.owner
         if not owner.namespace:
             return request
-        pod = await self.pod(owner.namespace, owner.pod, uid=request.pod_uid)
-        if pod is None:
-            raise PodNotFound(
-                f"pod {owner.namespace}/{owner.pod} not found in Kubernetes; "
-                "the runtime passed a pod that the API server does not know"
-            )
+        cached = self.pods.get(owner.namespace, owner.pod) if self.pods is not None else None
+        pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=False)
+        uid = request.pod_uid or uid_of(pod)
+        # An attachment held for another instance of the pod (a recreated StatefulSet pod)
+        # passes to this one only once a fresh GET says this one is the live pod: the watch
+        # cache may still show the old instance.
+        replaces: str | None = None
+        held = await self.ipam.find_owner(owner)
+        held_uid = held["owner"].get("podUid") if held is not None else None
+        if held_uid and uid and held_uid != uid:
+            if pod is cached:
+                pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=True)
+                uid = request.pod_uid or uid_of(pod)
+            replaces = held_uid if held_uid != uid else None
         ask = notes.parse_pod_annotations(meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface)
-        changes: dict[str, Any] = {}
-        if request.pod_uid is None and uid_of(pod):
-            changes["pod_uid"] = uid_of(pod)
+        changes: dict[str, Any] = {"check_uid": True, "replaces_uid": replaces}
+        if request.pod_uid is None and uid:
+            changes["pod_uid"] = uid
         if request.node is None and self.node:
             changes["node"] = self.node
         statefulset = owner_statefulset(pod)
@@ -108,7 +132,7 @@ class KubernetesPolicy:
             elif ask.pool_entries:
                 changes["pool_entries"] = ask.pool_entries
                 changes["ordinal"] = ordinal
-        return replace(request, **changes) if changes else request
+        return replace(request, **changes)
 
     async def _written_by_us(self, request: AddRequest, ask: notes.PodAsk, what: str, value: str) -> bool:
         """True when a plain ``ip_address``/``mac_address`` is ipamd's own result for another interface.
@@ -139,11 +163,13 @@ class KubernetesPolicy:
             current = meta(cached).get("annotations") or {}
             if all(current.get(k) == v for k, v in wanted.items()):
                 return
-        await self.writer.write(owner.namespace, owner.pod, wanted)
+        # The pod's UID goes with the patch as a precondition: a result never lands on
+        # another instance of the pod, where it would read as a static request.
+        await self.writer.write(owner.namespace, owner.pod, wanted, uid=request.pod_uid)
 
     async def failed(self, request: AddRequest, error: IpamError) -> None:
         owner = request.owner
-        if not owner.namespace or isinstance(error, PodNotFound):
+        if not owner.namespace or isinstance(error, (PodNotFound, StalePod)):
             return
         log.warning("allocation refused for %s: %s", owner.label, error.message)
         uid = request.pod_uid

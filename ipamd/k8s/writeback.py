@@ -2,8 +2,11 @@
 
 The first attempt runs inline (so the annotations are usually on the pod when the ADD
 answers); if it fails, a background task retries with backoff. Writes for one pod are
-merged, the newest value of a key winning. A pod that is gone ends its retries. The
-allocation itself is committed before any of this and stays, whatever happens here.
+merged, the newest value of a key winning. Each patch carries the pod's UID, which the API
+server treats as a precondition: a pod deleted and recreated under the same name answers
+409 and never gets an earlier instance's results. A pod that is gone (404, or 409 for
+another UID) ends its retries. The allocation itself is committed before any of this and
+stays, whatever happens here.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import contextlib
 import logging
 
 from ipamd.errors import IpamError, NotFound
-from ipamd.k8s.client import KubeClient
+from ipamd.k8s.client import Conflict, KubeClient
 from ipamd.k8s.watch import Backoff
 
 log = logging.getLogger("ipamd.k8s.writeback")
@@ -30,23 +33,23 @@ class AnnotationWriter:
         self.attempts = attempts
         self.first_delay = first_delay
         self.ceiling = ceiling
-        self._pending: dict[tuple[str, str], dict[str, str | None]] = {}
-        self._retries: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._pending: dict[tuple[str, str, str | None], dict[str, str | None]] = {}
+        self._retries: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
         self.failures = 0
 
-    async def write(self, namespace: str, name: str, annotations: dict[str, str | None]) -> bool:
-        """Returns True when the pod carries ``annotations`` now; False when a retry is queued."""
-        key = (namespace, name)
+    async def write(self, namespace: str, name: str, annotations: dict[str, str | None], *, uid: str | None = None) -> bool:
+        """Returns True when the pod (instance ``uid``) carries ``annotations`` now; False otherwise."""
+        key = (namespace, name, uid)
         if key in self._retries:
             # A retry is pending: fold this write into it, newest value winning.
             self._pending[key].update(annotations)
             return False
         try:
             async with asyncio.timeout(INLINE_TIMEOUT_SECONDS):
-                await self.client.patch_pod_annotations(namespace, name, annotations)
+                await self.client.patch_pod_annotations(namespace, name, annotations, uid=uid)
             return True
-        except NotFound:
-            log.info("pod %s/%s is gone; result annotations not written", namespace, name)
+        except (NotFound, Conflict) as e:
+            log.info("pod %s/%s is gone (%s); result annotations not written", namespace, name, e.message)
             return False
         except (IpamError, TimeoutError) as e:
             self.failures += 1
@@ -55,17 +58,17 @@ class AnnotationWriter:
         self._retries[key] = asyncio.create_task(self._retry(key), name=f"annotate {namespace}/{name}")
         return False
 
-    async def _retry(self, key: tuple[str, str]) -> None:
-        namespace, name = key
+    async def _retry(self, key: tuple[str, str, str | None]) -> None:
+        namespace, name, uid = key
         backoff = Backoff(first=self.first_delay, ceiling=self.ceiling)
         try:
             for attempt in range(2, self.attempts + 1):
                 await asyncio.sleep(backoff.next())
                 annotations = dict(self._pending[key])
                 try:
-                    await self.client.patch_pod_annotations(namespace, name, annotations)
-                except NotFound:
-                    log.info("pod %s/%s is gone; result annotations dropped", namespace, name)
+                    await self.client.patch_pod_annotations(namespace, name, annotations, uid=uid)
+                except (NotFound, Conflict) as e:
+                    log.info("pod %s/%s is gone (%s); result annotations dropped", namespace, name, e.message)
                     return
                 except IpamError as e:
                     self.failures += 1

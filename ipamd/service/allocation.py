@@ -16,7 +16,7 @@ from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
 from ipamd.core.subnet import SubnetSpec
-from ipamd.errors import AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, Unavailable
+from ipamd.errors import AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, StalePod, Unavailable
 from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest
@@ -119,6 +119,13 @@ class Allocation(ServiceBase):
     def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
         """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts."""
         subnet = self._subnet_by_id(conn, row.subnet_id)
+        if request.check_uid and row.pod_uid and request.pod_uid != row.pod_uid and row.pod_uid != request.replaces_uid:
+            # Another instance of the pod holds it (a recreated pod, or an ADD racing ours):
+            # a compare-and-swap on the holder's UID, so a live holder is never overwritten.
+            raise StalePod(
+                f"{request.owner.label} is held for pod uid {row.pod_uid}, not {request.pod_uid or 'unknown'}; "
+                "this ADD comes from another instance of the pod"
+            )
         if request.static_ips:
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             held = dict(records.addresses_of(row))

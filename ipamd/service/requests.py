@@ -29,6 +29,10 @@ class AddRequest:
     hold: str | None = None
     node: str | None = None
     field_prefix: str = "ips"
+    # Kubernetes mode: pod_uid is authoritative. An allocation held for another pod UID is
+    # reused only when that UID is ``replaces_uid``, the one the API server confirmed gone.
+    check_uid: bool = False
+    replaces_uid: str | None = None
 
 
 

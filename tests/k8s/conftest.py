@@ -7,6 +7,7 @@ calls go through the daemon's Unix socket exactly as the shim sends them.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -113,6 +114,18 @@ class Cluster:
     def kube_request(self, method: str, path: str) -> int:
         """Sends one request to the API double as any client would; returns the status."""
         request = urllib.request.Request(self.api.url + path, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+
+    def kube_patch(self, path: str, body: dict[str, Any]) -> int:
+        """Sends one JSON merge patch to the API double; returns the status."""
+        request = urllib.request.Request(
+            self.api.url + path, method="PATCH", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return int(response.status)

@@ -44,7 +44,8 @@ def test_result_annotations_of_a_dynamic_allocation_use_a_merge_patch(cluster: C
     }
     [patch] = [r for r in cluster.api.recorded("PATCH", "/pods/dynamic")]
     assert patch.content_type.startswith("application/merge-patch+json")
-    assert set(patch.body) == {"metadata"} and set(patch.body["metadata"]) == {"annotations"}
+    # Annotations only, with the pod's UID as a precondition.
+    assert set(patch.body) == {"metadata"} and set(patch.body["metadata"]) == {"annotations", "uid"}
 
 
 def test_per_interface_annotation_wins(cluster: Cluster):
