@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib.resources
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -15,68 +18,62 @@ from ipamd.errors import IpamError
 from ipamd.logs import setup_logging
 
 
-def shim_source() -> Path:
-    """Returns the path of the CNI shim shipped with the package (or the source tree)."""
-    in_tree = Path(__file__).resolve().parent.parent / "plugin" / "ipamd"
+def plugin_binary() -> Path:
+    """Returns the built CNI plugin: the source tree's, else the one shipped in the package."""
+    in_tree = Path(__file__).resolve().parent.parent / "plugin" / "bin" / "ipamd"
     if in_tree.is_file():
         return in_tree
-    return Path(str(importlib.resources.files("ipamd.shim").joinpath("ipamd")))
+    return Path(str(importlib.resources.files("ipamd.shim").joinpath("bin/ipamd")))
 
 
-SHIM_MODULE = "ipamd_cni_shim"
-
-# What `install-cni` writes under each plugin name. The shim itself goes beside it as a
-# module: imported rather than run as a script, its bytecode is cached in __pycache__, which
-# spares Python compiling 800 lines on each of the two calls per pod attachment (about 6 ms
-# each on a 2-core machine, a fifth of a macvlan ADD+DEL; see docs/benchmarks.md).
-LAUNCHER = f"""#!/usr/bin/env -S python3 -I -S
-# ipamd CNI IPAM plugin, installed by `ipamd install-cni`: runs {SHIM_MODULE}.py beside it.
-import sys
-
-sys.path.insert(0, __file__.rpartition("/")[0] or ".")
-try:
-    from {SHIM_MODULE} import main
-except ImportError as error:
-    sys.stdout.write('{{"cniVersion": "0.3.1", "code": 999, "msg": "ipamd shim module missing beside %s (%s): run ipamd install-cni again"}}\\n' % (__file__, error))
-    sys.exit(1)
-sys.exit(main())
-"""
+class PluginMissing(Exception):
+    """No built plugin to install."""
 
 
-def _write_atomically(path: Path, content: bytes, mode: int) -> None:
+def _probe(path: Path) -> None:
+    """Runs VERSION on a freshly written plugin: a file that cannot run on this machine is
+    never renamed into place."""
+    try:
+        done = subprocess.run([str(path)], input=b"", capture_output=True, env={"CNI_COMMAND": "VERSION"}, timeout=30)
+    except OSError as e:
+        raise OSError(f"the plugin written to {path} does not run here: {e}") from e
+    try:
+        answer = json.loads(done.stdout)
+    except ValueError:
+        answer = None
+    if done.returncode != 0 or not isinstance(answer, dict) or "supportedVersions" not in answer:
+        raise OSError(f"the plugin written to {path} failed VERSION (exit {done.returncode}): {done.stdout[:200]!r} {done.stderr[:200]!r}")
+
+
+def _install_atomically(source: Path, path: Path) -> None:
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
+        with os.fdopen(fd, "wb") as handle, source.open("rb") as original:
+            shutil.copyfileobj(original, handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temp_name, mode)
-        # rename() replaces the old file in one step: a runtime executing the shim
-        # meanwhile sees either the old or the new file, never half of one.
+        os.chmod(temp_name, 0o755)
+        _probe(Path(temp_name))
+        # rename() replaces the old file in one step: a runtime executing the plugin
+        # meanwhile runs either the old or the new file, never half of one.
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
 
 
-def install_cni(dest: str, names: list[str], *, single_file: bool = False) -> list[Path]:
-    """Installs the shim into ``dest`` under each name; returns the paths written.
-
-    By default each name is a small launcher and the shim a module beside it (bytecode
-    cached); ``single_file`` copies the shim itself under each name instead, for a bin
-    directory where Python may not write its cache or where one file per plugin is required.
-    """
-    source = shim_source().read_bytes()
+def install_cni(dest: str, names: list[str], *, binary: Path | None = None) -> list[Path]:
+    """Installs the plugin into ``dest`` under each name; returns the paths written."""
+    source = binary or plugin_binary()
+    if not source.is_file():
+        raise PluginMissing(
+            f"no built CNI plugin at {source}: build it with scripts/build-plugin.sh (needs Go, Debian package golang-go)"
+        )
     directory = Path(dest)
     directory.mkdir(parents=True, exist_ok=True)
     installed = []
-    if not single_file:
-        # The module first: a launcher must never find its module missing.
-        module = directory / f"{SHIM_MODULE}.py"
-        _write_atomically(module, source, 0o644)
-        installed.append(module)
     for name in names:
-        _write_atomically(directory / name, source if single_file else LAUNCHER.encode(), 0o755)
+        _install_atomically(source, directory / name)
         installed.append(directory / name)
     return installed
 
@@ -90,13 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
     upgrade_parser = db_commands.add_parser("upgrade", help="migrate the schema to the newest version")
     upgrade_parser.add_argument("--database-url", default=os.environ.get("IPAMD_DATABASE_URL", "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db"))
-    install_parser = commands.add_parser("install-cni", help="install the CNI shim into a CNI bin directory")
+    install_parser = commands.add_parser("install-cni", help="install the CNI plugin into a CNI bin directory")
     install_parser.add_argument("--dest", required=True, help="CNI bin directory, e.g. /opt/cni/bin")
-    install_parser.add_argument("--name", default="ipamd", help="file name of the shim")
+    install_parser.add_argument("--name", default="ipamd", help="file name of the plugin")
     install_parser.add_argument("--also-as", action="append", default=[], help="install a copy under another name, e.g. kube-ovn")
-    install_parser.add_argument(
-        "--single-file", action="store_true", help="copy the whole shim under each name (no module beside it, no bytecode cache)"
-    )
     args = parser.parse_args(argv)
 
     try:
@@ -113,10 +107,13 @@ def main(argv: list[str] | None = None) -> int:
             run_upgrade_blocking(args.database_url)
             print("database is at the newest schema")
         elif args.command == "install-cni":
-            for path in install_cni(args.dest, [args.name, *args.also_as], single_file=args.single_file):
+            for path in install_cni(args.dest, [args.name, *args.also_as]):
                 print(f"installed {path}")
     except IpamError as e:
         print(f"ipamd: {e.message}", file=sys.stderr)
+        return 2
+    except PluginMissing as e:
+        print(f"ipamd: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"ipamd: {e}", file=sys.stderr)

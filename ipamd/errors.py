@@ -120,3 +120,47 @@ class Unavailable(IpamError):
     http_status = 503
     code = "unavailable"
     cni_code = 11
+
+
+# Errors of the CNI protocol itself. The daemon writes them as CNI error objects in the
+# plugin's answer (ipamd.cni); the HTTP statuses apply only if one escapes elsewhere.
+
+
+class IncompatibleVersion(IpamError):
+    """The config's cniVersion is missing, unsupported, or too old for the verb."""
+
+    http_status = 400
+    code = "incompatible_cni_version"
+    cni_code = 1
+
+
+class InvalidEnvironment(IpamError):
+    """A CNI_* variable is missing or malformed."""
+
+    http_status = 400
+    code = "invalid_environment"
+    cni_code = 4
+
+
+class UndecodableConfig(IpamError):
+    """The network config is not a JSON object."""
+
+    http_status = 400
+    code = "undecodable_config"
+    cni_code = 6
+
+
+class NotAvailable(IpamError):
+    """CNI STATUS: the daemon cannot serve an ADD now."""
+
+    http_status = 503
+    code = "not_available"
+    cni_code = 50
+
+
+class IncompatiblePlugin(IpamError):
+    """The CNI plugin on the node speaks another wire protocol than this daemon."""
+
+    http_status = 400
+    code = "incompatible_plugin"
+    cni_code = 105

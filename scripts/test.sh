@@ -8,8 +8,9 @@ as_root=""
 [ "$(id -u)" -eq 0 ] || as_root="sudo"
 
 # Real components, not mocks: the CNI plugins the runtime would call, network namespaces,
-# a PostgreSQL server the tests start themselves, kubectl to check the API double.
-packages=(containernetworking-plugins iproute2 iputils-ping postgresql)
+# a PostgreSQL server the tests start themselves, kubectl to check the API double; Go to
+# build ipamd's own CNI plugin.
+packages=(containernetworking-plugins iproute2 iputils-ping postgresql golang-go)
 # Any kubectl will do; Debian's kubernetes-client would collide with one installed otherwise
 # (e.g. from google-cloud-cli, which owns /usr/bin/kubectl too).
 command -v kubectl >/dev/null 2>&1 || packages+=(kubernetes-client)
@@ -26,5 +27,9 @@ fi
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# The CNI plugin the e2e tests install: vetted, unit-tested and built before pytest runs.
+(cd plugin && go vet ./... && go test -count=1 ./...)
+bash scripts/build-plugin.sh
 
 exec .venv/bin/pytest "$@"

@@ -1,7 +1,13 @@
-"""``/v1/cni/*``: what the CNI shim calls (see docs/api.md)."""
+"""``/v1/cni/*``: the CNI plugin's one endpoint, and the attachment operations behind it.
+
+``POST /v1/cni/exec`` is what the plugin on each node forwards every verb to (docs/api.md,
+"CNI wire protocol"); ``ipamd.cni.protocol`` reads it and writes the answer. The
+structured routes (add, del, check, gc, status) run the same operations for other clients.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -9,13 +15,16 @@ from aiohttp import web
 from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
+from ipamd.cni import protocol
+from ipamd.cni.protocol import printable
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request
 from ipamd.core.subnet import reject_unknown
-from ipamd.errors import AddressConflict, InvalidInput, IpamError, NotFound, Unavailable
+from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
 from ipamd.service import AddRequest
 
 routes = web.RouteTableDef()
+log = logging.getLogger("ipamd.cni")
 
 IDENTITY_FIELDS = frozenset({"containerId", "ifName", "netns", "network", "podNamespace", "podName", "podUid", "ipam", "cniVersion"})
 ADD_FIELDS = IDENTITY_FIELDS | {"ips", "mac"}
@@ -85,10 +94,10 @@ def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"address": a["cidr"], "gateway": a["gateway"], "family": a["family"]} for a in allocation["addresses"]]
 
 
-@routes.post("/v1/cni/add")
-async def add(request: web.Request) -> web.Response:
-    ipam, policy = request.app[IPAM], request.app[POLICY]
-    add_request = parse_add_request(await json_object(request), known=ADD_FIELDS)
+
+async def _add(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    ipam, policy = app[IPAM], app[POLICY]
+    add_request = parse_add_request(body, known=ADD_FIELDS)
     try:
         add_request = await policy.prepare(add_request)
         allocation = await ipam.allocate(add_request)
@@ -97,33 +106,27 @@ async def add(request: web.Request) -> web.Response:
             await policy.failed(add_request, e)
         raise
     await policy.committed(add_request, allocation)
-    return json_response(
-        {
-            "allocationId": allocation["id"],
-            "subnet": allocation["subnet"],
-            "ips": cni_ips(allocation),
-            "routes": allocation["routes"],
-            "dns": allocation["dns"],
-            "mac": allocation["mac"],
-        }
-    )
+    return {
+        "allocationId": allocation["id"],
+        "subnet": allocation["subnet"],
+        "ips": cni_ips(allocation),
+        "routes": allocation["routes"],
+        "dns": allocation["dns"],
+        "mac": allocation["mac"],
+    }
 
 
-@routes.post("/v1/cni/del")
-async def delete(request: web.Request) -> web.Response:
-    ipam, policy = request.app[IPAM], request.app[POLICY]
-    body = await json_object(request)
+async def _del(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    ipam, policy = app[IPAM], app[POLICY]
     del_request = parse_add_request(body, known=ADD_FIELDS, identity_only=True)
     if not await policy.release_on_del(del_request):
-        return json_response({"released": 0, "kept": True})
+        return {"released": 0, "kept": True}
     released = await ipam.release_owner(del_request.owner, reason="cni del", container_id=del_request.container_id)
-    return json_response({"released": len(released)})
+    return {"released": len(released)}
 
 
-@routes.post("/v1/cni/check")
-async def check(request: web.Request) -> web.Response:
-    ipam = request.app[IPAM]
-    body = await json_object(request)
+async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    ipam = app[IPAM]
     check_request = parse_add_request(body, known=CHECK_FIELDS, identity_only=True)
     allocation = await ipam.find_owner(check_request.owner)
     if allocation is None:
@@ -137,13 +140,11 @@ async def check(request: web.Request) -> web.Response:
     )
     if claimed != held:
         raise AddressConflict(f"prevResult has {', '.join(claimed) or 'no address'} but ipamd holds {', '.join(held)} for {check_request.owner.label}")
-    return json_response({"ips": cni_ips(allocation)})
+    return {"ips": cni_ips(allocation)}
 
 
-@routes.post("/v1/cni/gc")
-async def gc(request: web.Request) -> web.Response:
-    ipam = request.app[IPAM]
-    body = await json_object(request)
+async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+    ipam = app[IPAM]
     reject_unknown(body, GC_FIELDS)
     network_name = _string(body, "network", required=True)
     assert network_name
@@ -158,8 +159,103 @@ async def gc(request: web.Request) -> web.Response:
         valid.add((item["containerId"], item["ifName"]))
     stale = [row.id for row in await ipam.allocations_for_network(network.network_key) if (row.container_id, row.interface) not in valid]
     released = await ipam.release_ids(stale, reason="cni gc")
-    return json_response({"released": len(released)})
+    return {"released": len(released)}
+
+
+def _refuse_retired_shim(request: web.Request) -> None:
+    # The Python shim (ipamd-cni/0.x) shaped results and wrote a log file the network
+    # config named; it must not keep running against a daemon that no longer expects it.
+    if request.headers.get("User-Agent", "").startswith("ipamd-cni/0."):
+        raise IncompatiblePlugin(
+            "the ipamd CNI plugin on this node is the retired Python shim: install the current plugin with ipamd install-cni"
+        )
+
+
+@routes.post("/v1/cni/add")
+async def add(request: web.Request) -> web.Response:
+    _refuse_retired_shim(request)
+    return json_response(await _add(request.app, await json_object(request)))
+
+
+@routes.post("/v1/cni/del")
+async def delete(request: web.Request) -> web.Response:
+    _refuse_retired_shim(request)
+    return json_response(await _del(request.app, await json_object(request)))
+
+
+@routes.post("/v1/cni/check")
+async def check(request: web.Request) -> web.Response:
+    _refuse_retired_shim(request)
+    return json_response(await _check(request.app, await json_object(request)))
+
+
+@routes.post("/v1/cni/gc")
+async def gc(request: web.Request) -> web.Response:
+    _refuse_retired_shim(request)
+    return json_response(await _gc(request.app, await json_object(request)))
 
 
 # CNI STATUS asks exactly what /readyz answers: can ADD be served now?
 routes.get("/v1/cni/status")(health.readyz)
+
+
+# Networks whose ipam.log_file was already reported; bounded so that a stream of distinct
+# configs cannot grow it.
+_warned_log_files: set[tuple[str, str]] = set()
+
+
+def _ignore_log_file(config: Any) -> None:
+    ipam = config.get("ipam") if isinstance(config, dict) else None
+    path = ipam.get("log_file") if isinstance(ipam, dict) else None
+    if path is None:
+        return
+    key = (str(config.get("name")), str(path))
+    if key in _warned_log_files or len(_warned_log_files) >= 1024:
+        return
+    _warned_log_files.add(key)
+    # The plugin runs as root on the node: a file named by whoever may write a network
+    # config is never opened. The daemon's own log has every CNI failure.
+    log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", printable(key[0]), printable(key[1]))
+
+
+async def _execute(app: web.Application, invocation: protocol.Invocation) -> dict[str, Any] | None:
+    """Runs one verb; returns what the plugin prints on success (None: nothing)."""
+    command = invocation.command
+    _ignore_log_file(invocation.config)
+    if command == "VERSION":
+        return {"cniVersion": invocation.cni_version, "supportedVersions": list(protocol.SUPPORTED_VERSIONS)}
+    if command == "STATUS":
+        ready, reason = await app[IPAM].ready()
+        if not ready:
+            raise NotAvailable(f"ipamd is not ready: {reason}")
+        return None
+    if command == "GC":
+        await _gc(app, protocol.gc_request(invocation))
+        return None
+    body = protocol.attachment_request(invocation)
+    if command == "ADD":
+        return protocol.add_result(await _add(app, body), invocation.cni_version)
+    if command == "DEL":
+        await _del(app, body)
+    else:
+        await _check(app, body)
+    return None
+
+
+@routes.post("/v1/cni/exec")
+async def execute(request: web.Request) -> web.Response:
+    """The plugin's request: every failure is a CNI error in the answer, never an HTTP one."""
+    body = await json_object(request)
+    env = body.get("env")
+    command = str(env.get("CNI_COMMAND", "")) if isinstance(env, dict) else ""
+    version = protocol.answer_version(body)
+    try:
+        invocation = protocol.parse_invocation(body)
+        return json_response(protocol.success(await _execute(request.app, invocation)))
+    except IpamError as e:
+        error = e
+    except Exception:
+        log.exception("CNI %s failed", printable(command))
+        error = IpamError("internal error; see the daemon log")
+    log.info("CNI %s failed with code %d: %s", printable(command), error.cni_code, printable(error.message))
+    return json_response(protocol.failure(error, version, command))

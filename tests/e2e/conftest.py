@@ -1,5 +1,5 @@
-"""Fixtures for the end-to-end CNI tests: a CNI bin dir with Debian's plugins and the shim
-installed by ``ipamd install-cni``, ipamd daemons, and namespaces/links that are always
+"""Fixtures for the end-to-end CNI tests: a CNI bin dir with Debian's plugins and ipamd's
+plugin installed by ``ipamd install-cni``, ipamd daemons, and namespaces/links that are always
 removed.
 
 Every module in this directory is marked with ``requires_cni`` (e2e_support.skip_reason):
@@ -30,7 +30,7 @@ def _short_dir(prefix: str) -> Path:
 
 @pytest.fixture(scope="session")
 def cni_bin() -> Iterator[Path]:
-    """A temporary CNI bin dir: symlinks to every system plugin, plus the shim installed
+    """A temporary CNI bin dir: symlinks to every system plugin, plus ipamd's plugin installed
     exactly as the chart's init container does it (also as ``kube-ovn``)."""
     directory = _short_dir("ipamd-e2e-bin-")
     try:

@@ -3,7 +3,7 @@ create and always remove network namespaces and root-namespace links, read addre
 and routes back from a namespace.
 
 Nothing here mocks anything: the plugins are Debian's containernetworking-plugins, the
-IPAM binary they execute is the shim installed by ``ipamd install-cni``, and the daemon
+IPAM binary they execute is ipamd's plugin installed by ``ipamd install-cni``, and the daemon
 behind it is a real ``ipamd serve`` process (tests/support/daemon.py).
 """
 
@@ -21,9 +21,7 @@ from typing import Any
 SYSTEM_CNI_DIR = Path("/usr/lib/cni")
 NETNS_DIR = Path("/var/run/netns")
 NETNS_PREFIX = "ipamd-e2e-"
-# A container runtime runs plugins with a system PATH, so the shim's
-# "#!/usr/bin/env -S python3 -I -S" finds the node's /usr/bin/python3, not a
-# developer's pyenv shim (a bash script that alone costs tens of milliseconds).
+# A container runtime runs plugins with a system PATH (the plugins need none of it).
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Test addresses only from the documentation and benchmarking ranges.
 SUPPORTED_VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]

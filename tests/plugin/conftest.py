@@ -1,48 +1,113 @@
-"""Fixtures for the CNI shim tests (the harness itself is in shim_harness.py)."""
+"""An in-process daemon (the aiohttp application on a real SQLite database) that the CNI
+protocol tests send the plugin's requests to, exactly as plugin/main.go frames them."""
 
 from __future__ import annotations
 
+import json
 import shutil
-import socket
 import tempfile
-import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Any
 
+import aiohttp
 import pytest
-from shim_harness import FakeDaemon, FakeDaemonHandler, UnixHTTPServer
+from aiohttp import web
+
+from ipamd.api.app import create_app
+from ipamd.service import Ipam
+from ipamd.store.database import open_database
+
+
+@dataclass
+class Answer:
+    """What the plugin would print and exit with."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> Any:
+        return json.loads(self.stdout) if self.stdout else None
+
+    def error(self, code: int, version: str = "1.0.0") -> dict[str, Any]:
+        assert self.exit_code == 1, self
+        error = self.output
+        assert set(error) == {"cniVersion", "code", "msg", "details"}, error
+        assert (error["code"], error["cniVersion"]) == (code, version), error
+        assert error["msg"] and self.stderr.count("\n") == 1, self
+        return dict(error)
+
+
+class Client:
+    """Requests to the application over its Unix socket, where no token is asked for."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.session.post(f"http://ipamd{path}", **kw)
+
+    def get(self, path: str) -> Any:
+        return self.session.get(f"http://ipamd{path}")
+
+
+class Daemon:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def exec(
+        self, command: str | None, config: Any, *, container_id: str | None = "ctr1", ifname: str | None = "net1",
+        netns: str | None = "/var/run/netns/test", cni_args: str | None = None, wire: int = 1,
+    ) -> Answer:
+        env = {"CNI_PATH": "/opt/cni/bin"}
+        for name, value in (
+            ("CNI_COMMAND", command), ("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname),
+            ("CNI_NETNS", netns), ("CNI_ARGS", cni_args),
+        ):
+            if value is not None:
+                env[name] = value
+        text = config if isinstance(config, str) else json.dumps(config)
+        reply = await self.client.post("/v1/cni/exec", json={"wire": wire, "env": env, "config": text})
+        assert reply.status == 200, await reply.text()
+        body = await reply.json()
+        assert set(body) == {"exitCode", "stdout", "stderr"}, body
+        return Answer(body["exitCode"], body["stdout"], body["stderr"])
+
+    async def post(self, path: str, body: Any, **kw: Any) -> tuple[int, Any]:
+        reply = await self.client.post(path, json=body, **kw)
+        return reply.status, await reply.json()
+
+    async def get(self, path: str) -> Any:
+        reply = await self.client.get(path)
+        assert reply.status == 200, await reply.text()
+        return await reply.json()
+
+    async def subnet(self, name: str, cidr: str, **fields: Any) -> None:
+        status, body = await self.post("/v1/subnets", {"name": name, "cidrBlock": cidr, "provider": f"{name}.default", **fields})
+        assert status == 201, body
+
+    async def held(self, subnet: str) -> list[dict[str, Any]]:
+        return list((await self.get(f"/v1/allocations?subnet={subnet}"))["items"])
 
 
 @pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    # pytest's tmp_path can exceed the 107-byte limit of a Unix socket path.
-    path = Path(tempfile.mkdtemp(prefix="shim-", dir="/tmp"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
-def fake_ipamd(sock_dir: Path) -> Iterator[FakeDaemon]:
-    fake = FakeDaemon(str(sock_dir / "ipamd.sock"))
-    server = UnixHTTPServer(fake.socket_path, FakeDaemonHandler)
-    server.fake = fake
-    # A short poll interval only makes shutdown() prompt; requests are served at once.
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    yield fake
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-@pytest.fixture
-def silent_socket(sock_dir: Path) -> Iterator[str]:
-    """A socket that accepts connections (kernel backlog) but never answers."""
-    path = str(sock_dir / "silent.sock")
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(path)
-    listener.listen(8)
-    yield path
-    listener.close()
-
-
+async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
+    database = open_database(f"sqlite:///{tmp_path / 'ipamd.db'}")
+    await database.upgrade()
+    runner = web.AppRunner(create_app(Ipam(database, node="n1")))
+    await runner.setup()
+    # A Unix socket path holds at most 107 bytes; pytest's tmp_path can be longer.
+    directory = tempfile.mkdtemp(prefix="ipamd-cni-", dir="/tmp")
+    socket = f"{directory}/ipamd.sock"
+    await web.UnixSite(runner, socket).start()
+    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))
+    try:
+        yield Daemon(Client(session))
+    finally:
+        await session.close()
+        await runner.cleanup()
+        await database.dispose()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,3 @@
+module ipamd/plugin
+
+go 1.19
