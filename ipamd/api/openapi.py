@@ -283,6 +283,17 @@ SCHEMAS: dict[str, Schema] = {
     "Released": shape({"released": COUNT}),
     "Healthy": shape({"ok": {"type": "boolean", "enum": [True]}}),
     "Ready": shape({"ready": {"type": "boolean", "enum": [True]}}),
+    # Not strict: a newer plugin may send fields this daemon does not know (docs/api.md).
+    "CniExecRequest": {
+        "type": "object",
+        "properties": {
+            "wire": {"type": "integer", "enum": [1]},
+            "env": {"type": "object", "additionalProperties": STRING},
+            "config": STRING,
+        },
+        "required": ["wire", "env", "config"],
+    },
+    "CniExecAnswer": shape({"exitCode": {"type": "integer", "minimum": 0, "maximum": 255}, "stdout": STRING, "stderr": STRING}),
 }
 
 ERROR_MEANINGS = {
@@ -361,6 +372,13 @@ PATHS: dict[str, Schema] = {
             "security": [{}],
             "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
         }
+    },
+    "/v1/cni/exec": {
+        "post": operation(
+            "run one CNI verb for the plugin (wire protocol 1): every CNI failure is in the answer",
+            {"200": ok("what the plugin prints and its exit status", "CniExecAnswer")},
+            errors=(), body="CniExecRequest", changes_state=True, tag="cni",
+        )
     },
     "/v1/cni/add": {
         "post": operation(

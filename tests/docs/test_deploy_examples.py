@@ -4,7 +4,7 @@
 - every NAD carries a JSON config whose `ipam` section is a form the shim and the daemon
   accept (Kube-OVN style with provider, or Whereabouts / host-local inline ranges);
   checked structurally here, then by the daemon's own parser (ipamd.core.nad) and by
-  running the shim (plugin/ipamd) on it;
+  running the CNI plugin (plugin/bin/ipamd) and the daemon's protocol parser on it;
 - pod annotations name NADs, subnets and pools that the document declares;
 - values files and `helm install` command lines render with the chart (Helm's engine);
 - every address is a documentation prefix.
@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from ipamd.cni import protocol
+
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "deploy.md"
 CHART = REPO / "charts" / "ipamd"
-SHIM = REPO / "plugin" / "ipamd"
+SHIM = REPO / "plugin" / "bin" / "ipamd"
 
 DOC_PREFIXES = [ipaddress.ip_network(p) for p in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
 # Not example addresses: bind-all and loopback of the listener.
@@ -219,18 +219,21 @@ def test_network_config_is_accepted_by_the_daemons_parser(where: str, config: di
         assert request.network_key == config["ipam"].get("network_name", config["name"])
 
 
-def _run_shim(config: dict[str, Any], command: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+def env_of(command: str) -> dict[str, str]:
+    return {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": "0123456789abcdef",
         "CNI_NETNS": "/var/run/netns/doc-test",
         "CNI_IFNAME": "net1",
-        "CNI_PATH": str(tmp_path),
+        "CNI_PATH": "/opt/cni/bin",
         "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=doc-test",
     }
+
+
+def _run_shim(config: dict[str, Any], command: str, tmp_path: Path) -> tuple[int, dict[str, Any]]:
+    env = env_of(command)
     done = subprocess.run(
-        [sys.executable, "-I", "-S", str(SHIM)],
+        [str(SHIM)],
         input=json.dumps(config).encode(),
         env=env,
         capture_output=True,
@@ -239,7 +242,7 @@ def _run_shim(config: dict[str, Any], command: str, tmp_path: Path) -> tuple[int
     return done.returncode, json.loads(done.stdout)
 
 
-@pytest.mark.skipif(not SHIM.is_file(), reason="plugin/ipamd is not there yet")
+@pytest.mark.skipif(not SHIM.is_file(), reason="the CNI plugin is not built (scripts/build-plugin.sh)")
 @pytest.mark.parametrize("where,config", CONFIGS, ids=[w for w, _ in CONFIGS])
 def test_shim_reads_the_config(where: str, config: dict[str, Any], tmp_path: Path) -> None:
     code, out = _run_shim(config, "VERSION", tmp_path)
@@ -247,7 +250,10 @@ def test_shim_reads_the_config(where: str, config: dict[str, Any], tmp_path: Pat
     # VERSION answers in the config's cniVersion: the shim decoded the whole config.
     assert out["cniVersion"] == config["cniVersion"]
     assert config["cniVersion"] in out["supportedVersions"]
-    # ADD against a socket nobody serves: everything the shim checks locally passes, so
+    # The daemon's side of an ADD reads it without a complaint.
+    invocation = protocol.parse_invocation({"wire": protocol.WIRE_VERSION, "env": env_of("ADD"), "config": json.dumps(config)})
+    assert protocol.attachment_request(invocation)["ipam"] == config["ipam"]
+    # ADD against a socket nobody serves: everything the plugin checks locally passes, so
     # the only failure left is "daemon unreachable, try again later" (11), not a config
     # error (7) or a decode error (6).
     ipam = dict(config["ipam"], server_socket=str(tmp_path / "ipamd.sock"), timeout=2)
