@@ -1,10 +1,22 @@
 # ipamd image: the daemon (`ipamd serve`), the admin commands (`ipamd db upgrade`,
-# `ipamd install-cni`), the operator CLI (`ipamctl`) and, inside the package, the CNI shim
-# that `ipamd install-cni` copies onto the node.
+# `ipamd install-cni`), the operator CLI (`ipamctl`) and, inside the package, the static
+# CNI plugin that `ipamd install-cni` copies onto the node.
 #
 #   docker build -t registry.example.com/ipamd:0.1.0 .
 #
-# Two stages so the final image holds an installed virtualenv and no build context.
+# Three stages: Go builds the plugin, Python installs the package with the plugin inside
+# it, and the final image holds the installed virtualenv and no build context.
+
+FROM golang:1.22-bookworm AS plugin
+
+WORKDIR /src/plugin
+COPY plugin/ ./
+# Static (no cgo, so no program interpreter: it runs on nodes without libc), stripped,
+# standard library only; the same command as scripts/build-plugin.sh.
+RUN go vet ./... \
+ && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o bin/ipamd . \
+ && CNI_COMMAND=VERSION ./bin/ipamd </dev/null
+
 
 FROM python:3.11-slim AS build
 
@@ -17,13 +29,14 @@ RUN python -m venv /opt/ipamd
 
 WORKDIR /src
 COPY . .
+COPY --from=plugin /src/plugin/bin/ipamd plugin/bin/ipamd
 # Every dependency ships manylinux wheels for CPython 3.11 (asyncpg, aiohttp, greenlet...),
 # so no compiler is needed. pip byte-compiles while installing: the runtime's root
 # filesystem is read-only, so nothing could be cached later. The check imports with -I so
 # it sees the installed package, not the source tree in the working directory.
 RUN /opt/ipamd/bin/pip install . \
  && /opt/ipamd/bin/python -I -c "import importlib.resources as r; \
-assert r.files('ipamd.shim').joinpath('ipamd').is_file(), 'CNI shim missing from the package'"
+assert r.files('ipamd.shim').joinpath('bin/ipamd').is_file(), 'CNI plugin missing from the package'"
 
 
 FROM python:3.11-slim
