@@ -163,4 +163,4 @@ class IncompatiblePlugin(IpamError):
 
     http_status = 400
     code = "incompatible_plugin"
-    cni_code = 105
+    cni_code = 106

@@ -233,14 +233,14 @@ async def test_conflict_and_exhaustion_carry_the_daemons_code_and_message(daemon
 
 
 async def test_another_wire_version_is_refused_clearly(daemon):
-    error = (await daemon.exec("ADD", netconf(), wire=2)).error(105)
+    error = (await daemon.exec("ADD", netconf(), wire=2)).error(106)
     assert "wire protocol 2" in error["msg"] and "install-cni" in error["msg"]
 
 
 async def test_the_retired_python_shim_is_refused_clearly(net1):
     body = {"containerId": "c1", "ifName": "net1", "network": "n", "ipam": {"provider": "net1.default"}}
     status, answer = await net1.post("/v1/cni/add", body, headers={"User-Agent": "ipamd-cni/0.1"})
-    assert status == 400 and answer["error"]["cniCode"] == 105
+    assert status == 400 and answer["error"]["cniCode"] == 106
     assert "retired Python shim" in answer["error"]["message"]
     assert await net1.held("net1") == []
 
