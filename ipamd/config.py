@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass
+
+from ipamd.errors import InvalidInput
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db"
@@ -28,6 +31,7 @@ class Settings:
     log_format: str
     log_level: str
     shutdown_timeout: float = 10.0
+    insecure_read_only: bool = False
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,6 +42,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-migrate", action="store_true", help="do not run migrations at start")
     parser.add_argument("--listen", default=env("IPAMD_LISTEN"), help="HOST:PORT of the TCP listener (off by default)")
     parser.add_argument("--token-file", default=env("IPAMD_TOKEN_FILE"), help="bearer tokens for the TCP listener")
+    parser.add_argument(
+        "--insecure-read-only", action="store_true", default=env("IPAMD_INSECURE_READ_ONLY", "") in ("1", "true"),
+        help="allow --listen without --token-file: every read open to anyone who reaches HOST:PORT, no writes",
+    )
     parser.add_argument("--config", dest="config_file", default=env("IPAMD_CONFIG"), help="declarative YAML configuration")
     parser.add_argument("--kubernetes", action="store_true", default=env("IPAMD_KUBERNETES", "") in ("1", "true"), help="Kubernetes mode")
     parser.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
@@ -66,4 +74,51 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_format=args.log_format,
         log_level=args.log_level,
         shutdown_timeout=args.shutdown_timeout,
+        insecure_read_only=args.insecure_read_only,
     )
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Returns (host, port) of a ``--listen`` value, which must name its host.
+
+    A bare port (or ``:PORT``) would bind every address of the node: an operator who
+    wants that says so with ``0.0.0.0`` or ``[::]``.
+    """
+    host, colon, port = value.strip().rpartition(":")
+    if not colon or not host:
+        example = port if port.isascii() and port.isdigit() else "9733"
+        raise InvalidInput(
+            f"--listen {value!r} needs an explicit host: 127.0.0.1:{example} (this node only), "
+            f"0.0.0.0:{example} (every IPv4 address) or [::]:{example} (every address)",
+            field="listen",
+        )
+    if host.startswith("[") or host.endswith("]"):
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else ""
+        try:
+            ipaddress.IPv6Address(inner)
+        except ValueError:
+            raise InvalidInput(f"--listen {value!r}: expected an IPv6 address in brackets, such as [::1]:PORT", field="listen") from None
+        host = inner
+    elif ":" in host:
+        raise InvalidInput(f"--listen {value!r}: an IPv6 host goes in brackets, such as [{host}]:PORT", field="listen")
+    elif any(c.isspace() for c in host):
+        raise InvalidInput(f"--listen {value!r}: the host may not contain spaces", field="listen")
+    if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        raise InvalidInput(f"--listen {value!r}: expected HOST:PORT with a port from 1 to 65535", field="listen")
+    return host, int(port)
+
+
+def check_listener(settings: Settings) -> tuple[str, int] | None:
+    """Validates the TCP listener flags; returns (host, port), or None without a listener."""
+    if not settings.listen:
+        if settings.insecure_read_only:
+            raise InvalidInput("--insecure-read-only only applies to a TCP listener: give --listen HOST:PORT too", field="insecure-read-only")
+        return None
+    address = parse_listen(settings.listen)
+    if not settings.token_file and not settings.insecure_read_only:
+        raise InvalidInput(
+            f"--listen {settings.listen} without --token-file would answer every read (allocations, pods, container ids, "
+            "MACs) to anyone who reaches it, and no write: give --token-file FILE, or --insecure-read-only to accept that",
+            field="listen",
+        )
+    return address

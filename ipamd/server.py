@@ -19,7 +19,7 @@ from ipamd import declarative
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
-from ipamd.config import Settings
+from ipamd.config import Settings, check_listener
 from ipamd.errors import InvalidInput
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
@@ -76,6 +76,8 @@ async def migrate_when_reachable(database: Database) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    # Flags first: a refused listener must not wait for (or migrate) a database.
+    listen_address = check_listener(settings)
     url = normalize_url(settings.database_url)
     database = open_database(url)
     log.info("database %s", safe_url(url))
@@ -118,12 +120,16 @@ async def serve(settings: Settings) -> None:
         os.umask(old_umask)
     secure_socket(settings.socket, settings.socket_group)
     log.info("serving on unix:%s", settings.socket)
-    if settings.listen:
-        host, _, port = settings.listen.rpartition(":")
-        if not port.isdigit():
-            raise InvalidInput(f"expected HOST:PORT, got {settings.listen!r}", field="listen")
-        await web.TCPSite(runner, host.strip("[]") or "0.0.0.0", int(port)).start()
-        log.info("serving on tcp:%s (tokens %s)", settings.listen, "on" if tokens else "off: read-only")
+    if listen_address is not None:
+        host, port = listen_address
+        await web.TCPSite(runner, host, port).start()
+        if tokens is None:
+            log.warning(
+                "serving on tcp:%s WITHOUT tokens (--insecure-read-only): every read is open to anyone who reaches it; "
+                "writes are refused", settings.listen,
+            )
+        else:
+            log.info("serving on tcp:%s (bearer tokens)", settings.listen)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,7 +25,9 @@ class TokenTable:
     def role_of(self, presented: str) -> str | None:
         """Returns the role of a token, comparing every entry in constant time."""
         found = None
-        candidate = presented.encode()
+        # surrogatepass: a header byte that is not UTF-8 arrives as a lone surrogate; it
+        # matches no token, and must not make the comparison itself fail.
+        candidate = presented.encode("utf-8", "surrogatepass")
         for role, token in self.tokens:
             if hmac.compare_digest(candidate, token):
                 found = role
@@ -64,8 +66,13 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
     if header.startswith("Bearer ") and table is not None:
         role = table.role_of(header[len("Bearer "):].strip())
     if role is None:
-        if request.method in SAFE_METHODS and table is None:
-            return await handler(request)
+        if table is None:
+            if request.method in SAFE_METHODS:
+                return await handler(request)
+            raise Forbidden(
+                "this TCP listener is read-only: the daemon runs without --token-file (--insecure-read-only), so no token "
+                "can authorize a change; use the Unix socket, or restart the daemon with --token-file"
+            )
         raise Unauthorized("a bearer token is required on the TCP listener (Authorization: Bearer TOKEN)")
     if request.method not in SAFE_METHODS and role != "admin":
         raise Forbidden("this token is read-only; state-changing requests need an admin token")

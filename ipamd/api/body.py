@@ -7,10 +7,15 @@ import json
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from ipamd.errors import InvalidInput, PayloadTooLarge
 
 MAX_BODY_BYTES = 1024 * 1024
+
+# Set on a request whose connection must close after the answer (its body stream broke).
+CLOSE_AFTER: web.RequestKey[bool] = web.RequestKey("close_after", bool)
 BODY_TIMEOUT_SECONDS = 10.0
 
 
@@ -26,6 +31,14 @@ async def json_object(request: web.Request) -> dict[str, Any]:
         raise PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes") from e
     except TimeoutError as e:
         raise InvalidInput(f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s") from e
+    except (HttpProcessingError, RequestPayloadError) as e:
+        # A body that does not decode as its Content-Encoding says (gzip, deflate, br), or
+        # chunked framing that breaks off: the client's fault, not ours. The rest of the
+        # stream cannot be trusted: end it here (aiohttp would read it again after the
+        # answer and log the error as its own) and close the connection after the answer.
+        request.content.feed_eof()
+        request[CLOSE_AFTER] = True
+        raise InvalidInput(f"the request body could not be decoded: {_payload_message(e)}") from e
     except ConnectionError as e:
         # The client hung up mid-body: nobody reads this answer, but it is not our fault (no 500).
         raise InvalidInput("the client closed the connection before sending the whole body") from e
@@ -52,6 +65,12 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if "\\u" in text and _has_lone_surrogate(value):
         raise InvalidInput("the body contains an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)")
     return value
+
+
+def _payload_message(error: Exception) -> str:
+    message = getattr(error, "message", None) or str(error)
+    # aiohttp's messages start with the status ("400, message:\n  ...").
+    return " ".join(message.split("message:", 1)[-1].split()) or type(error).__name__
 
 
 def _reject_constant(name: str) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ipamd.api.body import MAX_BODY_BYTES, json_response
+from ipamd.api.body import CLOSE_AFTER, MAX_BODY_BYTES, json_response
 from ipamd.errors import InvalidInput, IpamError, NotFound, PayloadTooLarge
 
 log = logging.getLogger("ipamd.api")
@@ -23,7 +23,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             raise InvalidInput("the path and the query may not contain NUL characters")
         return await handler(request)
     except IpamError as e:
-        return error_response(e)
+        response = error_response(e)
+        if request.get(CLOSE_AFTER):
+            response.force_close()
+        return response
     except web.HTTPRequestEntityTooLarge:
         return error_response(PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes"))
     except web.HTTPNotFound:

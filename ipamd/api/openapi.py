@@ -299,7 +299,7 @@ SCHEMAS: dict[str, Schema] = {
 ERROR_MEANINGS = {
     "400": "a field is missing, of the wrong type or invalid; the message names it",
     "401": "TCP listener: no or unknown bearer token",
-    "403": "TCP listener: read-only token on a state-changing route",
+    "403": "TCP listener: read-only token (or no tokens configured) on a state-changing route",
     "404": "the named object does not exist",
     "409": "address_conflict, exhausted, in_use or already_exists",
     "413": "request body over 1 MiB",
