@@ -32,6 +32,7 @@ class Settings:
     log_level: str
     shutdown_timeout: float = 10.0
     insecure_read_only: bool = False
+    adopt_annotations: bool = False
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +53,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-name", default=env("NODE_NAME", socket.gethostname()), help="this node's name")
     parser.add_argument("--reconcile-interval", type=float, default=300.0, help="seconds between reconciler runs")
     parser.add_argument("--release-grace", type=float, default=60.0, help="seconds a gone pod keeps its address")
+    parser.add_argument(
+        "--adopt-annotations", action="store_true", default=env("IPAMD_ADOPT_ANNOTATIONS", "") in ("1", "true"),
+        help="Kubernetes mode: before serving, adopt the Kube-OVN result annotations of this node's running pods",
+    )
     parser.add_argument("--log-format", choices=("text", "json"), default=env("IPAMD_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=env("IPAMD_LOG_LEVEL", "info"))
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM")
@@ -75,6 +80,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         shutdown_timeout=args.shutdown_timeout,
         insecure_read_only=args.insecure_read_only,
+        adopt_annotations=args.adopt_annotations,
     )
 
 

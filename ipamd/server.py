@@ -78,6 +78,8 @@ async def migrate_when_reachable(database: Database) -> None:
 async def serve(settings: Settings) -> None:
     # Flags first: a refused listener must not wait for (or migrate) a database.
     listen_address = check_listener(settings)
+    if settings.adopt_annotations and not settings.kubernetes:
+        raise InvalidInput("--adopt-annotations reads pods: it needs --kubernetes", field="adopt-annotations")
     url = normalize_url(settings.database_url)
     database = open_database(url)
     log.info("database %s", safe_url(url))
@@ -87,18 +89,25 @@ async def serve(settings: Settings) -> None:
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None
+    adopt: Callable[[], Awaitable[object]] | None = None
     if settings.kubernetes:
         # Imported here: a standalone daemon never loads kubernetes_asyncio.
         from ipamd.k8s import runtime as k8s_runtime
 
         kubernetes = await k8s_runtime.start(ipam, settings)
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
+        if settings.adopt_annotations:
+            adopt = kubernetes.adopt_annotations
     app = create_app(ipam, policy=policy, tokens=tokens)
     stops: list[Callable[[], Awaitable[None]]] = []
     # The declared configuration goes in before the first request can see the subnets.
     stop_config = await declarative.start_hook(ipam, settings, app)
     if stop_config is not None:
         stops.append(stop_config)
+    if adopt is not None:
+        # After the declared subnets exist, before the socket opens: no ADD can be served
+        # an address a running pod still carries.
+        await adopt()
 
     # Connections that do not finish a request are closed after a bounded time (idle, a
     # trickled head: the guard; a trickled body: api/body.py), then lingering ends quickly.

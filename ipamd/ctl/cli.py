@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ipamd.ctl import output
+from ipamd.ctl import adopt, output
 from ipamd.ctl.apply import apply_all
 from ipamd.ctl.client import Client, CtlError, segment
 from ipamd.ctl.manifests import ManifestError, parse_documents
@@ -78,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     release = commands.add_parser("release", help="release an allocation (every address it holds)")
     release.add_argument("allocation_id", metavar="ALLOCATION_ID")
+
+    imports = commands.add_parser(
+        "import", help="adopt the addresses running pods carry from Kube-OVN, Whereabouts or host-local (see docs/deploy.md)"
+    )
+    imports.add_argument("source", choices=adopt.SOURCES, help="the IPAM the pods' addresses come from")
+    imports.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="read the cluster with this kubeconfig (default: env KUBECONFIG, else in-cluster)")
+    imports.add_argument("--from-file", action="append", metavar="FILE", help="read objects saved with kubectl get -o json|yaml instead of the cluster (repeatable)")
+    imports.add_argument("--data-dir", default=adopt.HOST_LOCAL_DIR, help=f"host-local: its data directory (default {adopt.HOST_LOCAL_DIR})")
+    imports.add_argument("--cni-config", action="append", metavar="FILE", help="host-local: a CNI config file naming the network of a data directory (repeatable)")
+    imports.add_argument("--dry-run", action="store_true", help="print what would be adopted; change nothing")
     return parser
 
 
@@ -169,6 +179,11 @@ def cmd_release(client: Client, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_import(client: Client, args: argparse.Namespace) -> int:
+    problems = adopt.run_import(client, args, say=print, warn=_stderr)
+    return EXIT_FAILED if problems else EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "get": cmd_get,
     "describe": cmd_describe,
@@ -177,6 +192,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "apply": cmd_apply,
     "delete": cmd_delete,
     "release": cmd_release,
+    "import": cmd_import,
 }
 
 

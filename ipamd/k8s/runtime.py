@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ipamd.config import Settings
+from ipamd.k8s.adopt import adopt_node_annotations
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import EventRecorder
 from ipamd.k8s.leader import LeaseElector
@@ -75,7 +76,12 @@ class KubernetesMode:
     elector: LeaseElector
     reconciler: Reconciler
     writer: AnnotationWriter
+    node: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def adopt_annotations(self) -> tuple[int, int]:
+        """Adopts the node's running pods' Kube-OVN results (``--adopt-annotations``)."""
+        return await adopt_node_annotations(self.policy.ipam, self.client, self.policy.recorder, node=self.node)
 
     def spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
         self.tasks.append(asyncio.create_task(guarded(name, body), name=name))
@@ -103,7 +109,7 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
     reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
-    mode = KubernetesMode(client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer)
+    mode = KubernetesMode(client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node)
     mode.spawn("pod watch", pods.run)
     mode.spawn("lease", elector.run)
     mode.spawn("reconciler", reconciler.run)

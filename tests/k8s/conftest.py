@@ -164,14 +164,14 @@ def make_cluster(kube: ThreadedKubeApi, tmp_path: Path) -> Iterator[Callable[...
 
     def start(
         *, reconcile_interval: float = 1.0, release_grace: float = 1.0, subnet: dict[str, Any] | None = NET1,
-        database_url: str | None = None,
+        database_url: str | None = None, extra_args: tuple[str, ...] = (),
     ) -> Cluster:
         daemon = Daemon(
             tmp_path, database_url or f"sqlite:///{tmp_path / 'ipamd.db'}",
             extra_args=(
                 "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", NODE,
                 "--reconcile-interval", str(reconcile_interval), "--release-grace", str(release_grace),
-                "--log-level", "debug",
+                "--log-level", "debug", *extra_args,
             ),
         ).start()
         daemons.append(daemon)

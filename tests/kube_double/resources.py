@@ -416,7 +416,52 @@ LEASES = ResourceType(
 )
 
 
-ALL_RESOURCES: list[ResourceType] = [PODS, EVENTS, NAMESPACES, STATEFULSETS, LEASES, EVENTS_V1]
+# ---------------------------------------------------------------------------
+# Custom resources of the IPAMs ipamd migrates from, served as if their CRDs were
+# installed (no schema validation: CRDs with x-kubernetes-preserve-unknown-fields).
+
+NETWORK_ATTACHMENT_DEFINITIONS = ResourceType(
+    group="k8s.cni.cncf.io",
+    version="v1",
+    plural="network-attachment-definitions",
+    singular="network-attachment-definition",
+    kind="NetworkAttachmentDefinition",
+    namespaced=True,
+    short_names=["net-attach-def"],
+)
+
+WHEREABOUTS_IPPOOLS = ResourceType(
+    group="whereabouts.cni.cncf.io",
+    version="v1alpha1",
+    plural="ippools",
+    singular="ippool",
+    kind="IPPool",
+    namespaced=True,
+)
+
+WHEREABOUTS_RESERVATIONS = ResourceType(
+    group="whereabouts.cni.cncf.io",
+    version="v1alpha1",
+    plural="overlappingrangeipreservations",
+    singular="overlappingrangeipreservation",
+    kind="OverlappingRangeIPReservation",
+    namespaced=True,
+)
+
+KUBE_OVN_IPS = ResourceType(
+    group="kubeovn.io",
+    version="v1",
+    plural="ips",
+    singular="ip",
+    kind="IP",
+    namespaced=False,
+)
+
+
+ALL_RESOURCES: list[ResourceType] = [
+    PODS, EVENTS, NAMESPACES, STATEFULSETS, LEASES, EVENTS_V1,
+    NETWORK_ATTACHMENT_DEFINITIONS, WHEREABOUTS_IPPOOLS, WHEREABOUTS_RESERVATIONS, KUBE_OVN_IPS,
+]
 
 
 def group_versions() -> dict[tuple[str, str], list[ResourceType]]:
@@ -451,7 +496,11 @@ __all__ = [
     "ALL_RESOURCES",
     "EVENTS",
     "EVENTS_V1",
+    "KUBE_OVN_IPS",
     "LEASES",
+    "NETWORK_ATTACHMENT_DEFINITIONS",
+    "WHEREABOUTS_IPPOOLS",
+    "WHEREABOUTS_RESERVATIONS",
     "NAMESPACES",
     "PODS",
     "STATEFULSETS",

@@ -42,7 +42,18 @@ from .clock import TestClock, parse_time
 from .errors import ApiError
 from .handlers import InjectedFault, RecordedRequest, make_app
 from .registry import DeleteOptions, Registry
-from .resources import EVENTS, LEASES, NAMESPACES, PODS, STATEFULSETS, ResourceType
+from .resources import (
+    EVENTS,
+    KUBE_OVN_IPS,
+    LEASES,
+    NAMESPACES,
+    NETWORK_ATTACHMENT_DEFINITIONS,
+    PODS,
+    STATEFULSETS,
+    WHEREABOUTS_IPPOOLS,
+    WHEREABOUTS_RESERVATIONS,
+    ResourceType,
+)
 from .store import ABORT, CLOSE, Store
 
 JSON = dict[str, Any]
@@ -55,6 +66,10 @@ RESOURCES_BY_NAME: dict[str, ResourceType] = {
     "namespaces": NAMESPACES,
     "statefulsets": STATEFULSETS,
     "leases": LEASES,
+    "network-attachment-definitions": NETWORK_ATTACHMENT_DEFINITIONS,
+    "ippools": WHEREABOUTS_IPPOOLS,
+    "overlappingrangeipreservations": WHEREABOUTS_RESERVATIONS,
+    "ips": KUBE_OVN_IPS,
 }
 
 
