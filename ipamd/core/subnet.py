@@ -246,10 +246,18 @@ def _parse_gateways(raw: object, networks: list[netaddr.IPNetwork]) -> dict[int,
     if not isinstance(raw, str):
         raise InvalidInput(f"expected 'v4' or 'v4,v6', got {raw!r}", field="gateway")
     by_version = {network.version: network for network in networks}
+    seen: dict[int, str] = {}
     for part in (piece.strip() for piece in raw.split(",")):
         if not part:
             continue
         address = parse_ip(part, field="gateway")
+        if address.version in seen:
+            # One gateway per family: a second one would silently win otherwise.
+            raise InvalidInput(
+                f"{seen[address.version]} and {address} are both IPv{address.version} gateways; give at most one per family ('v4' or 'v4,v6')",
+                field="gateway",
+            )
+        seen[address.version] = str(address)
         network = by_version.get(address.version)
         if network is None or address not in network:
             raise InvalidInput(f"{address} is not inside {', '.join(map(str, networks))}", field="gateway")
@@ -275,7 +283,16 @@ def parse_routes(raw: object, *, field: str = "routes") -> tuple[Route, ...]:
             raise InvalidInput("expected a CIDR", field=f"{where}.dst")
         network = netaddr.IPNetwork(str(parse_cidr_loose(dst, field=f"{where}.dst")))
         gw = item.get("gw")
-        gw_text = str(parse_ip(gw, field=f"{where}.gw")) if gw not in (None, "") else None
+        gw_text = None
+        if gw not in (None, ""):
+            gateway = parse_ip(gw, field=f"{where}.gw")
+            if gateway.version != network.version:
+                raise InvalidInput(
+                    f"route to {network.cidr} (IPv{network.version}) cannot go via {gateway} (IPv{gateway.version}): "
+                    "a route's dst and gw must be of one address family",
+                    field=f"{where}.gw",
+                )
+            gw_text = str(gateway)
         routes.append(Route(str(network.cidr), gw_text))
     return tuple(routes)
 

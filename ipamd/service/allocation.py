@@ -219,7 +219,17 @@ class Allocation(ServiceBase):
             ):
                 return subnet
         names = ", ".join(f"{s.name} ({s.spec.cidr_block})" for s in candidates)
-        raise InvalidInput(f"{', '.join(map(str, addresses))} is outside subnet {names}", field=field)
+        # Blame only what is outside: in a dual-stack request one family is often right.
+        fits = {
+            index: [s.name for s in candidates if (layout := s.spec.family(a.version)) is not None and a in layout.network]
+            for index, a in enumerate(addresses)
+        }
+        outside = [index for index, found in fits.items() if not found]
+        if outside:
+            verb = "is" if len(outside) == 1 else "are"
+            raise InvalidInput(f"{', '.join(str(addresses[i]) for i in outside)} {verb} outside subnet {names}", field=field)
+        placed = "; ".join(f"{addresses[i]} is in {', '.join(found)}" for i, found in fits.items())
+        raise InvalidInput(f"the requested addresses are in different subnets ({placed}): one allocation takes them from one subnet", field=field)
 
     def _insert(self, conn: Connection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
         mac: str | None, pool_id: int | None = None, taken: bool = False,

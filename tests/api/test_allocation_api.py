@@ -138,6 +138,29 @@ def test_priority_fallthrough_and_dual_stack(daemon: Daemon):
     assert [ip["address"] for ip in second.body["ips"]] == ["198.51.100.2/24", "2001:db8:4::2/64"]
 
 
+def test_a_dual_stack_static_request_blames_only_the_address_outside(daemon: Daemon):
+    assert daemon.client.post("/v1/subnets", {"name": "ds", "cidrBlock": "198.51.100.0/24,2001:db8:4::/64", "provider": "ds.ns"}).status == 201
+    before = daemon.client.get("/v1/allocations").body
+    for ips, blamed in (
+        (["198.51.100.7", "2001:db8:99::7"], "2001:db8:99::7 is outside subnet ds"),
+        (["203.0.113.7", "2001:db8:4::7"], "203.0.113.7 is outside subnet ds"),
+    ):
+        reply = cni_add(daemon, "s", provider="ds.ns", ips=ips)
+        assert reply.status == 400, reply.body
+        message = reply.body["error"]["message"]
+        assert blamed in message, message
+        good = next(ip for ip in ips if ip not in blamed)
+        assert f"{good} is" not in message and f"{good}," not in message, message
+    reply = cni_add(daemon, "s", provider="ds.ns", ips=["203.0.113.7", "2001:db8:99::7"])
+    assert "203.0.113.7, 2001:db8:99::7 are outside subnet ds" in reply.body["error"]["message"], reply.body
+    # Each inside a different subnet of the provider: said so, not "outside".
+    assert daemon.client.post("/v1/subnets", {"name": "v6only", "cidrBlock": "2001:db8:6::/64", "provider": "ds.ns"}).status == 201
+    reply = cni_add(daemon, "s", provider="ds.ns", ips=["198.51.100.7", "2001:db8:6::7"])
+    assert reply.status == 400 and "in different subnets" in reply.body["error"]["message"], reply.body
+    assert "2001:db8:6::7 is in v6only" in reply.body["error"]["message"]
+    assert daemon.client.get("/v1/allocations").body == before
+
+
 def test_inline_whereabouts_network_owned_by_the_daemon(daemon: Daemon):
     ipam = {"type": "ipamd", "range": "198.51.100.0/24", "range_start": "198.51.100.50", "range_end": "198.51.100.51", "network_name": "tenant-a"}
     body = {"containerId": "c1", "ifName": "net1", "network": "wb", "ipam": ipam}
