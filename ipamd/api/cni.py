@@ -76,6 +76,7 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_o
         container_id=container_id,
         pod_uid=_string(body, "podUid", required=False, limit=64),
         netns=_string(body, "netns", required=False, limit=1024),
+        origin="cni",
         static_ips=tuple(ips),
         mac=mac or None,
     )
@@ -157,7 +158,10 @@ async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(item, dict) or not isinstance(item.get("containerId"), str) or not isinstance(item.get("ifName"), str):
             raise InvalidInput("expected {containerId, ifName}", field=f"validAttachments[{index}]")
         valid.add((item["containerId"], item["ifName"]))
-    stale = [row.id for row in await ipam.allocations_for_network(network.network_key) if (row.container_id, row.interface) not in valid]
+    # Only what a CNI ADD made on this node: the runtime that sends GC knows nothing of other
+    # nodes' attachments, nor of allocations made through the REST API.
+    held = await ipam.allocations_for_network(network.network_key, origin="cni", this_node=True)
+    stale = [row.id for row in held if (row.container_id, row.interface) not in valid]
     released = await ipam.release_ids(stale, reason="cni gc")
     return {"released": len(released)}
 

@@ -266,7 +266,7 @@ class Allocation(ServiceBase):
             "subnet_id": subnet.id, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
             "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
             "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
-            "netns": request.netns, "node": request.node or self.node, "hold": request.hold,
+            "netns": request.netns, "node": request.node or self.node, "hold": request.hold, "origin": request.origin,
             "created_at": datetime.now(timezone.utc),
         }
         # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
@@ -493,8 +493,15 @@ class Allocation(ServiceBase):
                 span["releaseReason"] = event.reason
         return {"address": str(address), "holders": holders, "history": history}
 
-    async def allocations_for_network(self, network_key: str) -> list[Row[Any]]:
+    async def allocations_for_network(self, network_key: str, *, origin: str | None = None, this_node: bool = False) -> list[Row[Any]]:
+        """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one
+        door and to the allocations this daemon's node made (a CNI GC's scope)."""
         def run(conn: Connection) -> Any:
-            return list((conn.execute(records.allocation_query().where(allocations.c.network_key == network_key))).all())
+            statement = records.allocation_query().where(allocations.c.network_key == network_key)
+            if origin is not None:
+                statement = statement.where(allocations.c.origin == origin)
+            if this_node:
+                statement = statement.where(allocations.c.node.is_not_distinct_from(self.node))
+            return list((conn.execute(statement)).all())
 
         return await self._read(run)

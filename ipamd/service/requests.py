@@ -28,6 +28,8 @@ class AddRequest:
     ordinal: int | None = None
     hold: str | None = None
     node: str | None = None
+    # "cni" for attachments made by a CNI ADD: only those are a CNI GC's to collect.
+    origin: str = "api"
     field_prefix: str = "ips"
     # Kubernetes mode: pod_uid is authoritative. An allocation held for another pod UID is
     # reused only when that UID is ``replaces_uid``, the one the API server confirmed gone.

@@ -97,6 +97,9 @@ allocations = sa.Table(
     sa.Column("pod_uid", sa.String(64), nullable=True),
     sa.Column("netns", sa.String(1024), nullable=True),
     sa.Column("node", sa.String(253), nullable=True),
+    # Which door the allocation came through: "cni" (an attachment made by a CNI ADD, which
+    # a CNI GC on the same node may collect) or "api" (REST; only DELETE releases it).
+    sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
     # Why the address outlives its sandbox or pod (e.g. "statefulset"); null otherwise.
     sa.Column("hold", sa.String(64), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),

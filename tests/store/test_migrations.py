@@ -41,3 +41,28 @@ def test_upgrade_twice_is_harmless(database_url: str):
             await database.dispose()
 
     asyncio.run(scenario())
+
+
+def test_origin_of_existing_allocations_follows_their_container_id(tmp_path):
+    """0003: rows made by a CNI ADD (they carry a container id) become origin "cni", so a
+    CNI GC after the upgrade still collects them; REST rows become "api"."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from ipamd.store.engine import alembic_config
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config()
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        conn.exec_driver_sql("INSERT INTO subnets (id, name, spec) VALUES (1, 'net1', '{}')")
+        for row_id, container in ((1, "'c1'"), (2, "NULL")):
+            conn.exec_driver_sql(
+                "INSERT INTO allocations (id, subnet_id, network_key, namespace, pod, interface, container_id) "
+                f"VALUES ({row_id}, 1, 'net1', 'default', 'p{row_id}', 'net1', {container})"
+            )
+        command.upgrade(config, "0003")
+        origins = dict(conn.exec_driver_sql("SELECT id, origin FROM allocations ORDER BY id").all())
+    engine.dispose()
+    assert origins == {1: "cni", 2: "api"}
