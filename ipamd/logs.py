@@ -11,6 +11,8 @@ from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ipamd.core.text import printable
+
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -51,6 +53,16 @@ def allocation_fields(event: str, allocation: Mapping[str, Any], **more: Any) ->
     }
 
 
+class TextFormatter(logging.Formatter):
+    """One line per event: the message's control characters are spelled out, because its
+    arguments (pod names, network names, CNI_ARGS...) come from requests. A traceback, added
+    after the message, keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 class MalformedRequestFilter(logging.Filter):
     """aiohttp logs a client's malformed HTTP (a NUL in a header...) as an error with a
     traceback; it is the client's fault, so one warning line says what was rejected."""
@@ -70,7 +82,7 @@ def setup_logging(*, fmt: str = "text", level: str = "info") -> None:
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -16,7 +16,7 @@ from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.cni import protocol
-from ipamd.cni.protocol import printable
+from ipamd.core.text import printable
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request
 from ipamd.core.subnet import reject_unknown

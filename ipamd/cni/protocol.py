@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ipamd.core.text import printable
 from ipamd.errors import (
     IncompatiblePlugin,
     IncompatibleVersion,
@@ -282,15 +283,6 @@ def add_result(answer: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
 
 def error_result(error: IpamError, cni_version: str) -> dict[str, Any]:
     return {"cniVersion": cni_version, "code": error.cni_code, "msg": error.message, "details": error.code}
-
-
-def printable(value: object) -> str:
-    """``value`` for a log line: newlines, escapes and other control characters spelled out,
-    so that no field of a network config can forge or break a line."""
-    text = str(value)
-    if text.isprintable() and "\\" not in text:
-        return text
-    return "".join(c if c.isprintable() and c != "\\" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def success(output: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ipamd.cni import protocol
+from ipamd.core.text import printable
 
 VERSIONS = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 
@@ -271,6 +272,14 @@ async def test_log_file_of_a_network_config_is_ignored_and_fields_are_escaped(ne
 
 
 def test_printable_spells_out_control_characters():
-    assert protocol.printable("plain ünicode") == "plain ünicode"
-    assert protocol.printable("a\nb\r\x1b[31m\\") == "a\\nb\\r\\x1b[31m\\\\"
-    assert "\u2028" not in protocol.printable("x\u2028y")
+    assert printable("plain ünicode") == "plain ünicode"
+    assert printable("a\nb\r\x1b[31m\\") == "a\\nb\\r\\x1b[31m\\\\"
+    assert "\u2028" not in printable("x\u2028y")
+
+
+def test_text_log_lines_spell_out_control_characters_of_their_arguments():
+    from ipamd.logs import TextFormatter
+
+    record = logging.makeLogRecord({"msg": "DEL of %s", "args": ("default/evil\nINFO forged line",), "levelname": "INFO"})
+    line = TextFormatter("%(levelname)s %(message)s").format(record)
+    assert line == "INFO DEL of default/evil\\nINFO forged line"
