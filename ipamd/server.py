@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import grp
 import logging
 import os
 import signal
+import socket
 import stat
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
 from aiohttp import web
 
 from ipamd import declarative
@@ -20,11 +24,11 @@ from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
 from ipamd.config import Settings, check_listener
-from ipamd.errors import InvalidInput
+from ipamd.errors import InvalidInput, Unavailable
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
 from ipamd.store.database import Database, open_database
-from ipamd.store.engine import normalize_url, safe_url
+from ipamd.store.engine import normalize_url, refusal_message, safe_url
 
 log = logging.getLogger("ipamd.server")
 
@@ -33,27 +37,138 @@ log = logging.getLogger("ipamd.server")
 LINGER_SECONDS = 2.0
 
 
-def prepare_socket(path: str, group: str | None) -> None:
-    """Creates the socket's directory and removes a stale socket file left by a crash."""
-    socket_path = Path(path)
-    socket_path.parent.mkdir(parents=True, exist_ok=True)
-    if socket_path.exists() or socket_path.is_symlink():
-        if not stat.S_ISSOCK(socket_path.lstat().st_mode):
-            raise InvalidInput(f"{path} exists and is not a socket; refusing to replace it", field="socket")
-        socket_path.unlink()
+def socket_group_id(group: str | None) -> int | None:
+    """Returns the gid of ``--socket-group``, checked before the socket exists."""
+    if not group:
+        return None
+    if group.isascii() and group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise InvalidInput(f"--socket-group {group!r}: no such group on this node", field="socket-group") from None
 
 
-def secure_socket(path: str, group: str | None) -> None:
-    os.chmod(path, 0o660)
-    if group:
+def claim_socket_path(path: str) -> int:
+    """Takes the lock beside the socket path for this daemon's lifetime; returns its fd.
+
+    Two daemons starting at once would otherwise both find no live socket, and the
+    second would remove the first's between its bind() and its listen().
+    """
+    lock_path = f"{path}.lock"
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        raise InvalidInput(f"cannot create the lock file {lock_path} of unix socket {path}: {e.strerror or e}", field="socket") from e
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InvalidInput(
+            f"another ipamd holds {lock_path}: it is serving on {path} or starting to; refusing to take the socket over "
+            "(stop it first, or give this daemon another --socket)", field="socket",
+        ) from None
+    prepare_socket(path)
+    return fd
+
+
+def prepare_socket(path: str) -> None:
+    """Removes a stale socket file left by a crash; refuses a socket somebody answers on.
+
+    A live socket is not stale: another daemon serves there (a rollout starting the new
+    pod before the old one stopped, or a daemon of a version without the lock file).
+    Taking it over would leave that daemon serving nobody and, when it exits, unlinking
+    the new daemon's socket.
+    """
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InvalidInput(f"cannot inspect unix socket {path}: {e.strerror or e}", field="socket") from e
+    if not stat.S_ISSOCK(info.st_mode):
+        raise InvalidInput(f"{path} exists and is not a socket; refusing to replace it", field="socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.settimeout(2.0)
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        pass  # nobody listens: left by a daemon that died
+    except OSError as e:
+        # EAGAIN (a full backlog) or a timeout: somebody listens, too busy to accept.
+        raise InvalidInput(
+            f"{path} belongs to a process that is alive but does not answer ({e.strerror or e}); refusing to take it over",
+            field="socket",
+        ) from e
+    else:
+        raise InvalidInput(
+            f"another process is serving on {path}; refusing to take its socket over "
+            "(stop it first, or give this daemon another --socket)", field="socket",
+        )
+    finally:
+        probe.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@dataclass(frozen=True)
+class OwnSocket:
+    """The socket file this daemon bound: only that very inode is ever unlinked by it."""
+
+    path: str
+    device: int
+    inode: int
+
+    @classmethod
+    def of(cls, path: str) -> OwnSocket:
+        info = os.lstat(path)
+        return cls(path, info.st_dev, info.st_ino)
+
+    def unlink(self) -> bool:
+        """Unlinks the path if it is still our socket; returns whether it did."""
         try:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-        except KeyError as e:
-            raise InvalidInput(f"no such group {group!r}", field="socket-group") from e
-        os.chown(path, -1, gid)
+            info = os.lstat(self.path)
+        except FileNotFoundError:
+            return False
+        if (info.st_dev, info.st_ino) != (self.device, self.inode):
+            log.warning("not removing %s: it is no longer this daemon's socket (another daemon took the path)", self.path)
+            return False
+        os.unlink(self.path)
+        return True
 
 
-async def migrate_when_reachable(database: Database) -> None:
+async def bind_socket(runner: web.AppRunner, path: str, gid: int | None) -> OwnSocket:
+    """Binds the Unix socket, mode 0660 and owned by ``gid``; on failure leaves no file behind.
+
+    The socket is bound here rather than by asyncio, which would remove any socket file
+    already at the path, live or not.
+    """
+    prepare_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # The umask keeps the socket private during the instant before chmod.
+    old_umask = os.umask(0o117)
+    try:
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise InvalidInput(f"cannot listen on unix socket {path}: {e.strerror or e}", field="socket") from e
+    finally:
+        os.umask(old_umask)
+    own = OwnSocket.of(path)
+    try:
+        os.chmod(path, 0o660)
+        if gid is not None:
+            os.chown(path, -1, gid)
+        await web.SockSite(runner, sock).start()
+    except OSError as e:
+        sock.close()
+        own.unlink()
+        raise InvalidInput(f"cannot set up unix socket {path}: {e.strerror or e}", field="socket") from e
+    return own
+
+
+async def migrate_when_reachable(database: Database, url: URL) -> None:
     """Migrates, waiting for a database that is not reachable yet.
 
     A DaemonSet often starts before its database (or during an outage): exiting would only
@@ -69,7 +184,8 @@ async def migrate_when_reachable(database: Database) -> None:
             log.warning("database not reachable yet (%s); retrying in %.0fs", type(e).__name__, delay)
         except sa.exc.DBAPIError as e:
             if not e.connection_invalidated:
-                raise
+                # A wrong password or a missing database: waiting would not fix it.
+                raise Unavailable(refusal_message(e, url)) from e
             log.warning("database connection lost during migration (%s); retrying in %.0fs", type(e.orig).__name__, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 15.0)
@@ -78,6 +194,9 @@ async def migrate_when_reachable(database: Database) -> None:
 async def serve(settings: Settings) -> None:
     # Flags first: a refused listener must not wait for (or migrate) a database.
     listen_address = check_listener(settings)
+    socket_gid = socket_group_id(settings.socket_group)
+    # Before the database: a second daemon on a live socket gives up at once, changing nothing.
+    socket_lock = claim_socket_path(settings.socket)
     if settings.adopt_annotations and not settings.kubernetes:
         raise InvalidInput("--adopt-annotations reads pods: it needs --kubernetes", field="adopt-annotations")
     url = normalize_url(settings.database_url)
@@ -85,7 +204,7 @@ async def serve(settings: Settings) -> None:
     log.info("database %s", safe_url(url))
     tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
     if settings.migrate:
-        await migrate_when_reachable(database)
+        await migrate_when_reachable(database, url)
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None
@@ -120,18 +239,15 @@ async def serve(settings: Settings) -> None:
     await runner.setup()
     assert runner.server is not None
     guard.start(runner.server)
-    prepare_socket(settings.socket, settings.socket_group)
-    # The umask keeps the socket private during the instant before chmod.
-    old_umask = os.umask(0o117)
-    try:
-        await web.UnixSite(runner, settings.socket).start()
-    finally:
-        os.umask(old_umask)
-    secure_socket(settings.socket, settings.socket_group)
+    own_socket = await bind_socket(runner, settings.socket, socket_gid)
     log.info("serving on unix:%s", settings.socket)
     if listen_address is not None:
         host, port = listen_address
-        await web.TCPSite(runner, host, port).start()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as e:
+            own_socket.unlink()
+            raise InvalidInput(f"cannot listen on tcp:{settings.listen}: {e.strerror or e}", field="listen") from e
         if tokens is None:
             log.warning(
                 "serving on tcp:%s WITHOUT tokens (--insecure-read-only): every read is open to anyone who reaches it; "
@@ -154,7 +270,7 @@ async def serve(settings: Settings) -> None:
     if stop_kubernetes is not None:
         # After the in-flight requests: their write-backs and Events still need the client.
         await stop_kubernetes()
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(settings.socket)
+    own_socket.unlink()
+    os.close(socket_lock)
     await ipam.close()
     log.info("stopped")

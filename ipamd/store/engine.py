@@ -17,10 +17,11 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from ipamd.errors import InvalidInput
+from ipamd.errors import InvalidInput, Unavailable
 
 CONNECT_TIMEOUT_SECONDS = 3.0
 STATEMENT_TIMEOUT_SECONDS = 10.0
@@ -50,6 +51,21 @@ def normalize_url(raw: str) -> URL:
 def safe_url(url: URL | str) -> str:
     """Returns the URL with its password masked, for logs and messages."""
     return (url if isinstance(url, URL) else make_url(url)).render_as_string(hide_password=True)
+
+
+def refusal_message(error: BaseException, url: URL | str) -> str:
+    """One line saying why the database refused us (a wrong password, a missing database).
+
+    The driver's own first line says it best; the password is masked in case a driver
+    ever echoes it.
+    """
+    parsed = url if isinstance(url, URL) else make_url(url)
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    text = lines[0] if lines else type(cause).__name__
+    if parsed.password:
+        text = text.replace(str(parsed.password), "***")
+    return f"database {safe_url(parsed)} refused the connection: {text} ({type(cause).__name__})"
 
 
 def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
@@ -158,6 +174,8 @@ def run_upgrade_blocking(raw_url: str) -> None:
         engine = create_engine(url)
         try:
             await upgrade(engine)
+        except sa_exc.DBAPIError as e:
+            raise Unavailable(refusal_message(e, url)) from e
         finally:
             await engine.dispose()
 

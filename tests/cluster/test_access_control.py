@@ -224,8 +224,13 @@ def test_database_password_never_leaks(where: str, password_postgres: PostgresSe
         assert starting.process.poll() is None, "the daemon should wait for its database, not exit"
         starting.stop()
     else:
-        # A refused login is a configuration error: waiting would not fix it.
+        # A refused login is a configuration error: waiting would not fix it. One line says why.
         assert starting.process.wait(60) != 0
+        log = starting.log()
+        assert "Traceback" not in log, log[-3000:]
+        refusals = [line for line in log.splitlines() if line.startswith("ipamd:")]
+        assert len(refusals) == 1 and "password authentication failed" in refusals[0], log[-3000:]
+        assert "postgres:***@127.0.0.1" in refusals[0]
     _assert_secret_kept(starting, serving=False)
     # Without: it serves, answers 503 everywhere, and still keeps the secret.
     serving = Daemon(sockdir, url, name="serving", extra_args=("--no-migrate", "--log-level", "debug"))
