@@ -3,6 +3,10 @@
 # interpreter), stripped, standard library only. Needs Go 1.19 or newer (Debian: golang-go).
 set -euo pipefail
 cd "$(dirname "$0")/../plugin"
-# A build cache outside $HOME works for root in a fresh container as well.
-export GOCACHE="${GOCACHE:-${XDG_CACHE_HOME:-/tmp}/ipamd-go-build}" GOTOOLCHAIN=local
-CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o bin/ipamd .
+# Go needs a build cache; without $HOME it has no default one. GOTOOLCHAIN=local: never
+# download another Go.
+[ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-/tmp/ipamd-go-build}"
+export GOTOOLCHAIN=local
+# Built beside and renamed: a test running the old binary meanwhile never sees half a file.
+CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -buildid=' -o bin/.ipamd.new .
+mv -f bin/.ipamd.new bin/ipamd

@@ -29,6 +29,8 @@ python=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
 # The CNI plugin the e2e tests install: vetted, unit-tested and built before pytest runs.
+# (Go needs a build cache; without $HOME it has no default one.)
+[ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-/tmp/ipamd-go-build}"
 (cd plugin && go vet ./... && go test -count=1 ./...)
 bash scripts/build-plugin.sh
 
