@@ -113,8 +113,8 @@ func run(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) 
 		}
 		failure.CNIVersion = versionOf(input)
 		writeJSON(stdout, failure)
-		// %q: the socket path comes from the network config and may hold newlines.
-		fmt.Fprintf(stderr, "ipamd-cni: %s failed with code %d: %q (%q)\n", getenv("CNI_COMMAND"), failure.Code, failure.Msg, failure.Details)
+		// %q: the socket path comes from the network config, and any value may hold newlines.
+		fmt.Fprintf(stderr, "ipamd-cni: %q failed with code %d: %q (%q)\n", getenv("CNI_COMMAND"), failure.Code, failure.Msg, failure.Details)
 		return 1
 	}
 	io.WriteString(stdout, reply.Stdout)
