@@ -122,7 +122,7 @@ def test_tcp_listener_needs_the_admin_token_to_change_state(tcp_daemon: tuple[Da
         ("POST", "/v1/subnets"), ("PATCH", "/v1/subnets/nosuch"), ("DELETE", "/v1/subnets/nosuch"),
         ("POST", "/v1/pools"), ("DELETE", "/v1/pools/nosuch"), ("POST", "/v1/reservations"), ("DELETE", "/v1/reservations/999"),
         ("POST", "/v1/allocations"), ("DELETE", "/v1/allocations/999"),
-        ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"),
+        ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"), ("POST", "/v1/cni/exec"),
     }
     assert expected_writes <= set(writes), sorted(expected_writes - set(writes))
 

@@ -257,6 +257,60 @@ def test_fuzzed_bodies(target: Target, method: str, template: str, fields: froze
     target.seed()
 
 
+@st.composite
+def plugin_requests(draw: st.DrawFn) -> bytes:
+    """What the CNI plugin sends (docs/api.md, "CNI wire protocol"), fuzzed: every verb,
+    environments and configs of every shape, other wire versions."""
+    shape = draw(st.sampled_from(["plugin"] * 8 + ["json", "bytes"]))
+    if shape == "bytes":
+        return draw(st.binary(max_size=200))
+    if shape == "json":
+        return json.dumps(draw(JSON)).encode()
+    env = {
+        "CNI_COMMAND": draw(st.one_of(st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]), st.text(max_size=8))),
+        "CNI_CONTAINERID": draw(NAMES), "CNI_IFNAME": draw(plausible("ifName")), "CNI_NETNS": "/var/run/netns/fuzz",
+        "CNI_ARGS": draw(st.one_of(st.just("IgnoreUnknown=1;K8S_POD_NAMESPACE=fuzz;K8S_POD_NAME=p1"), st.text(max_size=40))),
+    }
+    env = {key: value for key, value in env.items() if draw(st.integers(0, 9))}  # now and then one is missing
+    config: dict[str, Any] = {
+        "cniVersion": draw(st.one_of(st.sampled_from(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "9.9.9"]), JSON)),
+        "name": draw(NAMES), "ipam": draw(ipam_sections()),
+    }
+    for key, strategy in (
+        ("runtimeConfig", st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=3), "mac": plausible("mac")})),
+        ("args", st.fixed_dictionaries({"cni": st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=2)})})),
+        ("prevResult", plausible("prevResult")),
+        ("cni.dev/valid-attachments", st.lists(st.fixed_dictionaries({}, optional={"containerID": NAMES, "ifname": NAMES}), max_size=2)),
+    ):
+        if draw(st.booleans()):
+            config[key] = draw(strategy)
+    text = draw(st.one_of(st.just(json.dumps(config)), st.just(json.dumps(config)), st.text(max_size=40)))
+    return json.dumps({"wire": draw(st.sampled_from([1, 1, 1, 2])), "env": env, "config": text}).encode()
+
+
+def test_fuzzed_plugin_requests(target: Target) -> None:
+    """Every CNI failure is a CNI error in a 200 answer, and it changes nothing."""
+
+    @examples(target)
+    @given(body=plugin_requests())
+    def run(body: bytes) -> None:
+        before = target.snapshot()
+        reply = exchange(target, "POST", "/v1/cni/exec", body)
+        if reply.status >= 400:
+            assert target.snapshot() == before
+            return
+        assert set(reply.body) == {"exitCode", "stdout", "stderr"}, reply.body
+        if reply.body["exitCode"] != 0:
+            error = json.loads(reply.body["stdout"])
+            assert isinstance(error["code"], int) and error["msg"], error
+            assert reply.body["stderr"].count("\n") == 1, reply.body
+            changed = [table for table, rows in target.snapshot().items() if before[table] != rows]
+            assert not changed, f"a failed {body[:300]!r} changed {changed}: {error}"
+
+    run()
+    target.seed()
+
+
 PATH_ENDPOINTS = [
     pytest.param("GET", "/v1/subnets/{seg}", id="subnets-get"),
     pytest.param("DELETE", "/v1/subnets/{seg}?{q}", id="subnets-delete"),
@@ -328,7 +382,7 @@ def raw_exchange(socket_path: str, head: bytes, body_chunks: Iterator[bytes]) ->
 
 @pytest.mark.parametrize(("method", "path"), [
     ("POST", "/v1/subnets"), ("PATCH", "/v1/subnets/net1"), ("POST", "/v1/pools"), ("POST", "/v1/reservations"),
-    ("POST", "/v1/allocations"), ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"),
+    ("POST", "/v1/allocations"), ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"), ("POST", "/v1/cni/exec"),
 ])
 def test_bodies_over_one_mib_are_refused_with_413(target: Target, method: str, path: str) -> None:
     before = target.snapshot()
