@@ -26,6 +26,9 @@ class AttachmentPolicy(Protocol):
     async def release_on_del(self, request: AddRequest) -> bool:
         """Returns True when a CNI DEL should release the attachment's addresses."""
 
+    def ready(self) -> tuple[bool, str]:
+        """Returns whether ADDs can succeed as far as the world outside the database goes."""
+
 
 class StandalonePolicy:
     """No orchestrator: requests are complete as they come, DEL releases."""
@@ -41,3 +44,6 @@ class StandalonePolicy:
 
     async def release_on_del(self, request: AddRequest) -> bool:
         return True
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ready"

@@ -7,8 +7,16 @@ models, and a watch must be read line by line with control over resourceVersion.
 
 Errors leave here as ``ipamd.errors`` types, decided in one place (:func:`error_for`):
 404 is ``NotFound``, 409 ``Conflict``, 410 ``Gone`` (relist), 401/403 ``Refused``
-(RBAC), 400/422 ``InvalidInput``, anything else and every transport failure
-``Unavailable``.
+(RBAC), 429 ``TooManyRequests`` (with the server's ``Retry-After``), 400/422
+``InvalidInput``, anything else and every transport failure ``Unavailable``.
+
+Being polite to the API server: a 429 is retried here a few times after the delay the
+server asks for, then handed to the caller with that delay, which the long-running loops
+(watch, Lease, reconciler) wait at least. Lists can be served from the watch cache
+(``resourceVersion=0``) and can hand each item to a callback as its page arrives, so no
+caller has to hold a whole cluster's pods. The client remembers the last successful
+exchange (readiness) and the API server's clock (``Date``), for decisions that compare
+times written by the API server.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator, Sequence
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -32,6 +43,10 @@ log = logging.getLogger("ipamd.k8s.client")
 JSON = dict[str, Any]
 REQUEST_TIMEOUT_SECONDS = 10.0
 LIST_PAGE_SIZE = 500
+# A 429 is retried this many times in ``request`` before the caller sees it.
+RETRIES_ON_429 = 3
+# The longest Retry-After honoured inline; longer ones go to the caller.
+LONGEST_INLINE_WAIT = 10.0
 MERGE_PATCH = "application/merge-patch+json"
 
 
@@ -47,7 +62,32 @@ class Refused(Unavailable):
     """401/403: the daemon's credentials or RBAC do not allow the request."""
 
 
-def error_for(status: int, body: bytes | str | None, *, what: str) -> IpamError:
+class TooManyRequests(Unavailable):
+    """429: the API server (API Priority and Fairness) asks to come back after ``retry_after`` s."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_of(headers: Any, body: bytes | str | None) -> float:
+    """Returns the delay a 429 asks for: the ``Retry-After`` header, else the Status details, else 1 s."""
+    value = headers.get("Retry-After") if headers is not None else None
+    if value:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    if body:
+        try:
+            details = (json.loads(body) or {}).get("details") or {}
+            return max(0.0, float(details["retryAfterSeconds"]))
+        except (ValueError, TypeError, AttributeError, KeyError):
+            pass
+    return 1.0
+
+
+def error_for(status: int, body: bytes | str | None, *, what: str, headers: Any = None) -> IpamError:
     """Returns the ipamd error for a failed API request (``what`` names it for the message)."""
     message = ""
     reason = ""
@@ -72,6 +112,9 @@ def error_for(status: int, body: bytes | str | None, *, what: str) -> IpamError:
         return Refused(f"{detail}; grant ipamd's service account the RBAC rules of docs/kubernetes.md")
     if status in (400, 422):
         return InvalidInput(detail)
+    if status == 429:
+        delay = retry_after_of(headers, body)
+        return TooManyRequests(f"kubernetes API busy ({detail}); retry after {delay:g}s", retry_after=delay)
     return Unavailable(f"kubernetes API unavailable ({detail}); retry later")
 
 
@@ -86,6 +129,10 @@ class KubeClient:
     def __init__(self, api_client: k8s_client.ApiClient, *, request_timeout: float = REQUEST_TIMEOUT_SECONDS) -> None:
         self.api_client = api_client
         self.request_timeout = request_timeout
+        # time.monotonic() of the last successful exchange (a watch event counts), or None.
+        self.last_ok: float | None = None
+        # The API server's clock minus ours, from the Date header of the last answer.
+        self.clock_offset = timedelta(0)
 
     @classmethod
     async def connect(cls, kubeconfig: str | None) -> KubeClient:
@@ -108,14 +155,31 @@ class KubeClient:
     async def close(self) -> None:
         await self.api_client.close()
 
+    def now(self) -> datetime:
+        """The API server's time (our clock corrected by its ``Date``), for release decisions."""
+        return datetime.now(timezone.utc) + self.clock_offset
+
+    def _answered(self, response: aiohttp.ClientResponse) -> None:
+        date = response.headers.get("Date")
+        if date:
+            try:
+                server = parsedate_to_datetime(date)
+            except (TypeError, ValueError):
+                server = None
+            if server is not None and server.tzinfo is not None:
+                # Date has a resolution of 1 s: offsets under that are noise.
+                offset = server - datetime.now(timezone.utc)
+                self.clock_offset = offset if abs(offset) > timedelta(seconds=1) else timedelta(0)
+
     # ----------------------------------------------------------------- plumbing
 
     async def _send(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
         content_type: str = "application/json", timeout: aiohttp.ClientTimeout | float | None = None,
+        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """Sends one request and returns the response unread (the caller releases it)."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         try:
             response: aiohttp.ClientResponse = await self.api_client.call_api(
                 path, method, query_params=list(query), header_params=headers, body=body,
@@ -130,20 +194,31 @@ class KubeClient:
 
     async def request(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
-        content_type: str = "application/json",
+        content_type: str = "application/json", accept: str = "application/json",
     ) -> JSON:
         """Returns the JSON answer of one request; raises the mapped error on failure."""
-        response = await self._send(method, path, query=query, body=body, content_type=content_type)
-        try:
-            data = await response.read()
-        except (aiohttp.ClientError, OSError) as e:
-            raise Unavailable(f"kubernetes API connection lost during {method} {path} ({type(e).__name__}); retry later") from e
-        except TimeoutError as e:
-            raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
-        finally:
-            response.release()
+        for attempt in range(RETRIES_ON_429 + 1):
+            response = await self._send(method, path, query=query, body=body, content_type=content_type, accept=accept)
+            try:
+                data = await response.read()
+            except (aiohttp.ClientError, OSError) as e:
+                raise Unavailable(f"kubernetes API connection lost during {method} {path} ({type(e).__name__}); retry later") from e
+            except TimeoutError as e:
+                raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
+            finally:
+                response.release()
+            self._answered(response)
+            if response.status != 429:
+                break
+            error = error_for(response.status, data, what=f"{method} {path}", headers=response.headers)
+            assert isinstance(error, TooManyRequests)
+            if attempt == RETRIES_ON_429 or error.retry_after > LONGEST_INLINE_WAIT:
+                raise error
+            log.info("%s %s: 429 from the API server; retrying after %gs", method, path, error.retry_after)
+            await asyncio.sleep(error.retry_after)
         if not 200 <= response.status < 300:
-            raise error_for(response.status, data, what=f"{method} {path}")
+            raise error_for(response.status, data, what=f"{method} {path}", headers=response.headers)
+        self.last_ok = time.monotonic()
         try:
             parsed = json.loads(data) if data else {}
         except ValueError as e:
@@ -161,14 +236,23 @@ class KubeClient:
 
     async def list_all(
         self, path: str, *, field_selector: str | None = None, label_selector: str | None = None, page_size: int = LIST_PAGE_SIZE,
-    ) -> tuple[list[JSON], str]:
-        """Returns every item of a collection (read in pages) and the list's resourceVersion."""
+        resource_version: str | None = None, keep: Callable[[JSON], Any] | None = None,
+    ) -> tuple[list[Any], str]:
+        """Returns every item of a collection (read in pages) and the list's resourceVersion.
+
+        ``resource_version="0"`` lets the API server answer from its watch cache instead of
+        etcd, as client-go's reflector lists (the server may then ignore ``limit``).
+        ``keep`` turns each item into what the caller stores (None drops it) as its page
+        arrives, so only one page of full objects is ever held.
+        """
         for _ in range(3):
-            items: list[JSON] = []
+            items: list[Any] = []
             token: str | None = None
             try:
                 while True:
                     query = [("limit", str(page_size))]
+                    if resource_version is not None and not token:
+                        query.append(("resourceVersion", resource_version))
                     if field_selector:
                         query.append(("fieldSelector", field_selector))
                     if label_selector:
@@ -176,7 +260,15 @@ class KubeClient:
                     if token:
                         query.append(("continue", token))
                     page = await self.request("GET", path, query=query)
-                    items.extend(page.get("items") or [])
+                    raw = page.pop("items", None) or []
+                    if keep is None:
+                        items.extend(raw)
+                    else:
+                        for item in raw:
+                            kept = keep(item)
+                            if kept is not None:
+                                items.append(kept)
+                    del raw
                     meta = page.get("metadata") or {}
                     token = meta.get("continue") or None
                     if token is None:
@@ -189,6 +281,7 @@ class KubeClient:
 
     async def watch(
         self, path: str, *, resource_version: str | None, field_selector: str | None = None, timeout_seconds: int = 300,
+        on_open: Callable[[], None] | None = None,
     ) -> AsyncGenerator[JSON, None]:
         """Yields the events of one watch request until the server ends it.
 
@@ -205,9 +298,14 @@ class KubeClient:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout, sock_read=timeout_seconds + 30)
         response = await self._send("GET", path, query=query, timeout=timeout)
         try:
+            self._answered(response)
             if response.status != 200:
-                raise error_for(response.status, await response.read(), what=f"watch {path}")
+                raise error_for(response.status, await response.read(), what=f"watch {path}", headers=response.headers)
+            self.last_ok = time.monotonic()
+            if on_open is not None:
+                on_open()
             async for line in response.content:
+                self.last_ok = time.monotonic()
                 if not line.strip():
                     continue
                 try:
@@ -259,12 +357,12 @@ class KubeClient:
     async def get_statefulset(self, namespace: str, name: str) -> JSON | None:
         return await self.get(f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/statefulsets/{quote(name, safe='')}")
 
-    async def list_statefulsets(self) -> list[JSON]:
-        items, _ = await self.list_all("/apis/apps/v1/statefulsets")
+    async def list_statefulsets(self, *, keep: Callable[[JSON], Any] | None = None) -> list[Any]:
+        items, _ = await self.list_all("/apis/apps/v1/statefulsets", resource_version="0", keep=keep)
         return items
 
-    async def list_pods(self, *, field_selector: str | None = None) -> tuple[list[JSON], str]:
-        return await self.list_all("/api/v1/pods", field_selector=field_selector)
+    async def list_pods(self, *, field_selector: str | None = None, keep: Callable[[JSON], Any] | None = None) -> tuple[list[Any], str]:
+        return await self.list_all("/api/v1/pods", field_selector=field_selector, keep=keep)
 
     def lease_path(self, namespace: str, name: str | None = None) -> str:
         base = f"/apis/coordination.k8s.io/v1/namespaces/{quote(namespace, safe='')}/leases"

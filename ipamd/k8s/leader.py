@@ -1,7 +1,10 @@
 """Leader election through a ``coordination.k8s.io/v1`` Lease, as client-go does it.
 
 One daemon in the cluster holds the Lease and runs the cluster-wide reconciler; the others
-wait. The holder renews every ``renew_every`` seconds; another daemon takes over when the
+wait, reading the Lease once per lease duration (with jitter) rather than every renewal
+period: on 1,000 nodes that is ~60 reads/s less than polling at the renewal period, and
+a takeover waits at most one more duration. The holder renews every ``renew_every``
+seconds; another daemon takes over when the
 record has not changed for ``duration`` seconds by its own clock (not by the timestamps in
 the Lease, which were written by another node's clock). Writes carry the resourceVersion
 that was read, so two candidates cannot both win: the loser gets a 409.
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -47,6 +51,9 @@ class LeaseElector:
         self.became_leader = asyncio.Event()
         # Set after the first attempt, won or lost.
         self.decided = asyncio.Event()
+        # Set while this daemon does not lead; a running reconcile pass stops on it.
+        self.not_leading = asyncio.Event()
+        self.not_leading.set()
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
         self._last_renew = 0.0
@@ -62,14 +69,16 @@ class LeaseElector:
                 won = self.leading and self.clock() - self._last_renew < self.duration
             self._set_leading(won)
             self.decided.set()
-            await asyncio.sleep(self.renew_every)
+            await asyncio.sleep(self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2))
 
     def _set_leading(self, won: bool) -> None:
         if won and not self.leading:
             log.info("lease %s/%s acquired by %s: this daemon runs the reconciler", self.namespace, self.name, self.identity)
+            self.not_leading.clear()
             self.became_leader.set()
         elif self.leading and not won:
             log.warning("lease %s/%s lost by %s", self.namespace, self.name, self.identity)
+            self.not_leading.set()
         self.leading = won
 
     def _spec(self, *, transitions: int, acquired: str | None) -> dict[str, Any]:
@@ -122,6 +131,7 @@ class LeaseElector:
         if not self.leading:
             return
         self.leading = False
+        self.not_leading.set()
         try:
             lease = await self.client.get_lease(self.namespace, self.name)
             if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:

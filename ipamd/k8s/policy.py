@@ -7,7 +7,11 @@
 - ``failed`` records a Warning Event ``AcquireAddressFailed`` on the pod;
 - ``release_on_del`` keeps the address while the pod lives (a sandbox restart gets it
   back) and releases it when the pod is gone, terminal or terminating;
-- ``on_pod_event`` (the node's pod watch) releases as soon as a pod is deleted or ends.
+- ``on_pod_event`` (the node's pod watch) releases as soon as a pod is deleted or ends;
+- ``ready`` (``/readyz``, CNI STATUS) also requires the API server to have answered
+  recently, the node's pod watch to be synced and working, and, on SQLite, this node to
+  hold the database's single-node claim (``ipamd.k8s.singlenode``), which ``prepare``
+  enforces too.
 
 The rules themselves are ``ipamd.core.release``; this module gathers their inputs.
 """
@@ -15,17 +19,19 @@ The rules themselves are ``ipamd.core.release``; this module gathers their input
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from typing import Any
 
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import HOLD_STATEFULSET, StatefulSetState, release_decision, statefulset_pod
-from ipamd.errors import IpamError, NotFound, StalePod
+from ipamd.errors import IpamError, NotFound, StalePod, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
 from ipamd.k8s.objects import allocation_state, meta, owner_statefulset, pod_state, statefulset_state, uid_of
+from ipamd.k8s.singlenode import SingleNodeClaim
 from ipamd.k8s.watch import Informer
 from ipamd.k8s.writeback import AnnotationWriter
 from ipamd.service import AddRequest, Ipam
@@ -33,6 +39,9 @@ from ipamd.service import AddRequest, Ipam
 log = logging.getLogger("ipamd.k8s.policy")
 
 JSON = dict[str, Any]
+# Ready only while the API server answered this recently (the Lease loop asks every few s).
+RECENT_API_SECONDS = 60.0
+DATABASE_ELSEWHERE = "DatabaseOnAnotherNode"
 
 
 class PodNotFound(NotFound):
@@ -44,9 +53,10 @@ class KubernetesPolicy:
 
     def __init__(
         self, ipam: Ipam, client: KubeClient, *, pods: Informer | None, writer: AnnotationWriter, recorder: EventRecorder,
-        node: str | None = None,
+        node: str | None = None, claim: SingleNodeClaim | None = None,
     ) -> None:
         self.ipam = ipam
+        self.claim = claim
         self.client = client
         self.pods = pods
         self.writer = writer
@@ -87,10 +97,41 @@ class KubernetesPolicy:
             )
         return pod
 
+    def ready(self) -> tuple[bool, str]:
+        if self.claim is not None and not self.claim.allowed:
+            return False, self.claim.reason
+        if self.pods is not None:
+            ready, reason = self.pods.ready()
+            if not ready:
+                return False, reason
+        last = self.client.last_ok
+        if last is None or time.monotonic() - last > RECENT_API_SECONDS:
+            return False, f"no successful kubernetes API request in the last {RECENT_API_SECONDS:g}s"
+        return True, "ready"
+
+    async def _check_claim(self, request: AddRequest) -> None:
+        """Refuses the ADD unless this node may allocate from its SQLite database."""
+        claim = self.claim
+        if claim is None or claim.allowed:
+            return
+        if not claim.checked.is_set():
+            try:
+                if await claim.check_once():
+                    return
+            except IpamError as e:
+                raise Unavailable(f"cannot check the SQLite single-node claim: {e.message}") from e
+        owner = request.owner
+        await self.recorder.warning(
+            namespace=owner.namespace, pod=owner.pod, uid=request.pod_uid, reason=DATABASE_ELSEWHERE,
+            message=f"ipamd could not allocate an address on {owner.interface}: {claim.reason}",
+        )
+        raise Unavailable(claim.reason)
+
     async def prepare(self, request: AddRequest) -> AddRequest:
         owner = request.owner
         if not owner.namespace:
             return request
+        await self._check_claim(request)
         cached = self.pods.get(owner.namespace, owner.pod) if self.pods is not None else None
         pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=False)
         uid = request.pod_uid or uid_of(pod)
@@ -199,7 +240,7 @@ class KubernetesPolicy:
             terminating = pod is not None and bool(meta(pod).get("deletionTimestamp"))
             decision = release_decision(
                 allocation_state(allocation), pod_state(pod) if pod is not None and not terminating else None,
-                await self._sets_for(allocation, pod), now=datetime.now(timezone.utc), grace=timedelta(0),
+                await self._sets_for(allocation, pod), now=self.client.now(), grace=timedelta(0),
             )
         except IpamError as e:
             # Keep the address when in doubt: the pod watch or the reconciler releases it later.
@@ -245,7 +286,7 @@ class KubernetesPolicy:
                 continue
             decision = release_decision(
                 allocation_state(body), None if gone else pod_state(pod), await self._sets_for(body, pod),
-                now=datetime.now(timezone.utc), grace=timedelta(0),
+                now=self.client.now(), grace=timedelta(0),
             )
             if decision is None:
                 continue

@@ -6,6 +6,15 @@ StatefulSet of the cluster, and releases what ``ipamd.core.release.plan_releases
 allocations whose pod is gone, terminal or stuck terminating, older than the grace period,
 except valid StatefulSet holds. A pod missing from the list is looked up once more right
 before its allocation is released. Every release is logged with its reason and counted.
+
+Memory stays bounded by a page, not by the cluster: pods are read in pages of 500 and each
+is turned into a ``PodState`` (namespace, name, uid, phase, deletionTimestamp, owner) as
+its page arrives, and only pods that hold an allocation are kept. This list asks etcd (no
+``resourceVersion=0``) on purpose: the watch cache ignores ``limit`` on many API server
+versions and would send the whole cluster's pods in one answer; one leader's paged list
+per interval is the cheaper load. "Now" is the API server's clock (its ``Date``), since
+the rules compare it with times the API server wrote. Losing the Lease cancels a pass in
+progress: the next leader runs its own.
 """
 
 from __future__ import annotations
@@ -14,13 +23,14 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
+from typing import Any
 
-from ipamd.core.release import Release, plan_releases
+from ipamd.core.release import PodState, Release, plan_releases
 from ipamd.errors import IpamError, NotFound
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.leader import LeaseElector
-from ipamd.k8s.objects import allocation_state, is_pod_allocation, pod_state, statefulset_state
+from ipamd.k8s.objects import allocation_state, is_pod_allocation, meta, pod_state, statefulset_state
 from ipamd.service import Ipam
 
 log = logging.getLogger("ipamd.k8s.reconciler")
@@ -49,6 +59,7 @@ class Reconciler:
         self.interval = interval
         self.grace = timedelta(seconds=grace)
         self.passes = 0
+        self.cancelled = 0
         self.released_total = 0
         self.released_by_reason: Counter[str] = Counter()
 
@@ -62,10 +73,28 @@ class Reconciler:
                 self.elector.became_leader.clear()
             if self.elector is None or self.elector.leading:
                 try:
-                    await self.reconcile_once()
+                    await self._pass_while_leading()
                 except IpamError as e:
                     log.warning("reconcile pass failed: %s; next pass in %.0fs", e.message, self.interval)
             await self._wait()
+
+    async def _pass_while_leading(self) -> None:
+        """Runs one pass, cancelled if the Lease is lost meanwhile."""
+        if self.elector is None:
+            await self.reconcile_once()
+            return
+        work = asyncio.create_task(self.reconcile_once(), name="reconcile pass")
+        lost = asyncio.create_task(self.elector.not_leading.wait(), name="lease lost")
+        try:
+            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+            if not work.done():
+                work.cancel()
+                log.warning("reconcile pass cancelled: the Lease was lost")
+                self.cancelled += 1
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
 
     async def _wait(self) -> None:
         if self.elector is None:
@@ -84,12 +113,18 @@ class Reconciler:
             self.passes += 1
             log.debug("reconcile: no pod allocations")
             return []
-        pods, _ = await self.client.list_pods()
-        statefulsets = await self.client.list_statefulsets()
-        plan = plan_releases(
-            [pod_state(pod) for pod in pods], allocations, [statefulset_state(sts) for sts in statefulsets],
-            datetime.now(timezone.utc), self.grace,
-        )
+        wanted = {(a.namespace, a.pod) for a in allocations}
+        listed = 0
+
+        def keep(pod: dict[str, Any]) -> PodState | None:
+            nonlocal listed
+            listed += 1
+            metadata = meta(pod)
+            return pod_state(pod) if (metadata.get("namespace") or "", metadata.get("name") or "") in wanted else None
+
+        pods, _ = await self.client.list_pods(keep=keep)
+        statefulsets = await self.client.list_statefulsets(keep=statefulset_state)
+        plan = plan_releases(pods, allocations, statefulsets, self.client.now(), self.grace)
         done: list[Release] = []
         for release in plan:
             if release.pod_absent and await self.client.get_pod(release.namespace, release.pod) is not None:
@@ -107,6 +142,6 @@ class Reconciler:
         _count_metric(len(done))
         log.info(
             "reconcile pass %d: %d pod allocation(s), %d pod(s), %d statefulset(s): released %d (total %d)",
-            self.passes, len(allocations), len(pods), len(statefulsets), len(done), self.released_total,
+            self.passes, len(allocations), listed, len(statefulsets), len(done), self.released_total,
         )
         return done

@@ -24,6 +24,7 @@ from ipamd.k8s.events import EventRecorder
 from ipamd.k8s.leader import LeaseElector
 from ipamd.k8s.policy import KubernetesPolicy
 from ipamd.k8s.reconciler import Reconciler
+from ipamd.k8s.singlenode import SingleNodeClaim
 from ipamd.k8s.watch import Backoff, Informer
 from ipamd.k8s.writeback import AnnotationWriter
 from ipamd.service import Ipam
@@ -105,7 +106,11 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     node = settings.node_name
     pods = Informer(client, "/api/v1/pods", field_selector=f"spec.nodeName={node}", name=f"pods of node {node}")
     writer = AnnotationWriter(client)
-    policy = KubernetesPolicy(ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node)
+    # A SQLite file serves one node: only the node holding the cluster-wide claim allocates.
+    claim = SingleNodeClaim(client, namespace=lease_namespace(), node=node) if ipam.database.dialect == "sqlite" else None
+    policy = KubernetesPolicy(
+        ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node, claim=claim,
+    )
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
     reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
@@ -113,6 +118,8 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     mode.spawn("pod watch", pods.run)
     mode.spawn("lease", elector.run)
     mode.spawn("reconciler", reconciler.run)
+    if claim is not None:
+        mode.spawn("sqlite claim", claim.run)
     log.info(
         "kubernetes mode: api %s, node %s, lease %s/%s, reconcile every %gs, release grace %gs",
         client.host, node, elector.namespace, elector.name, settings.reconcile_interval, settings.release_grace,

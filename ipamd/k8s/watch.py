@@ -6,6 +6,13 @@ has that history (410 Gone) the collection is listed again and compared with the
 objects that disappeared meanwhile are reported as DELETED, so a deletion is never missed
 either. Handlers run one at a time, in event order; a failing handler is logged and the
 watch goes on.
+
+Polite to the API server: lists ask for ``resourceVersion=0`` (served from the watch cache,
+not etcd, as client-go's reflector does), so a restarted API server is not met by every
+node listing from etcd at once. Watch requests are at least ``min_gap`` apart (with
+jitter) even when the server ends them cleanly at once, and the backoff after failures is
+reset only by a watch that lasted; a 429's ``Retry-After`` is waited at least. Cached
+objects drop ``metadata.managedFields``, most of a pod's size and never read here.
 """
 
 from __future__ import annotations
@@ -14,11 +21,12 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipamd.errors import IpamError
-from ipamd.k8s.client import Gone, KubeClient
+from ipamd.k8s.client import Gone, KubeClient, Refused, TooManyRequests
 from ipamd.k8s.objects import meta, object_key, uid_of
 
 log = logging.getLogger("ipamd.k8s.watch")
@@ -45,12 +53,20 @@ class Backoff:
         return delay
 
 
+def slim(obj: JSON) -> JSON:
+    """Drops ``metadata.managedFields``: often most of a pod's size, and nothing reads it."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict):
+        metadata.pop("managedFields", None)
+    return obj
+
+
 class Informer:
     """Keeps ``cache`` equal to a collection of the API (e.g. the pods of one node)."""
 
     def __init__(
         self, client: KubeClient, path: str, *, field_selector: str | None = None, handler: Handler | None = None,
-        watch_timeout: int = 300, name: str = "pods",
+        watch_timeout: int = 300, name: str = "pods", min_gap: float = 1.0, lasting: float = 60.0,
     ) -> None:
         self.client = client
         self.path = path
@@ -61,6 +77,12 @@ class Informer:
         self.cache: dict[tuple[str, str], JSON] = {}
         self.resource_version: str | None = None
         self.synced = asyncio.Event()
+        self.min_gap = min_gap
+        # A watch that ran this long resets the failure backoff.
+        self.lasting = lasting
+        # The last failure (message, time.monotonic(), refused by RBAC), None once a
+        # list or watch succeeds again.
+        self.error: tuple[str, float, bool] | None = None
         # Counters for logs and tests.
         self.lists = 0
         self.watches = 0
@@ -69,27 +91,53 @@ class Informer:
     def get(self, namespace: str, name: str) -> JSON | None:
         return self.cache.get((namespace, name))
 
+    def ready(self, *, patience: float = 30.0) -> tuple[bool, str]:
+        """Synced, and not failing: refused at once (RBAC), other failures after ``patience`` s."""
+        if not self.synced.is_set():
+            return False, f"{self.name}: not listed yet" + (f" ({self.error[0]})" if self.error else "")
+        if self.error is not None:
+            message, since, refused = self.error
+            if refused or time.monotonic() - since > patience:
+                return False, f"{self.name}: watch failing: {message}"
+        return True, "ready"
+
     async def run(self) -> None:
         """Lists and watches until cancelled; API failures are retried with backoff."""
         backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        last_start: float | None = None
         while True:
+            if last_start is not None:
+                # Even a watch the server ends at once is not reopened in a tight loop.
+                gap = last_start + self.min_gap * random.uniform(1.0, 1.5) - loop.time()
+                if gap > 0:
+                    await asyncio.sleep(gap)
+            last_start = loop.time()
             try:
                 if self.resource_version is None:
                     await self._relist()
                 await self._watch()
-                backoff.reset()
+                if loop.time() - last_start >= self.lasting:
+                    backoff.reset()
             except Gone as e:
                 self.gone += 1
                 log.info("%s watch: resourceVersion %s expired (%s); listing again", self.name, self.resource_version, e.message)
                 self.resource_version = None
             except IpamError as e:
+                if self.error is None or self.error[0] != e.message:
+                    self.error = (e.message, time.monotonic(), isinstance(e, Refused))
                 delay = backoff.next()
+                if isinstance(e, TooManyRequests):
+                    delay = max(delay, e.retry_after)
                 log.warning("%s watch: %s; retrying in %.1fs", self.name, e.message, delay)
                 await asyncio.sleep(delay)
 
     async def _relist(self) -> None:
-        items, resource_version = await self.client.list_all(self.path, field_selector=self.field_selector)
+        items, resource_version = await self.client.list_all(
+            self.path, field_selector=self.field_selector, resource_version="0", keep=slim,
+        )
         self.lists += 1
+        self.error = None
         fresh = {object_key(item): item for item in items}
         previous = self.cache
         self.cache = fresh
@@ -112,12 +160,13 @@ class Informer:
     async def _watch(self) -> None:
         self.watches += 1
         events = self.client.watch(
-            self.path, resource_version=self.resource_version, field_selector=self.field_selector, timeout_seconds=self.watch_timeout
+            self.path, resource_version=self.resource_version, field_selector=self.field_selector, timeout_seconds=self.watch_timeout,
+            on_open=self._opened,
         )
         async with contextlib.aclosing(events):
             async for event in events:
                 kind = event.get("type")
-                obj = event["object"]
+                obj = slim(event["object"])
                 version = meta(obj).get("resourceVersion")
                 if kind == "BOOKMARK":
                     if version:
@@ -134,6 +183,9 @@ class Informer:
                 if version:
                     self.resource_version = str(version)
                 await self._dispatch(kind, obj, old)
+
+    def _opened(self) -> None:
+        self.error = None
 
     async def _dispatch(self, kind: str, obj: JSON, old: JSON | None) -> None:
         if self.handler is None:

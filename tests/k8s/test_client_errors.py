@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ipamd.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
-from ipamd.k8s.client import Conflict, Gone, Refused, error_for
+from ipamd.k8s.client import Conflict, Gone, Refused, TooManyRequests, error_for
 
 
 def status(code: int, reason: str, message: str) -> bytes:
@@ -24,7 +24,7 @@ def status(code: int, reason: str, message: str) -> bytes:
         pytest.param(401, "Unauthorized", Refused, 11, id="401"),
         pytest.param(422, "Invalid", InvalidInput, 7, id="422"),
         pytest.param(500, "InternalError", Unavailable, 11, id="500"),
-        pytest.param(429, "TooManyRequests", Unavailable, 11, id="429"),
+        pytest.param(429, "TooManyRequests", TooManyRequests, 11, id="429"),
     ],
 )
 def test_statuses_map_to_ipamd_errors(code, reason, kind, cni_code):

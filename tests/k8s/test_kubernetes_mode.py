@@ -337,7 +337,9 @@ def _block_pod_collection(cluster: Cluster) -> None:
     wait_for(lambda: cluster.api.watch_count("pods") == 0, what="the pod watch to be cut")
 
 
-def test_the_watch_resumes_after_a_dropped_connection_without_missing_a_deletion(cluster: Cluster):
+def test_the_watch_resumes_after_a_dropped_connection_without_missing_a_deletion(make_cluster: Callable[..., Cluster]):
+    # No reconciler pass during the test: the watch alone must find the deletion.
+    cluster = make_cluster(reconcile_interval=600.0)
     pod = cluster.pod("while-cut")
     assert cluster.add(pod).status == 200
     cluster.barrier()
@@ -353,7 +355,9 @@ def test_the_watch_resumes_after_a_dropped_connection_without_missing_a_deletion
     assert int(resumed.query["resourceVersion"]) >= int(last_seen)
 
 
-def test_the_watch_relists_after_410_gone_without_missing_a_deletion(cluster: Cluster):
+def test_the_watch_relists_after_410_gone_without_missing_a_deletion(make_cluster: Callable[..., Cluster]):
+    # No reconciler pass during the test: the watch alone must find the deletion.
+    cluster = make_cluster(reconcile_interval=600.0)
     pod = cluster.pod("while-expired")
     assert cluster.add(pod).status == 200
     cluster.barrier()

@@ -57,3 +57,69 @@ async def test_an_expired_lease_is_taken_over(tmp_path: Path):
             assert await holder.try_acquire() is False
         finally:
             await client.close()
+
+
+async def test_losing_the_lease_cancels_the_running_pass(tmp_path: Path):
+    import asyncio
+
+    from ipamd.k8s.reconciler import Reconciler
+
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    class EndlessPass(Reconciler):
+        """A pass that would run forever: only the loss of the Lease ends it."""
+
+        async def reconcile_once(self):  # type: ignore[override]
+            started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    async with KubeApiDouble() as api:
+        client = await KubeClient.connect(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+        elector = LeaseElector(client, namespace="kube-system", identity="n1", duration=30, renew_every=0.05)
+        reconciler = EndlessPass(None, client, elector, interval=600, grace=0)  # type: ignore[arg-type]
+        tasks = [asyncio.create_task(elector.run()), asyncio.create_task(reconciler.run())]
+        try:
+            await asyncio.wait_for(started.wait(), 10)
+
+            def stolen(lease: dict) -> None:
+                lease["spec"]["holderIdentity"] = "n2"
+                lease["spec"]["renewTime"] = "2030-01-01T00:00:00.000000Z"
+
+            api.update("leases", "ipamd-reconciler", stolen, namespace="kube-system")
+            await asyncio.wait_for(cancelled.wait(), 10)
+            assert reconciler.cancelled == 1
+            assert not elector.leading
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await client.close()
+
+
+async def test_non_holders_poll_at_the_lease_duration(tmp_path: Path):
+    import asyncio
+
+    async with KubeApiDouble() as api:
+        client = await KubeClient.connect(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+        holder = LeaseElector(client, namespace="kube-system", identity="n1", duration=1, renew_every=0.05)
+        waiter = LeaseElector(client, namespace="kube-system", identity="n2", duration=1, renew_every=0.05)
+        assert await holder.try_acquire() is True
+        task = asyncio.create_task(waiter.run())
+        try:
+            await asyncio.wait_for(waiter.decided.wait(), 10)
+            # Keep the holder renewing while the waiter polls, for about three durations.
+            for _ in range(60):
+                await holder.try_acquire()
+                await asyncio.sleep(0.05)
+            reads = [r for r in api.recorded("GET", "/leases/ipamd-reconciler")]
+            waiter_reads = len(reads) - 61  # the holder read once per renewal
+            assert 2 <= waiter_reads <= 4, waiter_reads
+            assert not waiter.leading
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await client.close()

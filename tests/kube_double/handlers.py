@@ -11,6 +11,9 @@ import asyncio
 import base64
 import json
 import re
+import time
+from datetime import datetime
+from email.utils import format_datetime
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +54,10 @@ class RecordedRequest:
     content_type: str
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    # time.monotonic() on arrival, for tests of request pacing.
+    at: float = field(default_factory=time.monotonic)
+    # Lists only: "cache" (resourceVersion=0, the watch cache) or "etcd" (a consistent read).
+    served_from: str | None = None
 
 
 @dataclass
@@ -80,7 +87,16 @@ def _json(body: Any, status: int = 200) -> web.Response:
 
 
 def _error(err: ApiError) -> web.Response:
-    return _json(err.status(), status=err.code)
+    response = _json(err.status(), status=err.code)
+    retry_after = (err.details or {}).get("retryAfterSeconds")
+    if retry_after is not None:
+        # The apiserver sends both: the header for HTTP clients, the detail for client-go.
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def format_http_date(moment: datetime) -> str:
+    return format_datetime(moment, usegmt=True)
 
 
 def _truthy(value: str | None) -> bool:
@@ -170,25 +186,30 @@ class Handlers:
                 body = json.loads(raw)
             except ValueError:
                 body = raw.decode(errors="replace")
-        self.double.requests.append(
-            RecordedRequest(
-                request.method,
-                request.path,
-                query,
-                request.headers.get("Content-Type", ""),
-                body,
-                {k: v for k, v in request.headers.items()},
-            )
+        recorded = RecordedRequest(
+            request.method,
+            request.path,
+            query,
+            request.headers.get("Content-Type", ""),
+            body,
+            {k: v for k, v in request.headers.items()},
         )
+        self.double.requests.append(recorded)
         try:
             fault = self.double.take_fault(request.method, request.path)
             if fault is not None:
                 raise fault
-            return await self._dispatch(request, raw, body, query)
+            response = await self._dispatch(request, raw, body, query, recorded)
         except ApiError as err:
-            return _error(err)
+            response = _error(err)
+        if not response.prepared:
+            # The emulated clock (TestClock), as a clock offset between the API server and a node shows.
+            response.headers["Date"] = format_http_date(self.double.clock.now())
+        return response
 
-    async def _dispatch(self, request: web.Request, raw: bytes, body: Any, query: dict[str, str]) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.Request, raw: bytes, body: Any, query: dict[str, str], recorded: RecordedRequest | None = None,
+    ) -> web.StreamResponse:
         segments = [s for s in request.path.split("/") if s]
         method = request.method
         static = self._static(segments, request.headers.get("Accept"))
@@ -210,7 +231,10 @@ class Handlers:
             if target.name is None:
                 if _truthy(query.get("watch")):
                     return await self._watch(request, target, query, fmt)
-                return _json(self._list(target, query, fmt))
+                listed = self._list(target, query, fmt)
+                if recorded is not None:
+                    recorded.served_from = "cache" if query.get("resourceVersion") == "0" and not query.get("continue") else "etcd"
+                return _json(listed)
             obj = self.registry.get(resource, target.namespace or "", target.name)
             return _json(self._render_one(resource, obj, fmt, query))
         if target.name is None:
@@ -326,6 +350,10 @@ class Handlers:
             objects = [o for o in objects if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start_after]
         meta: JSON = {"resourceVersion": str(list_rv)}
         limit = int(query.get("limit") or 0)
+        if rv_param == "0" and not query.get("continue") and not self.double.paginate_cache:
+            # Served from the watch cache, which (before the ListFromCacheSnapshot feature,
+            # default in 1.34) ignores limit: the whole collection in one answer.
+            limit = 0
         if limit > 0 and len(objects) > limit:
             last = objects[limit - 1]["metadata"]
             meta["continue"] = self._encode_continue(list_rv, (last.get("namespace", ""), last["name"]))

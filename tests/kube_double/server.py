@@ -38,9 +38,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 from aiohttp import web
 
 from . import errors
-from .clock import TestClock, parse_time
+from .clock import TestClock, parse_time, rfc3339
 from .errors import ApiError
 from .handlers import InjectedFault, RecordedRequest, make_app
+from .realistic import managed_fields, realistic_spec
 from .registry import DeleteOptions, Registry
 from .resources import (
     EVENTS,
@@ -109,6 +110,7 @@ class KubeApiDouble:
         server_version: tuple[int, int] = (1, 30),
         bookmark_interval: float | None = None,
         auto_finalize_interval: float | None = None,
+        paginate_cache: bool = False,
     ) -> None:
         """
         ``history_limit`` bounds the watch history (older resource versions
@@ -118,6 +120,10 @@ class KubeApiDouble:
         ``auto_finalize_interval`` makes terminating pods disappear on their
         own once their grace period is over by ``clock`` (checked that
         often), for tests that cannot call ``finalize_deletions()``.
+        ``paginate_cache`` makes lists with ``resourceVersion=0`` (served from the
+        watch cache) honour ``limit``, as API servers with ListFromCacheSnapshot do;
+        by default they ignore it, as earlier versions do. Answers carry a ``Date``
+        from ``clock``, so advancing it shows as the API server's clock running ahead.
         """
         self.host = host
         self.port = port
@@ -125,6 +131,7 @@ class KubeApiDouble:
         self.store = Store(history_limit)
         self.registry = Registry(self.store, self.clock)
         self.server_version = server_version
+        self.paginate_cache = paginate_cache
         self.requests: list[RecordedRequest] = []
         self._faults: list[InjectedFault] = []
         self._bookmark_interval = bookmark_interval
@@ -274,8 +281,11 @@ class KubeApiDouble:
         spec: JSON | None = None,
         finalizers: list[str] | None = None,
         termination_grace_period_seconds: int | None = None,
+        realistic: bool = False,
     ) -> JSON:
         """Create a pod (its namespace too, if missing).
+
+        ``realistic`` gives it the size of a real pod (about 7 KB with managedFields).
 
         The apiserver always creates pods Pending; ``phase`` and ``pod_ip``
         are applied afterwards through the status subresource, so watchers
@@ -283,6 +293,9 @@ class KubeApiDouble:
         ownerReference (see :meth:`owner_reference`).
         """
         self.create_namespace(namespace)
+        if realistic and spec is None:
+            # The size of a real Deployment pod, managedFields included (realistic.py).
+            spec = realistic_spec(None)
         pod_spec: JSON = dict(spec or {"containers": [{"name": "main", "image": "registry.example/app:1"}]})
         if node_name is not None:
             pod_spec["nodeName"] = node_name
@@ -297,6 +310,9 @@ class KubeApiDouble:
             metadata["ownerReferences"] = [owner]
         if finalizers:
             metadata["finalizers"] = list(finalizers)
+        if realistic:
+            metadata["managedFields"] = managed_fields(rfc3339(self.clock.now()))
+            metadata.setdefault("labels", {}).update({"app": name.rsplit("-", 2)[0], "pod-template-hash": "5d4f8c7b9d"})
         pod = self.registry.create(PODS, namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec})
         if phase is not None or pod_ip is not None:
             pod = self.set_pod_phase(name, namespace, phase or "Pending", pod_ip=pod_ip)
@@ -522,13 +538,16 @@ class KubeApiDouble:
 
     @_on_loop
     def inject_error(self, method: str, path_pattern: str, code: int = 500, reason: str = "InternalError",
-                     message: str = "injected failure", times: int = 1) -> None:
+                     message: str = "injected failure", times: int = 1, retry_after: int | None = None) -> None:
         """Answer the next ``times`` matching requests with a Status error.
 
         ``path_pattern`` is a regular expression searched in the URL path.
+        ``retry_after`` adds the ``Retry-After`` header and ``details.retryAfterSeconds``,
+        as API Priority and Fairness does with its 429s.
         """
+        details = {"retryAfterSeconds": retry_after} if retry_after is not None else None
         self._faults.append(InjectedFault(method.upper(), re.compile(path_pattern),
-                                          ApiError(code, reason, message), times))
+                                          ApiError(code, reason, message, details), times))
 
     @_on_loop
     def clear_faults(self) -> int:
