@@ -194,7 +194,7 @@ def test_rbac_grants_exactly_what_the_daemon_uses(render: Any) -> None:
     assert rules == {
         ("", "pods"): ["get", "list", "patch", "watch"],
         ("", "events"): ["create", "patch"],
-        ("apps", "statefulsets"): ["get", "list", "watch"],
+        ("apps", "statefulsets"): ["get", "list"],
     }
     role = rendered.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
