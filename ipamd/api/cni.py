@@ -7,7 +7,9 @@ structured routes (add, del, check, gc, status) run the same operations for othe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,7 +20,7 @@ from ipamd.api.keys import IPAM, POLICY
 from ipamd.cni import protocol
 from ipamd.core.text import printable
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import NetworkRequest, network_key, parse_network_request
+from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
 from ipamd.service import AddRequest
@@ -99,6 +101,8 @@ def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
 async def _add(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     ipam, policy = app[IPAM], app[POLICY]
     add_request = parse_add_request(body, known=ADD_FIELDS)
+    # Read before allocating: an unreadable file must not leave an address held.
+    from_file = await _resolv_conf(add_request.network.resolv_conf) if add_request.network.resolv_conf else None
     try:
         add_request = await policy.prepare(add_request)
         allocation = await ipam.allocate(add_request)
@@ -107,14 +111,28 @@ async def _add(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
             await policy.failed(add_request, e)
         raise
     await policy.committed(add_request, allocation)
+    dns = allocation["dns"] if from_file is None else result_dns(allocation["dns"], from_file)
     return {
         "allocationId": allocation["id"],
         "subnet": allocation["subnet"],
         "ips": cni_ips(allocation),
-        "routes": allocation["routes"],
-        "dns": allocation["dns"],
+        "routes": result_routes(allocation["routes"], add_request.network.routes, add_request.routes),
+        "dns": dns,
         "mac": allocation["mac"],
     }
+
+
+async def _resolv_conf(path: str) -> dict[str, Any]:
+    """Reads host-local's ``resolvConf`` (the daemon runs on the node and sees its files)."""
+    try:
+        text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8", errors="replace")
+    except OSError as e:
+        raise InvalidInput(
+            f"resolvConf {path} cannot be read by ipamd ({e.strerror or e}); "
+            "mount it into the daemon, or give the servers as ipam.dns",
+            field="ipam.resolvConf",
+        ) from e
+    return parse_resolv_conf(text)
 
 
 async def _del(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:

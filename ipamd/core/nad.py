@@ -31,7 +31,7 @@ from typing import Any
 import netaddr
 
 from ipamd.core.addresses import ip_text, parse_ip
-from ipamd.core.subnet import Overlap, SubnetSpec, canonical_subnet, parse_routes
+from ipamd.core.subnet import Overlap, Route, SubnetSpec, canonical_subnet, parse_routes
 from ipamd.errors import InvalidInput
 
 # Keys the shim and runtimes put in the ipam section that carry no allocation meaning here.
@@ -44,14 +44,23 @@ WHEREABOUTS_KEYS = frozenset(
      "configuration_path", "log_level", "log_file", "node_slice_size"}
 )
 HOST_LOCAL_KEYS = frozenset({"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns", "dataDir", "resolvConf"})
+# Kube-OVN form: the provider names subnets; routes are added to every result of the NAD.
+PROVIDER_KEYS = frozenset({"routes"})
 
 
 @dataclass(frozen=True)
 class NetworkRequest:
-    """What an ADD's ipam section asks for: a network key and, for inline forms, a subnet."""
+    """What an ADD's ipam section asks for: a network key and, for inline forms, a subnet.
+
+    ``routes`` are the NAD's own (provider form), added to the subnet's in the result;
+    ``resolv_conf`` is host-local's ``resolvConf``: a file whose nameservers, search and
+    options become the result's DNS where ``dns`` does not say otherwise.
+    """
 
     network_key: str
     inline_subnet: SubnetSpec | None
+    routes: tuple[Route, ...] = ()
+    resolv_conf: str | None = None
 
 
 def network_key(ipam: Mapping[str, Any], network_name: str) -> str:
@@ -83,14 +92,66 @@ def parse_network_request(ipam: object, *, network_name: str) -> NetworkRequest:
     if "range" in ipam or "ipRanges" in ipam:
         return NetworkRequest(key, _whereabouts_subnet(ipam, key))
     if "ranges" in ipam or "subnet" in ipam:
-        return NetworkRequest(key, _host_local_subnet(ipam, key))
+        return NetworkRequest(key, _host_local_subnet(ipam, key), resolv_conf=_resolv_conf_path(ipam))
     if not isinstance(ipam.get("provider"), str):
         raise InvalidInput(
             "no provider and no inline range: set ipam.provider to a subnet's provider, "
             "or give range (Whereabouts style) or ranges (host-local style)",
             field="ipam",
         )
-    return NetworkRequest(key, None)
+    unknown = sorted(set(ipam) - PROVIDER_KEYS - TRANSPORT_KEYS)
+    if unknown:
+        # Silently ignoring a key would hand out addresses the NAD's author did not mean.
+        raise InvalidInput(
+            f"unknown field in a provider-style config; known fields are {', '.join(sorted(PROVIDER_KEYS | TRANSPORT_KEYS))} "
+            "(ranges go in the subnet of the provider, or use range/ranges for an inline network)",
+            field=f"ipam.{unknown[0]}",
+        )
+    return NetworkRequest(key, None, routes=parse_routes(ipam.get("routes"), field="ipam.routes"))
+
+
+def _resolv_conf_path(ipam: Mapping[str, Any]) -> str | None:
+    path = ipam.get("resolvConf")
+    if path is None or path == "":
+        return None
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise InvalidInput(f"expected an absolute path to a resolv.conf file, got {path!r}", field="ipam.resolvConf")
+    return path
+
+
+def parse_resolv_conf(text: str) -> dict[str, Any]:
+    """Returns the CNI DNS of a resolv.conf, as host-local reads it (nameserver, domain, search, options)."""
+    dns: dict[str, Any] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        keyword, values = fields[0], fields[1:]
+        if keyword == "nameserver":
+            dns.setdefault("nameservers", []).append(values[0])
+        elif keyword == "domain":
+            dns["domain"] = values[0]
+        elif keyword == "search":
+            dns["search"] = values
+        elif keyword == "options":
+            dns.setdefault("options", []).extend(values)
+    return dns
+
+
+def result_routes(subnet_routes: list[dict[str, Any]], *extra: tuple[Route, ...]) -> list[dict[str, Any]]:
+    """Returns the subnet's routes followed by the NAD's and the pod's, without repeats."""
+    merged = list(subnet_routes)
+    for routes in extra:
+        for route in routes:
+            as_json = route.to_json()
+            if as_json not in merged:
+                merged.append(as_json)
+    return merged
+
+
+def result_dns(configured: Mapping[str, Any], from_file: Mapping[str, Any]) -> dict[str, Any]:
+    """Returns the DNS of a result: the config's fields, completed from resolvConf."""
+    return {**dict(from_file), **{k: v for k, v in configured.items() if v not in (None, "", [])}}
 
 
 def _whereabouts_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:

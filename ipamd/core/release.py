@@ -62,6 +62,8 @@ class StatefulSetState:
     name: str
     replicas: int
     deleting: bool = False
+    # spec.ordinals.start: the pods are start .. start+replicas-1.
+    start: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,10 @@ def hold_decision(
         return Decision(STATEFULSET_DELETED, f"statefulset {allocation.namespace}/{set_name} deleted")
     if sts.deleting:
         return Decision(STATEFULSET_DELETED, f"statefulset {allocation.namespace}/{set_name} being deleted")
-    if ordinal >= sts.replicas:
+    if not sts.start <= ordinal < sts.start + sts.replicas:
+        first = f", ordinals from {sts.start}" if sts.start else ""
         return Decision(
-            STATEFULSET_SCALED_DOWN, f"statefulset {allocation.namespace}/{set_name} scaled to {sts.replicas} (ordinal {ordinal})"
+            STATEFULSET_SCALED_DOWN, f"statefulset {allocation.namespace}/{set_name} scaled to {sts.replicas}{first} (ordinal {ordinal})"
         )
     return None
 

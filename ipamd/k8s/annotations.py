@@ -10,7 +10,12 @@ attachment (``ipam.provider``, usually ``<nad>.<namespace>``):
   entries are separated by ``;`` and each entry is ``v4``, ``v6`` or ``v4,v6``; without one
   the entries are separated by ``,``, except that exactly two addresses of different
   families are one dual-stack entry. A single entry that is not an address is a pool name;
-- ``logical_switch``: the subnet to allocate from, by name.
+- ``logical_switch``: the subnet to allocate from, by name;
+- ``ip_family`` (``ipv4`` or ``ipv6``, also per interface as ``ip_family.<ifname>``): one
+  family of a dual-stack subnet (Kube-OVN documentation, "DualStack": "Select IP Family for
+  a Single Pod or NIC"); a subnet without that family refuses the ADD;
+- ``routes``: a JSON list of ``{"dst", "gw"}`` added to the attachment's result routes, as
+  Kube-OVN's ``routes`` annotation adds them to the pod's interface.
 
 Written back after an allocation commits: ``allocated``, ``ip_address``, ``cidr``,
 ``gateway`` and ``mac_address`` (see :func:`result_annotations`).
@@ -19,12 +24,14 @@ Written back after an allocation commits: ``allocated``, ``ip_address``, ``cidr`
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ipamd.core.allocation import canonical_mac
 from ipamd.core.addresses import parse_ip
+from ipamd.core.subnet import Route, parse_routes
 from ipamd.errors import InvalidInput
 
 SUFFIX = ".kubernetes.io/"
@@ -32,6 +39,9 @@ IP_ADDRESS = "ip_address"
 MAC_ADDRESS = "mac_address"
 IP_POOL = "ip_pool"
 LOGICAL_SWITCH = "logical_switch"
+IP_FAMILY = "ip_family"
+ROUTES = "routes"
+FAMILIES = {"ipv4": 4, "ipv6": 6}
 ALLOCATED = "allocated"
 CIDR = "cidr"
 GATEWAY = "gateway"
@@ -59,6 +69,9 @@ class PodAsk:
     subnet_name: str | None = None
     # Whether ipamd has written its result onto the pod for this provider before.
     allocated: bool = False
+    family: int | None = None
+    family_key: str | None = None
+    routes: tuple[Route, ...] = ()
 
 
 def _value(annotations: Mapping[str, str], name: str) -> str | None:
@@ -149,6 +162,25 @@ def parse_pod_annotations(annotations: Mapping[str, Any] | None, *, provider: st
     pool_name, pool_entries = parse_ip_pool(pool_text, field=pool_key) if pool_text is not None else (None, ())
 
     subnet_name = _value(annotations, key(provider, LOGICAL_SWITCH))
+
+    per_if_family = key(provider, IP_FAMILY, interface)
+    family_key = per_if_family if _value(annotations, per_if_family) is not None else key(provider, IP_FAMILY)
+    family_text = _value(annotations, family_key)
+    family = None
+    if family_text is not None:
+        family = FAMILIES.get(family_text.lower())
+        if family is None:
+            raise InvalidInput(f"{family_text!r}: expected ipv4 or ipv6", field=family_key)
+
+    routes_key = key(provider, ROUTES)
+    routes_text = _value(annotations, routes_key)
+    routes: tuple[Route, ...] = ()
+    if routes_text is not None:
+        try:
+            parsed_routes = json.loads(routes_text)
+        except ValueError as e:
+            raise InvalidInput('expected a JSON list such as [{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]', field=routes_key) from e
+        routes = parse_routes(parsed_routes, field=routes_key)
     return PodAsk(
         static_ips=static_ips,
         static_key=static_key if static_ips else None,
@@ -159,6 +191,9 @@ def parse_pod_annotations(annotations: Mapping[str, Any] | None, *, provider: st
         pool_key=pool_key if pool_text is not None else None,
         subnet_name=subnet_name,
         allocated=_value(annotations, key(provider, ALLOCATED)) == "true",
+        family=family,
+        family_key=family_key if family is not None else None,
+        routes=routes,
     )
 
 

@@ -76,12 +76,15 @@ def statefulset_state(sts: JSON) -> StatefulSetState:
     spec = sts.get("spec") if isinstance(sts.get("spec"), Mapping) else {}
     assert isinstance(spec, Mapping)
     replicas = spec.get("replicas")
+    ordinals = spec.get("ordinals")
+    start = ordinals.get("start") if isinstance(ordinals, Mapping) else None
     return StatefulSetState(
         namespace=str(metadata.get("namespace") or ""),
         name=str(metadata.get("name") or ""),
         # The API defaults an unset replicas to 1.
         replicas=int(replicas) if isinstance(replicas, int) else 1,
         deleting=bool(metadata.get("deletionTimestamp")),
+        start=start if isinstance(start, int) and not isinstance(start, bool) and start >= 0 else 0,
     )
 
 

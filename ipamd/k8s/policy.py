@@ -26,7 +26,7 @@ from typing import Any
 
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import HOLD_STATEFULSET, StatefulSetState, release_decision, statefulset_pod
-from ipamd.errors import IpamError, NotFound, StalePod, Unavailable
+from ipamd.errors import InvalidInput, IpamError, NotFound, StalePod, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
@@ -37,6 +37,8 @@ from ipamd.k8s.writeback import AnnotationWriter
 from ipamd.service import AddRequest, Ipam
 
 log = logging.getLogger("ipamd.k8s.policy")
+
+MAC_NOT_APPLIED = "MacNotApplied"
 
 JSON = dict[str, Any]
 # Ready only while the API server answered this recently (the Lease loop asks every few s).
@@ -158,8 +160,22 @@ class KubernetesPolicy:
             changes["hold"] = HOLD_STATEFULSET
         if ask.subnet_name:
             changes["subnet_name"] = ask.subnet_name
+        if ask.family is not None:
+            changes["family"], changes["family_field"] = ask.family, ask.family_key
+        if ask.routes:
+            changes["routes"] = ask.routes
         if request.mac is None and ask.mac and not await self._written_by_us(request, ask, "mac", ask.mac):
             changes["mac"] = ask.mac
+            # An IPAM plugin cannot set a MAC: only the interface plugin can, from the
+            # runtime's "mac" capability. Without it the interface keeps its own MAC.
+            await self.recorder.warning(
+                namespace=owner.namespace, pod=owner.pod, uid=uid or None, reason=MAC_NOT_APPLIED,
+                message=(
+                    f"{ask.mac_key} asks for MAC {ask.mac} on {owner.interface}; ipamd records it, but the runtime passed "
+                    "no MAC, so the interface keeps the one its plugin chose: add \"capabilities\": {\"mac\": true} to the "
+                    "interface plugin in the NAD so Multus passes it"
+                ),
+            )
         if not request.static_ips:
             static = ask.static_ips
             if static and await self._written_by_us(request, ask, "ip", ",".join(static)):
@@ -169,11 +185,25 @@ class KubernetesPolicy:
                 changes["field_prefix"] = ask.static_key
             elif ask.pool_name:
                 changes["pool_name"] = ask.pool_name
-                changes["ordinal"] = ordinal
+                changes["ordinal"] = await self._pool_index(owner.namespace, statefulset, ordinal)
             elif ask.pool_entries:
                 changes["pool_entries"] = ask.pool_entries
-                changes["ordinal"] = ordinal
+                changes["ordinal"] = await self._pool_index(owner.namespace, statefulset, ordinal)
         return replace(request, **changes)
+
+    async def _pool_index(self, namespace: str, statefulset: str | None, ordinal: int | None) -> int | None:
+        """The pool member of a StatefulSet pod: its ordinal counted from ``spec.ordinals.start``."""
+        if statefulset is None or ordinal is None:
+            return ordinal
+        states = await self.statefulsets(namespace, statefulset)
+        state = states.get((namespace, statefulset))
+        start = state.start if state is not None else 0
+        if ordinal < start:
+            raise InvalidInput(
+                f"pod ordinal {ordinal} is below spec.ordinals.start {start} of statefulset {namespace}/{statefulset}",
+                field="ip_pool",
+            )
+        return ordinal - start
 
     async def _written_by_us(self, request: AddRequest, ask: notes.PodAsk, what: str, value: str) -> bool:
         """True when a plain ``ip_address``/``mac_address`` is ipamd's own result for another interface.

@@ -75,20 +75,46 @@ class Allocation(ServiceBase):
             subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
+            self._check_family(subnet, request, wanted)
             return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
 
+        if request.family is not None:
+            candidates = [c for c in candidates if c.spec.family(request.family) is not None]
+            if not candidates:
+                raise InvalidInput(
+                    f"IPv{request.family} asked, but no subnet of network {owner.network_key} has IPv{request.family}",
+                    field=request.family_field,
+                )
         tried = []
         for subnet in candidates:
             subnet = self._locked(conn, subnet)
-            picks = self._take_dynamic(conn, subnet)
+            picks = self._take_dynamic(conn, subnet, family=request.family)
             if picks is not None:
                 return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
             tried.append(subnet.name)
         raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})", subnets=tried)
 
-    def _take_dynamic(self, conn: Connection, subnet: _Subnet) -> dict[int, int] | None:
-        """Takes one dynamic address per family of the subnet, or none at all."""
-        families = subnet.spec.families
+    @staticmethod
+    def _families(subnet: _Subnet, request: AddRequest) -> list[int]:
+        """The families an attachment gets: every one of the subnet's, or the one ``ip_family`` asks."""
+        versions = [layout.version for layout in subnet.spec.families]
+        if request.family is None:
+            return versions
+        if request.family not in versions:
+            raise InvalidInput(f"IPv{request.family} asked, but subnet {subnet.name} is {subnet.spec.cidr_block}", field=request.family_field)
+        return [request.family]
+
+    def _check_family(self, subnet: _Subnet, request: AddRequest, wanted: dict[int, int]) -> None:
+        if request.family is not None and set(wanted) - {request.family}:
+            raise InvalidInput(
+                f"{request.field_prefix} asks for IPv{next(iter(set(wanted) - {request.family}))} but ip_family asks for IPv{request.family} only",
+                field=request.family_field,
+            )
+        self._families(subnet, request)
+
+    def _take_dynamic(self, conn: Connection, subnet: _Subnet, *, family: int | None = None) -> dict[int, int] | None:
+        """Takes one dynamic address per family of the subnet (or of ``family``), or none at all."""
+        families = [layout for layout in subnet.spec.families if family is None or layout.version == family]
         if len(families) == 1:
             address = space.take_dynamic(conn, subnet_id=subnet.id, family=families[0].version)
             return None if address is None else {families[0].version: address}
@@ -107,8 +133,9 @@ class Allocation(ServiceBase):
     def _complete_static(self, conn: Connection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
         """Fills families the static request left out with dynamic picks (dual stack is all or nothing)."""
         picks = dict(wanted)
+        families = self._families(subnet, request)
         for layout in subnet.spec.families:
-            if layout.version in picks:
+            if layout.version in picks or layout.version not in families:
                 continue
             address = space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
             if address is None:
@@ -307,20 +334,29 @@ class Allocation(ServiceBase):
         subnet = self._locked(conn, subnet)
         spec = self._pool_spec(row, subnet.spec)
         picks: dict[int, int] = {}
+        families = self._families(subnet, request)
+        members_of = [(version, members) for version, members in spec.members if version in families]
+        if not members_of:
+            raise InvalidInput(
+                f"pool {spec.name} has no IPv{request.family} member", field=request.family_field,
+            )
         if request.ordinal is not None:
             # A StatefulSet pod takes the member at its ordinal, in the order the pool lists them.
-            for version, members in spec.members:
+            for version, members in members_of:
                 address = iv.nth(members, request.ordinal)
                 if address is None:
                     raise Exhausted(f"pool {spec.name} has {iv.size(members)} IPv{version} address(es); no member for ordinal {request.ordinal}")
                 picks[version] = address
         else:
-            for version, _ in spec.members:
+            for version, _ in members_of:
                 address = space.peek_pool(conn, pool_id=row.id, family=version)
                 if address is None:
                     raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
                 picks[version] = address
-        return self._insert(conn, subnet, request, picks, mac=mac, pool_id=row.id)
+        # Dual stack is all or nothing, whatever names the addresses: a family the pool does
+        # not list comes from the subnet's dynamic space, as for a static address or an
+        # ip_pool address list.
+        return self._insert(conn, subnet, request, self._complete_static(conn, subnet, picks, request), mac=mac, pool_id=row.id)
 
     @staticmethod
     def _check_pool_network(subnet: _Subnet, request: AddRequest) -> None:
@@ -353,6 +389,7 @@ class Allocation(ServiceBase):
             subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
+            self._check_family(subnet, request, wanted)
             if request.ordinal is None:
                 taken = False
                 for family, address in wanted.items():

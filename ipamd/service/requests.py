@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
+from ipamd.core.subnet import Route
 from ipamd.errors import InvalidInput
 
 
@@ -31,6 +32,12 @@ class AddRequest:
     # "cni" for attachments made by a CNI ADD: only those are a CNI GC's to collect.
     origin: str = "api"
     field_prefix: str = "ips"
+    # Kube-OVN ``ip_family`` (4 or 6): one family of a dual-stack subnet; ``family_field``
+    # names where it was asked, for errors.
+    family: int | None = None
+    family_field: str = "ip_family"
+    # Routes the pod asks for (Kube-OVN ``routes`` annotation), added to the result.
+    routes: tuple[Route, ...] = ()
     # Kubernetes mode: pod_uid is authoritative. An allocation held for another pod UID is
     # reused only when that UID is ``replaces_uid``, the one the API server confirmed gone.
     check_uid: bool = False

@@ -425,3 +425,69 @@ def test_through_the_cni_shim(cluster: Cluster):
     cluster.api.delete_pod("shimmed", grace_period_seconds=0)
     cluster.wait_released("shimmed")
     assert shim("DEL", pod, "ctr-3").returncode == 0
+
+
+# ----------------------------------------------------------------- routes, ip_family, MAC, ordinals.start, dual-stack pools
+
+DUAL = {**NET1, "cidrBlock": "192.0.2.0/24,2001:db8:7::/64", "gateway": "192.0.2.1,2001:db8:7::1"}
+
+
+def test_routes_annotation_joins_the_result_and_bad_routes_are_refused(cluster: Cluster):
+    routes = '[{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]'
+    reply = cluster.add(cluster.pod("routed", annotations={note("routes"): routes}))
+    assert reply.status == 200, reply.body
+    assert reply.body["routes"] == [{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]
+    bad = cluster.add(cluster.pod("misrouted", annotations={note("routes"): '[{"dst": "nowhere"}]'}))
+    assert bad.status == 400 and bad.message.startswith(f"{note('routes')}[0].dst:"), bad.body
+    assert cluster.events("misrouted")
+
+
+def test_ip_family_on_a_single_stack_subnet(cluster: Cluster):
+    assert cluster.add(cluster.pod("v4", annotations={note("ip_family"): "ipv4"})).body["ips"][0]["address"] == "192.0.2.11/24"
+    v6 = cluster.add(cluster.pod("v6", annotations={note("ip_family"): "ipv6"}))
+    assert v6.status == 400 and v6.message == f"{note('ip_family')}: IPv6 asked, but no subnet of network macvlan.default has IPv6"
+    assert "IPv6 asked" in cluster.events("v6")[0]["message"]
+    odd = cluster.add(cluster.pod("odd", annotations={note("ip_family"): "dual"}))
+    assert odd.status == 400 and odd.message == f"{note('ip_family')}: 'dual': expected ipv4 or ipv6"
+    assert not cluster.allocations("v6") and not cluster.allocations("odd")
+
+
+def test_ip_family_and_pools_on_a_dual_stack_subnet(make_cluster):
+    cluster = make_cluster(subnet=DUAL)
+    both = cluster.add(cluster.pod("both")).body["ips"]
+    assert [ip["family"] for ip in both] == [4, 6]
+    only6 = cluster.add(cluster.pod("only6", annotations={note("ip_family", "net1"): "ipv6"}))
+    assert [ip["address"] for ip in only6.body["ips"]] == ["2001:db8:7::3/64"], only6.body
+    clash = cluster.add(cluster.pod("clash", annotations={note("ip_family"): "ipv4", note("ip_address"): "2001:db8:7::50"}))
+    assert clash.status == 400 and "ip_family asks for IPv4 only" in clash.message
+    # One dual-stack rule for every pool form: a family the pool does not list comes from
+    # the subnet's dynamic space.
+    assert cluster.daemon.client.post("/v1/pools", {"name": "v4-only", "subnet": "net1", "ips": ["192.0.2.100"]}).status == 201
+    named = cluster.add(cluster.pod("named", annotations={note("ip_pool"): "v4-only"})).body["ips"]
+    listed = cluster.add(cluster.pod("listed", annotations={note("ip_pool"): "192.0.2.110"})).body["ips"]
+    assert [(ip["family"], ip["address"]) for ip in named] == [(4, "192.0.2.100/24"), (6, "2001:db8:7::4/64")]
+    assert [(ip["family"], ip["address"]) for ip in listed] == [(4, "192.0.2.110/24"), (6, "2001:db8:7::5/64")]
+    pooled4 = cluster.add(cluster.pod("pooled4", annotations={note("ip_pool"): "v4-only", note("ip_family"): "ipv6"}))
+    assert pooled4.status == 400 and pooled4.message == f"{note('ip_family')}: pool v4-only has no IPv6 member"
+
+
+def test_a_mac_annotation_without_the_runtime_mac_raises_an_event(cluster: Cluster):
+    reply = cluster.add(cluster.pod("macless", annotations={note("mac_address"): "02:00:00:00:00:51"}))
+    assert reply.status == 200 and reply.body["mac"] == "02:00:00:00:00:51"
+    [event] = cluster.events("macless", reason="MacNotApplied")
+    assert '"capabilities": {"mac": true}' in event["message"] and "02:00:00:00:00:51 on net1" in event["message"]
+    passed = cluster.add(cluster.pod("macful", annotations={note("mac_address"): "02:00:00:00:00:52"}), mac="02:00:00:00:00:52")
+    assert passed.status == 200 and not cluster.events("macful", reason="MacNotApplied")
+
+
+def test_statefulset_ordinals_start_counts_pool_members_from_start(cluster: Cluster):
+    assert cluster.daemon.client.post("/v1/pools", {"name": "db-pool", "subnet": "net1", "ips": ["192.0.2.100..192.0.2.102"]}).status == 201
+    sts = cluster.api.create_statefulset("pg", replicas=3)
+    cluster.api.update("statefulsets", "pg", lambda obj: obj["spec"].__setitem__("ordinals", {"start": 5}))
+    pod = cluster.statefulset_pod(sts, 6, annotations={note("ip_pool"): "db-pool"})
+    reply = cluster.add(pod)
+    assert reply.body["ips"][0]["address"] == "192.0.2.101/24", reply.body
+    # ordinal 6 of 5..7 is not scaled away: a DEL while the pod lives keeps its address.
+    assert cluster.delete(pod).body == {"released": 0, "kept": True}
+    below = cluster.add(cluster.statefulset_pod(sts, 2, annotations={note("ip_pool"): "db-pool"}))
+    assert below.status == 400 and "below spec.ordinals.start 5" in below.message
