@@ -78,6 +78,28 @@ def install_cni(dest: str, names: list[str], *, binary: Path | None = None) -> l
     return installed
 
 
+def link_socket(spec: str) -> Path:
+    """Makes ``LINK`` a symlink to ``TARGET`` (``LINK=TARGET``), for clients with a fixed socket path.
+
+    Kube-OVN NADs name ``/run/openvswitch/kube-ovn-daemon.sock`` in ``server_socket``: a
+    link there lets them reach ipamd unedited. A file that is not a symlink (Kube-OVN's own
+    socket, on a cluster still running it) is never replaced.
+    """
+    link_text, equals, target = spec.partition("=")
+    if not equals or not link_text.startswith("/") or not target.startswith("/"):
+        raise OSError(f"--link-socket {spec!r}: expected /absolute/link=/absolute/target")
+    link = Path(link_text)
+    if link.exists() or link.is_symlink():
+        if not link.is_symlink():
+            raise OSError(f"{link} exists and is not a symlink (Kube-OVN's own socket?): refusing to replace it")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temp = link.with_name(f".{link.name}.{os.getpid()}")
+    temp.unlink(missing_ok=True)
+    os.symlink(target, temp)
+    os.replace(temp, link)
+    return link
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ipamd", description="cluster-wide IPAM for Kubernetes secondary networks")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     install_parser.add_argument("--dest", required=True, help="CNI bin directory, e.g. /opt/cni/bin")
     install_parser.add_argument("--name", default="ipamd", help="file name of the plugin")
     install_parser.add_argument("--also-as", action="append", default=[], help="install a copy under another name, e.g. kube-ovn")
+    install_parser.add_argument(
+        "--link-socket", action="append", default=[], metavar="LINK=TARGET",
+        help="also make LINK a symlink to the daemon's socket TARGET, e.g. /run/openvswitch/kube-ovn-daemon.sock=/run/ipamd/ipamd.sock",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -109,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "install-cni":
             for path in install_cni(args.dest, [args.name, *args.also_as]):
                 print(f"installed {path}")
+            for spec in args.link_socket:
+                print(f"linked {link_socket(spec)}")
     except IpamError as e:
         print(f"ipamd: {e.message}", file=sys.stderr)
         return 2

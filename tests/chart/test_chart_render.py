@@ -364,6 +364,15 @@ def test_cni_dir_changed_and_kube_ovn_alias(render: Any) -> None:
     assert "kube-ovn" in rendered.notes and "/var/lib/cni/bin" in rendered.notes
 
 
+def test_kube_ovn_socket_link(render: Any) -> None:
+    assert "kube-ovn-socket-dir" not in str(render({}).objects)
+    rendered = render({"cni": {"binDir": "/opt/cni/bin", "alsoAsKubeOvn": True, "kubeOvnSocket": True}, "socket": {"hostDir": "/var/run/ipamd"}})
+    assert rendered.volume("kube-ovn-socket-dir")["hostPath"] == {"path": "/run/openvswitch", "type": "DirectoryOrCreate"}
+    assert rendered.mounts(rendered.init)["/host/run/openvswitch"]["name"] == "kube-ovn-socket-dir"
+    # The link's target is read on the host, where the shim connects: the host-side path.
+    assert rendered.init["args"][-1] == "--link-socket=/host/run/openvswitch/kube-ovn-daemon.sock=/var/run/ipamd/ipamd.sock"
+
+
 def test_socket_group_and_host_dir(render: Any) -> None:
     rendered = render({"socket": {"group": "1234", "hostDir": "/var/run/ipamd"}})
     assert rendered.flag("socket-group") == "1234"

@@ -119,3 +119,30 @@ def test_the_plugin_runs_in_an_empty_chroot_with_no_environment(jail: Path, tmp_
     finally:
         daemon.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_install_cni_links_kube_ovns_socket_path_to_the_daemon_and_never_replaces_a_real_socket(tmp_path: Path):
+    import socket as socketlib
+
+    daemon_socket = tmp_path / "ipamd.sock"
+    server = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    server.bind(str(daemon_socket))
+    server.listen(1)
+    link = tmp_path / "run" / "openvswitch" / "kube-ovn-daemon.sock"
+    try:
+        for _ in range(2):  # a restarted init container replaces its own link
+            done = install(tmp_path / "bin", "--link-socket", f"{link}={daemon_socket}")
+            assert done.returncode == 0, done.stderr
+            assert link.is_symlink() and os.readlink(link) == str(daemon_socket)
+        client = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        client.connect(str(link))  # a client with the fixed path reaches the daemon
+        client.close()
+        link.unlink()
+        real = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+        real.bind(str(link))  # Kube-OVN's own socket
+        refused = install(tmp_path / "bin", "--link-socket", f"{link}={daemon_socket}")
+        assert refused.returncode == 1 and "is not a symlink" in refused.stderr
+        assert not link.is_symlink()
+        real.close()
+    finally:
+        server.close()
