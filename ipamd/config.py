@@ -32,6 +32,7 @@ class Settings:
     log_level: str
     shutdown_timeout: float = 10.0
     insecure_read_only: bool = False
+    metrics_interval: float = 5.0
     adopt_annotations: bool = False
 
 
@@ -59,6 +60,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--log-format", choices=("text", "json"), default=env("IPAMD_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=env("IPAMD_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--metrics-interval", type=float, default=env("IPAMD_METRICS_INTERVAL", "5"),
+        help="seconds between refreshes of the usage gauges of /metrics, while it is scraped",
+    )
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM")
 
 
@@ -80,6 +85,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         log_level=args.log_level,
         shutdown_timeout=args.shutdown_timeout,
         insecure_read_only=args.insecure_read_only,
+        metrics_interval=args.metrics_interval,
         adopt_annotations=args.adopt_annotations,
     )
 
@@ -112,6 +118,12 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise InvalidInput(f"--listen {value!r}: expected HOST:PORT with a port from 1 to 65535", field="listen")
     return host, int(port)
+
+
+def check_metrics_interval(settings: Settings) -> None:
+    # NaN fails both comparisons too.
+    if not 0.1 <= settings.metrics_interval <= 3600:
+        raise InvalidInput(f"--metrics-interval {settings.metrics_interval:g}: expected 0.1 to 3600 seconds", field="metrics-interval")
 
 
 def check_listener(settings: Settings) -> tuple[str, int] | None:

@@ -1,20 +1,26 @@
-"""Prometheus metrics of one daemon: counters fed by events, usage gauges read at scrape time.
+"""Prometheus metrics of one daemon: counters fed by events, usage gauges refreshed in the background.
 
 Every application gets its own ``CollectorRegistry`` (several daemons can live in one test
 process). Counters move through ``Ipam.listeners`` and one thin middleware; the
 allocation hot path pays a clock read, a dictionary look-up and a counter increment.
-Subnet and pool usage is not tracked continuously: a scrape runs five aggregate queries
-(docs/metrics.md lists every name and label).
+Subnet and pool usage is not tracked continuously: a background task runs five aggregate
+queries at most every ``refresh_interval`` seconds and keeps the rendered text, so a
+scrape costs the same with 5 subnets as with 5,000 (docs/metrics.md lists every name and
+label). The task runs while somebody scrapes and pauses when nobody has for a while.
 
-I/O: the scrape reads the database through ``Ipam.reading()``; nothing else here does.
+I/O: the refresh reads the database through ``Ipam.read()``; nothing else here does.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
+import struct
 import time
+import zlib
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -51,6 +57,12 @@ ALLOCATING_ROUTES = {("POST", "/v1/cni/add"): "/v1/cni/add", ("POST", "/v1/alloc
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 FAMILY_LABEL = {4: "ipv4", 6: "ipv6"}
+
+DEFAULT_REFRESH_SECONDS = 5.0
+# Without a scrape for this many refresh intervals the usage task pauses; the next scrape
+# then waits for one refresh (at most FIRST_REFRESH_TIMEOUT) instead of reading old numbers.
+IDLE_INTERVALS = 20
+FIRST_REFRESH_TIMEOUT = 10.0
 
 # Every live Metrics, so that layers without an application at hand (the reconciler)
 # can count into whichever daemon runs them.
@@ -132,7 +144,7 @@ class UsageCollector(Collector):
 class Metrics:
     """The counters, histogram and usage gauges of one application."""
 
-    def __init__(self, ipam: Ipam) -> None:
+    def __init__(self, ipam: Ipam, *, refresh_interval: float = DEFAULT_REFRESH_SECONDS) -> None:
         self.ipam = ipam
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
@@ -162,8 +174,18 @@ class Metrics:
         self._latency_by_route = {route: self.latency.labels(route) for route in ALLOCATING_ROUTES.values()}
         self._ok_by_route = {route: self.requests.labels(route, "ok") for route in ALLOCATING_ROUTES.values()}
         self._allocated_by_subnet: dict[str, Any] = {}
+        # The usage gauges live in a registry of their own: rendered by the background
+        # refresh, never by a scrape.
         self.usage = UsageCollector()
-        registry.register(self.usage)
+        self.usage_registry = CollectorRegistry(auto_describe=True)
+        self.usage_registry.register(self.usage)
+        self.refresh_interval = refresh_interval
+        self._usage_text: bytes | None = None
+        self._usage_deflated = b""
+        self._usage_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._last_scrape = 0.0
+        self._refresher: asyncio.Task[None] | None = None
         # Parsed specs by row id, each with the stored form it came from (ids of deleted rows
         # are reused by SQLite, so the id alone does not name one spec forever).
         self._subnet_specs: dict[int, tuple[Any, Any]] = {}
@@ -219,6 +241,43 @@ class Metrics:
     # ------------------------------------------------------------------ scrape
 
     async def scrape(self, request: web.Request) -> web.Response:
+        """Renders the counters and appends the usage text the background task last rendered."""
+        self._last_scrape = time.monotonic()
+        if self._refresher is None or self._refresher.done():
+            self._refresher = asyncio.create_task(self._refresh_while_scraped(), name="ipamd-metrics-usage")
+        if self._usage_text is None:
+            # The first scrape (or the first after a pause) waits for one refresh.
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIRST_REFRESH_TIMEOUT):
+                    await self._usage_ready.wait()
+        counters = prometheus_client.generate_latest(self.registry)
+        usage = self._usage_text or b""
+        if "gzip" not in request.headers.get("Accept-Encoding", "") or not usage:
+            return web.Response(body=counters + usage, headers={"Content-Type": CONTENT_TYPE})
+        # Prometheus asks for gzip: the usage text was compressed when it was rendered.
+        body = gzip_joined(counters, usage, self._usage_deflated)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE, "Content-Encoding": "gzip"})
+
+    async def _refresh_while_scraped(self) -> None:
+        """Refreshes the usage text every ``refresh_interval`` while scrapes keep coming."""
+        while True:
+            while time.monotonic() - self._last_scrape < self.refresh_interval * IDLE_INTERVALS:
+                await self.refresh_usage()
+                # A timer, not a synchronisation: the next refresh is due then, or earlier
+                # when a scrape finds no usage text.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.refresh_interval):
+                        await self._wake.wait()
+                self._wake.clear()
+            # Nobody scrapes: stop reading the database until somebody does again.
+            self._usage_text = None
+            self._usage_ready.clear()
+            await self._wake.wait()
+            self._wake.clear()
+
+    async def refresh_usage(self) -> None:
+        """Reads usage once and renders its gauges; a failed read leaves the gauges out."""
         try:
             self.usage.snapshot = await self.read_usage()
         except Unavailable as e:
@@ -226,9 +285,24 @@ class Metrics:
             self.database_errors.inc()
             self.usage.snapshot = UsageSnapshot()
             log.warning("metrics: usage gauges skipped: %s", e.message)
-        # No await between setting the snapshot and rendering it: scrapes cannot interleave.
-        body = prometheus_client.generate_latest(self.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+        except Exception:
+            # Whatever breaks one refresh must not stop the next ones.
+            log.exception("metrics: usage refresh failed")
+            self.usage.snapshot = UsageSnapshot()
+        # Rendering and compressing 5,000 subnets takes tens of milliseconds: off the event loop.
+        self._usage_text, self._usage_deflated = await asyncio.to_thread(self._render_usage)
+        self._usage_ready.set()
+
+    def _render_usage(self) -> tuple[bytes, bytes]:
+        text = prometheus_client.generate_latest(self.usage_registry)
+        return text, deflate_part(text)
+
+    async def stop(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
 
     async def read_usage(self) -> UsageSnapshot:
         """Returns capacity and use of every subnet family and pool, in five aggregate queries."""
@@ -318,15 +392,43 @@ class Metrics:
         return spec
 
 
+def deflate_part(data: bytes) -> bytes:
+    """Returns ``data`` as raw deflate blocks that refer to nothing before them and end
+    byte-aligned without a final block, so that they can follow other such blocks."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+# A gzip member header (no name, no time) and the empty final deflate block.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+_FINAL_BLOCK = b"\x03\x00"
+
+
+def gzip_joined(head: bytes, tail: bytes, tail_deflated: bytes) -> bytes:
+    """Returns one gzip member holding ``head + tail``, compressing only ``head``.
+
+    One member, not two concatenated: every gzip reader handles it. The checksum still
+    reads ``tail`` (about a gigabyte a second); the compression of it is reused.
+    """
+    crc = zlib.crc32(tail, zlib.crc32(head))
+    size = (len(head) + len(tail)) & 0xFFFFFFFF
+    return _GZIP_HEADER + deflate_part(head) + tail_deflated + _FINAL_BLOCK + struct.pack("<II", crc, size)
+
+
 def _route_of(request: web.Request) -> str:
     """Returns the route template (``/v1/subnets/{name}``), never the raw path: labels stay few."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else "unmatched"
 
 
-def install(app: web.Application, ipam: Ipam) -> Metrics:
+def install(app: web.Application, ipam: Ipam, *, refresh_interval: float = DEFAULT_REFRESH_SECONDS) -> Metrics:
     """Adds ``/metrics``, the measuring middleware and the event listener to ``app``."""
-    metrics = Metrics(ipam)
+    metrics = Metrics(ipam, refresh_interval=refresh_interval)
+
+    async def stop(_: web.Application) -> None:
+        await metrics.stop()
+
+    app.on_cleanup.append(stop)
     app[METRICS] = metrics
     ipam.listeners.append(metrics.on_event)
     # Innermost: it sees the domain errors before the error middleware turns them into responses.

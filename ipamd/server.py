@@ -23,7 +23,7 @@ from ipamd import declarative
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
-from ipamd.config import Settings, check_listener
+from ipamd.config import Settings, check_listener, check_metrics_interval
 from ipamd.errors import InvalidInput, Unavailable
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
@@ -194,15 +194,16 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
 async def serve(settings: Settings) -> None:
     # Flags first: a refused listener must not wait for (or migrate) a database.
     listen_address = check_listener(settings)
+    check_metrics_interval(settings)
     socket_gid = socket_group_id(settings.socket_group)
-    # Before the database: a second daemon on a live socket gives up at once, changing nothing.
-    socket_lock = claim_socket_path(settings.socket)
     if settings.adopt_annotations and not settings.kubernetes:
         raise InvalidInput("--adopt-annotations reads pods: it needs --kubernetes", field="adopt-annotations")
     url = normalize_url(settings.database_url)
+    tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
+    # Before the database: a second daemon on a live socket gives up at once, changing nothing.
+    socket_lock = claim_socket_path(settings.socket)
     database = open_database(url)
     log.info("database %s", safe_url(url))
-    tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
     if settings.migrate:
         await migrate_when_reachable(database, url)
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
@@ -217,7 +218,7 @@ async def serve(settings: Settings) -> None:
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
         if settings.adopt_annotations:
             adopt = kubernetes.adopt_annotations
-    app = create_app(ipam, policy=policy, tokens=tokens)
+    app = create_app(ipam, policy=policy, tokens=tokens, metrics_interval=settings.metrics_interval)
     stops: list[Callable[[], Awaitable[None]]] = []
     # The declared configuration goes in before the first request can see the subnets.
     stop_config = await declarative.start_hook(ipam, settings, app)

@@ -18,7 +18,10 @@ RESOURCE_ROUTES = (
 )
 
 
-def create_app(ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None) -> web.Application:
+def create_app(
+    ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None,
+    metrics_interval: float = metrics.DEFAULT_REFRESH_SECONDS,
+) -> web.Application:
     """Returns the application serving the REST API and the CNI endpoints."""
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[IPAM] = ipam
@@ -26,5 +29,5 @@ def create_app(ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: To
     app[TOKENS] = tokens
     for table in RESOURCE_ROUTES:
         app.add_routes(table)
-    metrics.install(app, ipam)
+    metrics.install(app, ipam, refresh_interval=metrics_interval)
     return app

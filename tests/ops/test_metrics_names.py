@@ -6,8 +6,11 @@ daemon process can host several applications, each with its own registry.
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +142,60 @@ def test_grafana_dashboard_uses_documented_metrics_only() -> None:
     assert used <= set(documented) | histograms
     # Every documented family has a panel.
     assert {name for name in documented} <= {name.removesuffix("_bucket") for name in used}
+
+
+def _used(daemon: Daemon, subnet: str) -> float | None:
+    return sample(daemon.client.get("/metrics").raw.decode(), "ipamd_subnet_used_addresses", subnet=subnet, family="ipv4")
+
+
+def _add(daemon: Daemon, pod: str) -> None:
+    body = {"containerId": pod, "ifName": "net1", "network": "n", "podNamespace": "ns", "podName": pod, "ipam": {"provider": "m.ns"}}
+    assert daemon.client.post("/v1/cni/add", body).status == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_scrape_serves_cached_usage_and_counters_live(tmp_path: Path, database_url: str) -> None:
+    # An interval no test outlives: whatever a scrape shows of usage was read before it.
+    daemon = Daemon(tmp_path, database_url, extra_args=("--metrics-interval", "3600")).start()
+    try:
+        assert daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status == 201
+        assert _used(daemon, "m1") == 0  # the first scrape waits for the first refresh
+        _add(daemon, "a")
+        text = daemon.client.get("/metrics").raw.decode()
+        assert sample(text, "ipamd_subnet_used_addresses", subnet="m1", family="ipv4") == 0  # cached, not recomputed
+        assert sample(text, "ipamd_allocations_total", subnet="m1") == 1  # counters are live
+        # What Prometheus asks for: gzip, one member, the same text.
+        compressed = daemon.client.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        assert compressed.raw[:2] == b"\x1f\x8b"
+        assert gzip.decompress(compressed.raw).decode() == daemon.client.get("/metrics").raw.decode()
+        assert zlib.decompressobj(wbits=31).decompress(compressed.raw).decode().endswith(text.partition("ipamd_subnet_capacity")[2])
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_usage_is_refreshed_in_the_background(tmp_path: Path, database_url: str) -> None:
+    daemon = Daemon(tmp_path, database_url, extra_args=("--metrics-interval", "0.2")).start()
+    try:
+        assert daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status == 201
+        assert _used(daemon, "m1") == 0
+        _add(daemon, "a")
+        _add(daemon, "b")
+        deadline = time.monotonic() + 30
+        while _used(daemon, "m1") != 2:
+            assert time.monotonic() < deadline, "the usage gauges were never refreshed"
+            time.sleep(0.05)
+    finally:
+        daemon.stop()
+
+
+@pytest.mark.parametrize("interval", ["0", "-1", "nan", "99999"])
+def test_metrics_interval_is_checked(tmp_path: Path, interval: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
+         "--metrics-interval", interval], cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "--metrics-interval" in result.stderr and "0.1 to 3600" in result.stderr, result.stderr
