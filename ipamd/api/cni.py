@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ log = logging.getLogger("ipamd.cni")
 
 IDENTITY_FIELDS = frozenset({"containerId", "ifName", "netns", "network", "podNamespace", "podName", "podUid", "ipam", "cniVersion"})
 ADD_FIELDS = IDENTITY_FIELDS | {"ips", "mac"}
+ADOPT_FIELDS = ADD_FIELDS | {"node"}
 CHECK_FIELDS = IDENTITY_FIELDS | {"prevResult"}
 GC_FIELDS = frozenset({"network", "ipam", "validAttachments", "cniVersion"})
 
@@ -98,9 +100,15 @@ def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 
-async def _add(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = False) -> dict[str, Any]:
     ipam, policy = app[IPAM], app[POLICY]
-    add_request = parse_add_request(body, known=ADD_FIELDS)
+    add_request = parse_add_request(body, known=ADOPT_FIELDS if adopt else ADD_FIELDS)
+    if adopt:
+        # An address another IPAM gave a running pod (ipamctl import): held for the pod's
+        # node, and not a CNI GC's to collect until the pod's own ADD on that node takes it.
+        if not add_request.static_ips:
+            raise InvalidInput("required: the addresses the pod holds", field="ips")
+        add_request = replace(add_request, origin="import", node=_string(body, "node", required=False))
     # Read before allocating: an unreadable file must not leave an address held.
     from_file = await _resolv_conf(add_request.network.resolv_conf) if add_request.network.resolv_conf else None
     try:
@@ -197,6 +205,11 @@ def _refuse_retired_shim(request: web.Request) -> None:
 async def add(request: web.Request) -> web.Response:
     _refuse_retired_shim(request)
     return json_response(await _add(request.app, await json_object(request)))
+
+
+@routes.post("/v1/cni/adopt")
+async def adopt(request: web.Request) -> web.Response:
+    return json_response(await _add(request.app, await json_object(request), adopt=True))
 
 
 @routes.post("/v1/cni/del")

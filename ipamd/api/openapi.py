@@ -241,6 +241,23 @@ SCHEMAS: dict[str, Schema] = {
         },
         required=("containerId", "ifName", "network", "ipam"),
     ),
+    "CniAdoptRequest": strict(
+        {
+            "containerId": STRING,
+            "ifName": STRING,
+            "netns": nullable(STRING),
+            "network": STRING,
+            "podNamespace": nullable(STRING),
+            "podName": nullable(STRING),
+            "podUid": nullable(STRING),
+            "ipam": ref("CniIpam"),
+            "cniVersion": STRING,
+            "ips": {"type": "array", "items": STRING, "minItems": 1, "maxItems": 2},
+            "mac": nullable(STRING),
+            "node": nullable({"type": "string", "description": "the pod's node (default: this daemon's)"}),
+        },
+        required=("containerId", "ifName", "network", "ipam", "ips"),
+    ),
     "CniCheckRequest": strict(
         {
             "containerId": STRING,
@@ -386,6 +403,13 @@ PATHS: dict[str, Schema] = {
             errors=("404", "409"), body="CniAddRequest", changes_state=True, tag="cni",
         )
     },
+    "/v1/cni/adopt": {
+        "post": operation(
+            "record an address another IPAM gave a running pod (ipamctl import); a CNI GC leaves it alone",
+            {"200": ok("the attachment's addresses", "CniAddResponse")},
+            errors=("400", "404", "409"), body="CniAdoptRequest", changes_state=True, tag="cni",
+        )
+    },
     "/v1/cni/del": {
         "post": operation(
             "release for a CNI DEL (unknown attachments are fine)", {"200": ok("how many allocations were released", "CniDelResponse")},
@@ -497,6 +521,7 @@ OPERATION_IDS = {
     ("/metrics", "get"): "metrics",
     ("/openapi.json", "get"): "openapi",
     ("/v1/cni/add", "post"): "cniAdd",
+    ("/v1/cni/adopt", "post"): "cniAdopt",
     ("/v1/cni/del", "post"): "cniDel",
     ("/v1/cni/check", "post"): "cniCheck",
     ("/v1/cni/gc", "post"): "cniGc",

@@ -51,6 +51,7 @@ class Adoption:
     ips: tuple[str, ...]
     mac: str | None = None
     notes: tuple[str, ...] = field(default=())
+    node: str | None = None
 
     @property
     def label(self) -> str:
@@ -58,7 +59,7 @@ class Adoption:
         return f"{who} {self.interface} {','.join(self.ips)} ({self.source})"
 
     def cni_add(self) -> JSON:
-        """Returns the body of ``POST /v1/cni/add`` asking for exactly these addresses."""
+        """Returns the body of ``POST /v1/cni/adopt`` asking for exactly these addresses."""
         body: JSON = {
             # Without the sandbox's id (Kube-OVN annotations alone) the next ADD of the pod
             # records its real one; "imported" only marks where the allocation came from.
@@ -73,6 +74,8 @@ class Adoption:
             body["podName"] = self.pod
         if self.mac:
             body["mac"] = self.mac
+        if self.node:
+            body["node"] = self.node
         return body
 
 
@@ -103,6 +106,12 @@ def _annotations(pod: Mapping[str, Any]) -> Mapping[str, str]:
 
 def pod_ref(pod: Mapping[str, Any]) -> tuple[str, str]:
     return str(_meta(pod).get("namespace") or ""), str(_meta(pod).get("name") or "")
+
+
+def node_of(pod: Mapping[str, Any]) -> str | None:
+    spec = pod.get("spec")
+    node = spec.get("nodeName") if isinstance(spec, Mapping) else None
+    return node if isinstance(node, str) and node else None
 
 
 def running(pod: Mapping[str, Any]) -> bool:
@@ -240,7 +249,7 @@ def _add_kube_ovn(plan: Plan, pod: Mapping[str, Any], provider: str, ips: tuple[
             source=source, network=nad[1] if nad else provider, ipam={"type": "ipamd", "provider": provider},
             namespace=namespace, pod=name, interface=interface,
             container_id=container_id if isinstance(container_id, str) and container_id else None,
-            ips=ips, mac=mac if isinstance(mac, str) else None, notes=(note,) if note else (),
+            ips=ips, mac=mac if isinstance(mac, str) else None, notes=(note,) if note else (), node=node_of(pod),
         )
     )
 
@@ -365,7 +374,7 @@ def whereabouts(
                 Adoption(
                     source=source, network=network, ipam=ipam, namespace=namespace, pod=name, interface=interface,
                     container_id=container if isinstance(container, str) and container else None,
-                    ips=(address,), notes=(note,) if note else (),
+                    ips=(address,), notes=(note,) if note else (), node=node_of(pod),
                 )
             )
             adopted.add((namespace, name, address))
@@ -456,8 +465,10 @@ def host_local(
             container_id, interface = lines[0], lines[1] if len(lines) > 1 else None
             owners = [pod for pod in live if _holds(pod, address, interface)]
             notes: tuple[str, ...] = ()
+            node = None
             if len(owners) == 1:
                 namespace, pod_name = pod_ref(owners[0])
+                node = node_of(owners[0])
                 if interface is None:
                     interface, _ = interface_of(owners[0], nad=None, address=address)
             else:
@@ -466,7 +477,7 @@ def host_local(
             plan.adoptions.append(
                 Adoption(
                     source=source, network=network, ipam=ipam, namespace=namespace, pod=pod_name,
-                    interface=interface or "eth0", container_id=container_id, ips=(address,), notes=notes,
+                    interface=interface or "eth0", container_id=container_id, ips=(address,), notes=notes, node=node,
                 )
             )
     return plan

@@ -3,9 +3,10 @@ host-local before ipamd hands out anything (docs/deploy.md, "Migrating with runn
 
 The objects come from the Kubernetes API (``--kubeconfig``, or in-cluster credentials) or
 from files saved with ``kubectl get -o json|yaml`` (``--from-file``); host-local leases from
-its data directory. Each live attachment becomes one CNI ADD asking for exactly its
-addresses, so ipamd records them under the same key its later ADDs use; an address held
-by someone else is reported as a conflict and nothing is overwritten.
+its data directory. Each live attachment becomes one ADD (``POST /v1/cni/adopt``) asking
+for exactly its addresses, so ipamd records them under the same key its later ADDs use,
+for the pod's node; an address held by someone else is reported as a conflict and
+nothing is overwritten.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def run_import(client: Client, args: Any, say: Callable[[str], None], warn: Call
             say(f"would adopt {adoption.label}{suffix}")
             continue
         try:
-            result = client.post("/v1/cni/add", adoption.cni_add())
+            result = client.post("/v1/cni/adopt", adoption.cni_add())
         except CtlError as e:
             if e.status is None or e.status >= 500 or e.code == "unavailable":
                 raise

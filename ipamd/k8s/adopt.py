@@ -51,7 +51,7 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             network = parse_network_request(adoption.ipam, network_name=adoption.network)
             request = AddRequest(
                 owner=Owner(network_key=network.network_key, namespace=adoption.namespace, pod=adoption.pod, interface=adoption.interface),
-                network=network, pod_uid=uid_of(pod) or None, static_ips=adoption.ips, mac=adoption.mac, node=node,
+                network=network, pod_uid=uid_of(pod) or None, static_ips=adoption.ips, mac=adoption.mac, node=node, origin="import",
                 field_prefix=f"{network.network_key}.kubernetes.io/ip_address",
             )
             allocation = await ipam.allocate(request)

@@ -166,6 +166,10 @@ class Allocation(ServiceBase):
         for column, value in (("container_id", request.container_id), ("pod_uid", request.pod_uid), ("netns", request.netns), ("node", request.node or self.node)):
             if value is not None and getattr(row, column) != value:
                 changes[column] = value
+        if request.origin == "cni" and row.origin != "cni":
+            # The pod's own ADD on its node takes over an adopted allocation: from now on
+            # it is that node's CNI GC's to collect.
+            changes["origin"] = "cni"
         if request.hold != row.hold and request.hold is not None:
             changes["hold"] = request.hold
         if changes:

@@ -156,7 +156,9 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
     master, _ = topo.veth()
     config = {
         "cniVersion": "0.3.0", "name": nad, "type": "macvlan", "master": master, "mode": "bridge",
-        "ipam": {"type": "kube-ovn", "server_socket": ipamd.socket, "provider": provider},
+        "ipam": {"type": "kube-ovn", "server_socket": ipamd.socket, "provider": provider,
+                 # Kube-OVN's provider form may carry routes: they reach the interface.
+                 "routes": [{"dst": "203.0.113.0/24", "gw": "198.18.52.254"}]},
     }
     installed = cni_bin / "kube-ovn"
     # The same static binary under the name Kube-OVN NADs call.
@@ -167,6 +169,7 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
     (ip,) = result["ips"]
     assert ip["version"] == "4" and ip["address"].startswith("198.18.52.") and ip["gateway"] == "198.18.52.1"
     assert ns_addresses(pod.netns) == [ip["address"]]
+    assert any(r["dst"] == "203.0.113.0/24" and r.get("gateway") == "198.18.52.254" for r in ns_routes(pod.netns))
     (held,) = allocations(ipamd, net["name"])
     assert (held["owner"]["namespace"], held["owner"]["pod"], held["networkKey"]) == ("default", pod.pod, provider)
     pod.delete().expect_ok()
@@ -175,15 +178,15 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
 
 def test_overlapping_whereabouts_ranges_share_addresses_unless_network_names_differ(cni, ipamd, topo):
     master, _ = topo.veth()
-    wide = macvlan_config(unique("wb-wide-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.52.0/28"})
-    narrow = macvlan_config(unique("wb-narrow-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.52.0/29"})
+    wide = macvlan_config(unique("wb-wide-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/28"})
+    narrow = macvlan_config(unique("wb-narrow-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/29"})
     pods = [Attachment(cni, "macvlan", config, topo.netns()) for config in (narrow, wide)]
     first = [pod.add().expect_ok()["ips"][0]["address"].split("/")[0] for pod in pods]
-    assert first == ["198.18.52.1", "198.18.52.2"]
-    assert [ns_addresses(pod.netns) for pod in pods] == [["198.18.52.1/29"], ["198.18.52.2/28"]]
+    assert first == ["198.18.54.1", "198.18.54.2"]
+    assert [ns_addresses(pod.netns) for pod in pods] == [["198.18.54.1/29"], ["198.18.54.2/28"]]
     rest = _fill(cni, narrow, 4) + _fill(cni, wide, 8)
     every = first + [a.split("/")[0] for a in rest]
-    assert sorted(every, key=lambda a: int(a.rsplit(".", 1)[1])) == [f"198.18.52.{n}" for n in range(1, 15)]
+    assert sorted(every, key=lambda a: int(a.rsplit(".", 1)[1])) == [f"198.18.54.{n}" for n in range(1, 15)]
     for config in (narrow, wide):
         exhausted = cni.run("ipamd", "ADD", config, container_id=unique("c", 16), pod=unique("pod-"))
         assert exhausted.returncode != 0 and exhausted.code == 102, exhausted.describe()
@@ -191,7 +194,7 @@ def test_overlapping_whereabouts_ranges_share_addresses_unless_network_names_dif
     # Different network_names are different address spaces: both may hand out .1.
     tenants = [
         macvlan_config(unique("wb-t-"), master, {"type": "ipamd", "server_socket": ipamd.socket,
-                                                  "range": "198.18.53.0/28", "network_name": unique("tenant-")})
+                                                  "range": "198.18.55.0/28", "network_name": unique("tenant-")})
         for _ in range(2)
     ]
-    assert [_fill(cni, config, 1) for config in tenants] == [["198.18.53.1/28"], ["198.18.53.1/28"]]
+    assert [_fill(cni, config, 1) for config in tenants] == [["198.18.55.1/28"], ["198.18.55.1/28"]]

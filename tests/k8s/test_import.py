@@ -76,6 +76,12 @@ def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
     [adopted] = cluster.allocations("legacy-b")
     assert adopted["addresses"][0]["address"] == "192.0.2.12"
     assert adopted["owner"]["containerId"] == "sandbox-of-b" and adopted["networkKey"] == "macvlan.default"
+    # A CNI GC that lists none of them leaves adopted attachments alone (no runtime made them).
+    gc = cluster.daemon.client.post("/v1/cni/gc", {
+        "network": "macvlan", "ipam": {"type": "ipamd", "provider": "macvlan.default"},
+        "validAttachments": [{"containerId": kept["owner"]["containerId"], "ifName": "net1"}]})
+    assert gc.status == 200 and gc.body == {"released": 0}, gc.body
+    assert cluster.allocations("legacy-b")
 
     # A new pod never gets an adopted address; the adopted pod's next sandbox keeps its own.
     assert cluster.add(cluster.pod("fresh")).body["ips"][0]["address"] == "192.0.2.13/24"
