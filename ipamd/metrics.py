@@ -51,6 +51,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # The routes that allocate; their latency and outcome are measured.
 ALLOCATING_ROUTES = {("POST", "/v1/cni/add"): "/v1/cni/add", ("POST", "/v1/allocations"): "/v1/allocations"}
+# The CNI plugin's endpoint (/v1/cni/exec) answers failures inside a 200; it leaves the verb
+# and the error (or None) here for the middleware, which counts an ADD as /v1/cni/add.
+CNI_OUTCOME: web.RequestKey[tuple[str, IpamError | None]] = web.RequestKey("cni_outcome")
 
 # Allocation latency is dominated by one database transaction: from well under a
 # millisecond (SQLite, warm) to seconds (PostgreSQL under lock contention).
@@ -216,13 +219,15 @@ class Metrics:
         start = time.perf_counter()
         outcome = "ok"
         try:
-            return await handler(request)
+            response = await handler(request)
+            verb, error = request.get(CNI_OUTCOME, (None, None))
+            if verb == "ADD":
+                route = "/v1/cni/add"
+            if error is not None:
+                outcome = self._count_error(request, error)
+            return response
         except IpamError as e:
-            outcome = e.code
-            if e.code == "address_conflict":
-                self.conflicts.labels(_route_of(request)).inc()
-            elif isinstance(e, Unavailable):
-                self.database_errors.inc()
+            outcome = self._count_error(request, e)
             raise
         except web.HTTPException as e:
             outcome = "http_error" if e.status >= 400 else "ok"
@@ -237,6 +242,13 @@ class Metrics:
                     self._ok_by_route[route].inc()
                 else:
                     self.requests.labels(route, outcome).inc()
+
+    def _count_error(self, request: web.Request, error: IpamError) -> str:
+        if error.code == "address_conflict":
+            self.conflicts.labels(_route_of(request)).inc()
+        elif isinstance(error, Unavailable):
+            self.database_errors.inc()
+        return error.code
 
     # ------------------------------------------------------------------ scrape
 

@@ -19,11 +19,12 @@ from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.cni import protocol
-from ipamd.core.text import printable
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
 from ipamd.core.subnet import reject_unknown
+from ipamd.core.text import printable
 from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
+from ipamd.metrics import CNI_OUTCOME
 from ipamd.service import AddRequest
 
 routes = web.RouteTableDef()
@@ -286,11 +287,13 @@ async def execute(request: web.Request) -> web.Response:
     version = protocol.answer_version(body)
     try:
         invocation = protocol.parse_invocation(body)
+        request[CNI_OUTCOME] = (invocation.command, None)
         return json_response(protocol.success(await _execute(request.app, invocation)))
     except IpamError as e:
         error = e
     except Exception:
         log.exception("CNI %s failed", printable(command))
         error = IpamError("internal error; see the daemon log")
+    request[CNI_OUTCOME] = (command, error)
     log.info("CNI %s failed with code %d: %s", printable(command), error.cni_code, printable(error.message))
     return json_response(protocol.failure(error, version, command))

@@ -283,3 +283,18 @@ def test_text_log_lines_spell_out_control_characters_of_their_arguments():
     record = logging.makeLogRecord({"msg": "DEL of %s", "args": ("default/evil\nINFO forged line",), "levelname": "INFO"})
     line = TextFormatter("%(levelname)s %(message)s").format(record)
     assert line == "INFO DEL of default/evil\\nINFO forged line"
+
+
+async def test_adds_through_the_plugin_are_counted_as_cni_adds(daemon):
+    """Dashboards read route="/v1/cni/add" (docs/metrics.md): the plugin's endpoint keeps it."""
+    await daemon.subnet("tiny", "192.0.2.0/30")
+    config = netconf(provider="tiny.default")
+    assert (await daemon.exec("ADD", config, container_id="a")).exit_code == 0
+    assert (await daemon.exec("ADD", config, container_id="a")).exit_code == 0  # the same attachment again
+    (await daemon.exec("ADD", config, container_id="c")).error(102)
+    assert (await daemon.exec("DEL", config, container_id="a")).exit_code == 0
+    reply = await daemon.client.get("/metrics")
+    text = await reply.text()
+    assert 'ipamd_allocation_requests_total{outcome="ok",route="/v1/cni/add"} 2.0' in text, text
+    assert 'ipamd_allocation_requests_total{outcome="exhausted",route="/v1/cni/add"} 1.0' in text
+    assert 'ipamd_allocation_duration_seconds_count{route="/v1/cni/add"} 3.0' in text
