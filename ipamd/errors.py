@@ -114,6 +114,14 @@ class StalePod(IpamError):
     cni_code = 105
 
 
+class PreconditionFailed(IpamError):
+    """The object changed (or is another one) since the client read it: ``If-Match`` failed."""
+
+    http_status = 412
+    code = "precondition_failed"
+    cni_code = 100
+
+
 class Unavailable(IpamError):
     """The database cannot be reached: the caller should retry later."""
 

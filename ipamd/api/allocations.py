@@ -12,6 +12,7 @@ from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import InvalidInput
 from ipamd.service import AddRequest, owner_from
+from ipamd.service.allocation import allocation_etag
 
 routes = web.RouteTableDef()
 
@@ -30,7 +31,7 @@ async def list_all(request: web.Request) -> web.Response:
 
 @routes.get("/v1/allocations/{id}")
 async def get(request: web.Request) -> web.Response:
-    return json_response(await request.app[IPAM].get_allocation(path_int(request, "id")))
+    return _with_etag(await request.app[IPAM].get_allocation(path_int(request, "id")))
 
 
 @routes.post("/v1/allocations")
@@ -57,9 +58,26 @@ async def create(request: web.Request) -> web.Response:
         mac=mac,
         field_prefix="address",
     )
-    return json_response(await ipam.allocate(allocate), status=201)
+    return _with_etag(await ipam.allocate(allocate), status=201)
 
 
 @routes.delete("/v1/allocations/{id}")
 async def delete(request: web.Request) -> web.Response:
-    return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api"))
+    """Releases the allocation; with ``If-Match`` only while it is the one the client read."""
+    return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request)))
+
+
+def _with_etag(body: dict[str, Any], *, status: int = 200) -> web.Response:
+    response = json_response(body, status=status)
+    response.headers["ETag"] = allocation_etag(body)
+    return response
+
+
+def _if_match(request: web.Request) -> list[str] | None:
+    values = request.headers.getall("If-Match", [])
+    if not values:
+        return None
+    tags = [tag.strip() for value in values for tag in value.split(",") if tag.strip()]
+    if not tags or any(tag != "*" and not (len(tag) >= 2 and tag.startswith('"') and tag.endswith('"')) for tag in tags):
+        raise InvalidInput('expected "*" or entity tags in double quotes, as the ETag header gives them', field="If-Match")
+    return tags

@@ -319,6 +319,7 @@ ERROR_MEANINGS = {
     "403": "TCP listener: read-only token (or no tokens configured) on a state-changing route",
     "404": "the named object does not exist",
     "409": "address_conflict, exhausted, in_use or already_exists",
+    "412": "If-Match names another entity tag: the allocation passed to another pod instance since it was read",
     "413": "request body over 1 MiB",
     "503": "the database is unreachable; retry later",
 }
@@ -503,8 +504,15 @@ PATHS: dict[str, Schema] = {
             parameters=[ALLOCATION_ID], tag="allocations",
         ),
         "delete": operation(
-            "release every address of an allocation", {"200": ok("the released allocation", "Allocation")}, errors=("404",),
-            parameters=[ALLOCATION_ID], changes_state=True, tag="allocations",
+            "release every address of an allocation", {"200": ok("the released allocation", "Allocation")}, errors=("404", "412"),
+            parameters=[
+                ALLOCATION_ID,
+                {
+                    "name": "If-Match", "in": "header", "required": False, "schema": STRING,
+                    "description": "release only if the allocation still has this ETag (from GET or POST), or *",
+                },
+            ],
+            changes_state=True, tag="allocations",
         ),
     },
     "/v1/ips/{address}": {

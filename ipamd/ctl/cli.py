@@ -172,7 +172,12 @@ def cmd_delete(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_release(client: Client, args: argparse.Namespace) -> int:
-    allocation = client.delete(f"/v1/allocations/{_numeric(args.allocation_id, what='allocation')}")
+    path = f"/v1/allocations/{_numeric(args.allocation_id, what='allocation')}"
+    # Release exactly the allocation read here: if it passes to another pod instance in
+    # between, the daemon answers 412 instead of releasing the new holder.
+    _, headers = client.exchange("GET", path)
+    etag = headers.get("ETag")
+    allocation = client.delete(path, headers={"If-Match": etag} if etag else None)
     owner = allocation["owner"]
     pod = f"{owner['namespace']}/{owner['pod']}" if owner.get("namespace") else owner["pod"]
     print(f"allocation/{allocation['id']} released: {output.addresses_of(allocation)} of {pod} {owner['interface']} in subnet {allocation['subnet']}")

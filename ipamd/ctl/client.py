@@ -73,13 +73,21 @@ class Client:
             return http.client.HTTPSConnection(self.server.hostname or "", self.server.port, timeout=self.timeout)
         return http.client.HTTPConnection(self.server.hostname or "", self.server.port, timeout=self.timeout)
 
-    def request(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None) -> Any:
+    def request(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """Returns the decoded answer of a 2xx response; raises CtlError otherwise."""
+        return self.exchange(method, path, body, query=query, headers=headers)[0]
+
+    def exchange(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, http.client.HTTPMessage]:
+        """Returns the decoded answer of a 2xx response and its headers; raises CtlError otherwise."""
         if query:
             path = f"{path}?{urllib.parse.urlencode(query)}"
         if self.server is not None and self.server.path.rstrip("/"):
             path = self.server.path.rstrip("/") + path
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(headers or {})}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
@@ -101,7 +109,7 @@ class Client:
             raise CtlError(f"cannot talk to ipamd at {self.where}: {getattr(e, 'strerror', None) or e or type(e).__name__}") from e
         finally:
             connection.close()
-        return self._decode(response.status, data)
+        return self._decode(response.status, data), response.headers
 
     def _hint(self) -> str:
         if self.server is not None:
@@ -134,8 +142,8 @@ class Client:
     def put(self, path: str, body: Any) -> Any:
         return self.request("PUT", path, body)
 
-    def delete(self, path: str, *, query: dict[str, str] | None = None) -> Any:
-        return self.request("DELETE", path, query=query)
+    def delete(self, path: str, *, query: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> Any:
+        return self.request("DELETE", path, query=query, headers=headers)
 
     def find(self, path: str) -> Any | None:
         """Returns the object at ``path``, or None when the daemon answers 404."""

@@ -144,7 +144,8 @@ class Administration(ServiceBase):
             for first, last in stale:
                 conn.execute(
                     sa.delete(released).where(
-                        released.c.subnet_id == subnet.id, released.c.address >= first, released.c.address <= last
+                        released.c.subnet_id == subnet.id, released.c.family == version,
+                        released.c.address >= first, released.c.address <= last,
                     )
                 )
             space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
@@ -301,7 +302,7 @@ class Administration(ServiceBase):
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_reservation(raw, subnet=subnet.spec)
             text = ip_text(spec.address, spec.version)
-            existing = records.reservation_at(conn, subnet_id=subnet.id, address=spec.address)
+            existing = records.reservation_at(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
             if existing is not None:
                 raise AlreadyExists(f"{text} in subnet {subnet.name} is already reserved (reservation {existing.id})")
             holder = records.holder_of(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)

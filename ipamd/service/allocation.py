@@ -3,7 +3,9 @@ attachment (ADD is idempotent), pick or claim addresses, insert the row and its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import hashlib
+import json
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -16,9 +18,11 @@ from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
 from ipamd.core.subnet import SubnetSpec
-from ipamd.errors import AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, StalePod, Unavailable
+from ipamd.errors import (
+    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, StalePod, Unavailable,
+)
 from ipamd.logs import allocation_fields
-from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
+from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, AllocationChanged, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest
 from ipamd.store import records, space
 from ipamd.store.schema import address_events, allocations, pools, subnets
@@ -28,6 +32,21 @@ _SUBNETS_OF_PROVIDER = (
     sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
 )
 _INSERT_ALLOCATION = sa.insert(allocations)
+_UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+
+
+def allocation_etag(body: dict[str, Any]) -> str:
+    """Returns the entity tag of an allocation: it names one holder of these addresses.
+
+    It changes when the row is another one (a new id), or when the same row passes to
+    another pod instance (pod UID); a new sandbox of the same pod keeps it.
+    """
+    owner = body["owner"]
+    identity = [
+        body["id"], body["subnet"], body["networkKey"], owner["namespace"], owner["pod"], owner["interface"],
+        owner["podUid"], [a["address"] for a in body["addresses"]], body["createdAt"],
+    ]
+    return '"' + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20] + '"'
 
 
 class Allocation(ServiceBase):
@@ -60,7 +79,11 @@ class Allocation(ServiceBase):
         owner = request.owner
         existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
         if existing is not None:
-            return self._reuse(conn, existing, request), False
+            reused = self._reuse(conn, existing, request)
+            if reused is not None:
+                return reused, False
+            # A DEL released the row between our read and our update (PostgreSQL readers do
+            # not lock); it committed first, so this ADD allocates afresh.
 
         candidates = self._candidate_subnets(conn, request)
         mac = canonical_mac(request.mac, field="mac") if request.mac else None
@@ -143,8 +166,11 @@ class Allocation(ServiceBase):
             picks[layout.version] = address
         return picks
 
-    def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any]:
-        """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts."""
+    def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any] | None:
+        """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts.
+
+        Returns None when the row is gone by the time it is updated.
+        """
         subnet = self._subnet_by_id(conn, row.subnet_id)
         if request.check_uid and row.pod_uid and request.pod_uid != row.pod_uid and row.pod_uid != request.replaces_uid:
             # Another instance of the pod holds it (a recreated pod, or an ADD racing ours):
@@ -173,8 +199,9 @@ class Allocation(ServiceBase):
         if request.hold != row.hold and request.hold is not None:
             changes["hold"] = request.hold
         if changes:
-            conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(**changes))
-            row = (conn.execute(records.allocation_query().where(allocations.c.id == row.id))).one()
+            if conn.execute(_UPDATE_ALLOCATION.values(**changes), {"allocation_id": row.id}).rowcount == 0:
+                return None
+            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).one()
         return records.allocation_json(row, subnet.spec)
 
     def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet]:
@@ -284,7 +311,7 @@ class Allocation(ServiceBase):
                 holder = self._peer_holder(conn, peers, family, address)
             if holder is not None:
                 raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
-            reservation = records.reservation_at(conn, subnet_id=subnet.id, address=address)
+            reservation = records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address)
             if reservation is not None and not reservation_admits(reservation.owner, owner):
                 raise AddressConflict(
                     f"{ip_text(address, family)} in subnet {subnet.name} is reserved (reservation {reservation.id}"
@@ -406,12 +433,25 @@ class Allocation(ServiceBase):
             return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac)
         raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
 
-    async def release(self, allocation_id: int, *, reason: str = "api") -> dict[str, Any]:
+    async def release(self, allocation_id: int, *, reason: str = "api", if_match: Collection[str] | None = None) -> dict[str, Any]:
+        """Releases an allocation by id; with ``if_match``, only if its entity tag is one of them."""
         def run(conn: Connection) -> Any:
-            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
-            if row is None:
-                raise NotFound(f"allocation {allocation_id} not found")
-            return self._release_row(conn, row, reason=reason)
+            for _ in range(CONFLICT_RETRIES):
+                row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+                if row is None:
+                    raise NotFound(f"allocation {allocation_id} not found")
+                if if_match is not None and "*" not in if_match:
+                    etag = allocation_etag(records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec))
+                    if etag not in if_match:
+                        raise PreconditionFailed(
+                            f"allocation {allocation_id} is now {etag}, not {', '.join(if_match)}: it passed to another "
+                            "pod instance since it was read; read it again before releasing it"
+                        )
+                try:
+                    return self._release_row(conn, row, reason=reason)
+                except AllocationChanged:
+                    continue  # read it again: gone (404) or changed (check again)
+            raise Unavailable(f"allocation {allocation_id} kept changing while being released; retry")
 
         body: dict[str, Any] = await self._write(run)
         self._log_release(body, reason)
@@ -424,13 +464,15 @@ class Allocation(ServiceBase):
         late DEL of an old sandbox cannot take the address of its replacement.
         """
         def run(conn: Connection) -> Any:
-            row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
-            if row is None or (container_id is not None and row.container_id not in (None, container_id)):
-                return None
-            try:
-                return self._release_row(conn, row, reason=reason)
-            except NotFound:
-                return None  # released concurrently: DEL is idempotent
+            for _ in range(CONFLICT_RETRIES):
+                row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
+                if row is None or (container_id is not None and row.container_id not in (None, container_id)):
+                    return None
+                try:
+                    return self._release_row(conn, row, reason=reason)
+                except AllocationChanged:
+                    continue  # released (DEL is idempotent) or taken over by a new sandbox: look again
+            raise Unavailable(f"{owner.label} kept changing while being released; retry")
 
         body = await self._write(run)
         if body is None:

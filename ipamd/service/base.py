@@ -30,7 +30,14 @@ T = TypeVar("T")
 # Statements of the allocation and release paths, built once (see ipamd.store.space).
 _SUBNET_BY_ID = sa.select(subnets).where(subnets.c.id == sa.bindparam("subnet_id"))
 _SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
-_DELETE_ALLOCATION = sa.delete(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+# Deletes the row only as it was read: an ADD for a new sandbox may have taken the
+# attachment over meanwhile (container id, pod UID), and a DEL of the old sandbox must then
+# leave it alone.
+_DELETE_ALLOCATION = sa.delete(allocations).where(
+    allocations.c.id == sa.bindparam("allocation_id"),
+    allocations.c.container_id.is_not_distinct_from(sa.bindparam("container_id", type_=allocations.c.container_id.type)),
+    allocations.c.pod_uid.is_not_distinct_from(sa.bindparam("pod_uid", type_=allocations.c.pod_uid.type)),
+)
 # PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
@@ -40,6 +47,11 @@ _POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 CONFLICT_RETRIES = 5
 
+
+
+class AllocationChanged(NotFound):
+    """The allocation row was deleted or changed after it was read (PostgreSQL, where
+    readers do not lock): the caller reads it again and decides afresh."""
 
 
 @dataclass
@@ -304,7 +316,7 @@ class ServiceBase:
                 space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
                 return
         if iv.contains(layout.dynamic_space(), address):
-            if records.reservation_at(conn, subnet_id=subnet.id, address=address) is None:
+            if records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address) is None:
                 space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
 
     def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
@@ -316,11 +328,13 @@ class ServiceBase:
             else:
                 subnet = self._subnet_by_id(conn, row.subnet_id)
         body = records.allocation_json(row, subnet.spec)
-        if conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id}).rowcount == 0:
+        deleted = conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid})
+        if deleted.rowcount == 0:
             # ``row`` was read before the subnet lock: a concurrent release (another daemon's
-            # DEL, CNI GC, the API) committed meanwhile. Giving the addresses back again would
-            # list them as free twice (or, once retaken, free while held).
-            raise NotFound(f"allocation {row.id} was released meanwhile")
+            # DEL, CNI GC, the API) committed meanwhile, or an ADD of a new sandbox took the
+            # row over. Giving the addresses back would list them as free twice (or free
+            # while held).
+            raise AllocationChanged(f"allocation {row.id} was released or changed meanwhile")
         for family, address in records.addresses_of(row):
             self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
             if give_back:

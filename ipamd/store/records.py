@@ -107,7 +107,9 @@ _HOLDER = {
     for family, column in ((4, allocations.c.address_v4), (6, allocations.c.address_v6))
 }
 _RESERVATION_AT = sa.select(reservations).where(
-    reservations.c.subnet_id == sa.bindparam("subnet_id"), reservations.c.address == sa.bindparam("address")
+    reservations.c.subnet_id == sa.bindparam("subnet_id"),
+    reservations.c.family == sa.bindparam("family"),
+    reservations.c.address == sa.bindparam("address"),
 )
 
 
@@ -115,8 +117,8 @@ def holder_of(conn: Connection, *, subnet_id: int, family: int, address: int) ->
     return conn.execute(_HOLDER[family], {"subnet_id": subnet_id, "address": address}).first()
 
 
-def reservation_at(conn: Connection, *, subnet_id: int, address: int) -> Row[Any] | None:
-    return conn.execute(_RESERVATION_AT, {"subnet_id": subnet_id, "address": address}).first()
+def reservation_at(conn: Connection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
+    return conn.execute(_RESERVATION_AT, {"subnet_id": subnet_id, "family": family, "address": address}).first()
 
 
 def held_addresses(conn: Connection, *, subnet_id: int, family: int) -> list[int]:

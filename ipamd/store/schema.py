@@ -75,7 +75,10 @@ reservations = sa.Table(
     sa.Column("note", sa.String(1024), nullable=True),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
-    sa.UniqueConstraint("subnet_id", "address"),
+    # The family is part of the key: IPv4 a.b.c.d and IPv6 ::a.b.c.d are the same integer.
+    sa.UniqueConstraint("subnet_id", "family", "address"),
+    # A deleted reservation's id is never given to another (DELETE by id stays safe to retry).
+    sqlite_autoincrement=True,
 )
 
 # One row per attachment. The two unique constraints on (subnet, address) make a duplicate
@@ -110,6 +113,9 @@ allocations = sa.Table(
     sa.UniqueConstraint("network_key", "mac"),
     sa.Index("ix_allocations_namespace_pod", "namespace", "pod"),
     sa.Index("ix_allocations_container_id", "container_id"),
+    # SQLite would give a released id to the next row, and a stale DELETE by id would then
+    # release another pod's address. PostgreSQL sequences never go back anyway.
+    sqlite_autoincrement=True,
 )
 
 # Never-used free space of each subnet family (pool_id null) and of each pool, as ranges.
@@ -135,7 +141,7 @@ released = sa.Table(
     sa.Column("family", sa.SmallInteger, nullable=False),
     sa.Column("address", IPAddressBytes, nullable=False),
     sa.Column("released_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
-    sa.UniqueConstraint("subnet_id", "address"),
+    sa.UniqueConstraint("subnet_id", "family", "address"),
     sa.Index("ix_released_order", "subnet_id", "family", "id"),
 )
 

@@ -118,7 +118,9 @@ def claim(conn: Connection, *, subnet_id: int, family: int, address: int) -> Non
                 )
             )
         return
-    conn.execute(sa.delete(released).where(released.c.subnet_id == subnet_id, released.c.address == address))
+    conn.execute(
+        sa.delete(released).where(released.c.subnet_id == subnet_id, released.c.family == family, released.c.address == address)
+    )
 
 
 def give_back(
