@@ -10,13 +10,13 @@ unique per family.
   ``released`` and ``reservations`` now include the family, as every lookup does.
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 """
 
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
