@@ -13,6 +13,7 @@ from ipamd.core import intervals as iv
 from ipamd.core.addresses import format_intervals, ip_text
 from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
 from ipamd.core.subnet import canonical_subnet
+from ipamd.core.usage import classify
 from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NotFound
 from ipamd.service.base import ServiceBase, _Subnet, log
 from ipamd.store import records, space
@@ -64,22 +65,24 @@ class Administration(ServiceBase):
         usage = {}
         for layout in subnet.spec.families:
             version = layout.version
-            allocatable = [layout.allocatable]
             free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
             reused = space.released_addresses(conn, subnet_id=subnet.id, family=version)
-            reserved = (
-                conn.execute(
-                    sa.select(sa.func.count()).select_from(reservations)
-                    .where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
-                )
-            ).scalar_one()
+            reserved = conn.execute(
+                sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+            ).scalars()
+            counts = classify(
+                layout,
+                held=records.held_addresses(conn, subnet_id=subnet.id, family=version),
+                reserved=(int(address) for address in reserved),
+                pooled=merge_members(pool_specs, version),
+            )
             usage[f"v{version}"] = {
-                "total": iv.size(allocatable),
-                "used": records.count_held(conn, subnet_id=subnet.id, family=version),
+                "total": counts.total,
+                "used": counts.used,
                 "available": iv.size(free) + len(reused),
-                "excluded": iv.size(iv.subtract(iv.normalize([*layout.excluded, *layout.unassignable()]), iv.subtract([(int(layout.network.first), int(layout.network.last))], allocatable))),
-                "reserved": int(reserved),
-                "pooled": iv.size(merge_members(pool_specs, version)),
+                "excluded": counts.excluded,
+                "reserved": counts.reserved,
+                "pooled": counts.pooled,
                 "freeRanges": format_intervals(iv.normalize([*free, *iv.from_points(reused)]), version),
             }
         body["usage"] = usage

@@ -381,6 +381,11 @@ class Allocation(ServiceBase):
         else:
             for version, _ in members_of:
                 address = space.peek_pool(conn, pool_id=row.id, family=version)
+                while address is not None and records.reservation_at(conn, subnet_id=subnet.id, family=version, address=address):
+                    # A reserved member is never free for the pool (a database written before
+                    # that rule may still list one): take it out of the free members, go on.
+                    space.claim(conn, subnet_id=subnet.id, family=version, address=address)
+                    address = space.peek_pool(conn, pool_id=row.id, family=version)
                 if address is None:
                     raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
                 picks[version] = address

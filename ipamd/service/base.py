@@ -311,13 +311,14 @@ class ServiceBase:
         layout = subnet.spec.family(family)
         if layout is None:
             return
+        if records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address) is not None:
+            return  # the reservation keeps it, in a pool or not: never free for dynamic use
         for pool_id, pool_spec in self._pools_of(conn, subnet):
             if iv.contains(pool_spec.intervals(family), address):
                 space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
                 return
         if iv.contains(layout.dynamic_space(), address):
-            if records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address) is None:
-                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
+            space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
 
     def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
-from ipamd.errors import AddressConflict, Exhausted
+from ipamd.errors import AddressConflict, AlreadyExists, Exhausted
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import open_database
 
@@ -41,6 +41,9 @@ operations = st.lists(
         st.tuples(st.just("del"), st.integers(0, 40)),
         st.tuples(st.just("static"), st.integers(0, 40), st.integers(0, 31)),
         st.tuples(st.just("pool"), st.integers(0, 40)),
+        # A reservation for pod-N of 192.0.2.M (pool members included), and its deletion.
+        st.tuples(st.just("reserve"), st.integers(0, 40), st.integers(5, 30)),
+        st.tuples(st.just("unreserve"), st.integers(0, 40)),
     ),
     min_size=1,
     max_size=60,
@@ -75,12 +78,19 @@ async def _run_operations(ops) -> None:
                         await ipam.release_owner(Owner(PROVIDER, "default", pod, "net1"), reason="test")
                     elif op[0] == "static":
                         await ipam.allocate(request(pod, static_ips=(f"192.0.2.{op[2]}",)))
+                    elif op[0] == "reserve":
+                        await ipam.create_reservation({"subnet": "net1", "address": f"192.0.2.{op[2]}", "owner": f"default/{pod}"})
+                    elif op[0] == "unreserve":
+                        # The router's reservation (no owner) stays: forbidden_dynamic counts on it.
+                        reservations = [r for r in await ipam.list_reservations() if r["owner"]]
+                        if reservations:
+                            await ipam.delete_reservation(reservations[op[1] % len(reservations)]["id"])
                     else:
                         await ipam.allocate(request(pod, pool_name="p"))
-                except (AddressConflict, Exhausted):
+                except (AddressConflict, Exhausted, AlreadyExists):
                     pass
                 except Exception as e:  # InvalidInput for gateway/network/broadcast statics
-                    assert op[0] == "static", f"unexpected {e!r} for {op}"
+                    assert op[0] in ("static", "reserve"), f"unexpected {e!r} for {op}"
             held = await ipam.list_allocations()
             addresses = [a["address"] for body in held for a in body["addresses"]]
             assert len(addresses) == len(set(addresses)), "an address is held twice"
@@ -89,11 +99,22 @@ async def _run_operations(ops) -> None:
                 v4 = next(a["address"] for a in body["addresses"] if a["family"] == 4)
                 assert v4 not in {"192.0.2.0", "192.0.2.1", "192.0.2.31"}
             # Nothing dynamic (no pool, not requested statically) sits on a forbidden address.
-            usage = (await ipam.get_subnet("net1"))["usage"]["v4"]
+            subnet_usage = (await ipam.get_subnet("net1"))["usage"]
+            usage = subnet_usage["v4"]
             assert usage["used"] == len(held)
+            reserved = {r["address"] for r in await ipam.list_reservations()}
             free = _expand(usage["freeRanges"])
-            assert not free & forbidden_dynamic
+            assert not free & (forbidden_dynamic | reserved)
             assert not free & set(addresses)
+            # Each address is counted once: used, reserved, pooled, excluded or available.
+            pool = (await ipam.get_pool("p"))["usage"]
+            pool_free = _expand(pool["freeRanges"])
+            assert not pool_free & (reserved | set(addresses)), "a held or reserved member is free in the pool"
+            for family_usage in subnet_usage.values():
+                parts = [family_usage[key] for key in ("used", "reserved", "pooled", "excluded", "available")]
+                assert sum(parts) == family_usage["total"], family_usage
+            assert usage["reserved"] == len(reserved - set(addresses))
+            assert usage["pooled"] == len({a for a in pool_free if ":" not in a})
         finally:
             await ipam.close()
 
