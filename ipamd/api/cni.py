@@ -119,7 +119,10 @@ async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = Fals
         if not isinstance(e, Unavailable):
             await policy.failed(add_request, e)
         raise
-    await policy.committed(add_request, allocation)
+    if not adopt:
+        # An adopted pod keeps what its old IPAM wrote; its own next ADD writes ipamd's result
+        # (and only its node's daemon may write its annotations).
+        await policy.committed(add_request, allocation)
     dns = allocation["dns"] if from_file is None else result_dns(allocation["dns"], from_file)
     return {
         "allocationId": allocation["id"],
