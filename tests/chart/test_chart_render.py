@@ -371,6 +371,7 @@ def test_kube_ovn_socket_link(render: Any) -> None:
     assert rendered.mounts(rendered.init)["/host/run/openvswitch"]["name"] == "kube-ovn-socket-dir"
     # The link's target is read on the host, where the shim connects: the host-side path.
     assert rendered.init["args"][-1] == "--link-socket=/host/run/openvswitch/kube-ovn-daemon.sock=/var/run/ipamd/ipamd.sock"
+    assert "/run/openvswitch/kube-ovn-daemon.sock links to the daemon's socket" in rendered.notes
 
 
 def test_socket_group_and_host_dir(render: Any) -> None:
