@@ -9,6 +9,7 @@ asserts a specific wording or shape, it is the real apiserver's.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import threading
 from collections.abc import AsyncIterator
@@ -870,3 +871,91 @@ def test_patch_flavours() -> None:
                 [{"op": "replace", "path": "/spec/containers/5", "value": 1}]):
         with pytest.raises(PatchError):
             json_patch(doc, bad)
+
+
+# ---------------------------------------------------------------------------
+# Fidelity for Kubernetes mode on real clusters (issue 11)
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_lists_at_resource_version_0_come_from_the_cache_and_ignore_limit(kube_thread: ThreadedKubeApi) -> None:
+    api = kube_thread.api
+    for i in range(5):
+        api.create_pod(f"p{i}", node_name="n1")
+    status, _, cached = _get(f"{api.url}/api/v1/pods?limit=2&resourceVersion=0")
+    assert status == 200 and len(cached["items"]) == 5 and "continue" not in cached["metadata"]
+    status, _, paged = _get(f"{api.url}/api/v1/pods?limit=2")
+    assert status == 200 and len(paged["items"]) == 2 and paged["metadata"]["continue"]
+    status, _, rest = _get(f"{api.url}/api/v1/pods?limit=2&resourceVersion=0&continue={paged['metadata']['continue']}")
+    assert status == 200 and [p["metadata"]["name"] for p in rest["items"]] == ["p2", "p3"]
+    assert [r.served_from for r in api.recorded("GET", "/api/v1/pods")] == ["cache", "etcd", "etcd"]
+
+
+def test_lists_from_a_paginating_cache_honour_limit() -> None:
+    handle = KubeApiDouble.start_in_thread(paginate_cache=True)
+    try:
+        for i in range(3):
+            handle.api.create_pod(f"p{i}", node_name="n1")
+        _, _, page = _get(f"{handle.api.url}/api/v1/pods?limit=2&resourceVersion=0")
+        assert len(page["items"]) == 2 and page["metadata"]["continue"]
+    finally:
+        handle.stop()
+
+
+def test_metadata_only_lists(kube_thread: ThreadedKubeApi) -> None:
+    api = kube_thread.api
+    api.create_pod("slim", node_name="n1", realistic=True)
+    accept = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+    status, _, listed = _get(f"{api.url}/api/v1/pods", {"Accept": accept})
+    assert status == 200 and listed["kind"] == "PartialObjectMetadataList"
+    [item] = listed["items"]
+    assert set(item) == {"kind", "apiVersion", "metadata"} and item["metadata"]["managedFields"]
+
+
+def test_realistic_pods_are_about_7_kb(kube_thread: ThreadedKubeApi) -> None:
+    pod = kube_thread.api.create_pod("web-5d4f8c7b9d-abcde", node_name="n1", realistic=True, phase="Running", pod_ip="192.0.2.5")
+    assert 6_000 < len(json.dumps(pod)) < 9_000
+    assert {m["manager"] for m in pod["metadata"]["managedFields"]} >= {"kube-controller-manager", "kubelet"}
+
+
+def test_429_carries_retry_after(kube_thread: ThreadedKubeApi) -> None:
+    api = kube_thread.api
+    api.inject_error("GET", r"^/api/v1/pods$", code=429, reason="TooManyRequests", message="too many requests, please try again later",
+                     retry_after=3)
+    status, headers, body = _get(f"{api.url}/api/v1/pods")
+    assert status == 429 and headers["Retry-After"] == "3"
+    assert body["reason"] == "TooManyRequests" and body["details"] == {"retryAfterSeconds": 3}
+
+
+def test_date_header_follows_the_double_clock(kube_thread: ThreadedKubeApi) -> None:
+    from email.utils import parsedate_to_datetime
+
+    api = kube_thread.api
+    api.clock.advance(7200)
+    _, headers, _ = _get(f"{api.url}/api/v1/namespaces")
+    ahead = parsedate_to_datetime(headers["Date"]) - dt.datetime.now(dt.timezone.utc)
+    assert dt.timedelta(seconds=7190) < ahead < dt.timedelta(seconds=7210)
+
+
+def test_kubectl_patch_with_another_uid_is_a_precondition_failure(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
+    api = kube_thread.api
+    pod = api.create_pod("web-0", node_name="n1")
+    patch = json.dumps({"metadata": {"uid": "00000000-0000-0000-0000-000000000000", "annotations": {"k": "v"}}})
+    refused = kubectl.run("patch", "pod", "web-0", "--type", "merge", "-p", patch, check=False)
+    assert refused.returncode != 0
+    assert f"Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {pod['metadata']['uid']}" in refused.stderr
+    assert "k" not in (api.get_pod("web-0")["metadata"].get("annotations") or {})
+    matching = json.dumps({"metadata": {"uid": pod["metadata"]["uid"], "annotations": {"k": "v"}}})
+    kubectl.run("patch", "pod", "web-0", "--type", "merge", "-p", matching)
+    assert api.get_pod("web-0")["metadata"]["annotations"] == {"k": "v"}
