@@ -29,6 +29,9 @@ class AttachmentPolicy(Protocol):
     def ready(self) -> tuple[bool, str]:
         """Returns whether ADDs can succeed as far as the world outside the database goes."""
 
+    async def may_allocate(self) -> None:
+        """Raises when this daemon must not allocate at all (REST allocations)."""
+
 
 class StandalonePolicy:
     """No orchestrator: requests are complete as they come, DEL releases."""
@@ -47,3 +50,6 @@ class StandalonePolicy:
 
     def ready(self) -> tuple[bool, str]:
         return True, "ready"
+
+    async def may_allocate(self) -> None:
+        return None

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from ipamd.api.body import json_object, json_response, path_int
-from ipamd.api.keys import IPAM
+from ipamd.api.keys import IPAM, POLICY
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import InvalidInput
@@ -58,6 +58,9 @@ async def create(request: web.Request) -> web.Response:
         mac=mac,
         field_prefix="address",
     )
+    # Kubernetes mode on SQLite: a node that does not hold the database's claim must not
+    # hand out addresses through the REST API either.
+    await request.app[POLICY].may_allocate()
     return _with_etag(await ipam.allocate(allocate), status=201)
 
 

@@ -111,8 +111,8 @@ class KubernetesPolicy:
             return False, f"no successful kubernetes API request in the last {RECENT_API_SECONDS:g}s"
         return True, "ready"
 
-    async def _check_claim(self, request: AddRequest) -> None:
-        """Refuses the ADD unless this node may allocate from its SQLite database."""
+    async def may_allocate(self) -> None:
+        """Raises ``Unavailable`` unless this node may allocate from its SQLite database."""
         claim = self.claim
         if claim is None or claim.allowed:
             return
@@ -122,6 +122,17 @@ class KubernetesPolicy:
                     return
             except IpamError as e:
                 raise Unavailable(f"cannot check the SQLite single-node claim: {e.message}") from e
+        raise Unavailable(claim.reason)
+
+    async def _check_claim(self, request: AddRequest) -> None:
+        """Refuses the ADD (with an Event on the pod) unless this node may allocate."""
+        claim = self.claim
+        try:
+            await self.may_allocate()
+            return
+        except Unavailable:
+            if claim is None or not claim.checked.is_set():
+                raise
         owner = request.owner
         await self.recorder.warning(
             namespace=owner.namespace, pod=owner.pod, uid=request.pod_uid, reason=DATABASE_ELSEWHERE,

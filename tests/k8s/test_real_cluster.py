@@ -56,6 +56,9 @@ def test_two_nodes_with_their_own_sqlite_files_never_both_allocate(kube: Threade
         ready = second.client.get("/readyz")
         assert ready.status == 503 and "node n1 holds it" in ready.message
         assert second.client.get("/v1/cni/status").status == 503
+        # Nor through the REST API.
+        rest = second.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "outside"}})
+        assert rest.status == 503 and "node n1 holds it" in rest.message
 
         # A restart of the holder keeps the claim (it never expires): n2 cannot slip in.
         first.stop()

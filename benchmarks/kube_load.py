@@ -1,0 +1,172 @@
+"""Kubernetes mode at cluster scale: the reconciler's memory, and the Lease load of 1,000 nodes.
+
+    .venv/bin/python benchmarks/kube_load.py [--pods 5000,20000] [--nodes 1000]
+
+1. Peak RSS (VmHWM) of a daemon whose first reconcile pass reads N realistic pods (about
+   7 KB of JSON each, managedFields included; tests/kube_double/realistic.py), every one of
+   which holds an allocation (the worst case: every PodState is kept). The baseline is the
+   same daemon over an empty cluster, in the same run; the goal is <= 200 MiB at 20,000
+   pods and the same within 20% at 5,000.
+2. Lease requests per minute of N daemons that do not hold the Lease, polling at the
+   lease duration with jitter (now) vs at the renewal period (before), measured on the API
+   double with the periods divided by 10 and the counts scaled back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import re
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine  # noqa: E402
+from ipamd.k8s.client import KubeClient  # noqa: E402
+from ipamd.k8s.leader import LeaseElector  # noqa: E402
+from tests.kube_double import KubeApiDouble  # noqa: E402
+from tests.support.daemon import Daemon  # noqa: E402
+
+SUBNET = {"name": "bench", "cidrBlock": "198.18.0.0/15", "provider": "bench"}
+NAMESPACE = "bench"
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+def fill_allocations(path: Path, count: int) -> None:
+    """One CNI allocation per pod, written straight into the database."""
+    connection = sqlite3.connect(path)
+    subnet_id = connection.execute("SELECT id FROM subnets WHERE name = 'bench'").fetchone()[0]
+    first = int.from_bytes(bytes([198, 18, 0, 0]), "big") + 2
+    with connection:
+        connection.executemany(
+            "INSERT INTO allocations (subnet_id, network_key, namespace, pod, interface, address_v4, container_id, node, origin, created_at) "
+            "VALUES (?, 'bench', ?, ?, 'net1', ?, ?, ?, 'cni', CURRENT_TIMESTAMP)",
+            [(subnet_id, NAMESPACE, f"pod-{i}", (first + i).to_bytes(4, "big"), f"c{i}", f"node{i % 100}") for i in range(count)],
+        )
+        updated = connection.execute(
+            "UPDATE free_ranges SET first = ? WHERE subnet_id = ? AND family = 4 AND pool_id IS NULL",
+            ((first + count).to_bytes(4, "big"), subnet_id),
+        ).rowcount
+        assert updated == 1
+    connection.close()
+
+
+def reconciler_peak(workdir: Path, pods: int) -> tuple[int, float, int]:
+    """Returns the daemon's peak RSS (KiB) after its first pass over ``pods`` pods, the pass's seconds and list pages."""
+    run = workdir / f"pods-{pods}"
+    run.mkdir()
+    url = f"sqlite:///{run / 'ipamd.db'}"
+    setup = Daemon(run, url, name="setup").start()
+    try:
+        assert setup.client.post("/v1/subnets", SUBNET).status == 201
+    finally:
+        setup.stop()
+    fill_allocations(run / "ipamd.db", pods)
+    handle = KubeApiDouble.start_in_thread(history_limit=100)
+    try:
+        for i in range(pods):
+            handle.api.create_pod(f"pod-{i}", NAMESPACE, node_name=f"node{i % 100}", phase="Running", realistic=True)
+        kubeconfig = handle.write_kubeconfig(run / "kubeconfig")
+        daemon = Daemon(run, url, extra_args=(
+            "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", "n1",
+            "--reconcile-interval", "3600", "--release-grace", "3600", "--log-level", "debug",
+        ))
+        started = time.monotonic()
+        daemon.start(timeout=120)
+        try:
+            deadline = time.monotonic() + 600
+            while "reconcile pass 1:" not in daemon.log() and "reconcile: no pod allocations" not in daemon.log():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(daemon.log()[-2000:])
+                time.sleep(0.2)
+            seconds = time.monotonic() - started
+            assert daemon.process is not None
+            peak = peak_rss_kib(daemon.process.pid)
+            match = re.search(r"reconcile pass 1: (\d+) pod allocation\(s\), (\d+) pod\(s\)", daemon.log())
+            if pods:
+                assert match and int(match.group(1)) == pods and int(match.group(2)) == pods, daemon.log()[-2000:]
+            pages = len([r for r in handle.api.recorded("GET", "/api/v1/pods") if not r.query.get("fieldSelector")])
+        finally:
+            daemon.stop()
+    finally:
+        handle.stop()
+    return peak, seconds, pages
+
+
+async def lease_reads_per_minute(nodes: int, *, before: bool, scale: float = 10.0, seconds: float = 6.0) -> float:
+    """Lease GETs per minute of ``nodes`` daemons (one holder), periods divided by ``scale``."""
+    async with KubeApiDouble() as api:
+        with tempfile.TemporaryDirectory() as tmp:
+            client = await KubeClient.connect(str(api.write_kubeconfig(Path(tmp) / "kubeconfig")))
+            try:
+                duration, renew = 15.0 / scale, 5.0 / scale
+                electors = [LeaseElector(client, namespace="kube-system", identity=f"node{i}", duration=duration, renew_every=renew)
+                            for i in range(nodes)]
+                if before:
+                    # The earlier loop: every daemon read the Lease at the renewal period.
+                    for elector in electors:
+                        elector.duration = duration
+                        elector.run = _polling_at_renewal(elector)  # type: ignore[method-assign]
+                tasks = [asyncio.create_task(e.run()) for e in electors]
+                await asyncio.sleep(seconds)
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+            finally:
+                await client.close()
+            reads = len(api.recorded("GET", "/leases/ipamd-reconciler"))
+    return reads / seconds * 60 / scale
+
+
+def _polling_at_renewal(elector: LeaseElector):  # type: ignore[no-untyped-def]
+    async def run() -> None:
+        await asyncio.sleep(random.uniform(0, elector.renew_every))
+        while True:
+            try:
+                elector._set_leading(await elector.try_acquire())
+            except Exception:  # noqa: BLE001 - the benchmark counts requests only
+                pass
+            await asyncio.sleep(elector.renew_every)
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", default="5000,20000")
+    parser.add_argument("--nodes", type=int, default=1000)
+    args = parser.parse_args()
+    print(machine())
+    counts = [int(n) for n in args.pods.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        base, base_seconds, _ = reconciler_peak(workdir, 0)
+        print("\nreconciler: peak RSS of the daemon after its first pass (every pod holds an allocation)")
+        print("| pods | peak RSS | vs empty cluster | per pod | pass (incl. start) | list pages |")
+        print("|---|---|---|---|---|---|")
+        print(f"| 0 | {base / 1024:.1f} MiB | 1.00 | - | {base_seconds:.1f} s | - |")
+        for count in counts:
+            peak, seconds, pages = reconciler_peak(workdir, count)
+            print(f"| {count:,} | {peak / 1024:.1f} MiB | {peak / base:.2f} | {(peak - base) / count:.2f} KiB | {seconds:.1f} s | {pages} |")
+    print(f"\nLease reads per minute, {args.nodes} daemons (periods /10, counts scaled back)")
+    before = asyncio.run(lease_reads_per_minute(args.nodes, before=True))
+    now = asyncio.run(lease_reads_per_minute(args.nodes, before=False))
+    print("| polling | Lease GETs/min | ratio |")
+    print("|---|---|---|")
+    print(f"| at the renewal period (before) | {before:,.0f} | 1.00 |")
+    print(f"| at the lease duration, jittered (now) | {now:,.0f} | {now / before:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
