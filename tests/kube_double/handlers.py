@@ -343,22 +343,21 @@ class Handlers:
         elif match == "Exact":
             raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")
 
-        objects = self.registry.list_objects(resource, target.namespace, at_rv)
         list_rv = at_rv if at_rv is not None else current
-        objects = [o for o in objects if labels.matches(o["metadata"].get("labels")) and fields.matches(o)]
-        if start_after is not None:
-            objects = [o for o in objects if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start_after]
         meta: JSON = {"resourceVersion": str(list_rv)}
         limit = int(query.get("limit") or 0)
         if rv_param == "0" and not query.get("continue") and not self.double.paginate_cache:
             # Served from the watch cache, which (before the ListFromCacheSnapshot feature,
             # default in 1.34) ignores limit: the whole collection in one answer.
             limit = 0
-        if limit > 0 and len(objects) > limit:
-            last = objects[limit - 1]["metadata"]
+        objects, remaining = self.registry.list_page(
+            resource, target.namespace, at_rv, lambda o: labels.matches(o["metadata"].get("labels")) and fields.matches(o),
+            start_after, limit,
+        )
+        if remaining:
+            last = objects[-1]["metadata"]
             meta["continue"] = self._encode_continue(list_rv, (last.get("namespace", ""), last["name"]))
-            meta["remainingItemCount"] = len(objects) - limit
-            objects = objects[:limit]
+            meta["remainingItemCount"] = remaining
         if fmt.as_ == "Table":
             return to_table(resource.kind, objects, self.double.clock.now(), meta,
                             query.get("includeObject") or "PartialObjectMetadata", fmt.table_version)

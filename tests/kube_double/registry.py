@@ -123,14 +123,37 @@ class Registry:
             objects = self._snapshot(resource, namespace, at_rv)
         return [self.to_view(resource, obj) for obj in objects]
 
-    def _snapshot(self, resource: ResourceType, namespace: str | None, rv: int) -> list[JSON]:
+    def list_page(
+        self, resource: ResourceType, namespace: str | None, at_rv: int | None, matches: Callable[[JSON], bool],
+        after: tuple[str, str] | None, limit: int,
+    ) -> tuple[list[JSON], int]:
+        """One page of a list: the objects ``matches`` keeps after ``after``, at most ``limit``
+        (0: all), and how many more match. Only the page is copied, so a page of a large
+        collection costs the page, as on a real API server."""
+        if resource is EVENTS_V1:
+            # Selectors apply to the served form, which differs from the stored one.
+            objects = [o for o in self.list_objects(resource, namespace, at_rv) if matches(o)]
+            views = False
+        else:
+            objects = self.store.peek_objects(resource.key, namespace) if at_rv is None else self._snapshot(resource, namespace, at_rv, copy_all=False)
+            objects = [o for o in objects if matches(o)]
+            views = True
+        if after is not None:
+            objects = [o for o in objects if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > after]
+        remaining = 0
+        if limit > 0 and len(objects) > limit:
+            remaining = len(objects) - limit
+            objects = objects[:limit]
+        return ([self.to_view(resource, o) for o in objects] if views else objects), remaining
+
+    def _snapshot(self, resource: ResourceType, namespace: str | None, rv: int, copy_all: bool = True) -> list[JSON]:
         # Undo, newest first, every change made after rv: this is what etcd
         # does when asked for a range at an old revision.
         changes = self.store.changes_after(rv)
         if changes is None:
             raise errors.gone(f"too old resource version: {rv} ({self.store.oldest_resumable})")
-        state = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o
-                 for o in self.store.list_objects(resource.key, None)}
+        current = self.store.list_objects(resource.key, None) if copy_all else self.store.peek_objects(resource.key, None)
+        state = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in current}
         for change in reversed(changes):
             if change.resource_key != resource.key:
                 continue
@@ -139,7 +162,7 @@ class Registry:
                 state.pop(key, None)
             else:
                 assert change.prev is not None
-                state[key] = copy.deepcopy(change.prev)
+                state[key] = copy.deepcopy(change.prev) if copy_all else change.prev
         return [state[k] for k in sorted(state) if namespace is None or k[0] == namespace]
 
     # -- create ----------------------------------------------------------------

@@ -148,6 +148,11 @@ class Store:
         keys = sorted(k for k in bucket if namespace is None or k[0] == namespace)
         return [copy.deepcopy(bucket[k]) for k in keys]
 
+    def peek_objects(self, resource_key: str, namespace: str | None = None) -> list[JSON]:
+        """Like ``list_objects`` but the stored objects themselves: read them, never change them."""
+        bucket = self._objects.get(resource_key, {})
+        return [bucket[k] for k in sorted(k for k in bucket if namespace is None or k[0] == namespace)]
+
     def changes_after(self, rv: int) -> list[Change] | None:
         """History after ``rv``, or None when it was compacted away."""
         if rv < self._floor:
