@@ -294,3 +294,39 @@ def test_one_attachment_added_through_every_daemon_at_once_gets_one_address(post
         assert len(state["rows"]) == 31
     finally:
         cluster.stop()
+
+
+def test_overlapping_inline_ranges_on_four_daemons_never_share_an_address(postgres_url: str, sockdir: Path) -> None:
+    """Three NADs whose Whereabouts ranges overlap (two identical, one inside), first ADDs
+    and releases on every daemon at once: one address space, so no address twice."""
+    cluster = Cluster(sockdir, postgres_url, 4).start()
+    try:
+        sockets = cluster.sockets
+        ranges = {"nad-a": "203.0.113.0/27", "nad-b": "203.0.113.0/27", "nad-c": "203.0.113.0/28"}
+
+        def body(i: int) -> dict[str, object]:
+            network = sorted(ranges)[i % 3]
+            return {**add_body(f"p{i}", provider="unused"), "network": network, "ipam": {"type": "ipamd", "range": ranges[network]}}
+
+        async def run() -> None:
+            # 30 allocatable in the /27 (no gateway), 14 of them in the /28: 40 ask. How many
+            # nad-c gets depends on the interleaving; what it never gets is a held address.
+            adds = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", body(i)) for i in range(40)))
+            held = [r.body["ips"][0]["address"].split("/")[0] for r in adds if r.status == 200]
+            assert all(r.status == 200 or r.error_code == "exhausted" for r in adds), [r.body for r in adds if r.status != 200]
+            assert len(held) >= 27 and len(set(held)) == len(held)
+            # Release a third of them on every daemon at once, then fill again: still unique.
+            winners = [i for i, r in enumerate(adds) if r.status == 200]
+            freed = winners[::3]
+            dels = await asyncio.gather(*(request(sockets[(i + 1) % 4], "POST", "/v1/cni/del", body(i)) for i in freed))
+            assert all(r.status == 200 and r.body["released"] == 1 for r in dels), [r.body for r in dels]
+            refill = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", body(i)) for i in range(100, 100 + 3 * len(freed))))
+            assert all(r.status == 200 or r.error_code == "exhausted" for r in refill), [r.body for r in refill if r.status != 200]
+            # Two thirds of the refill can use the whole /27: every free address is taken again.
+            live = json_getter(sockets[2])("/v1/allocations")["items"]
+            addresses = [a["addresses"][0]["address"] for a in live]
+            assert len(addresses) == len(set(addresses)) == 30, collections.Counter(addresses).most_common(3)
+
+        asyncio.run(run())
+    finally:
+        cluster.stop()
