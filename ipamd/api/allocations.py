@@ -42,8 +42,7 @@ async def create(request: web.Request) -> web.Response:
     subnet_name = body.get("subnet")
     if not isinstance(subnet_name, str) or not subnet_name:
         raise InvalidInput("required: the name of the subnet", field="subnet")
-    subnet = await ipam.get_subnet(subnet_name)
-    network_key = subnet["provider"] or subnet["name"]
+    network_key = await ipam.network_key_of(subnet_name)
     address = body.get("address")
     if address is not None and not isinstance(address, str):
         raise InvalidInput("expected an address, or 'v4,v6' for dual stack", field="address")

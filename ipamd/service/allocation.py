@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -25,13 +25,41 @@ from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, AllocationChanged, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest
 from ipamd.store import records, space
-from ipamd.store.schema import address_events, allocations, pools, subnets
+from ipamd.store.schema import address_events, allocations, free_ranges, pools, released, subnets
 
 # Statements of the allocation path, built once (see ipamd.store.space).
 _SUBNETS_OF_PROVIDER = (
     sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
 )
+_PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
+# A subnet with free dynamic space in one of the families asked (dual stack may still find
+# the other family full: the caller then goes on to the next).
+_HAS_SPACE = sa.or_(
+    sa.exists().where(
+        free_ranges.c.subnet_id == subnets.c.id,
+        free_ranges.c.family.in_(sa.bindparam("families", expanding=True)),
+        free_ranges.c.pool_id.is_(None),
+    ),
+    sa.exists().where(released.c.subnet_id == subnets.c.id, released.c.family.in_(sa.bindparam("families", expanding=True))),
+)
+_FIRST_WITH_SPACE = (
+    sa.select(subnets)
+    .where(subnets.c.provider == sa.bindparam("provider"), _HAS_SPACE)
+    .order_by(subnets.c.priority, subnets.c.name)
+    .limit(1)
+)
+_NEXT_WITH_SPACE = _FIRST_WITH_SPACE.where(
+    sa.tuple_(subnets.c.priority, subnets.c.name)
+    > sa.tuple_(sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type))
+)
+EXHAUSTED_NAMES = 5
+_PROVIDER_SUBNET_NAMES = (
+    sa.select(subnets.c.name).where(subnets.c.provider == sa.bindparam("provider"))
+    .order_by(subnets.c.priority, subnets.c.name).limit(EXHAUSTED_NAMES)
+)
+_PROVIDER_SUBNET_COUNT = sa.select(sa.func.count()).select_from(subnets).where(subnets.c.provider == sa.bindparam("provider"))
 _INSERT_ALLOCATION = sa.insert(allocations)
+_SUBNET_PROVIDER = sa.select(subnets.c.name, subnets.c.provider).where(subnets.c.name == sa.bindparam("name"))
 _UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
 
 
@@ -85,6 +113,7 @@ class Allocation(ServiceBase):
             # A DEL released the row between our read and our update (PostgreSQL readers do
             # not lock); it committed first, so this ADD allocates afresh.
 
+        # None: every subnet of the provider, walked in priority order only as far as needed.
         candidates = self._candidate_subnets(conn, request)
         mac = canonical_mac(request.mac, field="mac") if request.mac else None
         if mac is not None:
@@ -93,29 +122,66 @@ class Allocation(ServiceBase):
         if request.pool_name is not None:
             return self._allocate_from_pool(conn, request, mac=mac), True
         if request.pool_entries:
-            return self._allocate_from_entries(conn, request, candidates, mac=mac), True
+            return self._allocate_from_entries(conn, request, self._all_candidates(conn, request, candidates), mac=mac), True
         if request.static_ips:
-            subnet = self._subnet_for_static(candidates, request.static_ips, field=request.field_prefix)
+            subnet = self._subnet_for_static(self._all_candidates(conn, request, candidates), request.static_ips, field=request.field_prefix)
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             self._check_family(subnet, request, wanted)
             return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
 
-        if request.family is not None:
-            candidates = [c for c in candidates if c.spec.family(request.family) is not None]
-            if not candidates:
-                raise InvalidInput(
-                    f"IPv{request.family} asked, but no subnet of network {owner.network_key} has IPv{request.family}",
-                    field=request.family_field,
-                )
-        tried = []
-        for subnet in candidates:
+        walk = candidates if candidates is not None else self._provider_subnets_with_space(conn, request)
+        for subnet in walk:
+            if request.family is not None and subnet.spec.family(request.family) is None:
+                continue
             subnet = self._locked(conn, subnet)
             picks = self._take_dynamic(conn, subnet, family=request.family)
             if picks is not None:
                 return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
-            tried.append(subnet.name)
-        raise Exhausted(f"no free address in subnet {', '.join(tried)} (network {owner.network_key})", subnets=tried)
+        if candidates is None and request.family is None:
+            # A provider may have thousands of subnets: the message names a few, read in SQL.
+            provider = {"provider": owner.network_key}
+            named = list(conn.execute(_PROVIDER_SUBNET_NAMES, provider).scalars())
+            more = int(conn.execute(_PROVIDER_SUBNET_COUNT, provider).scalar_one()) - len(named)
+        else:
+            every = self._all_candidates(conn, request, candidates)
+            if request.family is not None:
+                every = [c for c in every if c.spec.family(request.family) is not None]
+                if not every:
+                    raise InvalidInput(
+                        f"IPv{request.family} asked, but no subnet of network {owner.network_key} has IPv{request.family}",
+                        field=request.family_field,
+                    )
+            named = [subnet.name for subnet in every[:EXHAUSTED_NAMES]]
+            more = len(every) - len(named)
+        raise Exhausted(
+            f"no free address in subnet {', '.join(named)}{f' and {more} more' if more else ''} (network {owner.network_key})",
+            subnets=named, **({"more": more} if more else {}),
+        )
+
+    def _provider_subnets_with_space(self, conn: Connection, request: AddRequest) -> Iterator[_Subnet]:
+        """Yields the provider's subnets that have free dynamic space, in priority order.
+
+        Each step is one query walking ix_subnets_provider_order to the next subnet with a
+        free range or a released address: full subnets are skipped in SQL, and an ADD reads
+        only the subnet it allocates from. The space is checked without locks; the caller
+        takes the subnet's lock and moves on if another daemon took the last address.
+        """
+        families = (request.family,) if request.family is not None else (4, 6)
+        row = conn.execute(_FIRST_WITH_SPACE, {"provider": request.network.network_key, "families": families}).first()
+        while row is not None:
+            yield self._subnet(row)
+            row = conn.execute(
+                _NEXT_WITH_SPACE,
+                {"provider": request.network.network_key, "families": families, "priority": row.priority, "name": row.name},
+            ).first()
+
+    def _all_candidates(self, conn: Connection, request: AddRequest, candidates: list[_Subnet] | None) -> list[_Subnet]:
+        """Every subnet the request may use (static requests and errors: O(subnets), off the dynamic path)."""
+        if candidates is not None:
+            return candidates
+        rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": request.network.network_key}).all()
+        return [self._subnet(row) for row in rows]
 
     @staticmethod
     def _families(subnet: _Subnet, request: AddRequest) -> list[int]:
@@ -204,7 +270,8 @@ class Allocation(ServiceBase):
             row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).one()
         return records.allocation_json(row, subnet.spec)
 
-    def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet]:
+    def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet] | None:
+        """The one subnet a request names (logical_switch, inline range), or None for all of the provider's."""
         network = request.network
         if request.subnet_name is not None:
             subnet = self._subnet_by_name(conn, request.subnet_name)
@@ -216,12 +283,11 @@ class Allocation(ServiceBase):
             return [subnet]
         if network.inline_subnet is not None:
             return [self._ensure_inline(conn, network.inline_subnet)]
-        rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": network.network_key}).all()
-        if not rows:
+        if conn.execute(_PROVIDER_HAS_SUBNET, {"provider": network.network_key}).first() is None:
             raise NotFound(
                 f"no subnet serves provider {network.network_key}; create one with provider {network.network_key!r}"
             )
-        return [self._subnet(row) for row in rows]
+        return None
 
     def _ensure_inline(self, conn: Connection, spec: SubnetSpec) -> _Subnet:
         """Returns the daemon-owned subnet of an inline NAD range, creating it on first use."""
@@ -493,6 +559,20 @@ class Allocation(ServiceBase):
             except NotFound:
                 continue
         return released_bodies
+
+    async def network_key_of(self, subnet_name: str) -> str:
+        """Returns the network key REST allocations in the subnet get: its provider, else its name.
+
+        Reads one row: the subnet's usage (what GET /v1/subnets/{name} shows) costs
+        O(pool members and free ranges), too much for every allocation.
+        """
+        def run(conn: Connection) -> str:
+            row = conn.execute(_SUBNET_PROVIDER, {"name": subnet_name}).first()
+            if row is None:
+                raise NotFound(f"subnet {subnet_name} not found")
+            return str(row.provider or row.name)
+
+        return await self._read(run)
 
     async def list_allocations(
         self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,

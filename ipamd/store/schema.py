@@ -50,6 +50,8 @@ subnets = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    # An ADD walks a provider's subnets in this order to the first with free space.
+    sa.Index("ix_subnets_provider_order", "provider", "priority", "name"),
 )
 
 pools = sa.Table(
@@ -129,6 +131,8 @@ free_ranges = sa.Table(
     sa.Column("first", IPAddressBytes, nullable=False),
     sa.Column("last", IPAddressBytes, nullable=False),
     sa.Index("ix_free_ranges_lookup", "subnet_id", "family", "first"),
+    # The lowest dynamic range without stepping over the free members of the subnet's pools.
+    sa.Index("ix_free_ranges_dynamic", "subnet_id", "family", "pool_id", "first"),
     sa.Index("ix_free_ranges_pool", "pool_id", "first"),
 )
 

@@ -1,0 +1,109 @@
+"""Choosing among many subnets of one provider costs the same few statements whatever
+their number, and exhaustion names a few of them (issue 18, D16)."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from ipamd.core.allocation import Owner
+from ipamd.core.nad import NetworkRequest
+from ipamd.errors import Exhausted
+from ipamd.service import AddRequest, Ipam
+from ipamd.store.database import SqliteDatabase, open_database
+from tests.store.conftest import Rest
+
+PROVIDER = "many.default"
+
+
+def add(pod: str, **fields: object) -> AddRequest:
+    return AddRequest(owner=Owner(PROVIDER, "lab", pod, "eth1"), network=NetworkRequest(PROVIDER, None), **fields)  # type: ignore[arg-type]
+
+
+def subnet(index: int, *, priority: int = 0) -> dict[str, object]:
+    # /30s: one assignable address each (.1 is the gateway), so filling one takes one ADD.
+    return {"name": f"s{index:04d}", "cidrBlock": f"198.18.{index // 64}.{(index % 64) * 4}/30", "provider": PROVIDER, "priority": priority}
+
+
+async def test_the_first_subnet_with_space_in_priority_order_serves(rest: Rest) -> None:
+    for index in range(12):
+        await rest.ok("POST", "/v1/subnets", subnet(index, priority=1 if index % 2 else 0))
+    # Priority 0 first (s0000, s0002, ... s0010), then priority 1, by name within a priority.
+    got = [(await rest.ipam.allocate(add(f"p{n}")))["subnet"] for n in range(12)]
+    assert got == [f"s{i:04d}" for i in (0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11)]
+
+    status, answer, _ = await rest.call("POST", "/v1/cni/add", {
+        "containerId": "c-full", "ifName": "eth1", "network": "many",
+        "ipam": {"type": "ipamd", "provider": PROVIDER}, "podNamespace": "lab", "podName": "full",
+    })
+    assert (status, answer["error"]["code"]) == (409, "exhausted")
+    assert answer["error"]["message"] == f"no free address in subnet s0000, s0002, s0004, s0006, s0008 and 7 more (network {PROVIDER})"
+    assert answer["error"]["details"] == {"subnets": ["s0000", "s0002", "s0004", "s0006", "s0008"], "more": 7}
+
+    # A release in a late subnet is found again past the full ones.
+    released = next(a for a in (await rest.ok("GET", "/v1/allocations?subnet=s0007"))["items"])
+    await rest.ok("DELETE", f"/v1/allocations/{released['id']}")
+    assert (await rest.ipam.allocate(add("again")))["subnet"] == "s0007"
+
+
+def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) -> None:
+    """Statement counts, not timings: the dynamic path must not read every subnet of the provider."""
+
+    async def statements_per_add(subnets: int, full: int) -> int:
+        with tempfile.TemporaryDirectory() as directory:
+            database = open_database(f"sqlite:///{Path(directory) / 'ipam.db'}")
+            await database.upgrade()
+            ipam = Ipam(database)
+            try:
+                for index in range(subnets):
+                    await ipam.create_subnet(subnet(index))
+                for n in range(full):  # the first ``full`` subnets (in order) fill up
+                    await ipam.allocate(add(f"fill-{n}"))
+                assert isinstance(database, SqliteDatabase)
+                seen: list[str] = []
+
+                def count(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
+                    seen.append(statement)
+
+                sa.event.listen(database.engine, "before_cursor_execute", count)
+                try:
+                    body = await ipam.allocate(add("measured"))
+                finally:
+                    sa.event.remove(database.engine, "before_cursor_execute", count)
+                assert body["subnet"] == f"s{full:04d}"
+                assert not any("FROM subnets" in s and "LIMIT" not in s and "WHERE subnets.id" not in s for s in seen), seen
+                return len(seen)
+            finally:
+                await ipam.close()
+
+    async def scenario() -> None:
+        few = await statements_per_add(3, 1)
+        many = await statements_per_add(300, 150)
+        assert few == many, (few, many)
+
+    asyncio.run(scenario())
+
+
+def test_exhausting_a_provider_names_all_subnets_when_they_are_few(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        database = open_database(f"sqlite:///{tmp_path / 'ipam.db'}")
+        await database.upgrade()
+        ipam = Ipam(database)
+        try:
+            for index in range(2):
+                await ipam.create_subnet(subnet(index))
+            await ipam.allocate(add("a"))
+            await ipam.allocate(add("b"))
+            try:
+                await ipam.allocate(add("c"))
+            except Exhausted as e:
+                assert (e.message, e.details) == (f"no free address in subnet s0000, s0001 (network {PROVIDER})", {"subnets": ["s0000", "s0001"]})
+            else:
+                raise AssertionError("expected exhaustion")
+        finally:
+            await ipam.close()
+
+    asyncio.run(scenario())
