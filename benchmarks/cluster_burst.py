@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -27,10 +28,10 @@ from pathlib import Path
 from common import REPO, machine  # noqa: F401  (importing common puts the repo on sys.path)
 
 from ipamd.cli import install_cni
-
-GOAL = 1.5
 from tests.cluster.clusterkit import Cluster, json_getter
 from tests.support.postgres import PostgresServer, create_database
+
+GOAL = 1.5
 
 HOST_LOCAL = Path("/usr/lib/cni/host-local")
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -83,6 +84,37 @@ async def burst(plugin: Path, command: str, configs: list[bytes], *, in_flight: 
     return time.perf_counter() - started, sorted(latencies), addresses
 
 
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """User + system CPU of a live process (and of its children it has waited for)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu(server: PostgresServer) -> float:
+    """The PostgreSQL server's CPU so far: the postmaster, its ended backends, its live ones."""
+    master = int((server.data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(master, reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rpartition(")")[2].split()[1]) == master:
+                total += cpu_seconds(int(entry.name))
+        except (OSError, ValueError):
+            continue  # ended meanwhile
+    return total
+
+
+def cpu_now(cluster: Cluster, server: PostgresServer) -> dict[str, float]:
+    """CPU seconds so far by part: plugin executions (this process's waited-for children),
+    the daemons, PostgreSQL."""
+    mine = os.times()
+    return {
+        "plugins": mine.children_user + mine.children_system,
+        "daemons": sum(cpu_seconds(d.process.pid) for d in cluster.daemons if d.process is not None),
+        "postgresql": postgres_cpu(server),
+    }
+
+
 def summary(label: str, wall: float, latencies: list[float], count: int) -> str:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
@@ -100,6 +132,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"{args.attachments} attachments over {NODES} nodes, {args.in_flight} plugin executions in flight; best of {args.rounds} rounds")
     best: dict[str, tuple[float, list[float]]] = {}
+    cpu: dict[str, list[dict[str, float]]] = {f"{label} {command}": [] for label in ("ipamd", "host-local") for command in ("ADD", "DEL")}
     server = PostgresServer.start()
     try:
         with tempfile.TemporaryDirectory(prefix="ipb-", dir="/tmp") as directory:
@@ -121,9 +154,12 @@ def main() -> None:
                         order.reverse()
                     for command in ("ADD", "DEL"):
                         for label, plugin, configs in order:
+                            before = cpu_now(cluster, server)
                             wall, latencies, addresses = asyncio.run(
                                 burst(plugin, command, configs, in_flight=args.in_flight, cni_path=cni_bin)
                             )
+                            after = cpu_now(cluster, server)
+                            cpu[f"{label} {command}"].append({part: (after[part] - before[part]) * 1000 / args.attachments for part in after})
                             if command == "ADD":
                                 assert len(set(addresses)) == args.attachments, f"{label}: duplicate addresses"
                                 assert all(ipaddress.ip_interface(a).ip in ipaddress.ip_network(CLUSTER_CIDR) for a in addresses)
@@ -148,6 +184,13 @@ def main() -> None:
               f"{theirs[0]:.1f} s ({args.attachments / theirs[0]:.0f}/s) | {ours[0] / theirs[0]:.2f} |")
         p50 = statistics.median(ours[1]), statistics.median(theirs[1])
         print(f"| {command} per execution, p50 | {p50[0] * 1000:.0f} ms | {p50[1] * 1000:.0f} ms | {p50[0] / p50[1]:.2f} |")
+    print()
+    print("CPU per attachment (ms, mean over rounds): where the time goes")
+    print("| burst | plugin executions | daemons | PostgreSQL |")
+    print("|---|---|---|---|")
+    for key, rounds in cpu.items():
+        mean = {part: statistics.mean(r[part] for r in rounds) for part in rounds[0]}
+        print(f"| {key} | {mean['plugins']:.1f} | {mean['daemons']:.1f} | {mean['postgresql']:.1f} |")
 
 
 if __name__ == "__main__":
