@@ -6,6 +6,7 @@
 - ``policy``: the ``AttachmentPolicy`` the CNI handlers call, and releases on pod events;
 - ``events``, ``writeback``: Warning Events and result annotations on pods;
 - ``leader``, ``reconciler``: one daemon at a time releases what the pod watch missed;
+- ``singlenode``: on SQLite, the cluster-wide claim of the one node whose database serves;
 - ``runtime``: assembles it all for ``ipamd serve --kubernetes``.
 
 The release rules themselves are pure: ``ipamd.core.release``.
