@@ -84,8 +84,8 @@ def reconciler_peak(workdir: Path, pods: int, allocated: int | None = None) -> t
             "--reconcile-interval", "3600", "--release-grace", "3600", "--log-level", "debug",
         ))
         started = time.monotonic()
-        daemon.start(timeout=120)
         try:
+            daemon.start(timeout=120)
             deadline = time.monotonic() + 600
             while "reconcile pass 1:" not in daemon.log() and "reconcile: no pod allocations" not in daemon.log():  # noqa: E501
                 if time.monotonic() > deadline:
