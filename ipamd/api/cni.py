@@ -191,7 +191,7 @@ async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     # Only what a CNI ADD made on this node: the runtime that sends GC knows nothing of other
     # nodes' attachments, nor of allocations made through the REST API.
     held = await ipam.allocations_for_network(network.network_key, origin="cni", this_node=True)
-    stale = [row.id for row in held if (row.container_id, row.interface) not in valid]
+    stale = [(row.id, row.container_id) for row in held if (row.container_id, row.interface) not in valid]
     released = await ipam.release_ids(stale, reason="cni gc")
     return {"released": len(released)}
 

@@ -504,13 +504,22 @@ class Allocation(ServiceBase):
             return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac)
         raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
 
-    async def release(self, allocation_id: int, *, reason: str = "api", if_match: Collection[str] | None = None) -> dict[str, Any]:
-        """Releases an allocation by id; with ``if_match``, only if its entity tag is one of them."""
+    async def release(
+        self, allocation_id: int, *, reason: str = "api", if_match: Collection[str] | None = None,
+        container_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Releases an allocation by id; with ``if_match``, only if its entity tag is one of them.
+
+        With ``container_id``, only while the allocation still belongs to that container: a
+        decision taken on an earlier read (CNI GC) must not release a new sandbox's takeover.
+        """
         def run(conn: Connection) -> Any:
             for _ in range(CONFLICT_RETRIES):
                 row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
                 if row is None:
                     raise NotFound(f"allocation {allocation_id} not found")
+                if container_id is not None and row.container_id != container_id:
+                    raise NotFound(f"allocation {allocation_id} now belongs to another container")
                 if if_match is not None and "*" not in if_match:
                     etag = allocation_etag(records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec))
                     if etag not in if_match:
@@ -551,11 +560,12 @@ class Allocation(ServiceBase):
         self._log_release(body, reason)
         return [body]
 
-    async def release_ids(self, ids: Iterable[int], *, reason: str) -> list[dict[str, Any]]:
+    async def release_ids(self, ids: Iterable[tuple[int, str | None]], *, reason: str) -> list[dict[str, Any]]:
+        """Releases each (id, container id) pair whose allocation still belongs to that container."""
         released_bodies = []
-        for allocation_id in ids:
+        for allocation_id, container_id in ids:
             try:
-                released_bodies.append(await self.release(allocation_id, reason=reason))
+                released_bodies.append(await self.release(allocation_id, reason=reason, container_id=container_id))
             except NotFound:
                 continue
         return released_bodies

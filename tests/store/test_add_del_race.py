@@ -62,3 +62,15 @@ async def test_add_of_a_new_sandbox_racing_del_of_the_old_one(rest: Rest) -> Non
     usage = (await rest.ok("GET", "/v1/subnets/race"))["usage"]["v4"]
     assert usage["used"] == len(held)
     assert usage["used"] + usage["available"] + usage["excluded"] == usage["total"]
+
+
+async def test_gc_does_not_release_an_allocation_a_new_sandbox_took_over_after_the_snapshot(rest: Rest) -> None:
+    await rest.ok("POST", "/v1/subnets", {"name": "race", "cidrBlock": "198.18.0.0/20", "provider": PROVIDER})
+    first = await rest.ok("POST", "/v1/cni/add", cni("gc-pod", "old-sandbox"))
+    allocation_id = (await rest.ok("GET", "/v1/allocations?subnet=race"))["items"][0]["id"]
+    # GC decided on a snapshot in which the old sandbox held it; a new sandbox then took it over.
+    taken_over = await rest.ok("POST", "/v1/cni/add", cni("gc-pod", "new-sandbox"))
+    assert taken_over["ips"] == first["ips"]
+    assert await rest.ipam.release_ids([(allocation_id, "old-sandbox")], reason="cni gc") == []
+    held = (await rest.ok("GET", "/v1/allocations?subnet=race"))["items"]
+    assert [(a["id"], a["owner"]["containerId"]) for a in held] == [(allocation_id, "new-sandbox")]
