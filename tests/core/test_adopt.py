@@ -39,8 +39,8 @@ def test_kube_ovn_plan_skips_its_own_network_terminal_pods_and_empty_results():
     note = "macvlan.default.kubernetes.io/"
     pods = [
         pod("a", {f"{note}allocated": "true", f"{note}ip_address": "192.0.2.5,2001:db8::5", f"{note}mac_address": "02:00:00:00:00:05",
-                  "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": "10.16.0.5",
-                  "attach.default.ovn.kubernetes.io/allocated": "true", "attach.default.ovn.kubernetes.io/ip_address": "10.17.0.5"}),
+                  "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": "198.18.1.5",
+                  "attach.default.ovn.kubernetes.io/allocated": "true", "attach.default.ovn.kubernetes.io/ip_address": "198.18.2.5"}),
         pod("done", {f"{note}allocated": "true", f"{note}ip_address": "192.0.2.6"}, phase="Failed"),
         pod("empty", {f"{note}allocated": "true"}),
     ]

@@ -31,7 +31,7 @@ def kubeconfig(cluster: Cluster, tmp_path: Path) -> str:
 
 def status(name: str, interface: str, ip: str) -> str:
     return json.dumps([
-        {"name": "kube-ovn", "interface": "eth0", "ips": ["10.16.0.5"], "default": True},
+        {"name": "kube-ovn", "interface": "eth0", "ips": ["198.18.1.5"], "default": True},
         {"name": name, "interface": interface, "ips": [ip], "mac": "02:00:00:00:01:01"},
     ])
 
@@ -47,7 +47,7 @@ def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
 ):
     running = {note("allocated"): "true", note("ip_address"): "192.0.2.11", note("mac_address"): "02:00:00:00:00:11",
                STATUS: status("default/macvlan", "net2", "192.0.2.11"),
-               "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": "10.16.0.5"}
+               "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": "198.18.1.5"}
     cluster.pod("legacy-a", annotations=running)
     cluster.pod("legacy-b", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.12"})
     cluster.api.create_pod("finished", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.13"}, phase="Succeeded")

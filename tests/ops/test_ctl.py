@@ -168,7 +168,7 @@ def test_apply_kube_ovn_subnet_unchanged(daemon: Daemon, ctl: Ctl) -> None:
     assert first.err.splitlines() == ["warning: kubeovn.io/v1 Subnet macvlan: spec.protocol ignored: ipamd derives the families from cidrBlock"]
     subnet = daemon.client.get("/v1/subnets/macvlan").body
     assert (subnet["cidrBlock"], subnet["gateway"], subnet["excludeIps"], subnet["provider"]) == (
-        "172.17.0.0/16", "172.17.0.1", ["172.17.0.1..172.17.0.10"], "macvlan.default",  # private range from the Kube-OVN example: data only
+        "198.18.0.0/16", "198.18.0.1", ["198.18.0.1..198.18.0.10"], "macvlan.default",
     )
     assert ctl.ok("apply", "-f", path).out.splitlines() == ["subnet/macvlan unchanged"]
 

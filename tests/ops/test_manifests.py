@@ -14,7 +14,7 @@ def test_kube_ovn_seed_subnet_maps_field_by_field() -> None:
     assert manifest == Manifest(
         kind="subnet",
         name="macvlan",
-        body={"name": "macvlan", "cidrBlock": "172.17.0.0/16", "gateway": "172.17.0.1", "excludeIps": ["172.17.0.1..172.17.0.10"], "provider": "macvlan.default"},  # private range from the Kube-OVN example: data only
+        body={"name": "macvlan", "cidrBlock": "198.18.0.0/16", "gateway": "198.18.0.1", "excludeIps": ["198.18.0.1..198.18.0.10"], "provider": "macvlan.default"},
         where=f"{path} document 1",
         warnings=("kubeovn.io/v1 Subnet macvlan: spec.protocol ignored: ipamd derives the families from cidrBlock",),
     )
