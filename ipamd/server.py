@@ -142,9 +142,9 @@ async def bind_socket(runner: web.AppRunner, path: str, gid: int | None) -> OwnS
     """Binds the Unix socket, mode 0660 and owned by ``gid``; on failure leaves no file behind.
 
     The socket is bound here rather than by asyncio, which would remove any socket file
-    already at the path, live or not.
+    already at the path, live or not. :func:`claim_socket_path` cleared the path at start-up
+    and its lock keeps other daemons off it; a file that appeared since makes bind() fail.
     """
-    prepare_socket(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # The umask keeps the socket private during the instant before chmod.
     old_umask = os.umask(0o117)
