@@ -27,12 +27,13 @@ from typing import Any
 
 import netaddr
 
+from ipamd.core.release import TERMINAL_PHASES
+
 NETWORK_STATUS = "k8s.v1.cni.cncf.io/network-status"
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
 KUBE_OVN_SUFFIX = ".kubernetes.io/"
 # Kube-OVN's own primary network: not an attachment ipamd serves.
 KUBE_OVN_PRIMARY = "ovn"
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 JSON = dict[str, Any]
 
