@@ -446,7 +446,8 @@ def host_local(
     maps a network name to the ipam section of its config.
     """
     plan = Plan()
-    live = [pod for pod in pods if running(pod)]
+    # Parsed once: every lease file is matched against every running pod's network-status.
+    live = [(pod, network_status(pod)) for pod in pods if running(pod)]
     for network in sorted(data):
         files = data[network]
         for file_name in sorted(files):
@@ -464,7 +465,7 @@ def host_local(
                 plan.skipped.append(Skipped(source, "empty lease file"))
                 continue
             container_id, interface = lines[0], lines[1] if len(lines) > 1 else None
-            owners = [pod for pod in live if _holds(pod, address, interface)]
+            owners = [pod for pod, statuses in live if _holds(statuses, address, interface)]
             notes: tuple[str, ...] = ()
             node = None
             if len(owners) == 1:
@@ -484,8 +485,8 @@ def host_local(
     return plan
 
 
-def _holds(pod: Mapping[str, Any], address: str, interface: str | None) -> bool:
-    for entry in network_status(pod):
+def _holds(statuses: list[Mapping[str, Any]], address: str, interface: str | None) -> bool:
+    for entry in statuses:
         ips = [str(ip).partition("/")[0] for ip in entry.get("ips") or []]
         if address in ips and (interface is None or entry.get("interface") == interface):
             return True
