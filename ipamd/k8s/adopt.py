@@ -13,8 +13,9 @@ import logging
 
 from ipamd.core import adopt
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import parse_network_request
+from ipamd.core.nad import network_key, parse_network_request
 from ipamd.errors import IpamError, Unavailable
+from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import EventRecorder
 from ipamd.k8s.objects import uid_of
@@ -51,16 +52,16 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             network = parse_network_request(adoption.ipam, network_name=adoption.network)
             request = AddRequest(
                 owner=Owner(network_key=network.network_key, namespace=adoption.namespace, pod=adoption.pod, interface=adoption.interface),
-                network=network, pod_uid=uid_of(pod) or None, static_ips=adoption.ips, mac=adoption.mac, node=node, origin="import",
-                field_prefix=f"{network.network_key}.kubernetes.io/ip_address",
+                network=network, pod_uid=uid_of(pod), static_ips=adoption.ips, mac=adoption.mac, node=node, origin="import",
+                field_prefix=notes.key(network.network_key, notes.IP_ADDRESS),
             )
             allocation = await ipam.allocate(request)
         except IpamError as e:
             refused += 1
             log.warning("not adopted: %s: %s", adoption.label, e.message)
             await recorder.warning(
-                namespace=adoption.namespace, pod=adoption.pod, uid=uid_of(pod) or None, reason=ADOPT_FAILED,
-                message=f"ipamd could not adopt {','.join(adoption.ips)} on {adoption.interface} (network {network_key_of(adoption)}): {e.message}",
+                namespace=adoption.namespace, pod=adoption.pod, uid=uid_of(pod), reason=ADOPT_FAILED,
+                message=f"ipamd could not adopt {','.join(adoption.ips)} on {adoption.interface} (network {network_key(adoption.ipam, adoption.network)}): {e.message}",
             )
             continue
         adopted += 1
@@ -69,8 +70,3 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
         log.info("not adopted: %s: %s", skipped.source, skipped.reason)
     log.info("adopting annotations on node %s: %d adopted, %d refused, %d skipped", node, adopted, refused, len(plan.skipped))
     return adopted, refused
-
-
-def network_key_of(adoption: adopt.Adoption) -> str:
-    return str(adoption.ipam.get("provider") or adoption.network)
-
