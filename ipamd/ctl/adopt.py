@@ -22,6 +22,7 @@ import yaml
 
 from ipamd.core import adopt
 from ipamd.ctl.client import Client, CtlError
+from ipamd.ctl.manifests import yaml_problem
 from ipamd.errors import IpamError, NotFound
 
 SOURCES = ("kube-ovn", "whereabouts", "host-local")
@@ -55,7 +56,7 @@ def gather_from_files(paths: list[str]) -> dict[str, list[JSON]]:
         try:
             documents = list(yaml.safe_load_all(text))
         except yaml.YAMLError as e:
-            raise CtlError(f"{path} is neither JSON nor YAML: {e}") from e
+            raise CtlError(f"{path} is neither JSON nor YAML: {yaml_problem(e)}") from e
         for document in documents:
             for item in _items(document):
                 kind = item.get("kind")

@@ -179,7 +179,8 @@ def test_import_errors_are_one_line(cluster: Cluster, capsys: pytest.CaptureFixt
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     code, _, err = ipamctl(cluster, capsys, "kube-ovn", "--from-file", str(bad))
-    assert code == 1 and err.startswith("ipamctl: ") and "neither JSON nor YAML" in err
+    assert code == 1 and err.startswith("ipamctl: ") and "neither JSON nor YAML: not valid YAML at line 1" in err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 def test_adopt_annotations_before_serving(make_cluster, kube, tmp_path: Path):
