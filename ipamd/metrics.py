@@ -116,7 +116,7 @@ class UsageSnapshot:
 
 
 class UsageCollector(Collector):
-    """Hands the last snapshot to the registry; the scrape handler refreshes it first."""
+    """Hands the last snapshot to the registry; the background refresh sets it."""
 
     def __init__(self) -> None:
         self.snapshot = UsageSnapshot()
@@ -275,18 +275,19 @@ class Metrics:
         """Refreshes the usage text every ``refresh_interval`` while scrapes keep coming."""
         while True:
             while time.monotonic() - self._last_scrape < self.refresh_interval * IDLE_INTERVALS:
+                # Cleared before the refresh: the scrape that woke this task is served by it,
+                # not by a second refresh right after.
+                self._wake.clear()
                 await self.refresh_usage()
                 # A timer, not a synchronisation: the next refresh is due then, or earlier
                 # when a scrape finds no usage text.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.refresh_interval):
                         await self._wake.wait()
-                self._wake.clear()
             # Nobody scrapes: stop reading the database until somebody does again.
             self._usage_text = None
             self._usage_ready.clear()
             await self._wake.wait()
-            self._wake.clear()
 
     async def refresh_usage(self) -> None:
         """Reads usage once and renders its gauges; a failed read leaves the gauges out."""
