@@ -63,6 +63,10 @@ _SUBNET_PROVIDER = sa.select(subnets.c.name, subnets.c.provider).where(subnets.c
 _UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
 
 
+def _unserved(network_key: str) -> NotFound:
+    return NotFound(f"no subnet serves provider {network_key}; create one with provider {network_key!r}")
+
+
 def allocation_etag(body: dict[str, Any]) -> str:
     """Returns the entity tag of an allocation: it names one holder of these addresses.
 
@@ -120,6 +124,8 @@ class Allocation(ServiceBase):
             self._check_mac(conn, mac, network_key=owner.network_key)
 
         if request.pool_name is not None:
+            if candidates is None and conn.execute(_PROVIDER_HAS_SUBNET, {"provider": owner.network_key}).first() is None:
+                raise _unserved(owner.network_key)
             return self._allocate_from_pool(conn, request, mac=mac), True
         if request.pool_entries:
             return self._allocate_from_entries(conn, request, self._all_candidates(conn, request, candidates), mac=mac), True
@@ -142,6 +148,8 @@ class Allocation(ServiceBase):
             # A provider may have thousands of subnets: the message names a few, read in SQL.
             provider = {"provider": owner.network_key}
             named = list(conn.execute(_PROVIDER_SUBNET_NAMES, provider).scalars())
+            if not named:
+                raise _unserved(owner.network_key)
             more = int(conn.execute(_PROVIDER_SUBNET_COUNT, provider).scalar_one()) - len(named)
         else:
             every = self._all_candidates(conn, request, candidates)
@@ -181,6 +189,8 @@ class Allocation(ServiceBase):
         if candidates is not None:
             return candidates
         rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": request.network.network_key}).all()
+        if not rows:
+            raise _unserved(request.network.network_key)
         return [self._subnet(row) for row in rows]
 
     @staticmethod
@@ -283,10 +293,8 @@ class Allocation(ServiceBase):
             return [subnet]
         if network.inline_subnet is not None:
             return [self._ensure_inline(conn, network.inline_subnet)]
-        if conn.execute(_PROVIDER_HAS_SUBNET, {"provider": network.network_key}).first() is None:
-            raise NotFound(
-                f"no subnet serves provider {network.network_key}; create one with provider {network.network_key!r}"
-            )
+        # Whether any subnet serves the provider is asked only once an ADD finds none (see
+        # _unserved): a dynamic ADD that succeeds pays no query for it.
         return None
 
     def _ensure_inline(self, conn: Connection, spec: SubnetSpec) -> _Subnet:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
-from ipamd.errors import Exhausted
+from ipamd.errors import Exhausted, NotFound
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import SqliteDatabase, open_database
 from tests.store.conftest import Rest
@@ -75,6 +75,8 @@ def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) 
                     sa.event.remove(database.engine, "before_cursor_execute", count)
                 assert body["subnet"] == f"s{full:04d}"
                 assert not any("FROM subnets" in s and "LIMIT" not in s and "WHERE subnets.id" not in s for s in seen), seen
+                # One query finds the subnet (SQLite takes no row lock): nothing else reads subnets.
+                assert sum("FROM subnets" in s for s in seen) == 1, seen
                 return len(seen)
             finally:
                 await ipam.close()
@@ -103,6 +105,29 @@ def test_exhausting_a_provider_names_all_subnets_when_they_are_few(tmp_path: Pat
                 assert (e.message, e.details) == (f"no free address in subnet s0000, s0001 (network {PROVIDER})", {"subnets": ["s0000", "s0001"]})
             else:
                 raise AssertionError("expected exhaustion")
+        finally:
+            await ipam.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_provider_without_subnets_is_not_found_whatever_the_request(tmp_path: Path) -> None:
+    """The check runs only once an ADD finds no subnet, off the path of an ADD that succeeds."""
+
+    async def scenario() -> None:
+        database = open_database(f"sqlite:///{tmp_path / 'ipam.db'}")
+        await database.upgrade()
+        ipam = Ipam(database)
+        try:
+            await ipam.create_subnet({**subnet(0), "provider": "other.default"})
+            await ipam.create_pool({"name": "other-pool", "subnet": "s0000", "ips": ["198.18.0.2"]})
+            for request in (add("dynamic"), add("static", static_ips=("198.18.0.2",)), add("pooled", pool_name="other-pool")):
+                try:
+                    await ipam.allocate(request)
+                except NotFound as e:
+                    assert e.message == f"no subnet serves provider {PROVIDER}; create one with provider {PROVIDER!r}"
+                else:
+                    raise AssertionError(f"expected NotFound for {request.owner.pod}")
         finally:
             await ipam.close()
 
