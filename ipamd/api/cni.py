@@ -22,7 +22,6 @@ from ipamd.cni import protocol
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
 from ipamd.core.subnet import reject_unknown
-from ipamd.core.text import printable
 from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
 from ipamd.metrics import CNI_OUTCOME
 from ipamd.service import AddRequest
@@ -254,7 +253,8 @@ def _ignore_log_file(config: Any) -> None:
     _warned_log_files.add(key)
     # The plugin runs as root on the node: a file named by whoever may write a network
     # config is never opened. The daemon's own log has every CNI failure.
-    log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", printable(key[0]), printable(key[1]))
+    # (The log formatters spell out control characters of the arguments, ipamd.logs.)
+    log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", *key)
 
 
 async def _execute(app: web.Application, invocation: protocol.Invocation) -> dict[str, Any] | None:
@@ -295,8 +295,8 @@ async def execute(request: web.Request) -> web.Response:
     except IpamError as e:
         error = e
     except Exception:
-        log.exception("CNI %s failed", printable(command))
+        log.exception("CNI %s failed", command)
         error = IpamError("internal error; see the daemon log")
     request[CNI_OUTCOME] = (command, error)
-    log.info("CNI %s failed with code %d: %s", printable(command), error.cni_code, printable(error.message))
+    log.info("CNI %s failed with code %d: %s", command, error.cni_code, error.message)
     return json_response(protocol.failure(error, version, command))
