@@ -262,7 +262,7 @@ async def _execute(app: web.Application, invocation: protocol.Invocation) -> dic
     command = invocation.command
     _ignore_log_file(invocation.config)
     if command == "VERSION":
-        return {"cniVersion": invocation.cni_version, "supportedVersions": list(protocol.SUPPORTED_VERSIONS)}
+        return protocol.version_result(invocation.cni_version)
     if command == "STATUS":
         ready, reason = await app[IPAM].ready()
         if not ready:
@@ -287,7 +287,6 @@ async def execute(request: web.Request) -> web.Response:
     body = await json_object(request)
     env = body.get("env")
     command = str(env.get("CNI_COMMAND", "")) if isinstance(env, dict) else ""
-    version = protocol.answer_version(body)
     try:
         invocation = protocol.parse_invocation(body)
         request[CNI_OUTCOME] = (invocation.command, None)
@@ -299,4 +298,5 @@ async def execute(request: web.Request) -> web.Response:
         error = IpamError("internal error; see the daemon log")
     request[CNI_OUTCOME] = (command, error)
     log.info("CNI %s failed with code %d: %s", command, error.cni_code, error.message)
-    return json_response(protocol.failure(error, version, command))
+    # Only a failure needs the version read apart from parse_invocation (which may have failed).
+    return json_response(protocol.failure(error, protocol.answer_version(body), command))

@@ -69,8 +69,8 @@ def answer_version(body: object) -> str:
     return LATEST_VERSION
 
 
-def version_result(body: object) -> dict[str, Any]:
-    return {"cniVersion": answer_version(body), "supportedVersions": list(SUPPORTED_VERSIONS)}
+def version_result(cni_version: str) -> dict[str, Any]:
+    return {"cniVersion": cni_version, "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
 def _refuse_constant(name: str) -> Any:
