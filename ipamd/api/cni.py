@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -204,33 +206,25 @@ def _refuse_retired_shim(request: web.Request) -> None:
         )
 
 
-@routes.post("/v1/cni/add")
-async def add(request: web.Request) -> web.Response:
-    _refuse_retired_shim(request)
-    return json_response(await _add(request.app, await json_object(request)))
+Operation = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
-@routes.post("/v1/cni/adopt")
-async def adopt(request: web.Request) -> web.Response:
-    return json_response(await _add(request.app, await json_object(request), adopt=True))
+def _structured(operation: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """A route that runs one attachment operation on its JSON body, for clients other than
+    the plugin; the retired shim, which called these routes itself, is refused."""
+
+    async def handler(request: web.Request) -> web.Response:
+        _refuse_retired_shim(request)
+        return json_response(await operation(request.app, await json_object(request)))
+
+    return handler
 
 
-@routes.post("/v1/cni/del")
-async def delete(request: web.Request) -> web.Response:
-    _refuse_retired_shim(request)
-    return json_response(await _del(request.app, await json_object(request)))
-
-
-@routes.post("/v1/cni/check")
-async def check(request: web.Request) -> web.Response:
-    _refuse_retired_shim(request)
-    return json_response(await _check(request.app, await json_object(request)))
-
-
-@routes.post("/v1/cni/gc")
-async def gc(request: web.Request) -> web.Response:
-    _refuse_retired_shim(request)
-    return json_response(await _gc(request.app, await json_object(request)))
+routes.post("/v1/cni/add")(_structured(_add))
+routes.post("/v1/cni/adopt")(_structured(partial(_add, adopt=True)))
+routes.post("/v1/cni/del")(_structured(_del))
+routes.post("/v1/cni/check")(_structured(_check))
+routes.post("/v1/cni/gc")(_structured(_gc))
 
 
 # CNI STATUS asks exactly what /readyz answers: can ADD be served now?
