@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ipamd.api.body import json_response
+from ipamd.errors import IpamError
 
 routes = web.RouteTableDef()
 
@@ -45,25 +46,42 @@ def shape(properties: dict[str, Schema], *, optional: tuple[str, ...] = ()) -> S
     }
 
 
+def error_codes() -> list[str]:
+    """Every ``code`` of the error hierarchy (ipamd.errors), so that a new error is documented."""
+    found, pending = [], [IpamError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.__module__ == IpamError.__module__ and cls.code not in found:
+            found.append(cls.code)
+        pending += cls.__subclasses__()
+    return found
+
+
 STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
 STRINGS: Schema = {"type": "array", "items": STRING}
 TIMESTAMP: Schema = nullable({"type": "string", "format": "date-time"})
 
+# What identifies an attachment in every CNI request (ipamd.api.cni.IDENTITY_FIELDS).
+CNI_IDENTITY: dict[str, Schema] = {
+    "containerId": STRING,
+    "ifName": STRING,
+    "netns": nullable(STRING),
+    "network": STRING,
+    "podNamespace": nullable(STRING),
+    "podName": nullable(STRING),
+    "podUid": nullable(STRING),
+    "ipam": ref("CniIpam"),
+    "cniVersion": STRING,
+}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": shape(
         {
             "error": shape(
                 {
-                    "code": {
-                        "type": "string",
-                        "enum": [
-                            "invalid_input", "unauthorized", "forbidden", "not_found", "address_conflict", "exhausted",
-                            "in_use", "already_exists", "payload_too_large", "unavailable", "internal",
-                            "method_not_allowed", "http_error",
-                        ],
-                    },
+                    "code": {"type": "string", "enum": [*error_codes(), "method_not_allowed", "http_error"]},
                     "message": STRING,
                     "cniCode": INTEGER,
                     "details": {"type": "object"},
@@ -227,15 +245,7 @@ SCHEMAS: dict[str, Schema] = {
     },
     "CniAddRequest": strict(
         {
-            "containerId": STRING,
-            "ifName": STRING,
-            "netns": nullable(STRING),
-            "network": STRING,
-            "podNamespace": nullable(STRING),
-            "podName": nullable(STRING),
-            "podUid": nullable(STRING),
-            "ipam": ref("CniIpam"),
-            "cniVersion": STRING,
+            **CNI_IDENTITY,
             "ips": nullable({"type": "array", "items": STRING, "maxItems": 2}),
             "mac": nullable(STRING),
         },
@@ -243,15 +253,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "CniAdoptRequest": strict(
         {
-            "containerId": STRING,
-            "ifName": STRING,
-            "netns": nullable(STRING),
-            "network": STRING,
-            "podNamespace": nullable(STRING),
-            "podName": nullable(STRING),
-            "podUid": nullable(STRING),
-            "ipam": ref("CniIpam"),
-            "cniVersion": STRING,
+            **CNI_IDENTITY,
             "ips": {"type": "array", "items": STRING, "minItems": 1, "maxItems": 2},
             "mac": nullable(STRING),
             "node": nullable({"type": "string", "description": "the pod's node (default: this daemon's)"}),
@@ -260,15 +262,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "CniCheckRequest": strict(
         {
-            "containerId": STRING,
-            "ifName": STRING,
-            "netns": nullable(STRING),
-            "network": STRING,
-            "podNamespace": nullable(STRING),
-            "podName": nullable(STRING),
-            "podUid": nullable(STRING),
-            "ipam": ref("CniIpam"),
-            "cniVersion": STRING,
+            **CNI_IDENTITY,
             "prevResult": {"type": "object"},
         },
         required=("containerId", "ifName", "network", "ipam", "prevResult"),
@@ -318,7 +312,7 @@ ERROR_MEANINGS = {
     "401": "TCP listener: no or unknown bearer token",
     "403": "TCP listener: read-only token (or no tokens configured) on a state-changing route",
     "404": "the named object does not exist",
-    "409": "address_conflict, exhausted, in_use or already_exists",
+    "409": "address_conflict, exhausted, in_use, already_exists or stale_pod",
     "412": "If-Match names another entity tag: the allocation passed to another pod instance since it was read",
     "413": "request body over 1 MiB",
     "503": "the database is unreachable; retry later",
