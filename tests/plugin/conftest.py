@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from shim_harness import cni_environment
 
 from ipamd.api.app import create_app
 from ipamd.service import Ipam
@@ -58,17 +59,8 @@ class Daemon:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    async def exec(
-        self, command: str | None, config: Any, *, container_id: str | None = "ctr1", ifname: str | None = "net1",
-        netns: str | None = "/var/run/netns/test", cni_args: str | None = None, wire: int = 1,
-    ) -> Answer:
-        env = {"CNI_PATH": "/opt/cni/bin"}
-        for name, value in (
-            ("CNI_COMMAND", command), ("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname),
-            ("CNI_NETNS", netns), ("CNI_ARGS", cni_args),
-        ):
-            if value is not None:
-                env[name] = value
+    async def exec(self, command: str | None, config: Any, *, wire: int = 1, **environment: str | None) -> Answer:
+        env = cni_environment(command, **environment)
         text = config if isinstance(config, str) else json.dumps(config)
         reply = await self.client.post("/v1/cni/exec", json={"wire": wire, "env": env, "config": text})
         assert reply.status == 200, await reply.text()

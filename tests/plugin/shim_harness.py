@@ -24,16 +24,15 @@ class ShimRun:
         return json.loads(self.stdout)
 
 
-def run_shim(
+def cni_environment(
     command: str | None,
-    config: Any,
     *,
     container_id: str | None = "ctr1",
     ifname: str | None = "net1",
     netns: str | None = "/var/run/netns/test",
     cni_args: str | None = None,
-    plugin: Path = PLUGIN,
-) -> ShimRun:
+) -> dict[str, str]:
+    """The ``CNI_*`` variables a runtime sets; None leaves one out."""
     env = {"CNI_PATH": "/opt/cni/bin"}
     for name, value in (
         ("CNI_COMMAND", command), ("CNI_CONTAINERID", container_id), ("CNI_IFNAME", ifname),
@@ -41,6 +40,11 @@ def run_shim(
     ):
         if value is not None:
             env[name] = value
+    return env
+
+
+def run_shim(command: str | None, config: Any, *, plugin: Path = PLUGIN, **environment: str | None) -> ShimRun:
+    env = cni_environment(command, **environment)
     stdin = config if isinstance(config, bytes) else (b"" if config is None else json.dumps(config).encode())
     done = subprocess.run([str(plugin)], input=stdin, env=env, capture_output=True, timeout=60)
     return ShimRun(done.returncode, done.stdout.decode(), done.stderr.decode())
