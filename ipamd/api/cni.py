@@ -258,7 +258,7 @@ async def _execute(app: web.Application, invocation: protocol.Invocation) -> dic
     if command == "VERSION":
         return protocol.version_result(invocation.cni_version)
     if command == "STATUS":
-        ready, reason = await app[IPAM].ready()
+        ready, reason = await health.readiness(app)
         if not ready:
             raise NotAvailable(f"ipamd is not ready: {reason}")
         return None

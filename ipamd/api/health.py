@@ -18,11 +18,17 @@ async def healthz(request: web.Request) -> web.Response:
     return json_response({"ok": True})
 
 
+async def readiness(app: web.Application) -> tuple[bool, str]:
+    """The one readiness answer of ``/readyz`` and the plugin's CNI STATUS."""
+    ready, reason = await app[IPAM].ready()
+    if ready:
+        ready, reason = app[POLICY].ready()
+    return ready, reason
+
+
 @routes.get("/readyz")
 async def readyz(request: web.Request) -> web.Response:
-    ready, reason = await request.app[IPAM].ready()
-    if ready:
-        ready, reason = request.app[POLICY].ready()
+    ready, reason = await readiness(request.app)
     if not ready:
         raise Unavailable(reason)
     return json_response({"ready": True})

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tests.k8s.conftest import NET1, NODE, Cluster, wait_for
 from tests.kube_double import ThreadedKubeApi
+from tests.plugin.shim_harness import ShimRun, run_shim
 from tests.support.daemon import Daemon
 
 
@@ -95,6 +96,14 @@ def test_the_claim_moves_only_when_the_lease_is_deleted(kube: ThreadedKubeApi, t
 # ----------------------------------------------------------------- readiness
 
 
+def _shim_status(cluster: Cluster) -> ShimRun:
+    config = {
+        "cniVersion": "1.1.0", "name": "macvlan", "type": "macvlan",
+        "ipam": {"type": "ipamd", "server_socket": cluster.daemon.socket, "provider": "macvlan.default"},
+    }
+    return run_shim("STATUS", config, container_id=None, ifname=None, netns=None)
+
+
 def test_a_403_on_pods_makes_readyz_and_status_fail(cluster: Cluster):
     assert cluster.daemon.client.get("/readyz").status == 200
     cluster.api.inject_error("GET", r"^/api/v1/pods$", code=403, reason="Forbidden",
@@ -104,9 +113,14 @@ def test_a_403_on_pods_makes_readyz_and_status_fail(cluster: Cluster):
     not_ready = wait_for(lambda: (r := cluster.daemon.client.get("/readyz")).status == 503 and r, what="readyz to fail")
     assert "watch failing" in not_ready.message and "403 Forbidden" in not_ready.message
     assert cluster.daemon.client.get("/v1/cni/status").status == 503
+    # The runtime's STATUS, through the plugin binary, answers the same.
+    status = _shim_status(cluster)
+    assert status.returncode != 0 and status.output["code"] == 50, status
+    assert "watch failing" in status.output["msg"] and "403 Forbidden" in status.output["msg"]
     # The rules are fixed: ready again, without a restart.
     cluster.api.clear_faults()
     wait_for(lambda: cluster.daemon.client.get("/readyz").status == 200, what="readyz to recover")
+    assert _shim_status(cluster).returncode == 0
 
 
 def test_readyz_waits_for_the_api_server(kube: ThreadedKubeApi, tmp_path: Path):
