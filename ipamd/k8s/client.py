@@ -176,10 +176,9 @@ class KubeClient:
     async def _send(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
         content_type: str = "application/json", timeout: aiohttp.ClientTimeout | float | None = None,
-        accept: str = "application/json",
     ) -> aiohttp.ClientResponse:
         """Sends one request and returns the response unread (the caller releases it)."""
-        headers = {"Accept": accept, "Content-Type": content_type}
+        headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             response: aiohttp.ClientResponse = await self.api_client.call_api(
                 path, method, query_params=list(query), header_params=headers, body=body,
@@ -194,11 +193,11 @@ class KubeClient:
 
     async def request(
         self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
-        content_type: str = "application/json", accept: str = "application/json",
+        content_type: str = "application/json",
     ) -> JSON:
         """Returns the JSON answer of one request; raises the mapped error on failure."""
         for attempt in range(RETRIES_ON_429 + 1):
-            response = await self._send(method, path, query=query, body=body, content_type=content_type, accept=accept)
+            response = await self._send(method, path, query=query, body=body, content_type=content_type)
             try:
                 data = await response.read()
             except (aiohttp.ClientError, OSError) as e:
