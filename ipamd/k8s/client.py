@@ -11,8 +11,8 @@ Errors leave here as ``ipamd.errors`` types, decided in one place (:func:`error_
 ``InvalidInput``, anything else and every transport failure ``Unavailable``.
 
 Being polite to the API server: a 429 is retried here a few times after the delay the
-server asks for, then handed to the caller with that delay, which the long-running loops
-(watch, Lease, reconciler) wait at least. Lists can be served from the watch cache
+server asks for, then handed to the caller with that delay (:func:`wait_asked`), which the
+long-running loops (watch, Lease, SQLite claim, annotation retries) wait at least. Lists can be served from the watch cache
 (``resourceVersion=0``) and can hand each item to a callback as its page arrives, so no
 caller has to hold a whole cluster's pods. The client remembers the last successful
 exchange (readiness) and the API server's clock (``Date``), for decisions that compare
@@ -85,6 +85,11 @@ def retry_after_of(headers: Any, body: bytes | str | None) -> float:
         except (ValueError, TypeError, AttributeError, KeyError):
             pass
     return 1.0
+
+
+def wait_asked(error: IpamError) -> float:
+    """The seconds an error asks the caller to wait before asking again: a 429's ``Retry-After``, else 0."""
+    return error.retry_after if isinstance(error, TooManyRequests) else 0.0
 
 
 def error_for(status: int, body: bytes | str | None, *, what: str, headers: Any = None) -> IpamError:

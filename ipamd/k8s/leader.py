@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ipamd.errors import IpamError
-from ipamd.k8s.client import Conflict, KubeClient
+from ipamd.k8s.client import Conflict, KubeClient, wait_asked
 from ipamd.k8s.objects import format_time
 
 log = logging.getLogger("ipamd.k8s.leader")
@@ -61,15 +61,17 @@ class LeaseElector:
     async def run(self) -> None:
         """Acquires and renews until cancelled."""
         while True:
+            asked = 0.0
             try:
                 won = await self.try_acquire()
             except IpamError as e:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, e.message)
                 # Without a successful renewal for a whole lease duration, others may take over.
                 won = self.leading and self.clock() - self._last_renew < self.duration
+                asked = wait_asked(e)
             self._set_leading(won)
             self.decided.set()
-            await asyncio.sleep(self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2))
+            await asyncio.sleep(max(asked, self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2)))
 
     def _set_leading(self, won: bool) -> None:
         if won and not self.leading:

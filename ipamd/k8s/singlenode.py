@@ -64,7 +64,7 @@ class SingleNodeClaim:
                 log.warning("SQLite claim %s: %s; keeping the last decision (%s)", self.lease, e.message, "allowed" if self.allowed else "refused")
                 if not self.checked.is_set():
                     # No decision yet: ask again soon rather than a whole period later.
-                    await asyncio.sleep(backoff.next())
+                    await asyncio.sleep(backoff.next(e))
                     continue
             await asyncio.sleep(self.check_every * random.uniform(0.9, 1.1))
 

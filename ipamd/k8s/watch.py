@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipamd.errors import IpamError
-from ipamd.k8s.client import Gone, KubeClient, Refused, TooManyRequests
+from ipamd.k8s.client import Gone, KubeClient, Refused, wait_asked
 from ipamd.k8s.objects import meta, object_key, uid_of
 
 log = logging.getLogger("ipamd.k8s.watch")
@@ -47,10 +47,11 @@ class Backoff:
     def reset(self) -> None:
         self.delay = self.first
 
-    def next(self) -> float:
+    def next(self, error: IpamError | None = None) -> float:
+        """The next delay; after ``error``, at least what it asks for (a 429's Retry-After)."""
         delay = self.delay * random.uniform(0.8, 1.2)
         self.delay = min(self.delay * 2, self.ceiling)
-        return delay
+        return max(delay, wait_asked(error)) if error is not None else delay
 
 
 def slim(obj: JSON) -> JSON:
@@ -126,9 +127,7 @@ class Informer:
             except IpamError as e:
                 if self.error is None or self.error[0] != e.message:
                     self.error = (e.message, time.monotonic(), isinstance(e, Refused))
-                delay = backoff.next()
-                if isinstance(e, TooManyRequests):
-                    delay = max(delay, e.retry_after)
+                delay = backoff.next(e)
                 log.warning("%s watch: %s; retrying in %.1fs", self.name, e.message, delay)
                 await asyncio.sleep(delay)
 

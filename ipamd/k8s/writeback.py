@@ -61,9 +61,10 @@ class AnnotationWriter:
     async def _retry(self, key: tuple[str, str, str | None]) -> None:
         namespace, name, uid = key
         backoff = Backoff(first=self.first_delay, ceiling=self.ceiling)
+        error: IpamError | None = None
         try:
             for attempt in range(2, self.attempts + 1):
-                await asyncio.sleep(backoff.next())
+                await asyncio.sleep(backoff.next(error))
                 annotations = dict(self._pending[key])
                 try:
                     await self.client.patch_pod_annotations(namespace, name, annotations, uid=uid)
@@ -73,7 +74,9 @@ class AnnotationWriter:
                 except IpamError as e:
                     self.failures += 1
                     log.warning("writing annotations on pod %s/%s failed (attempt %d of %d): %s", namespace, name, attempt, self.attempts, e.message)
+                    error = e
                     continue
+                error = None
                 if self._pending[key] == annotations:
                     log.info("annotations written on pod %s/%s after %d attempts", namespace, name, attempt)
                     return

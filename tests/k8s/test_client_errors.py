@@ -7,7 +7,8 @@ import json
 import pytest
 
 from ipamd.errors import AlreadyExists, InvalidInput, NotFound, Unavailable
-from ipamd.k8s.client import Conflict, Gone, Refused, TooManyRequests, error_for
+from ipamd.k8s.client import Conflict, Gone, Refused, TooManyRequests, error_for, wait_asked
+from ipamd.k8s.watch import Backoff
 
 
 def status(code: int, reason: str, message: str) -> bytes:
@@ -46,3 +47,11 @@ def test_refusals_point_at_rbac():
 def test_a_body_that_is_not_a_status():
     error = error_for(502, b"<html>bad gateway</html>", what="GET /api/v1/pods")
     assert error.message == "kubernetes API unavailable (GET /api/v1/pods: 502: <html>bad gateway</html>); retry later"
+
+
+def test_every_backoff_waits_at_least_what_a_429_asks():
+    busy = error_for(429, status(429, "TooManyRequests", "too many requests"), what="GET /api/v1/pods", headers={"Retry-After": "20"})
+    assert wait_asked(busy) == 20 and wait_asked(Unavailable("down")) == 0
+    backoff = Backoff(first=0.2, ceiling=1.0)
+    assert backoff.next(busy) == 20
+    assert backoff.next(Unavailable("down")) < 1.0
