@@ -375,7 +375,12 @@ class KubeClient:
     async def get_lease(self, namespace: str, name: str) -> JSON | None:
         return await self.get(self.lease_path(namespace, name))
 
-    async def create_lease(self, namespace: str, lease: JSON) -> JSON:
+    async def create_lease(self, namespace: str, name: str, spec: JSON, *, annotations: dict[str, str] | None = None) -> JSON:
+        """Creates the Lease ``name``; one that exists already answers ``Conflict``."""
+        metadata: JSON = {"name": name, "namespace": namespace}
+        if annotations:
+            metadata["annotations"] = annotations
+        lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata, "spec": spec}
         return await self.request("POST", self.lease_path(namespace), body=lease)
 
     async def replace_lease(self, namespace: str, name: str, lease: JSON) -> JSON:

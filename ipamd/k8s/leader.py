@@ -97,14 +97,8 @@ class LeaseElector:
         """Returns whether this daemon holds the Lease after one attempt."""
         lease = await self.client.get_lease(self.namespace, self.name)
         if lease is None:
-            body = {
-                "apiVersion": "coordination.k8s.io/v1",
-                "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": self._spec(transitions=0, acquired=None),
-            }
             try:
-                await self.client.create_lease(self.namespace, body)
+                await self.client.create_lease(self.namespace, self.name, self._spec(transitions=0, acquired=None))
             except Conflict:
                 return False
             self._last_renew = self.clock()

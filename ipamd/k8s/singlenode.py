@@ -34,6 +34,10 @@ LEASE_NAME = "ipamd-sqlite"
 CHECK_EVERY_SECONDS = 60.0
 
 
+def _holder(lease: dict[str, Any] | None) -> str | None:
+    return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+
+
 class SingleNodeClaim:
     """Whether this node may allocate from its SQLite database (``allowed``) and why not."""
 
@@ -71,7 +75,7 @@ class SingleNodeClaim:
     async def check_once(self) -> bool:
         """Reads (and if free, takes) the claim; returns whether this node holds it."""
         lease = await self.client.get_lease(self.namespace, self.name)
-        holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+        holder = _holder(lease)
         if holder is None:
             holder = await self._claim(lease)
         self._decide(holder)
@@ -82,17 +86,8 @@ class SingleNodeClaim:
         spec = {"holderIdentity": self.node, "acquireTime": now, "renewTime": now}
         try:
             if lease is None:
-                await self.client.create_lease(self.namespace, {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {
-                        "name": self.name,
-                        "namespace": self.namespace,
-                        "annotations": {
-                            "ipamd.io/purpose": "the node whose SQLite database serves ipamd; delete to move it (docs/deploy.md)",
-                        },
-                    },
-                    "spec": spec,
+                await self.client.create_lease(self.namespace, self.name, spec, annotations={
+                    "ipamd.io/purpose": "the node whose SQLite database serves ipamd; delete to move it (docs/deploy.md)",
                 })
             else:
                 lease["spec"] = {**(lease.get("spec") or {}), **spec}
@@ -100,8 +95,7 @@ class SingleNodeClaim:
                 await self.client.replace_lease(self.namespace, self.name, lease)
         except Conflict:
             # Another node claimed it between our read and write: read who.
-            lease = await self.client.get_lease(self.namespace, self.name)
-            return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
+            return _holder(await self.client.get_lease(self.namespace, self.name))
         log.info("SQLite claim %s taken by node %s: this node's database serves the cluster", self.lease, self.node)
         return self.node
 
