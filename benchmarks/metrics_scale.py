@@ -83,13 +83,16 @@ async def create_subnets(socket_path: str, count: int) -> None:
     await asyncio.gather(*(worker() for _ in range(16)))
 
 
+def attachment(name: str) -> dict:
+    return {"containerId": name, "ifName": "net1", "network": "target", "podNamespace": "bench",
+            "podName": name, "ipam": {"type": "ipamd", "provider": "target.ns"}}
+
+
 async def time_adds(socket_path: str, prefix: str, count: int) -> list[float]:
     samples = []
     for index in range(count):
-        body = {"containerId": f"{prefix}{index}", "ifName": "net1", "network": "target", "podNamespace": "bench",
-                "podName": f"{prefix}{index}", "ipam": {"type": "ipamd", "provider": "target.ns"}}
         started = now()
-        status, reply = await post_json(socket_path, "/v1/cni/add", body)
+        status, reply = await post_json(socket_path, "/v1/cni/add", attachment(f"{prefix}{index}"))
         samples.append(now() - started)
         assert status == 200, reply
     return samples
@@ -97,9 +100,7 @@ async def time_adds(socket_path: str, prefix: str, count: int) -> list[float]:
 
 async def release(socket_path: str, prefix: str, count: int) -> None:
     for index in range(count):
-        body = {"containerId": f"{prefix}{index}", "ifName": "net1", "network": "target", "podNamespace": "bench",
-                "podName": f"{prefix}{index}", "ipam": {"type": "ipamd", "provider": "target.ns"}}
-        status, reply = await post_json(socket_path, "/v1/cni/del", body)
+        status, reply = await post_json(socket_path, "/v1/cni/del", attachment(f"{prefix}{index}"))
         assert status == 200, reply
 
 
