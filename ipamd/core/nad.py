@@ -281,6 +281,3 @@ def _outside_bounds(cidr: netaddr.IPNetwork, start: netaddr.IPAddress | None, en
         excludes.append(f"{ip_text(int(end) + 1, version)}..{ip_text(int(cidr.last), version)}")
     return excludes
 
-
-def inline_routes(ipam: Mapping[str, Any]) -> Any:
-    return parse_routes(ipam.get("routes"), field="ipam.routes")
