@@ -15,7 +15,7 @@ from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members
 from ipamd.core.subnet import canonical_subnet
 from ipamd.core.usage import classify
 from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NotFound
-from ipamd.service.base import AllocationChanged, ServiceBase, _Subnet, log
+from ipamd.service.base import ServiceBase, _Subnet, log
 from ipamd.store import records, space
 from ipamd.store.schema import allocations, pools, released, reservations, subnets
 
@@ -163,14 +163,9 @@ class Administration(ServiceBase):
             if rows and not force:
                 raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
             for row in rows:
-                try:
-                    self._release_row(conn, row, subnet=subnet, reason="subnet deleted", give_back=False)
-                except AllocationChanged:
-                    # An ADD of a new sandbox updated the row since it was read: release it as it is now.
-                    current = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).first()
-                    if current is None:
-                        continue
-                    self._release_row(conn, current, subnet=subnet, reason="subnet deleted", give_back=False)
+                # An ADD of a new sandbox may update the row after it was read: release it as it is now.
+                if self._release_current(conn, row, what=f"allocation {row.id}", reason="subnet deleted", subnet=subnet, give_back=False) is None:
+                    continue
                 for family, address in records.addresses_of(row):
                     self._return_to_peers(conn, subnet.peers or [], family, address)
             conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))

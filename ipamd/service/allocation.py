@@ -22,7 +22,7 @@ from ipamd.errors import (
     AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, StalePod, Unavailable,
 )
 from ipamd.logs import allocation_fields
-from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, AllocationChanged, ServiceBase, _Subnet, log
+from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest
 from ipamd.store import records, space
 from ipamd.store.schema import address_events, allocations, free_ranges, pools, released, subnets
@@ -522,7 +522,7 @@ class Allocation(ServiceBase):
         decision taken on an earlier read (CNI GC) must not release a new sandbox's takeover.
         """
         def run(conn: Connection) -> Any:
-            for _ in range(CONFLICT_RETRIES):
+            def read() -> Row[Any]:
                 row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
                 if row is None:
                     raise NotFound(f"allocation {allocation_id} not found")
@@ -535,11 +535,10 @@ class Allocation(ServiceBase):
                             f"allocation {allocation_id} is now {etag}, not {', '.join(if_match)}: it passed to another "
                             "pod instance since it was read; read it again before releasing it"
                         )
-                try:
-                    return self._release_row(conn, row, reason=reason)
-                except AllocationChanged:
-                    continue  # read it again: gone (404) or changed (check again)
-            raise Unavailable(f"allocation {allocation_id} kept changing while being released; retry")
+                return row
+
+            # Changed meanwhile: gone (404) or checked again.
+            return self._release_current(conn, read(), read, what=f"allocation {allocation_id}", reason=reason)
 
         body: dict[str, Any] = await self._write(run)
         self._log_release(body, reason)
@@ -552,15 +551,14 @@ class Allocation(ServiceBase):
         late DEL of an old sandbox cannot take the address of its replacement.
         """
         def run(conn: Connection) -> Any:
-            for _ in range(CONFLICT_RETRIES):
+            def read() -> Row[Any] | None:
                 row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
                 if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                     return None
-                try:
-                    return self._release_row(conn, row, reason=reason)
-                except AllocationChanged:
-                    continue  # released (DEL is idempotent) or taken over by a new sandbox: look again
-            raise Unavailable(f"{owner.label} kept changing while being released; retry")
+                return row
+
+            # Changed meanwhile: released (DEL is idempotent) or taken over by a new sandbox.
+            return self._release_current(conn, read(), read, what=owner.label, reason=reason)
 
         body = await self._write(run)
         if body is None:

@@ -323,11 +323,7 @@ class ServiceBase:
     def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:
         if subnet is None:
-            if self._row_locks:
-                subnet = self._subnet_by_id(conn, row.subnet_id)
-                subnet = self._locked(conn, subnet) if subnet.spec.overlap is not None else self._subnet_by_id(conn, row.subnet_id, lock=True)
-            else:
-                subnet = self._subnet_by_id(conn, row.subnet_id)
+            subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
         body = records.allocation_json(row, subnet.spec)
         deleted = conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid})
         if deleted.rowcount == 0:
@@ -341,6 +337,21 @@ class ServiceBase:
             if give_back:
                 self._return_address(conn, subnet, family, address)
         return body
+
+    def _release_current(self, conn: Connection, row: Row[Any] | None, read_again: Callable[[], Row[Any] | None] | None = None, *,
+        what: str, reason: str, subnet: _Subnet | None = None, give_back: bool = True,
+    ) -> dict[str, Any] | None:
+        """Releases ``row``; while a concurrent writer changes or deletes it first (see
+        AllocationChanged), releases what ``read_again`` (default: the row by id) finds
+        instead. None: nothing to release."""
+        for _ in range(CONFLICT_RETRIES):
+            if row is None:
+                return None
+            try:
+                return self._release_row(conn, row, reason=reason, subnet=subnet, give_back=give_back)
+            except AllocationChanged:
+                row = read_again() if read_again is not None else conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).first()
+        raise Unavailable(f"{what} kept changing while being released; retry")
 
     def _log_release(self, body: dict[str, Any], reason: str) -> None:
         owner = body["owner"]
