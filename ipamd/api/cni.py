@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -231,24 +231,21 @@ routes.post("/v1/cni/gc")(_structured(_gc))
 routes.get("/v1/cni/status")(health.readyz)
 
 
-# Networks whose ipam.log_file was already reported; bounded so that a stream of distinct
-# configs cannot grow it.
-_warned_log_files: set[tuple[str, str]] = set()
-
-
 def _ignore_log_file(config: Any) -> None:
     ipam = config.get("ipam") if isinstance(config, dict) else None
     path = ipam.get("log_file") if isinstance(ipam, dict) else None
-    if path is None:
-        return
-    key = (str(config.get("name")), str(path))
-    if key in _warned_log_files or len(_warned_log_files) >= 1024:
-        return
-    _warned_log_files.add(key)
+    if path is not None:
+        _warn_log_file_ignored(str(config.get("name")), str(path))
+
+
+# Once per network and path, not on every ADD and DEL of its pods; bounded, so that a
+# stream of distinct configs cannot grow it (one pushed out is reported again).
+@lru_cache(maxsize=1024)
+def _warn_log_file_ignored(network: str, path: str) -> None:
     # The plugin runs as root on the node: a file named by whoever may write a network
     # config is never opened. The daemon's own log has every CNI failure.
     # (The log formatters spell out control characters of the arguments, ipamd.logs.)
-    log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", *key)
+    log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", network, path)
 
 
 async def _execute(app: web.Application, invocation: protocol.Invocation) -> dict[str, Any] | None:
