@@ -215,6 +215,10 @@ func transport(input []byte) (string, time.Duration, error) {
 
 // exchange makes one HTTP/1.1 request with "Connection: close" and returns the status and
 // body of the answer. The whole exchange is bounded by timeout.
+//
+// Written here rather than with net/http: importing net/http costs every execution its
+// package initialisation, about 0.5 ms of a 1.1 ms VERSION on a 2-core machine (and 0.5 MB
+// of binary), paid twice per attachment; one request to a known server needs none of it.
 func exchange(socket string, timeout time.Duration, body []byte) (int, []byte, error) {
 	deadline := time.Now().Add(timeout)
 	dialTimeout := connectTimeout
