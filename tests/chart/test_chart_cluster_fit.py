@@ -64,8 +64,3 @@ def test_the_pod_runs_as_spc_t_unless_told_otherwise(render: Any) -> None:
 def test_max_surge_is_refused(render_error: Any) -> None:
     error = render_error({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}})
     assert "maxSurge" in error
-
-
-def test_unused_rbac_verbs_are_not_granted(render: Any) -> None:
-    verbs = {verb for rule in render().one("ClusterRole")["rules"] if "statefulsets" in rule["resources"] for verb in rule["verbs"]}
-    assert "watch" not in verbs
