@@ -82,7 +82,8 @@ def test_the_claim_moves_only_when_the_lease_is_deleted(kube: ThreadedKubeApi, t
     try:
         _wait_serving(daemon)
         assert "node gone-node holds it" in daemon.client.get("/readyz").message
-        # The operator moves SQLite here: the next check (inline on the next ADD) claims it.
+        # The operator moves SQLite here: deletes the Lease, and the daemon's next check (here
+        # its restart's) claims it.
         request = urllib.request.Request(kube.url + "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/ipamd-sqlite", method="DELETE")
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
