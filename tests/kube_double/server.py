@@ -43,35 +43,15 @@ from .errors import ApiError
 from .handlers import InjectedFault, RecordedRequest, make_app
 from .realistic import managed_fields, realistic_spec
 from .registry import DeleteOptions, Registry
-from .resources import (
-    EVENTS,
-    KUBE_OVN_IPS,
-    LEASES,
-    NAMESPACES,
-    NETWORK_ATTACHMENT_DEFINITIONS,
-    PODS,
-    STATEFULSETS,
-    WHEREABOUTS_IPPOOLS,
-    WHEREABOUTS_RESERVATIONS,
-    ResourceType,
-)
+from .resources import ALL_RESOURCES, EVENTS, EVENTS_V1, NAMESPACES, PODS, STATEFULSETS, ResourceType
 from .store import ABORT, CLOSE, Store
 
 JSON = dict[str, Any]
 P = ParamSpec("P")
 R = TypeVar("R")
 
-RESOURCES_BY_NAME: dict[str, ResourceType] = {
-    "pods": PODS,
-    "events": EVENTS,
-    "namespaces": NAMESPACES,
-    "statefulsets": STATEFULSETS,
-    "leases": LEASES,
-    "network-attachment-definitions": NETWORK_ATTACHMENT_DEFINITIONS,
-    "ippools": WHEREABOUTS_IPPOOLS,
-    "overlappingrangeipreservations": WHEREABOUTS_RESERVATIONS,
-    "ips": KUBE_OVN_IPS,
-}
+# By plural; events.k8s.io events are the core events' storage served again, not a name of their own.
+RESOURCES_BY_NAME: dict[str, ResourceType] = {r.plural: r for r in ALL_RESOURCES if r is not EVENTS_V1}
 
 
 def _on_loop(method: Callable[Concatenate[KubeApiDouble, P], R]) -> Callable[Concatenate[KubeApiDouble, P], R]:
