@@ -125,20 +125,18 @@ class KubernetesPolicy:
         raise Unavailable(claim.reason)
 
     async def _check_claim(self, request: AddRequest) -> None:
-        """Refuses the ADD (with an Event on the pod) unless this node may allocate."""
-        claim = self.claim
+        """Refuses the ADD unless this node may allocate; when another node holds the claim
+        (not when the claim could not be read), with an Event on the pod."""
         try:
             await self.may_allocate()
-            return
         except Unavailable:
-            if claim is None or not claim.checked.is_set():
-                raise
-        owner = request.owner
-        await self.recorder.warning(
-            namespace=owner.namespace, pod=owner.pod, uid=request.pod_uid, reason=DATABASE_ELSEWHERE,
-            message=f"ipamd could not allocate an address on {owner.interface}: {claim.reason}",
-        )
-        raise Unavailable(claim.reason)
+            if self.claim is not None and self.claim.checked.is_set():
+                owner = request.owner
+                await self.recorder.warning(
+                    namespace=owner.namespace, pod=owner.pod, uid=request.pod_uid, reason=DATABASE_ELSEWHERE,
+                    message=f"ipamd could not allocate an address on {owner.interface}: {self.claim.reason}",
+                )
+            raise
 
     async def prepare(self, request: AddRequest) -> AddRequest:
         owner = request.owner
