@@ -105,19 +105,16 @@ def reconciler_peak(workdir: Path, pods: int, allocated: int | None = None) -> t
     return peak, seconds, pages
 
 
-async def lease_reads_per_minute(nodes: int, *, before: bool, scale: float = 1.0, seconds: float = 30.0) -> float:
-    """Lease GETs per minute of ``nodes`` daemons (one holder), periods divided by ``scale``."""
+async def lease_reads_per_minute(nodes: int, *, before: bool, seconds: float = 30.0) -> float:
+    """Lease GETs per minute of ``nodes`` daemons (one holder), with the default periods (15 s, 5 s)."""
     async with KubeApiDouble() as api:
         with tempfile.TemporaryDirectory() as tmp:
             client = await KubeClient.connect(str(api.write_kubeconfig(Path(tmp) / "kubeconfig")))
             try:
-                duration, renew = 15.0 / scale, 5.0 / scale
-                electors = [LeaseElector(client, namespace="kube-system", identity=f"node{i}", duration=duration, renew_every=renew)
-                            for i in range(nodes)]
+                electors = [LeaseElector(client, namespace="kube-system", identity=f"node{i}") for i in range(nodes)]
                 if before:
                     # The earlier loop: every daemon read the Lease at the renewal period.
                     for elector in electors:
-                        elector.duration = duration
                         elector.run = _polling_at_renewal(elector)  # type: ignore[method-assign]
                 tasks = [asyncio.create_task(e.run()) for e in electors]
                 await asyncio.sleep(seconds)
@@ -127,7 +124,7 @@ async def lease_reads_per_minute(nodes: int, *, before: bool, scale: float = 1.0
             finally:
                 await client.close()
             reads = len(api.recorded("GET", "/leases/ipamd-reconciler"))
-    return reads / seconds * 60 / scale
+    return reads / seconds * 60
 
 
 def _polling_at_renewal(elector: LeaseElector):  # type: ignore[no-untyped-def]
