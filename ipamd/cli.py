@@ -89,9 +89,8 @@ def link_socket(spec: str) -> Path:
     if not equals or not link_text.startswith("/") or not target.startswith("/"):
         raise OSError(f"--link-socket {spec!r}: expected /absolute/link=/absolute/target")
     link = Path(link_text)
-    if link.exists() or link.is_symlink():
-        if not link.is_symlink():
-            raise OSError(f"{link} exists and is not a symlink (Kube-OVN's own socket?): refusing to replace it")
+    if link.exists() and not link.is_symlink():
+        raise OSError(f"{link} exists and is not a symlink (Kube-OVN's own socket?): refusing to replace it")
     link.parent.mkdir(parents=True, exist_ok=True)
     temp = link.with_name(f".{link.name}.{os.getpid()}")
     temp.unlink(missing_ok=True)
