@@ -17,6 +17,11 @@ class AttachmentPolicy(Protocol):
     async def prepare(self, request: AddRequest) -> AddRequest:
         """Returns the request completed with what the pod asks for (annotations)."""
 
+    async def confirm_takeover(self, request: AddRequest, held_uid: str) -> AddRequest:
+        """The attachment is held for pod UID ``held_uid``: returns the request allowed to take
+        it over (``replaces_uid``) once the orchestrator confirms its pod replaced the holder;
+        raises when it does not."""
+
     async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
         """Called after an allocation committed; must not undo it on failure."""
 
@@ -44,6 +49,10 @@ class StandalonePolicy:
 
     async def failed(self, request: AddRequest, error: IpamError) -> None:
         return None
+
+    async def confirm_takeover(self, request: AddRequest, held_uid: str) -> AddRequest:
+        # Never asked: only Kubernetes requests carry check_uid.
+        return request
 
     async def release_on_del(self, request: AddRequest) -> bool:
         return True

@@ -26,7 +26,7 @@ from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, p
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
 from ipamd.metrics import CNI_OUTCOME
-from ipamd.service import AddRequest
+from ipamd.service import AddRequest, HeldByAnotherPod
 
 routes = web.RouteTableDef()
 log = logging.getLogger("ipamd.cni")
@@ -115,7 +115,12 @@ async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = Fals
     from_file = await _resolv_conf(add_request.network.resolv_conf) if add_request.network.resolv_conf else None
     try:
         add_request = await policy.prepare(add_request)
-        allocation = await ipam.allocate(add_request)
+        try:
+            allocation = await ipam.allocate(add_request)
+        except HeldByAnotherPod as held:
+            # Rare (a recreated pod): only now does the policy ask whether it replaced the holder.
+            add_request = await policy.confirm_takeover(add_request, held.held_uid)
+            allocation = await ipam.allocate(add_request)
     except IpamError as e:
         if not isinstance(e, Unavailable):
             await policy.failed(add_request, e)

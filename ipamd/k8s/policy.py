@@ -99,6 +99,16 @@ class KubernetesPolicy:
             )
         return pod
 
+    async def confirm_takeover(self, request: AddRequest, held_uid: str) -> AddRequest:
+        """An attachment held for another instance of the pod (a recreated StatefulSet pod)
+        passes to this one only once a fresh GET says this one is the live pod: the watch
+        cache may still show the old instance. The service's compare-and-swap on
+        ``replaces_uid`` keeps a holder that changed meanwhile."""
+        owner = request.owner
+        pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=True)
+        uid = request.pod_uid or uid_of(pod)
+        return replace(request, replaces_uid=held_uid) if uid and uid != held_uid else request
+
     def ready(self) -> tuple[bool, str]:
         if self.claim is not None and not self.claim.allowed:
             return False, self.claim.reason
@@ -143,22 +153,12 @@ class KubernetesPolicy:
         if not owner.namespace:
             return request
         await self._check_claim(request)
-        cached = self.pods.get(owner.namespace, owner.pod) if self.pods is not None else None
         pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=False)
         uid = request.pod_uid or uid_of(pod)
-        # An attachment held for another instance of the pod (a recreated StatefulSet pod)
-        # passes to this one only once a fresh GET says this one is the live pod: the watch
-        # cache may still show the old instance.
-        replaces: str | None = None
-        held = await self.ipam.find_owner(owner)
-        held_uid = held["owner"].get("podUid") if held is not None else None
-        if held_uid and uid and held_uid != uid:
-            if pod is cached:
-                pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=True)
-                uid = request.pod_uid or uid_of(pod)
-            replaces = held_uid if held_uid != uid else None
         ask = notes.parse_pod_annotations(meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface)
-        changes: dict[str, Any] = {"check_uid": True, "replaces_uid": replaces}
+        # The service refuses an attachment held for another UID (HeldByAnotherPod), and
+        # confirm_takeover decides: no read of the holder on every ADD.
+        changes: dict[str, Any] = {"check_uid": True}
         if request.pod_uid is None and uid:
             changes["pod_uid"] = uid
         if request.node is None and self.node:

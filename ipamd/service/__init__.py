@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from ipamd.service.admin import Administration
 from ipamd.service.allocation import Allocation
-from ipamd.service.requests import AddRequest, owner_from, with_network
+from ipamd.service.requests import AddRequest, HeldByAnotherPod, owner_from, with_network
 
-__all__ = ["AddRequest", "Ipam", "owner_from", "with_network"]
+__all__ = ["AddRequest", "HeldByAnotherPod", "Ipam", "owner_from", "with_network"]
 
 
 class Ipam(Administration, Allocation):

@@ -19,11 +19,11 @@ from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
 from ipamd.core.subnet import SubnetSpec
 from ipamd.errors import (
-    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, StalePod, Unavailable,
+    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, Unavailable,
 )
 from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
-from ipamd.service.requests import AddRequest
+from ipamd.service.requests import AddRequest, HeldByAnotherPod
 from ipamd.store import records, space
 from ipamd.store.schema import address_events, allocations, free_ranges, pools, released, subnets
 
@@ -251,9 +251,9 @@ class Allocation(ServiceBase):
         if request.check_uid and row.pod_uid and request.pod_uid != row.pod_uid and row.pod_uid != request.replaces_uid:
             # Another instance of the pod holds it (a recreated pod, or an ADD racing ours):
             # a compare-and-swap on the holder's UID, so a live holder is never overwritten.
-            raise StalePod(
+            raise HeldByAnotherPod(
                 f"{request.owner.label} is held for pod uid {row.pod_uid}, not {request.pod_uid or 'unknown'}; "
-                "this ADD comes from another instance of the pod"
+                "this ADD comes from another instance of the pod", held_uid=row.pod_uid,
             )
         if request.static_ips:
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)

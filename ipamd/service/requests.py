@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import Route
-from ipamd.errors import InvalidInput
+from ipamd.errors import InvalidInput, StalePod
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,18 @@ class AddRequest:
     # reused only when that UID is ``replaces_uid``, the one the API server confirmed gone.
     check_uid: bool = False
     replaces_uid: str | None = None
+
+
+class HeldByAnotherPod(StalePod):
+    """A ``check_uid`` ADD for an attachment held for another pod UID (``held_uid``).
+
+    Refused as stale unless the caller confirms with the API server that the request's pod
+    replaced the holder and asks again with ``replaces_uid=held_uid``.
+    """
+
+    def __init__(self, message: str, *, held_uid: str) -> None:
+        super().__init__(message)
+        self.held_uid = held_uid
 
 
 
