@@ -8,6 +8,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from ipamd.core.allocation import DEFAULT_CLUSTER, check_cluster_name
 from ipamd.errors import InvalidInput
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
@@ -34,6 +35,9 @@ class Settings:
     insecure_read_only: bool = False
     metrics_interval: float = 5.0
     adopt_annotations: bool = False
+    # None: not given as a flag or in the environment; the --config file's clusterName, else
+    # DEFAULT_CLUSTER (see cluster_name).
+    cluster_name: str | None = None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +56,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kubernetes", action="store_true", default=env("IPAMD_KUBERNETES", "") in ("1", "true"), help="Kubernetes mode")
     parser.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
     parser.add_argument("--node-name", default=env("NODE_NAME", socket.gethostname()), help="this node's name")
+    parser.add_argument(
+        "--cluster-name", default=env("IPAMD_CLUSTER_NAME"),
+        help=f"the Kubernetes cluster this daemon serves, part of every attachment's identity (default: the --config "
+        f"file's clusterName, else {DEFAULT_CLUSTER!r}); clusters sharing one PostgreSQL need different names",
+    )
     parser.add_argument("--reconcile-interval", type=float, default=300.0, help="seconds between reconciler runs")
     parser.add_argument("--release-grace", type=float, default=60.0, help="seconds a gone pod keeps its address")
     parser.add_argument(
@@ -87,6 +96,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         insecure_read_only=args.insecure_read_only,
         metrics_interval=args.metrics_interval,
         adopt_annotations=args.adopt_annotations,
+        cluster_name=args.cluster_name,
     )
 
 
@@ -118,6 +128,20 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
         raise InvalidInput(f"--listen {value!r}: expected HOST:PORT with a port from 1 to 65535", field="listen")
     return host, int(port)
+
+
+def cluster_name(settings: Settings, *, from_file: str | None) -> str:
+    """Returns the daemon's cluster name: the flag (or environment), else the one the
+    ``--config`` file declares (``from_file``), else the default; two that differ are refused."""
+    if settings.cluster_name is not None:
+        name = check_cluster_name(settings.cluster_name)
+        if from_file is not None and from_file != name:
+            raise InvalidInput(
+                f"the flag says {name} but {settings.config_file} says clusterName {from_file}: give the name in one place",
+                field="cluster-name",
+            )
+        return name
+    return from_file if from_file is not None else DEFAULT_CLUSTER
 
 
 def check_metrics_interval(settings: Settings) -> None:

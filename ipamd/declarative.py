@@ -25,7 +25,7 @@ from aiohttp import web
 
 from ipamd.config import Settings
 from ipamd.core.addresses import parse_ip
-from ipamd.core.allocation import canonical_mac
+from ipamd.core.allocation import canonical_mac, check_cluster_name
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.subnet import canonical_subnet, check_name, reject_unknown
 from ipamd.ctl.manifests import yaml_problem
@@ -36,6 +36,8 @@ log = logging.getLogger("ipamd.config")
 
 ORIGIN = "config"
 SECTIONS = frozenset({"subnets", "pools", "reservations"})
+# Not a section of objects: the daemon's --cluster-name, read once at start.
+CLUSTER_NAME = "clusterName"
 # The subnet fields the file owns; usage, origin and createdAt are the daemon's.
 SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
 
@@ -47,6 +49,7 @@ class DesiredState:
     subnets: dict[str, dict[str, Any]]
     pools: dict[str, dict[str, Any]]
     reservations: dict[tuple[str, str], dict[str, Any]]
+    cluster_name: str | None = None
 
 
 @dataclass
@@ -76,9 +79,15 @@ def parse(raw: object, *, source: str) -> DesiredState:
         raw = {}
     if not isinstance(raw, Mapping):
         raise InvalidInput(f"{source}: expected a mapping with subnets, pools and reservations", field="config")
-    unknown = sorted(set(raw) - SECTIONS)
+    unknown = sorted(set(raw) - SECTIONS - {CLUSTER_NAME})
     if unknown:
-        raise InvalidInput(f"{source}: unknown section {unknown[0]!r}; known sections are pools, reservations, subnets", field="config")
+        raise InvalidInput(
+            f"{source}: unknown section {unknown[0]!r}; known sections are {CLUSTER_NAME}, pools, reservations, subnets", field="config",
+        )
+    cluster_name = None
+    if raw.get(CLUSTER_NAME) is not None:
+        with _located(source, CLUSTER_NAME):
+            cluster_name = check_cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
     sections = {}
     for name in SECTIONS:
         entries = raw.get(name) or []
@@ -110,7 +119,7 @@ def parse(raw: object, *, source: str) -> DesiredState:
             if key in reservations:
                 raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
             reservations[key] = reservation
-    return DesiredState(subnets, pools, reservations)
+    return DesiredState(subnets, pools, reservations, cluster_name)
 
 
 @contextlib.contextmanager
@@ -349,6 +358,12 @@ def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
 async def apply_file(ipam: Ipam, path: str) -> Report:
     """Reads ``path`` and applies it; returns what changed. Raises InvalidInput for a bad file."""
     desired = load(path)
+    if desired.cluster_name is not None and desired.cluster_name != ipam.cluster:
+        # Every attachment this daemon holds carries its name: it changes only with a restart.
+        raise InvalidInput(
+            f"{path}: clusterName {desired.cluster_name}, but this daemon serves cluster {ipam.cluster}; "
+            "a cluster name changes only with a restart", field="config",
+        )
     report = await Applier(ipam, path).apply(desired)
     log.info(
         "config %s applied: %d change(s), %d kept, %d error(s)", path, len(report.changes), len(report.kept), len(report.errors)

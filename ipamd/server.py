@@ -23,7 +23,7 @@ from ipamd import declarative
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
-from ipamd.config import Settings, check_listener, check_metrics_interval
+from ipamd.config import Settings, check_listener, check_metrics_interval, cluster_name
 from ipamd.errors import InvalidInput, Unavailable
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
@@ -191,6 +191,20 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
         delay = min(delay * 2, 15.0)
 
 
+async def join_when_reachable(ipam: Ipam) -> None:
+    """Registers the daemon's cluster in the database, waiting for a database that is not
+    reachable yet (``--no-migrate`` skips the wait of the migration)."""
+    delay = 1.0
+    while True:
+        try:
+            await ipam.join_cluster()
+            return
+        except Unavailable as e:
+            log.warning("cannot register cluster %s yet (%s); retrying in %.0fs", ipam.cluster, e.message, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 15.0)
+
+
 async def serve(settings: Settings) -> None:
     # Flags first: a refused listener must not wait for (or migrate) a database.
     listen_address = check_listener(settings)
@@ -198,6 +212,8 @@ async def serve(settings: Settings) -> None:
     socket_gid = socket_group_id(settings.socket_group)
     if settings.adopt_annotations and not settings.kubernetes:
         raise InvalidInput("--adopt-annotations reads pods: it needs --kubernetes", field="adopt-annotations")
+    declared = declarative.load(settings.config_file) if settings.config_file else None
+    cluster = cluster_name(settings, from_file=declared.cluster_name if declared is not None else None)
     url = normalize_url(settings.database_url)
     tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
     # Before the database: a second daemon on a live socket gives up at once, changing nothing.
@@ -206,7 +222,9 @@ async def serve(settings: Settings) -> None:
     log.info("database %s", safe_url(url))
     if settings.migrate:
         await migrate_when_reachable(database, url)
-    ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes)
+    ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes, cluster=cluster)
+    # Before anything can allocate: SQLite refuses a second cluster here.
+    await join_when_reachable(ipam)
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None
     adopt: Callable[[], Awaitable[object]] | None = None

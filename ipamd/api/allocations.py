@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ipamd.api.body import json_object, json_response, path_int
 from ipamd.api.keys import IPAM, POLICY
+from ipamd.core.allocation import check_cluster_name
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import InvalidInput
@@ -17,7 +18,7 @@ from ipamd.service.allocation import allocation_etag
 routes = web.RouteTableDef()
 
 ALLOCATE_FIELDS = frozenset({"subnet", "owner", "address", "mac"})
-FILTERS = ("subnet", "namespace", "pod", "provider", "node")
+FILTERS = ("subnet", "namespace", "pod", "provider", "node", "cluster")
 
 
 @routes.get("/v1/allocations")
@@ -26,6 +27,8 @@ async def list_all(request: web.Request) -> web.Response:
     if unknown:
         raise InvalidInput(f"unknown filter; known filters are {', '.join(FILTERS)}", field=unknown[0])
     filters: dict[str, Any] = {key: request.query[key] for key in FILTERS if key in request.query}
+    if "cluster" in filters:
+        check_cluster_name(filters["cluster"], field="cluster")
     return json_response({"items": await request.app[IPAM].list_allocations(**filters)})
 
 

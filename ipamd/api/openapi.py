@@ -196,6 +196,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "id": INTEGER,
             "subnet": STRING,
+            "cluster": {"type": "string", "description": "the Kubernetes cluster (--cluster-name) of the attachment"},
             "networkKey": STRING,
             "owner": ref("Owner"),
             "addresses": {"type": "array", "items": ref("AllocationAddress")},
@@ -225,6 +226,7 @@ SCHEMAS: dict[str, Schema] = {
     "HistoryEntry": shape(
         {
             "subnet": STRING,
+            "cluster": nullable(STRING),
             "networkKey": nullable(STRING),
             "namespace": nullable(STRING),
             "pod": nullable(STRING),
@@ -484,6 +486,7 @@ PATHS: dict[str, Schema] = {
                 for key, meaning in (
                     ("subnet", "subnet name"), ("namespace", "pod namespace"), ("pod", "pod name"),
                     ("provider", "network key (provider)"), ("node", "node that made the allocation"),
+                    ("cluster", "Kubernetes cluster (--cluster-name) of the attachment; every cluster when absent"),
                 )
             ],
         ),

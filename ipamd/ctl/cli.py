@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--pod", help="allocations: only this pod")
     get.add_argument("--provider", help="allocations: only this network key (provider)")
     get.add_argument("--node", help="allocations: only those made on this node")
+    get.add_argument("--cluster", help="allocations: only those of this Kubernetes cluster (--cluster-name)")
 
     describe = with_output(commands.add_parser("describe", help="show one subnet or pool in detail, with its free ranges"))
     describe.add_argument("resource", choices=("subnet", "subnets", "pool", "pools"), metavar="RESOURCE", help="subnet or pool")
@@ -96,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_get(client: Client, args: argparse.Namespace) -> int:
     resource = RESOURCES[args.resource]
-    filters = {key: getattr(args, key) for key in ("subnet", "namespace", "pod", "provider", "node") if getattr(args, key)}
+    filters = {key: getattr(args, key) for key in ("subnet", "namespace", "pod", "provider", "node", "cluster") if getattr(args, key)}
     if filters and resource != "allocations":
         raise CtlError(f"--{next(iter(filters))} filters allocations only")
     if args.name is not None:

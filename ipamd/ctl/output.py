@@ -95,10 +95,10 @@ def addresses_of(allocation: Mapping[str, Any]) -> str:
 
 def allocations_table(allocations: Iterable[Mapping[str, Any]]) -> str:
     return table(
-        ("ID", "SUBNET", "NAMESPACE", "POD", "INTERFACE", "ADDRESSES", "MAC", "NODE", "CREATED"),
+        ("ID", "SUBNET", "CLUSTER", "NAMESPACE", "POD", "INTERFACE", "ADDRESSES", "MAC", "NODE", "CREATED"),
         (
             (
-                a["id"], a["subnet"], a["owner"].get("namespace"), a["owner"].get("pod"), a["owner"].get("interface"),
+                a["id"], a["subnet"], a.get("cluster"), a["owner"].get("namespace"), a["owner"].get("pod"), a["owner"].get("interface"),
                 addresses_of(a), a.get("mac"), a.get("node"), a.get("createdAt"),
             )
             for a in allocations
@@ -108,10 +108,10 @@ def allocations_table(allocations: Iterable[Mapping[str, Any]]) -> str:
 
 def holders_table(holders: Iterable[Mapping[str, Any]]) -> str:
     return table(
-        ("ALLOCATION", "SUBNET", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"),
+        ("ALLOCATION", "SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"),
         (
             (
-                a["id"], a["subnet"], a.get("networkKey"), a["owner"].get("namespace"), a["owner"].get("pod"),
+                a["id"], a["subnet"], a.get("cluster"), a.get("networkKey"), a["owner"].get("namespace"), a["owner"].get("pod"),
                 a["owner"].get("interface"), short_id(a["owner"].get("containerId")), a.get("createdAt"),
             )
             for a in holders
@@ -121,10 +121,10 @@ def holders_table(holders: Iterable[Mapping[str, Any]]) -> str:
 
 def history_table(history: Iterable[Mapping[str, Any]]) -> str:
     return table(
-        ("SUBNET", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"),
+        ("SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"),
         (
             (
-                h["subnet"], h.get("networkKey"), h.get("namespace"), h.get("pod"), h.get("interface"),
+                h["subnet"], h.get("cluster"), h.get("networkKey"), h.get("namespace"), h.get("pod"), h.get("interface"),
                 short_id(h.get("containerId")), h.get("from"), h.get("to") or "(held)", h.get("releaseReason"),
             )
             for h in history

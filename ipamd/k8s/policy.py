@@ -225,7 +225,9 @@ class KubernetesPolicy:
         plain_key = notes.key(owner.network_key, notes.IP_ADDRESS if what == "ip" else notes.MAC_ADDRESS)
         if not ask.allocated or used_key != plain_key:
             return False
-        for body in await self.ipam.list_allocations(namespace=owner.namespace, pod=owner.pod, provider=owner.network_key):
+        for body in await self.ipam.list_allocations(
+            namespace=owner.namespace, pod=owner.pod, provider=owner.network_key, cluster=self.ipam.cluster,
+        ):
             if body["owner"]["interface"] == owner.interface:
                 continue
             held = body.get("mac") if what == "mac" else ",".join(a["address"] for a in sorted(body["addresses"], key=lambda a: a["family"]))
@@ -318,7 +320,8 @@ class KubernetesPolicy:
         """Releases what the rules say of this pod's allocations; returns how many."""
         namespace, name, uid = meta(pod).get("namespace") or "", meta(pod).get("name") or "", uid_of(pod)
         count = 0
-        for body in await self.ipam.list_allocations(namespace=namespace, pod=name):
+        # A pod of the same name in another cluster sharing the database is not this one.
+        for body in await self.ipam.list_allocations(namespace=namespace, pod=name, cluster=self.ipam.cluster):
             held_for = body["owner"].get("podUid")
             if uid and held_for and held_for != uid:
                 # Taken over by a newer pod of the same name since.

@@ -1,11 +1,12 @@
 """The release reconciler: what catches pods deleted while no daemon was watching.
 
 While this daemon holds the Lease, at start-up, on becoming the leader and every
-``interval`` seconds, it reads every pod allocation from the database, then every pod and
-StatefulSet of the cluster, and releases what ``ipamd.core.release.plan_releases`` says:
-allocations whose pod is gone, terminal or stuck terminating, older than the grace period,
-except valid StatefulSet holds. A pod missing from the list is looked up once more right
-before its allocation is released. Every release is logged with its reason and counted.
+``interval`` seconds, it reads every pod allocation of its own cluster (``--cluster-name``)
+from the database, then every pod and StatefulSet of the cluster, and releases what
+``ipamd.core.release.plan_releases`` says: allocations whose pod is gone, terminal or
+stuck terminating, older than the grace period, except valid StatefulSet holds. A pod
+missing from the list is looked up once more right before its allocation is released.
+Every release is logged with its reason and counted.
 
 Memory stays bounded by a page, not by the cluster: pods are read in pages of 500 and each
 is turned into a ``PodState`` (namespace, name, uid, phase, deletionTimestamp, owner) as
@@ -108,7 +109,10 @@ class Reconciler:
         """Runs one pass; returns the releases it made."""
         # Allocations first: a pod created after the pod list cannot have an allocation
         # older than the grace period in this snapshot.
-        allocations = [allocation_state(body) for body in await self.ipam.list_allocations() if is_pod_allocation(body)]
+        # This cluster's only: another cluster sharing the database has pods this API server
+        # has never heard of, and they are not gone.
+        own = await self.ipam.list_allocations(cluster=self.ipam.cluster)
+        allocations = [allocation_state(body) for body in own if is_pod_allocation(body)]
         if not allocations:
             self.passes += 1
             log.debug("reconcile: no pod allocations")

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from ipamd.service.admin import Administration
 from ipamd.service.allocation import Allocation
+from ipamd.service.clusters import ClusterJoin, Clusters
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, owner_from, with_network
 
-__all__ = ["AddRequest", "HeldByAnotherPod", "Ipam", "owner_from", "with_network"]
+__all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "owner_from", "with_network"]
 
 
-class Ipam(Administration, Allocation):
-    """Allocation, release and the administration of subnets, pools and reservations."""
+class Ipam(Administration, Allocation, Clusters):
+    """Allocation, release, the administration of subnets, pools and reservations, and
+    the registry of clusters sharing the database."""

@@ -109,7 +109,7 @@ class Allocation(ServiceBase):
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
-        existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
+        existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
         if existing is not None:
             reused = self._reuse(conn, existing, request)
             if reused is not None:
@@ -395,7 +395,7 @@ class Allocation(ServiceBase):
                 mac = reservation.mac
             space.claim(conn, subnet_id=subnet.id, family=family, address=address)
         values = {
-            "subnet_id": subnet.id, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
+            "subnet_id": subnet.id, "cluster": self.cluster, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
             "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
             "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
             "netns": request.netns, "node": request.node or self.node, "hold": request.hold, "origin": request.origin,
@@ -410,8 +410,9 @@ class Allocation(ServiceBase):
             [
                 {
                     "action": "allocate", "subnet": subnet.name, "family": family, "address": address,
-                    "allocation_id": allocation_id, "network_key": owner.network_key, "namespace": owner.namespace,
-                    "pod": owner.pod, "interface": owner.interface, "container_id": request.container_id,
+                    "allocation_id": allocation_id, "cluster": self.cluster, "network_key": owner.network_key,
+                    "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface,
+                    "container_id": request.container_id,
                 }
                 for family, address in picks.items()
             ],
@@ -552,7 +553,7 @@ class Allocation(ServiceBase):
         """
         def run(conn: Connection) -> Any:
             def read() -> Row[Any] | None:
-                row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner)).first()
+                row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
                 if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                     return None
                 return row
@@ -592,10 +593,13 @@ class Allocation(ServiceBase):
 
     async def list_allocations(
         self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,
-        provider: str | None = None, node: str | None = None, limit: int | None = None,
+        provider: str | None = None, node: str | None = None, cluster: str | None = None, limit: int | None = None,
     ) -> list[dict[str, Any]]:
+        """Returns the allocations matching every filter given, of every cluster unless ``cluster`` names one."""
         def run(conn: Connection) -> Any:
             statement = records.allocation_query().order_by(allocations.c.id)
+            if cluster is not None:
+                statement = statement.where(allocations.c.cluster == cluster)
             if subnet is not None:
                 statement = statement.where(subnets.c.name == subnet)
             if namespace is not None:
@@ -629,15 +633,9 @@ class Allocation(ServiceBase):
         return await self._read(run)
 
     async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
+        """Returns the allocation of the attachment ``owner`` of this daemon's cluster, if any."""
         def run(conn: Connection) -> Any:
-            row = (
-                conn.execute(
-                    records.allocation_query().where(
-                        allocations.c.network_key == owner.network_key, allocations.c.namespace == owner.namespace,
-                        allocations.c.pod == owner.pod, allocations.c.interface == owner.interface,
-                    )
-                )
-            ).first()
+            row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
             if row is None:
                 return None
             return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
@@ -665,7 +663,7 @@ class Allocation(ServiceBase):
             key = (event.subnet, event.allocation_id)
             if event.action == "allocate":
                 span = {
-                    "subnet": event.subnet, "networkKey": event.network_key, "namespace": event.namespace,
+                    "subnet": event.subnet, "cluster": event.cluster, "networkKey": event.network_key, "namespace": event.namespace,
                     "pod": event.pod, "interface": event.interface, "containerId": event.container_id,
                     "allocationId": event.allocation_id, "from": records.timestamp(event.at), "to": None, "releaseReason": None,
                 }
@@ -679,13 +677,14 @@ class Allocation(ServiceBase):
 
     async def allocations_for_network(self, network_key: str, *, origin: str | None = None, this_node: bool = False) -> list[Row[Any]]:
         """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one
-        door and to the allocations this daemon's node made (a CNI GC's scope)."""
+        door and to the allocations this daemon's node made (a CNI GC's scope). Node names
+        are unique in a cluster only: this node is this node of this daemon's cluster."""
         def run(conn: Connection) -> Any:
             statement = records.allocation_query().where(allocations.c.network_key == network_key)
             if origin is not None:
                 statement = statement.where(allocations.c.origin == origin)
             if this_node:
-                statement = statement.where(allocations.c.node.is_not_distinct_from(self.node))
+                statement = statement.where(allocations.c.cluster == self.cluster, allocations.c.node.is_not_distinct_from(self.node))
             return list((conn.execute(statement)).all())
 
         return await self._read(run)

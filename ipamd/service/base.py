@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ipamd.core import intervals as iv
+from ipamd.core.allocation import DEFAULT_CLUSTER
 from ipamd.core.pool import PoolSpec, canonical_pool
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
 from ipamd.errors import AlreadyExists, IpamError, NotFound, Unavailable
@@ -71,9 +72,15 @@ class _Subnet:
 class ServiceBase:
     """The database plumbing and lookups every part of the service shares."""
 
-    def __init__(self, database: Database | AsyncEngine, *, node: str | None = None, release_on_del: bool = True) -> None:
+    def __init__(
+        self, database: Database | AsyncEngine, *, node: str | None = None, release_on_del: bool = True,
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
         self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
         self.node = node
+        # The cluster this daemon serves: part of every attachment identity it looks up or
+        # creates (subnets, pools and reservations are shared by every cluster).
+        self.cluster = cluster
         # In Kubernetes mode the pod lifecycle releases addresses, not CNI DEL.
         self.release_on_del = release_on_del
         # Subnet rows are locked (FOR UPDATE) on PostgreSQL only: SQLite has one writer anyway.
@@ -186,7 +193,7 @@ class ServiceBase:
             _INSERT_EVENT,
             {
                 "action": action, "subnet": subnet.name, "family": family, "address": address,
-                "allocation_id": allocation_id, "network_key": row.network_key, "namespace": row.namespace,
+                "allocation_id": allocation_id, "cluster": row.cluster, "network_key": row.network_key, "namespace": row.namespace,
                 "pod": row.pod, "interface": row.interface, "container_id": row.container_id, "reason": reason,
             },
         )
@@ -363,7 +370,8 @@ class ServiceBase:
         )
         self._notify("released", allocation=body, reason=reason)
 
-    @staticmethod
-    def _holder_label(row: Row[Any]) -> str:
+    def _holder_label(self, row: Row[Any]) -> str:
         pod = f"{row.namespace}/{row.pod}" if row.namespace else row.pod
-        return f"{pod} {row.interface} (network {row.network_key}, allocation {row.id})"
+        # A holder in another cluster sharing the database must not read as one of ours.
+        cluster = f"cluster {row.cluster}, " if row.cluster != self.cluster else ""
+        return f"{pod} {row.interface} ({cluster}network {row.network_key}, allocation {row.id})"

@@ -32,6 +32,7 @@ def allocation_query() -> sa.Select[Any]:
 
 
 ALLOCATION_BY_OWNER = allocation_query().where(
+    allocations.c.cluster == sa.bindparam("cluster"),
     allocations.c.network_key == sa.bindparam("network_key"),
     allocations.c.namespace == sa.bindparam("namespace"),
     allocations.c.pod == sa.bindparam("pod"),
@@ -40,8 +41,9 @@ ALLOCATION_BY_OWNER = allocation_query().where(
 ALLOCATION_BY_ID = allocation_query().where(allocations.c.id == sa.bindparam("allocation_id"))
 
 
-def owner_params(owner: Any) -> dict[str, str]:
-    return {"network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface}
+def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:
+    """Returns the parameters of ALLOCATION_BY_OWNER: the attachment ``owner`` in ``cluster``."""
+    return {"cluster": cluster, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface}
 
 
 def addresses_of(row: Any) -> list[tuple[int, int]]:
@@ -70,6 +72,7 @@ def allocation_json(row: Any, spec: SubnetSpec) -> dict[str, Any]:
     return {
         "id": row.id,
         "subnet": row.subnet_name,
+        "cluster": row.cluster,
         "networkKey": row.network_key,
         "owner": {
             "namespace": row.namespace,

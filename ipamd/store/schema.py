@@ -54,6 +54,16 @@ subnets = sa.Table(
     sa.Index("ix_subnets_provider_order", "provider", "priority", "name"),
 )
 
+# The clusters that have used this database (docs/design/cluster-identity.md): a daemon
+# registers its ``--cluster-name`` at start, so a new cluster joining a shared PostgreSQL is
+# said in the log, and a SQLite file refuses a second one.
+clusters = sa.Table(
+    "clusters",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+)
+
 pools = sa.Table(
     "pools",
     metadata,
@@ -90,6 +100,9 @@ allocations = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="RESTRICT"), nullable=False),
+    # The Kubernetes cluster (``--cluster-name``) the attachment belongs to: two clusters on
+    # one database may both have a pod default/db-0, and each must get an address of its own.
+    sa.Column("cluster", sa.String(63), nullable=False, server_default="default"),
     sa.Column("network_key", sa.String(253), nullable=False),
     sa.Column("namespace", sa.String(253), nullable=False),
     sa.Column("pod", sa.String(253), nullable=False),
@@ -108,7 +121,8 @@ allocations = sa.Table(
     # Why the address outlives its sandbox or pod (e.g. "statefulset"); null otherwise.
     sa.Column("hold", sa.String(64), nullable=True),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
-    sa.UniqueConstraint("network_key", "namespace", "pod", "interface"),
+    # The attachment identity; the address constraints below are shared by every cluster.
+    sa.UniqueConstraint("cluster", "network_key", "namespace", "pod", "interface"),
     sa.UniqueConstraint("subnet_id", "address_v4"),
     sa.UniqueConstraint("subnet_id", "address_v6"),
     # A MAC is unique per network (rows without one do not collide: NULLs are distinct).
@@ -160,6 +174,7 @@ address_events = sa.Table(
     sa.Column("family", sa.SmallInteger, nullable=False),
     sa.Column("address", IPAddressBytes, nullable=False),
     sa.Column("allocation_id", sa.Integer, nullable=True),
+    sa.Column("cluster", sa.String(63), nullable=True),
     sa.Column("network_key", sa.String(253), nullable=True),
     sa.Column("namespace", sa.String(253), nullable=True),
     sa.Column("pod", sa.String(253), nullable=True),

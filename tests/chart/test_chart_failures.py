@@ -92,6 +92,7 @@ SCHEMA_CASES = {
     "kube-ovn alias is a boolean": ({"cni": {"alsoAsKubeOvn": "yes"}}, "at '/cni/alsoAsKubeOvn': got string, want boolean"),
     "listener port type": ({"listener": {"port": "9733"}}, "at '/listener/port': got string, want integer"),
     "privileged listener port": ({"listener": {"port": 80}}, "at '/listener/port': minimum: got 80, want 1"),
+    "cluster name is a DNS label": ({"cluster": {"name": "Prod_East"}}, "at '/cluster/name': 'Prod_East' does not match pattern"),
     "node count positive": ({"cluster": {"nodeCount": 0}}, "at '/cluster/nodeCount': minimum: got 0, want 1"),
     "socket group numeric": ({"socket": {"group": "wheel"}}, "at '/socket/group'"),
     "metrics flag boolean": ({"metrics": {"enabled": "true"}}, "at '/metrics/enabled': got string, want boolean"),

@@ -114,6 +114,8 @@ def test_default_daemon_args(render: Any) -> None:
     assert args[0] == "serve"
     assert "--kubernetes" in args
     assert rendered.flag("node-name") == "$(NODE_NAME)"
+    assert rendered.flag("cluster-name") == "default"
+    assert render({"cluster": {"name": "prod-east"}}).flag("cluster-name") == "prod-east"
     assert rendered.flag("socket") == "/run/ipamd/ipamd.sock"
     assert rendered.flag("database-url") == "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db"
     assert rendered.flag("config") == "/etc/ipamd/config.yaml"

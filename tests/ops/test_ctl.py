@@ -88,7 +88,7 @@ def test_get_one_by_name_or_id(daemon: Daemon, ctl: Ctl) -> None:
         str(reservation_id), "net1", "192.0.2.7", "02:00:00:00:00:07", "default/router-a", "lab router", "api",
     ]
     one = rows(ctl.ok("get", "allocation", str(live["id"])).out)
-    assert one[1][:7] == [str(live["id"]), "net1", "lab", "router-a", "eth1", "192.0.2.11,2001:db8:1::2", "-"]
+    assert one[1][:8] == [str(live["id"]), "net1", "default", "lab", "router-a", "eth1", "192.0.2.11,2001:db8:1::2", "-"]
     assert yaml.safe_load(ctl.ok("get", "allocation", str(live["id"]), "-o", "yaml").out) == live
 
 
@@ -105,6 +105,10 @@ def test_get_allocations_filters(daemon: Daemon, ctl: Ctl) -> None:
     assert pods("--namespace", "ops") == ["probe"]
     assert pods("--pod", "router-a") == ["router-a"]
     assert pods("--subnet", "net1", "--namespace", "ops") == []
+    assert pods("--cluster", "default") == ["router-a", "probe"]
+    assert pods("--cluster", "west") == []
+    assert rows(ctl.ok("get", "allocations", "--pod", "probe").out)[0][:3] == ["ID", "SUBNET", "CLUSTER"]
+    assert rows(ctl.ok("get", "allocations", "--pod", "probe").out)[1][1:5] == ["other", "default", "ops", "probe"]
     assert ctl.ok("get", "allocations", "--pod", "nobody").out.strip() == "No allocations found."
 
 
@@ -138,8 +142,8 @@ def test_describe_pool(daemon: Daemon, ctl: Ctl) -> None:
 def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
     live = populate(daemon)
     table = rows(ctl.ok("who-has", "192.0.2.11").out)
-    assert table[0] == ["ALLOCATION", "SUBNET", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"]
-    assert table[1][:7] == [str(live["id"]), "net1", "macvlan.default", "lab", "router-a", "eth1", "-"]
+    assert table[0] == ["ALLOCATION", "SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"]
+    assert table[1][:8] == [str(live["id"]), "net1", "default", "macvlan.default", "lab", "router-a", "eth1", "-"]
     assert ctl.ok("who-has", "2001:db8:1::2", "-o", "json").json()["holders"][0]["id"] == live["id"]
     free = ctl.ok("who-has", "192.0.2.12").out.strip()
     assert free.startswith("nobody holds 192.0.2.12; last held by lab/router-b eth1 until ")
@@ -149,10 +153,10 @@ def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
 def test_history_lists_every_holder(daemon: Daemon, ctl: Ctl) -> None:
     populate(daemon)
     table = rows(ctl.ok("history", "192.0.2.12").out)
-    assert table[0] == ["SUBNET", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"]
-    assert table[1][:6] == ["net1", "macvlan.default", "lab", "router-b", "eth1", "-"]
+    assert table[0] == ["SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"]
+    assert table[1][:7] == ["net1", "default", "macvlan.default", "lab", "router-b", "eth1", "-"]
     assert table[1][-1] == "api"
-    assert rows(ctl.ok("history", "192.0.2.11").out)[1][7] == "(held)"
+    assert rows(ctl.ok("history", "192.0.2.11").out)[1][8] == "(held)"
     history = yaml.safe_load(ctl.ok("history", "192.0.2.12", "-o", "yaml").out)["history"]
     assert [(h["pod"], h["releaseReason"]) for h in history] == [("router-b", "api")]
     assert ctl.ok("history", "192.0.2.99").out.strip() == "no history for 192.0.2.99"

@@ -183,3 +183,30 @@ def test_sighup_without_config_keeps_serving(daemon: Daemon) -> None:
     reload(daemon)
     wait_for(lambda: log_has(daemon, "SIGHUP: no --config file; nothing to reload", after=start), what="SIGHUP logged")
     assert daemon.client.get("/healthz").status == 200
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_files_cluster_name_is_the_daemons_unless_the_flag_disagrees(tmp_path: Path, database_url: str, config_file: Path) -> None:
+    write(config_file, {**CONFIG, "clusterName": "prod-east"})
+    daemon = Daemon(tmp_path, database_url, extra_args=("--config", str(config_file))).start()
+    try:
+        made = daemon.client.post("/v1/allocations", {"subnet": "macvlan-net", "owner": {"namespace": "lab", "pod": "probe"}})
+        assert (made.status, made.body["cluster"]) == (201, "prod-east")
+        # The name is every attachment's: a file that changes it is not applied while running.
+        write(config_file, {**CONFIG, "clusterName": "prod-west", "subnets": CONFIG["subnets"][:1]})
+        log = reload_and_wait(daemon)
+        assert "clusterName prod-west, but this daemon serves cluster prod-east; a cluster name changes only with a restart" in log
+        assert names(daemon, "subnets") == ["macvlan-net", "spare"]
+    finally:
+        daemon.stop()
+
+    write(config_file, {**CONFIG, "clusterName": "prod-east"})
+    result = subprocess.run(
+        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", database_url,
+         "--config", str(config_file), "--cluster-name", "prod-west"],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == (
+        f"ipamd: cluster-name: the flag says prod-west but {config_file} says clusterName prod-east: give the name in one place"
+    )

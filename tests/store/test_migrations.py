@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import TypeVar
 
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from ipamd.store.database import open_database
 from ipamd.store.engine import create_engine, head_revision
 from ipamd.store.schema import metadata
+
+T = TypeVar("T")
 
 
 def test_migrated_schema_matches_the_tables_in_code(database_url: str):
@@ -66,3 +72,144 @@ def test_origin_of_existing_allocations_follows_their_container_id(tmp_path):
         origins = dict(conn.exec_driver_sql("SELECT id, origin FROM allocations ORDER BY id").all())
     engine.dispose()
     assert origins == {1: "cni", 2: "api"}
+
+
+def _at_revision(database_url: str, revision: str, body: Callable[[sa.Connection], T], *, downgrade: bool = False) -> T:
+    """Migrates the database to ``revision`` (up, or down), then returns ``body`` run on it, in one transaction."""
+    from alembic import command
+
+    from ipamd.store.engine import alembic_config
+
+    async def scenario() -> T:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                def run(sync: sa.Connection) -> T:
+                    config = alembic_config()
+                    config.attributes["connection"] = sync
+                    (command.downgrade if downgrade else command.upgrade)(config, revision)
+                    return body(sync)
+
+                return await conn.run_sync(run)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(scenario())
+
+
+def _rows(conn: sa.Connection, sql: str) -> list[tuple[object, ...]]:
+    return [tuple(row) for row in conn.exec_driver_sql(sql).all()]
+
+
+def _insert_pre_cluster_rows(conn: sa.Connection) -> None:
+    """Rows as a database before revision 0006 holds them: one subnet, two allocations
+    (id 3 released before, so the next id is 4), their audit rows."""
+    conn.exec_driver_sql("INSERT INTO subnets (id, name, spec) VALUES (1, 'net1', '{}')")
+    for row_id, pod, address in ((1, "db-0", 11), (2, "db-1", 12), (3, "gone", 13)):
+        conn.execute(
+            sa.text(
+                "INSERT INTO allocations (id, subnet_id, network_key, namespace, pod, interface, address_v4, origin) "
+                "VALUES (:id, 1, 'net1', 'prod', :pod, 'net1', :address, 'cni')"
+            ),
+            {"id": row_id, "pod": pod, "address": (0xC0000200 + address).to_bytes(16, "big")},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO address_events (action, subnet, family, address, allocation_id, network_key, namespace, pod, interface) "
+                "VALUES ('allocate', 'net1', 4, :address, :id, 'net1', 'prod', :pod, 'net1')"
+            ),
+            {"id": row_id, "pod": pod, "address": (0xC0000200 + address).to_bytes(16, "big")},
+        )
+    conn.exec_driver_sql("DELETE FROM allocations WHERE id = 3")
+    if conn.dialect.name == "postgresql":
+        # Where the sequence of a real database would stand after those three inserts.
+        conn.exec_driver_sql("SELECT setval('allocations_id_seq', 3)")
+
+
+def _insert_allocation(conn: sa.Connection, *, cluster: str | None, pod: str, address: int) -> int:
+    columns = "subnet_id, network_key, namespace, pod, interface, address_v4" + (", cluster" if cluster else "")
+    values = "1, 'net1', 'prod', :pod, 'net1', :address" + (", :cluster" if cluster else "")
+    return int(
+        conn.execute(
+            sa.text(f"INSERT INTO allocations ({columns}) VALUES ({values}) RETURNING id"),
+            {"pod": pod, "address": (0xC0000200 + address).to_bytes(16, "big"), "cluster": cluster},
+        ).scalar_one()
+    )
+
+
+def test_0006_puts_existing_rows_in_cluster_default_and_keys_attachments_by_cluster(database_url: str):
+    """0006 up: rows from before belong to cluster ``default`` (and the registry says so),
+    the same attachment may now exist once per cluster, an address still only once, and
+    released ids are still never given again (SQLite rebuilds the table)."""
+    _at_revision(database_url, "0005", _insert_pre_cluster_rows)
+
+    def after_upgrade(conn: sa.Connection) -> dict[str, object]:
+        found: dict[str, object] = {
+            "allocations": _rows(conn, "SELECT id, cluster, pod FROM allocations ORDER BY id"),
+            "events": _rows(conn, "SELECT allocation_id, cluster FROM address_events ORDER BY id"),
+            "registry": _rows(conn, "SELECT name FROM clusters"),
+        }
+        found["west db-0"] = _insert_allocation(conn, cluster="west", pod="db-0", address=20)
+        savepoint = conn.begin_nested()
+        try:
+            _insert_allocation(conn, cluster="default", pod="db-0", address=21)
+        except sa.exc.IntegrityError:
+            found["same attachment twice in one cluster"] = "refused"
+        savepoint.rollback()
+        savepoint = conn.begin_nested()
+        try:
+            _insert_allocation(conn, cluster="east", pod="other", address=11)
+        except sa.exc.IntegrityError:
+            found["held address in another cluster"] = "refused"
+        savepoint.rollback()
+        return found
+
+    found = _at_revision(database_url, "0006", after_upgrade)
+    assert found == {
+        "allocations": [(1, "default", "db-0"), (2, "default", "db-1")],
+        "events": [(1, "default"), (2, "default"), (3, "default")],
+        "registry": [("default",)],
+        "west db-0": 4,
+        "same attachment twice in one cluster": "refused",
+        "held address in another cluster": "refused",
+    }
+
+
+def test_0006_down_restores_the_old_key_and_refuses_while_two_clusters_hold_allocations(database_url: str):
+    _at_revision(database_url, "0005", _insert_pre_cluster_rows)
+    west = _at_revision(database_url, "0006", lambda conn: _insert_allocation(conn, cluster="west", pod="db-0", address=20))
+
+    with pytest.raises(RuntimeError, match="holds allocations of clusters default, west"):
+        _at_revision(database_url, "0005", lambda conn: None, downgrade=True)
+    assert _at_revision(database_url, "0006", lambda conn: _rows(conn, "SELECT count(*) FROM allocations")) == [(3,)]
+
+    def release_west(conn: sa.Connection) -> None:
+        conn.execute(sa.text("DELETE FROM allocations WHERE id = :id"), {"id": west})
+
+    _at_revision(database_url, "0006", release_west)
+
+    def after_downgrade(conn: sa.Connection) -> dict[str, object]:
+        found: dict[str, object] = {
+            "allocations": _rows(conn, "SELECT id, pod FROM allocations ORDER BY id"),
+            "columns": sorted(column["name"] for column in sa.inspect(conn).get_columns("allocations")),
+            "tables": sorted(sa.inspect(conn).get_table_names()),
+        }
+        savepoint = conn.begin_nested()
+        try:
+            _insert_allocation(conn, cluster=None, pod="db-0", address=21)
+        except sa.exc.IntegrityError:
+            found["same attachment twice"] = "refused"
+        savepoint.rollback()
+        found["next id"] = _insert_allocation(conn, cluster=None, pod="db-9", address=30)
+        return found
+
+    found = _at_revision(database_url, "0005", after_downgrade, downgrade=True)
+    assert found["allocations"] == [(1, "db-0"), (2, "db-1")]
+    assert "cluster" not in found["columns"] and "clusters" not in found["tables"]
+    assert found["same attachment twice"] == "refused"
+    # Id 4 was west's, released: never given again (PostgreSQL's refused insert above took 5).
+    assert found["next id"] == (5 if database_url.startswith("sqlite") else 6)
+    # And up again, to the schema the code describes.
+    assert _at_revision(database_url, "0006", lambda conn: _rows(conn, "SELECT cluster FROM allocations ORDER BY id")) == [
+        ("default",), ("default",), ("default",),
+    ]
