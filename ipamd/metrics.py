@@ -109,10 +109,19 @@ class PoolUsage:
     used: int
 
 
+@dataclass(frozen=True)
+class ClusterUsage:
+    cluster: str
+    subnet: str
+    family: int
+    used: int
+
+
 @dataclass
 class UsageSnapshot:
     subnets: list[SubnetUsage] = field(default_factory=list)
     pools: list[PoolUsage] = field(default_factory=list)
+    clusters: list[ClusterUsage] = field(default_factory=list)
 
 
 class UsageCollector(Collector):
@@ -141,7 +150,13 @@ class UsageCollector(Collector):
         for pool in self.snapshot.pools:
             pool_capacity_family.add_metric([pool.pool, pool.subnet], pool.capacity)
             pool_used.add_metric([pool.pool, pool.subnet], pool.used)
-        return [capacity, used, available, pool_capacity_family, pool_used]
+        cluster_used = GaugeMetricFamily(
+            "ipamd_cluster_used_addresses", "Addresses of a subnet family held by one cluster's allocations.",
+            labels=["cluster", "subnet", "family"],
+        )
+        for share in self.snapshot.clusters:
+            cluster_used.add_metric([share.cluster, share.subnet, FAMILY_LABEL[share.family]], share.used)
+        return [capacity, used, available, pool_capacity_family, pool_used, cluster_used]
 
 
 class Metrics:
@@ -151,8 +166,12 @@ class Metrics:
         self.ipam = ipam
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.allocations = Counter("ipamd_allocations", "New allocations (an idempotent repeat is not counted).", ["subnet"], registry=registry)
-        self.releases = Counter("ipamd_releases", "Released allocations.", ["subnet", "reason"], registry=registry)
+        # ``cluster`` is the allocation's: this daemon's, except when an operator releases
+        # another cluster's allocation by id.
+        self.allocations = Counter(
+            "ipamd_allocations", "New allocations (an idempotent repeat is not counted).", ["subnet", "cluster"], registry=registry,
+        )
+        self.releases = Counter("ipamd_releases", "Released allocations.", ["subnet", "reason", "cluster"], registry=registry)
         self.requests = Counter(
             "ipamd_allocation_requests", "Allocation requests answered, by route and outcome (ok or the error code).",
             ["route", "outcome"], registry=registry,
@@ -168,15 +187,15 @@ class Metrics:
             "ipamd_exhausted", "Allocations refused because a subnet or pool had no free address.", ["subnet", "pool"], registry=registry,
         )
         self.reconciler_released = Counter(
-            "ipamd_reconciler_released", "Allocations released by the Kubernetes reconciler (pod gone).", registry=registry,
-        )
+            "ipamd_reconciler_released", "Allocations released by the Kubernetes reconciler (pod gone).", ["cluster"], registry=registry,
+        ).labels(ipam.cluster)
         self.database_errors = Counter(
             "ipamd_database_errors", "Operations that failed because the database was unavailable.", registry=registry,
         )
         # labels() takes a lock and builds a key on every call: the hot path keeps its children.
         self._latency_by_route = {route: self.latency.labels(route) for route in ALLOCATING_ROUTES.values()}
         self._ok_by_route = {route: self.requests.labels(route, "ok") for route in ALLOCATING_ROUTES.values()}
-        self._allocated_by_subnet: dict[str, Any] = {}
+        self._allocated_by_subnet: dict[tuple[str, str], Any] = {}
         # The usage gauges live in a registry of their own: rendered by the background
         # refresh, never by a scrape.
         self.usage = UsageCollector()
@@ -200,13 +219,15 @@ class Metrics:
     def on_event(self, event: str, **data: Any) -> None:
         """The ``Ipam.listeners`` entry: counts allocations, releases and exhaustion."""
         if event == "allocated":
-            subnet = data["allocation"]["subnet"]
-            counter = self._allocated_by_subnet.get(subnet)
+            allocation = data["allocation"]
+            key = (allocation["subnet"], allocation["cluster"])
+            counter = self._allocated_by_subnet.get(key)
             if counter is None:
-                counter = self._allocated_by_subnet[subnet] = self.allocations.labels(subnet)
+                counter = self._allocated_by_subnet[key] = self.allocations.labels(*key)
             counter.inc()
         elif event == "released":
-            self.releases.labels(data["allocation"]["subnet"], reason_label(str(data.get("reason") or ""))).inc()
+            allocation = data["allocation"]
+            self.releases.labels(allocation["subnet"], reason_label(str(data.get("reason") or "")), allocation["cluster"]).inc()
         elif event == "exhausted":
             pool = data.get("pool") or ""
             for subnet in data.get("subnets") or [""]:
@@ -318,15 +339,16 @@ class Metrics:
             self._refresher = None
 
     async def read_usage(self) -> UsageSnapshot:
-        """Returns capacity and use of every subnet family and pool, in five aggregate queries."""
+        """Returns capacity and use of every subnet family and pool, and each cluster's use of
+        each subnet family, in five aggregate queries."""
         def run(conn: Connection) -> tuple[Any, ...]:
             subnet_rows = (conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
             held_rows = (
                 conn.execute(
                     sa.select(
-                        allocations.c.subnet_id, allocations.c.pool_id,
+                        allocations.c.subnet_id, allocations.c.pool_id, allocations.c.cluster,
                         sa.func.count(allocations.c.address_v4), sa.func.count(allocations.c.address_v6),
-                    ).group_by(allocations.c.subnet_id, allocations.c.pool_id)
+                    ).group_by(allocations.c.subnet_id, allocations.c.pool_id, allocations.c.cluster)
                 )
             ).all()
             # Free space is a handful of range rows per subnet: summing them in Python is cheap.
@@ -348,9 +370,11 @@ class Metrics:
 
         held: dict[tuple[int, int], int] = {}
         pool_held: dict[int, int] = {}
-        for subnet_id, pool_id, v4, v6 in held_rows:
-            held[(subnet_id, 4)] = held.get((subnet_id, 4), 0) + int(v4)
-            held[(subnet_id, 6)] = held.get((subnet_id, 6), 0) + int(v6)
+        cluster_held: dict[tuple[str, int, int], int] = {}
+        for subnet_id, pool_id, cluster, v4, v6 in held_rows:
+            for family, count in ((4, int(v4)), (6, int(v6))):
+                held[(subnet_id, family)] = held.get((subnet_id, family), 0) + count
+                cluster_held[(cluster, subnet_id, family)] = cluster_held.get((cluster, subnet_id, family), 0) + count
             if pool_id is not None:
                 pool_held[pool_id] = pool_held.get(pool_id, 0) + int(v4) + int(v6)
         available: dict[tuple[int, int], int] = {}
@@ -385,6 +409,12 @@ class Metrics:
             )
             if pool_spec is not None:
                 snapshot.pools.append(PoolUsage(row.name, subnet_spec.name, pool_capacity(pool_spec), pool_held.get(row.id, 0)))
+        names = {row.id: row.name for row in subnet_rows if row.id in by_id}
+        snapshot.clusters = [
+            ClusterUsage(cluster, names[subnet_id], family, count)
+            for (cluster, subnet_id, family), count in sorted(cluster_held.items())
+            if subnet_id in names and by_id[subnet_id].family(family) is not None
+        ]
         self._subnet_specs, self._pool_specs = subnet_specs, pool_specs
         return snapshot
 

@@ -306,8 +306,8 @@ def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(
     assert "reconcile: released allocation 1: pod default/left-behind gone" in log
     metrics = cluster.daemon.client.get("/metrics")
     assert metrics.status == 200
-    assert b"ipamd_reconciler_released_total 1.0" in metrics.raw
-    assert b'ipamd_releases_total{reason="pod_gone",subnet="net1"} 1.0' in metrics.raw
+    assert b'ipamd_reconciler_released_total{cluster="default"} 1.0' in metrics.raw
+    assert b'ipamd_releases_total{cluster="default",reason="pod_gone",subnet="net1"} 1.0' in metrics.raw
 
 
 def test_the_daemon_takes_the_reconciler_lease_and_gives_it_up_on_stop(cluster: Cluster):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.k8s.conftest import NET1, PROVIDER, Cluster, wait_for
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi
@@ -131,6 +132,14 @@ def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(ma
     taken = west.first.daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "lab"}, "address": east_address.split("/")[0]})
     assert taken.status == 409, taken.body
     assert f"is held by prod/db-0 net1 (cluster east, network {PROVIDER}" in taken.message
+
+    # Each daemon counts its own cluster's allocations; the usage gauges show every cluster's share.
+    scraped = text_string_to_metric_families(east.first.daemon.client.get("/metrics").raw.decode())
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for family in scraped for s in family.samples}
+    assert samples[("ipamd_allocations_total", (("cluster", "east"), ("subnet", "net1")))] == 1
+    assert ("ipamd_allocations_total", (("cluster", "west"), ("subnet", "net1"))) not in samples
+    for cluster in ("east", "west"):
+        assert samples[("ipamd_cluster_used_addresses", (("cluster", cluster), ("family", "ipv4"), ("subnet", "net1")))] == 1
 
     assert "cluster east registered in this database" in east.log()
     assert "cluster west joins a database shared with cluster(s) east" in west.log()

@@ -85,16 +85,16 @@ def sample(text: str, name: str, **labels: str) -> float | None:
 def test_counters_and_gauges_count_what_happened(daemon: Daemon) -> None:
     exercise(daemon)
     text = daemon.client.get("/metrics").raw.decode()
-    assert sample(text, "ipamd_allocations_total", subnet="tiny") == 1
-    assert sample(text, "ipamd_allocations_total", subnet="net1") == 1
-    assert sample(text, "ipamd_releases_total", subnet="tiny", reason="cni_del") == 1
+    assert sample(text, "ipamd_allocations_total", subnet="tiny", cluster="default") == 1
+    assert sample(text, "ipamd_allocations_total", subnet="net1", cluster="default") == 1
+    assert sample(text, "ipamd_releases_total", subnet="tiny", reason="cni_del", cluster="default") == 1
     assert sample(text, "ipamd_allocation_requests_total", route="/v1/cni/add", outcome="ok") == 1
     assert sample(text, "ipamd_allocation_requests_total", route="/v1/cni/add", outcome="exhausted") == 1
     assert sample(text, "ipamd_allocation_requests_total", route="/v1/allocations", outcome="address_conflict") == 1
     assert sample(text, "ipamd_allocation_duration_seconds_count", route="/v1/cni/add") == 2
     assert sample(text, "ipamd_address_conflicts_total", route="/v1/allocations") == 1
     assert sample(text, "ipamd_exhausted_total", subnet="tiny", pool="") == 1
-    assert sample(text, "ipamd_reconciler_released_total") == 0
+    assert sample(text, "ipamd_reconciler_released_total", cluster="default") == 0
     assert sample(text, "ipamd_database_errors_total") == 0
     # /30: two allocatable addresses, one of them the gateway; the released one is free again.
     assert sample(text, "ipamd_subnet_capacity_addresses", subnet="tiny", family="ipv4") == 2
@@ -106,6 +106,10 @@ def test_counters_and_gauges_count_what_happened(daemon: Daemon) -> None:
     assert sample(text, "ipamd_subnet_capacity_addresses", subnet="net1", family="ipv6") == float(2**64 - 1)  # a float sample: Prometheus has no big integers
     assert sample(text, "ipamd_pool_capacity_addresses", pool="db", subnet="net1") == 2
     assert sample(text, "ipamd_pool_used_addresses", pool="db", subnet="net1") == 0
+    assert sample(text, "ipamd_cluster_used_addresses", cluster="default", subnet="net1", family="ipv4") == 1
+    assert sample(text, "ipamd_cluster_used_addresses", cluster="default", subnet="net1", family="ipv6") == 1
+    # Released: the cluster holds nothing in the subnet, and has no series for it.
+    assert sample(text, "ipamd_cluster_used_addresses", cluster="default", subnet="tiny", family="ipv4") is None
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -122,14 +126,16 @@ def test_each_application_has_its_own_registry() -> None:
     class NoService:
         def __init__(self) -> None:
             self.listeners: list[object] = []
+            self.cluster = "east"
 
     first, second = create_app(NoService()), create_app(NoService())  # type: ignore[arg-type]
-    first[metrics.METRICS].on_event("allocated", allocation={"subnet": "a"})
+    first[metrics.METRICS].on_event("allocated", allocation={"subnet": "a", "cluster": "east"})
     metrics.reconciler_released(3)
-    assert first[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", {"subnet": "a"}) == 1
-    assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", {"subnet": "a"}) is None
+    labels = {"subnet": "a", "cluster": "east"}
+    assert first[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) == 1
+    assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) is None
     for app in (first, second):
-        assert app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total") == 3
+        assert app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total", {"cluster": "east"}) == 3
 
 
 def test_grafana_dashboard_uses_documented_metrics_only() -> None:
@@ -163,7 +169,7 @@ def test_a_scrape_serves_cached_usage_and_counters_live(tmp_path: Path, database
         _add(daemon, "a")
         text = daemon.client.get("/metrics").raw.decode()
         assert sample(text, "ipamd_subnet_used_addresses", subnet="m1", family="ipv4") == 0  # cached, not recomputed
-        assert sample(text, "ipamd_allocations_total", subnet="m1") == 1  # counters are live
+        assert sample(text, "ipamd_allocations_total", subnet="m1", cluster="default") == 1  # counters are live
         # What Prometheus asks for: gzip, one member, the same text.
         compressed = daemon.client.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
         assert compressed.raw[:2] == b"\x1f\x8b"
