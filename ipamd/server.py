@@ -192,15 +192,19 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
 
 
 async def join_when_reachable(ipam: Ipam) -> None:
-    """Registers the daemon's cluster in the database, waiting for a database that is not
-    reachable yet (``--no-migrate`` skips the wait of the migration)."""
+    """Registers the daemon's cluster in the database once it answers with the newest
+    schema: with ``--no-migrate`` another process (``ipamd db upgrade``) may still be
+    migrating it."""
     delay = 1.0
     while True:
-        try:
-            await ipam.join_cluster()
-            return
-        except Unavailable as e:
-            log.warning("cannot register cluster %s yet (%s); retrying in %.0fs", ipam.cluster, e.message, delay)
+        ready, reason = await ipam.ready()
+        if ready:
+            try:
+                await ipam.join_cluster()
+                return
+            except Unavailable as e:
+                reason = e.message
+        log.warning("cannot register cluster %s yet (%s); retrying in %.0fs", ipam.cluster, reason, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 15.0)
 

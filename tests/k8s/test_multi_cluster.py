@@ -259,3 +259,33 @@ def test_a_cluster_name_that_is_not_a_dns_label_is_refused(tmp_path: Path):
     assert refused.returncode == 2, output
     assert "'Prod East' is not a valid cluster name: expected a DNS label" in output.decode()
     assert not (tmp_path / "ipamd.db").exists()
+
+
+def test_without_migrating_the_daemon_registers_its_cluster_once_the_schema_is_upgraded(tmp_path: Path):
+    """--no-migrate: the schema may still be at an older revision (a Job upgrades it); the
+    daemon waits for it, saying why, instead of failing on the missing cluster registry."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from ipamd.store.engine import alembic_config
+
+    workdir = Path(tempfile.mkdtemp(prefix="ipamd-mc-", dir="/tmp"))
+    url = f"sqlite:///{tmp_path / 'ipamd.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0005")
+    engine.dispose()
+    daemon = Daemon(workdir, url, name="late", extra_args=("--no-migrate", "--cluster-name", "east")).start(wait=False)
+    try:
+        wait_for(lambda: "cannot register cluster east yet (database schema at 0005, expected" in daemon.log(), what="the wait for the schema")
+        upgraded = subprocess.run(
+            [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60,
+        )
+        assert upgraded.returncode == 0, upgraded.stderr
+        daemon.wait_ready(timeout=60)
+        assert "cluster east registered in this database" in daemon.log()
+    finally:
+        daemon.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
