@@ -27,7 +27,8 @@ from ipamd.config import Settings
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac, check_cluster_name
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
-from ipamd.core.subnet import canonical_subnet, check_name, reject_unknown
+from ipamd.core.sanity import force_of
+from ipamd.core.subnet import check_name, reject_unknown, requested_subnet
 from ipamd.ctl.manifests import yaml_problem
 from ipamd.errors import AlreadyExists, InUse, InvalidInput, IpamError, NotFound
 from ipamd.service import Ipam
@@ -50,6 +51,8 @@ class DesiredState:
     pools: dict[str, dict[str, Any]]
     reservations: dict[tuple[str, str], dict[str, Any]]
     cluster_name: str | None = None
+    # Subnets declared with ``force: true`` (ipamd.core.sanity): said again on each change.
+    forced: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -96,12 +99,15 @@ def parse(raw: object, *, source: str) -> DesiredState:
         sections[name] = entries
 
     subnets: dict[str, dict[str, Any]] = {}
+    forced: set[str] = set()
     for index, entry in enumerate(sections["subnets"]):
         with _located(source, f"subnets[{index}]"):
-            spec = canonical_subnet(entry).to_json()
+            spec = requested_subnet(entry).to_json()
             if spec["name"] in subnets:
                 raise InvalidInput(f"subnet {spec['name']} is declared twice")
             subnets[spec["name"]] = spec
+            if force_of(entry):
+                forced.add(spec["name"])
 
     pools: dict[str, dict[str, Any]] = {}
     for index, entry in enumerate(sections["pools"]):
@@ -119,7 +125,7 @@ def parse(raw: object, *, source: str) -> DesiredState:
             if key in reservations:
                 raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
             reservations[key] = reservation
-    return DesiredState(subnets, pools, reservations, cluster_name)
+    return DesiredState(subnets, pools, reservations, cluster_name, frozenset(forced))
 
 
 @contextlib.contextmanager
@@ -212,7 +218,7 @@ class Applier:
                 await self._remove_subnet(body)
 
         for name, spec in desired.subnets.items():
-            await self._converge_subnet(spec, subnets.get(name))
+            await self._converge_subnet(spec, subnets.get(name), force=name in desired.forced)
         for name, pool in desired.pools.items():
             await self._converge_pool(pool, pools.get(name))
         for key, reservation in desired.reservations.items():
@@ -238,12 +244,13 @@ class Applier:
         else:
             self._changed(f"subnet {name} deleted (no longer in {self.source})")
 
-    async def _converge_subnet(self, spec: dict[str, Any], current: Mapping[str, Any] | None) -> None:
+    async def _converge_subnet(self, spec: dict[str, Any], current: Mapping[str, Any] | None, *, force: bool) -> None:
         name = spec["name"]
+        request = {**spec, "force": True} if force else spec
         try:
             if current is None:
                 try:
-                    await self.ipam.create_subnet(spec, origin=ORIGIN)
+                    await self.ipam.create_subnet(request, origin=ORIGIN)
                 except AlreadyExists:
                     # Another daemon on the same database may have applied the same file first.
                     if not await _found(self.ipam.get_subnet(name), lambda found: _subnet_spec(found) == spec):
@@ -253,7 +260,7 @@ class Applier:
             elif current["origin"] != ORIGIN:
                 self._kept(f"subnet {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
             elif _subnet_spec(current) != spec:
-                await self.ipam.patch_subnet(name, spec)
+                await self.ipam.patch_subnet(name, request)
                 self._changed(f"subnet {name} updated")
         except IpamError as e:
             self._failed(f"subnet {name}", e)

@@ -46,6 +46,16 @@ class InvalidInput(IpamError):
         self.field = field
 
 
+class ImplausibleSubnet(InvalidInput):
+    """A CIDR no attachment network is meant to cover (ipamd.core.sanity): ``details.rule``
+    names the rule it breaks; ``force: true`` in the request overrides it."""
+
+    def __init__(self, message: str, *, field: str, rule: str) -> None:
+        super().__init__(message, field=field)
+        self.details["rule"] = rule
+        self.rule = rule
+
+
 class PayloadTooLarge(IpamError):
     http_status = 413
     code = "payload_too_large"

@@ -54,13 +54,29 @@ def allocation_fields(event: str, allocation: Mapping[str, Any], **more: Any) ->
 
 
 class TextFormatter(logging.Formatter):
-    """One line per event: the message's control characters are spelled out, because its
-    arguments (pod names, network names, CNI_ARGS...) come from requests. A traceback, added
-    after the message, keeps its lines."""
+    """One line per event, and every line of the log written by the daemon as such.
+
+    The message's control characters are spelled out after its arguments are put in,
+    whatever they came from (pod names, network names, CNI_ARGS, a database's error
+    text...). A traceback or stack keeps its lines, each behind ``TRACE_PREFIX``, so that
+    no exception message can start a line that reads like an event of its own."""
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message)
         return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return _continued(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _continued(super().formatStack(stack_info))
+
+
+TRACE_PREFIX = "  | "
+
+
+def _continued(text: str) -> str:
+    return "\n".join(TRACE_PREFIX + printable(line) for line in text.split("\n"))
 
 
 class MalformedRequestFilter(logging.Filter):

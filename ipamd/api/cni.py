@@ -21,6 +21,7 @@ from ipamd.api import health
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.cni import protocol
+from ipamd.core import identity
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
 from ipamd.core.subnet import reject_unknown
@@ -38,15 +39,17 @@ CHECK_FIELDS = IDENTITY_FIELDS | {"prevResult"}
 GC_FIELDS = frozenset({"network", "ipam", "validAttachments", "cniVersion"})
 
 
-def _string(body: dict[str, Any], key: str, *, required: bool, limit: int = 253) -> str | None:
+def _optional(body: dict[str, Any], key: str, check: Callable[..., str]) -> str | None:
+    """Returns the field checked by its identity rule (ipamd.core.identity), or None when absent."""
+    value = body.get(key)
+    return None if value is None or value == "" else check(value, field=key)
+
+
+def _required(body: dict[str, Any], key: str, check: Callable[..., str]) -> str:
     value = body.get(key)
     if value is None or value == "":
-        if required:
-            raise InvalidInput("required", field=key)
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise InvalidInput(f"expected a string of at most {limit} characters", field=key)
-    return value
+        raise InvalidInput("required", field=key)
+    return check(value, field=key)
 
 
 def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_only: bool = False) -> AddRequest:
@@ -56,13 +59,13 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_o
     range edited since the ADD must not stop its attachment from being found and released.
     """
     reject_unknown(body, known)
-    container_id = _string(body, "containerId", required=True)
-    interface = _string(body, "ifName", required=True, limit=64)
-    network_name = _string(body, "network", required=True)
-    assert container_id and interface and network_name
+    container_id = _required(body, "containerId", identity.container_id)
+    interface = _required(body, "ifName", identity.interface)
+    network_name = _required(body, "network", identity.network_name)
     network = _network(body, network_name, identity_only=identity_only)
-    namespace = _string(body, "podNamespace", required=False) or ""
-    pod = _string(body, "podName", required=False)
+    pod = _optional(body, "podName", identity.pod)
+    # A namespace without a pod names nothing: plain containers are keyed by container id.
+    namespace = _optional(body, "podNamespace", identity.namespace) if pod else None
     ips = body.get("ips") or []
     if not isinstance(ips, list) or len(ips) > 2:
         raise InvalidInput("expected a list of at most two addresses (one per family)", field="ips")
@@ -71,7 +74,7 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_o
         raise InvalidInput("expected a MAC address string", field="mac")
     owner = Owner(
         network_key=network.network_key,
-        namespace=namespace if pod else "",
+        namespace=namespace or "",
         # Without a pod (plain containers), the container id identifies the attachment.
         pod=pod or container_id,
         interface=interface,
@@ -80,8 +83,8 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_o
         owner=owner,
         network=network,
         container_id=container_id,
-        pod_uid=_string(body, "podUid", required=False, limit=64),
-        netns=_string(body, "netns", required=False, limit=1024),
+        pod_uid=_optional(body, "podUid", identity.pod_uid),
+        netns=_optional(body, "netns", identity.netns),
         origin="cni",
         static_ips=tuple(ips),
         mac=mac or None,
@@ -110,7 +113,7 @@ async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = Fals
         # node, and not a CNI GC's to collect until the pod's own ADD on that node takes it.
         if not add_request.static_ips:
             raise InvalidInput("required: the addresses the pod holds", field="ips")
-        add_request = replace(add_request, origin="import", node=_string(body, "node", required=False))
+        add_request = replace(add_request, origin="import", node=_optional(body, "node", identity.node))
     # Read before allocating: an unreadable file must not leave an address held.
     from_file = await _resolv_conf(add_request.network.resolv_conf) if add_request.network.resolv_conf else None
     try:
@@ -183,9 +186,7 @@ async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
 async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     ipam = app[IPAM]
     reject_unknown(body, GC_FIELDS)
-    network_name = _string(body, "network", required=True)
-    assert network_name
-    network = _network(body, network_name, identity_only=True)
+    network = _network(body, _required(body, "network", identity.network_name), identity_only=True)
     valid_raw = body.get("validAttachments")
     if not isinstance(valid_raw, list):
         raise InvalidInput("expected a list of {containerId, ifName}", field="validAttachments")

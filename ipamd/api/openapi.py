@@ -63,6 +63,12 @@ COUNT: Schema = {"type": "integer", "minimum": 0}
 STRINGS: Schema = {"type": "array", "items": STRING}
 TIMESTAMP: Schema = nullable({"type": "string", "format": "date-time"})
 
+# Not stored: it lets a request through the subnet sanity rules (ipamd.core.sanity).
+FORCE: Schema = {
+    "type": "boolean",
+    "description": "accept a CIDR the sanity rules refuse (IPv4 shorter than /8, IPv6 shorter than /16, loopback, multicast, unspecified or limited-broadcast space)",
+}
+
 # What identifies an attachment in every CNI request (ipamd.api.cni.IDENTITY_FIELDS).
 CNI_IDENTITY: dict[str, Schema] = {
     "containerId": STRING,
@@ -107,6 +113,7 @@ SCHEMAS: dict[str, Schema] = {
             "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
+            "force": FORCE,
         },
         required=("name", "cidrBlock"),
     ),
@@ -120,6 +127,7 @@ SCHEMAS: dict[str, Schema] = {
             "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
+            "force": FORCE,
         }
     ),
     "Subnet": shape(

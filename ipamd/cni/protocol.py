@@ -11,10 +11,11 @@ Pure functions, no I/O: ``ipamd.api.cni`` reads the request, calls these, runs t
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ipamd.core import identity
 from ipamd.core.text import printable
 from ipamd.errors import (
     IncompatiblePlugin,
@@ -132,24 +133,24 @@ def parse_cni_args(raw: str) -> dict[str, str]:
     return pairs
 
 
-def _container_id(env: Mapping[str, str]) -> str:
-    # SPEC.md: an alphanumeric character, then alphanumerics, '_', '.' or '-'.
-    value = env.get("CNI_CONTAINERID", "")
+def _variable(env: Mapping[str, str], name: str, check: Callable[..., str]) -> str:
+    """Returns the CNI_* variable ``name`` checked by its identity rule; code 4 naming it
+    otherwise, as SPEC.md says of invalid environment variables."""
+    value = env.get(name, "")
     if not value:
-        raise InvalidEnvironment("CNI_CONTAINERID is required")
-    if not (value[0].isascii() and value[0].isalnum() and all(c.isascii() and (c.isalnum() or c in "_.-") for c in value)):
-        raise InvalidEnvironment(f"invalid characters in CNI_CONTAINERID {value!r}")
-    return value
+        raise InvalidEnvironment(f"{name} is required")
+    try:
+        return check(value, field=name)
+    except InvalidInput as e:
+        raise InvalidEnvironment(e.message) from None
 
 
-def _ifname(env: Mapping[str, str]) -> str:
-    # The kernel's rules for interface names: at most 15 bytes, no '/', ':' or whitespace.
-    value = env.get("CNI_IFNAME", "")
-    if not value:
-        raise InvalidEnvironment("CNI_IFNAME is required")
-    if len(value.encode("utf-8", "surrogateescape")) > 15 or value in (".", "..") or any(c in "/:" or c.isspace() for c in value):
-        raise InvalidEnvironment(f"invalid CNI_IFNAME {value!r}")
-    return value
+# CNI_ARGS keys of the Kubernetes conventions: what each is in the request, and its rule.
+POD_ARGUMENTS = (
+    ("K8S_POD_NAMESPACE", "podNamespace", identity.namespace),
+    ("K8S_POD_NAME", "podName", identity.pod),
+    ("K8S_POD_UID", "podUid", identity.pod_uid),
+)
 
 
 # ----------------------------------------------------------------------------- config
@@ -168,7 +169,7 @@ def network_name_of(config: Mapping[str, Any]) -> str:
     name = config.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidInput("the network config needs a non-empty name", field="name")
-    return name
+    return identity.network_name(name, field="name")
 
 
 def _string_list(value: object, field: str) -> list[str]:
@@ -218,13 +219,16 @@ def attachment_request(invocation: Invocation) -> dict[str, Any]:
     """The attachment an ADD, DEL or CHECK is about, as ``/v1/cni/add`` takes it."""
     config, env = invocation.config, invocation.env
     cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
-    body: dict[str, Any] = {"containerId": _container_id(env), "ifName": _ifname(env)}
+    body: dict[str, Any] = {
+        "containerId": _variable(env, "CNI_CONTAINERID", identity.container_id),
+        "ifName": _variable(env, "CNI_IFNAME", identity.interface),
+    }
     if env.get("CNI_NETNS"):  # DEL may come without one once the namespace is gone
-        body["netns"] = env["CNI_NETNS"]
+        body["netns"] = _variable(env, "CNI_NETNS", identity.netns)
     body["network"] = network_name_of(config)
-    body["podNamespace"] = cni_args.get("K8S_POD_NAMESPACE") or None
-    body["podName"] = cni_args.get("K8S_POD_NAME") or None
-    body["podUid"] = cni_args.get("K8S_POD_UID") or None
+    for argument, key, check in POD_ARGUMENTS:
+        # Values in CNI_ARGS are request input, like IP= and MAC=: code 7 naming the key.
+        body[key] = check(cni_args[argument], field=argument) if cni_args.get(argument) else None
     body["ipam"] = ipam_of(config)
     if invocation.command == "ADD":
         # A chained ADD may carry prevResult; an IPAM plugin has nothing to merge it into.

@@ -30,6 +30,7 @@ from typing import Any
 
 import netaddr
 
+from ipamd.core import identity, sanity
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.subnet import Overlap, Route, SubnetSpec, canonical_subnet, parse_routes
 from ipamd.errors import InvalidInput
@@ -68,7 +69,7 @@ def network_key(ipam: Mapping[str, Any], network_name: str) -> str:
     for key in ("provider", "network_name"):
         value = ipam.get(key)
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return identity.bounded(value.strip(), field=f"ipam.{key}", limit=identity.NETWORK_MAX)
     return network_name
 
 
@@ -173,6 +174,7 @@ def _whereabouts_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
     for index, entry in enumerate(entries):
         where = "ipam" if entry is ipam else f"ipam.ipRanges[{index - ('range' in ipam)}]"
         cidr, bounds = _whereabouts_range(entry.get("range"), field=f"{where}.range")
+        sanity.check([cidr], field=f"{where}.range", remedy=sanity.INLINE_REMEDY)
         start, end = bounds
         if entry.get("range_start") not in (None, ""):
             start = _inside(entry["range_start"], cidr, field=f"{where}.range_start")
@@ -214,6 +216,7 @@ def _host_local_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
             cidr = netaddr.IPNetwork(subnet_text).cidr
         except (netaddr.AddrFormatError, ValueError) as e:
             raise InvalidInput(f"{subnet_text!r} is not a valid CIDR", field=f"{where}.subnet") from e
+        sanity.check([cidr], field=f"{where}.subnet", remedy=sanity.INLINE_REMEDY)
         start = _inside(item["rangeStart"], cidr, field=f"{where}.rangeStart") if item.get("rangeStart") else None
         end = _inside(item["rangeEnd"], cidr, field=f"{where}.rangeEnd") if item.get("rangeEnd") else None
         excludes += _outside_bounds(cidr, start, end)

@@ -14,6 +14,7 @@ from typing import Any
 
 import netaddr
 
+from ipamd.core import identity, sanity
 from ipamd.core.addresses import ip_text, parse_cidr, parse_entries, parse_ip
 from ipamd.core.intervals import Interval, normalize, subtract
 from ipamd.errors import InvalidInput
@@ -22,6 +23,8 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
 SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns"})
 # Only subnets the daemon creates from inline NAD ranges carry ``overlap`` (see Overlap).
 INLINE_SUBNET_FIELDS = SUBNET_FIELDS | {"overlap"}
+# What a request to create or change a subnet may say besides its spec (never stored).
+SUBNET_REQUEST_FIELDS = SUBNET_FIELDS | {"force"}
 DNS_FIELDS = frozenset({"nameservers", "domain", "search", "options"})
 
 
@@ -221,6 +224,25 @@ def canonical_subnet(raw: object, *, allow_unknown: bool = False, inline: bool =
         dns=parse_dns(raw.get("dns")),
         overlap=_parse_overlap(raw.get("overlap")) if inline else None,
     )
+
+
+def requested_subnet(raw: object, *, inline: bool = False, starting_from: SubnetSpec | None = None) -> SubnetSpec:
+    """Returns the spec of a subnet someone asks to create (or change), held to the sanity
+    rules of ipamd.core.sanity unless the request says ``force: true``.
+
+    ``starting_from`` is the stored spec a change starts from: the CIDRs it keeps are not
+    checked again, so a forced subnet can have its other fields edited without force.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidInput("expected a JSON object describing a subnet")
+    force = sanity.force_of(raw)
+    spec = canonical_subnet({key: value for key, value in raw.items() if key != "force"}, inline=inline)
+    if spec.provider is not None:
+        # The provider is the network key attachments are stored under (ipamd.core.identity).
+        identity.bounded(spec.provider, field="provider", limit=identity.NETWORK_MAX)
+    kept = {layout.network for layout in starting_from.families} if starting_from is not None else set()
+    sanity.check((layout.network for layout in spec.families if layout.network not in kept), field="cidrBlock", force=force)
+    return spec
 
 
 def _parse_overlap(raw: object) -> Overlap | None:

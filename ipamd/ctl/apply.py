@@ -12,7 +12,8 @@ from typing import Any
 
 from ipamd.core.addresses import ip_text
 from ipamd.core.pool import canonical_pool, canonical_reservation
-from ipamd.core.subnet import SubnetSpec, canonical_subnet
+from ipamd.core.sanity import force_of
+from ipamd.core.subnet import SubnetSpec, canonical_subnet, requested_subnet
 from ipamd.ctl.client import Client, CtlError, segment
 from ipamd.ctl.manifests import Manifest
 from ipamd.errors import InvalidInput
@@ -58,16 +59,18 @@ def _warn_managed(current: Mapping[str, Any], manifest: Manifest, warn: Callable
 
 
 def apply_subnet(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
-    desired = canonical_subnet(manifest.body).to_json()
+    desired = requested_subnet(manifest.body).to_json()
+    # force (ipamd.core.sanity) goes with the request, never into the spec compared below.
+    request = {**desired, "force": True} if force_of(manifest.body) else desired
     current = client.find(f"/v1/subnets/{segment(manifest.name)}")
     if current is None:
-        client.post("/v1/subnets", desired)
+        client.post("/v1/subnets", request)
         return "created"
     if _spec_of(current) == desired:
         return "unchanged"
     _warn_managed(current, manifest, warn)
     # The whole spec, not a diff: a field left out of the manifest returns to its default.
-    client.patch(f"/v1/subnets/{segment(manifest.name)}", desired)
+    client.patch(f"/v1/subnets/{segment(manifest.name)}", request)
     return "configured"
 
 

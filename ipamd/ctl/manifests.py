@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
-from ipamd.core.subnet import SUBNET_FIELDS
+from ipamd.core.subnet import SUBNET_REQUEST_FIELDS
 
 IPAMD_API = "ipamd.io/v1"
 KUBEOVN_API = "kubeovn.io/v1"
@@ -133,7 +133,7 @@ def _spec(document: Mapping[str, Any], *, where: str) -> Mapping[str, Any]:
 
 def _ipamd(document: Mapping[str, Any], kind: str, *, where: str) -> Manifest:
     spec = _spec(document, where=where)
-    known = {"Subnet": SUBNET_FIELDS, "Pool": POOL_FIELDS, "Reservation": RESERVATION_FIELDS}[kind] - {"name"}
+    known = {"Subnet": SUBNET_REQUEST_FIELDS, "Pool": POOL_FIELDS, "Reservation": RESERVATION_FIELDS}[kind] - {"name"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise ManifestError(f"{where}: spec.{unknown[0]} is not a {kind} field; known fields are {', '.join(sorted(known))}")

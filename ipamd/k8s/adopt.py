@@ -13,7 +13,7 @@ import logging
 
 from ipamd.core import adopt
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import network_key, parse_network_request
+from ipamd.core.nad import parse_network_request
 from ipamd.errors import IpamError, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
@@ -48,8 +48,11 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
     for adoption in plan.adoptions:
         assert adoption.pod is not None
         pod = by_ref[(adoption.namespace, adoption.pod)]
+        # The NAD's name until its ipam section parses (a refused one has no network key).
+        label = adoption.network
         try:
             network = parse_network_request(adoption.ipam, network_name=adoption.network)
+            label = network.network_key
             request = AddRequest(
                 owner=Owner(network_key=network.network_key, namespace=adoption.namespace, pod=adoption.pod, interface=adoption.interface),
                 network=network, pod_uid=uid_of(pod), static_ips=adoption.ips, mac=adoption.mac, node=node, origin="import",
@@ -61,7 +64,7 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             log.warning("not adopted: %s: %s", adoption.label, e.message)
             await recorder.warning(
                 namespace=adoption.namespace, pod=adoption.pod, uid=uid_of(pod), reason=ADOPT_FAILED,
-                message=f"ipamd could not adopt {','.join(adoption.ips)} on {adoption.interface} (network {network_key(adoption.ipam, adoption.network)}): {e.message}",
+                message=f"ipamd could not adopt {','.join(adoption.ips)} on {adoption.interface} (network {label}): {e.message}",
             )
             continue
         adopted += 1

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import format_intervals, ip_text
 from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
-from ipamd.core.subnet import canonical_subnet
+from ipamd.core.subnet import requested_subnet
 from ipamd.core.usage import classify
 from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NotFound
 from ipamd.service.base import ServiceBase, _Subnet, log
@@ -24,7 +24,7 @@ class Administration(ServiceBase):
     """Subnets, pools and reservations: created, listed, changed, deleted."""
 
     async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
-        spec = canonical_subnet(raw)
+        spec = requested_subnet(raw)
         try:
             def run(conn: Connection) -> Any:
                 self._check_overlap(conn, spec, exclude_id=None)
@@ -98,7 +98,7 @@ class Administration(ServiceBase):
         def run(conn: Connection) -> Any:
             subnet = self._subnet_by_name(conn, name, lock=True)
             merged = {**subnet.spec.to_json(), **patch}
-            spec = canonical_subnet(merged, inline=subnet.origin == "inline")
+            spec = requested_subnet(merged, inline=subnet.origin == "inline", starting_from=subnet.spec)
             self._check_overlap(conn, spec, exclude_id=subnet.id)
             # Every held address must stay inside the new CIDRs and off the new gateway.
             for layout in spec.families:

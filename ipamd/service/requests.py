@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from ipamd.core import identity
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import Route
@@ -58,21 +59,21 @@ class HeldByAnotherPod(StalePod):
 
 
 def owner_from(raw: object, *, network_key: str, field: str = "owner") -> Owner:
-    """Returns the owner of a REST allocation request."""
+    """Returns the owner of a REST allocation request, its names checked as a CNI ADD's are
+    (ipamd.core.identity): namespace optional, pod required, interface eth0 by default."""
     if not isinstance(raw, Mapping):
         raise InvalidInput("expected an object {namespace, pod, interface}", field=field)
     unknown = sorted(set(raw) - {"namespace", "pod", "interface"})
     if unknown:
         raise InvalidInput("unknown field", field=f"{field}.{unknown[0]}")
-    values = {}
-    for key, required, limit in (("namespace", False, 253), ("pod", True, 253), ("interface", False, 64)):
-        value = raw.get(key)
-        if value is None and not required:
-            value = "" if key == "namespace" else "eth0"
-        if not isinstance(value, str) or (required and not value) or len(value) > limit:
-            raise InvalidInput(f"expected a string of at most {limit} characters", field=f"{field}.{key}")
-        values[key] = value
-    return Owner(network_key=network_key, namespace=values["namespace"], pod=values["pod"], interface=values["interface"])
+    namespace = raw.get("namespace")
+    interface = raw.get("interface")
+    return Owner(
+        network_key=network_key,
+        namespace="" if namespace in (None, "") else identity.namespace(namespace, field=f"{field}.namespace"),
+        pod=identity.pod(raw.get("pod"), field=f"{field}.pod"),
+        interface="eth0" if interface is None else identity.interface(interface, field=f"{field}.interface"),
+    )
 
 
 def with_network(request: AddRequest, network: NetworkRequest) -> AddRequest:

@@ -279,7 +279,7 @@ def test_apply_reports_bad_documents_and_applies_the_rest(daemon: Daemon, ctl: C
         pytest.param("a: [\n", "ipamctl: stdin: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'", id="syntax"),
         pytest.param("apiVersion: v1\nkind: Pod\n", "ipamctl: stdin document 1: apiVersion 'v1' kind 'Pod' is not supported; use ipamd.io/v1 Subnet/Pool/Reservation or kubeovn.io/v1 Subnet/IPPool", id="kind"),
         pytest.param("apiVersion: ipamd.io/v1\nkind: Subnet\nmetadata: {name: x}\nspec: {cidrBlock: 192.0.2.0/24, vlan: 3}\n",
-                     "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, gateway, priority, provider, routes", id="field"),
+                     "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, priority, provider, routes", id="field"),
         pytest.param("", "ipamctl: stdin: no Subnet, Pool, Reservation or IPPool document", id="empty"),
     ],
 )

@@ -259,18 +259,22 @@ async def test_a_body_that_is_not_the_protocol_is_an_http_error(daemon):
 async def test_log_file_of_a_network_config_is_ignored_and_fields_are_escaped(net1, tmp_path: Path, caplog):
     target = tmp_path / "authorized_keys"
     config = netconf(ipam_extra={"log_file": str(target) + "\nssh-ed25519 AAAA attacker"})
-    config["name"] = "evil\nname"
     with caplog.at_level(logging.INFO, logger="ipamd.cni"):
         assert (await net1.exec("ADD", config)).exit_code == 0
         assert (await net1.exec("DEL", config)).exit_code == 0
+        # A network name the CNI SPEC does not allow is refused, and still logged on one line.
+        refused = await net1.exec("ADD", {**config, "name": "evil\nname"})
         failed = await net1.exec("ADD", {**config, "cniVersion": "0.1.0\nforged"})
     assert not target.exists() and not list(tmp_path.glob("authorized_keys*"))
+    assert refused.error(7)["msg"].startswith("name: 'evil\\nname' contains the control character")
+    assert await net1.held("net1") == []
     # As the daemon writes them (ipamd.logs): one line each, every argument escaped once.
     lines = [TextFormatter("%(message)s").format(record) for record in caplog.records]
     # Said once for the network, not on each of its pods' ADDs and DELs.
-    assert sum("log_file" in line and "ignored" in line for line in lines) == 1, lines
+    assert sum("network macvlan-net: ipam.log_file" in line and "ignored" in line for line in lines) == 1, lines
     for line in lines:
         assert "\n" not in line, line
+    assert any("authorized_keys\\nssh-ed25519 AAAA attacker ignored" in line for line in lines), lines
     assert any("network evil\\nname:" in line for line in lines), lines
     failed.error(1, "1.1.0")
     assert failed.stderr.count("\n") == 1 and "\\n" in failed.stderr
