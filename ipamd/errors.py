@@ -140,6 +140,22 @@ class Unavailable(IpamError):
     cni_code = 11
 
 
+class DatabaseFault(Unavailable):
+    """The database fails in a way ipamd.store.faults names (``details.fault``: disk full,
+    read-only, locked too long, unreachable...); a retry can succeed once it clears."""
+
+    def __init__(self, message: str, *, fault: str) -> None:
+        super().__init__(message, fault=fault)
+        self.fault = fault
+
+
+class DatabaseNeedsOperator(DatabaseFault):
+    """A database fault no retry clears until an operator acts (the SQLite file gone or
+    replaced, authentication refused): CNI code 5, an I/O failure, rather than 11."""
+
+    cni_code = 5
+
+
 # Errors of the CNI protocol itself. The daemon writes them as CNI error objects in the
 # plugin's answer (ipamd.cni); the HTTP statuses apply only if one escapes elsewhere.
 

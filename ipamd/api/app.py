@@ -30,4 +30,5 @@ def create_app(
     for table in RESOURCE_ROUTES:
         app.add_routes(table)
     metrics.install(app, ipam, refresh_interval=metrics_interval)
+    app.cleanup_ctx.append(health.watch_database)
     return app

@@ -4,6 +4,11 @@ database may serve this node). CNI STATUS answers the same."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from aiohttp import web
 
 from ipamd.api.body import json_response
@@ -11,6 +16,11 @@ from ipamd.api.keys import IPAM, POLICY
 from ipamd.errors import Unavailable
 
 routes = web.RouteTableDef()
+log = logging.getLogger("ipamd.database")
+
+# How often the daemon looks at its database unasked: the SQLite file still the one opened,
+# and, while writes fail, whether they work again (so the log says so without a request).
+WATCH_SECONDS = 5.0
 
 
 @routes.get("/healthz")
@@ -32,3 +42,21 @@ async def readyz(request: web.Request) -> web.Response:
     if not ready:
         raise Unavailable(reason)
     return json_response({"ready": True})
+
+
+async def watch_database(app: web.Application) -> AsyncIterator[None]:
+    """cleanup_ctx: checks the database every WATCH_SECONDS while the application runs."""
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                await app[IPAM].check_writes()
+            except Exception:  # noqa: BLE001 - the watch must outlive any one failure
+                log.exception("database check failed")
+
+    task = asyncio.create_task(watch())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

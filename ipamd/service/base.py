@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -17,10 +18,10 @@ from ipamd.core import intervals as iv
 from ipamd.core.allocation import DEFAULT_CLUSTER
 from ipamd.core.pool import PoolSpec, canonical_pool
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
-from ipamd.errors import AlreadyExists, IpamError, NotFound, Unavailable
+from ipamd.errors import AlreadyExists, DatabaseFault, NotFound, Unavailable
 from ipamd.logs import allocation_fields
-from ipamd.store import records, space
-from ipamd.store.database import AsyncEngineDatabase, Database
+from ipamd.store import faults, records, space
+from ipamd.store.database import AsyncEngineDatabase, Database, current_revision
 from ipamd.store.engine import head_revision
 from ipamd.store.schema import address_events, allocations, pools, subnets
 
@@ -46,6 +47,10 @@ _INLINE_SUBNETS = sa.select(subnets).where(subnets.c.origin == "inline").order_b
 _POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
+# While writes fail, how often a write is tried to see whether they work again.
+WRITE_CHECK_SECONDS = 1.0
+# The longest a readiness answer waits for the database.
+READY_SECONDS = 3.0
 CONFLICT_RETRIES = 5
 
 
@@ -90,60 +95,85 @@ class ServiceBase:
         self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
         self._pool_cache: dict[int, tuple[Any, SubnetSpec, PoolSpec]] = {}
         self.listeners: list[Any] = []
-        # Outages are logged when they start and end, not once per refused request.
-        self._database_down = False
+        # Faults are logged when they start, change and end, not once per refused request.
+        self.health = faults.Health()
+        self._writes_checked_at = 0.0
 
     async def _write(self, body: Callable[[Connection], T]) -> T:
-        """Returns ``body`` run in a write transaction; database failures become Unavailable."""
-        return await self._run(self.database.write, body)
+        """Returns ``body`` run in a write transaction; database failures become DatabaseFault."""
+        return await self._run(self.database.write, body, "writes")
 
     async def read(self, body: Callable[[Connection], T]) -> T:
-        """Returns ``body`` run in a read transaction; database failures become Unavailable."""
-        return await self._run(self.database.read, body)
+        """Returns ``body`` run in a read transaction; database failures become DatabaseFault."""
+        return await self._run(self.database.read, body, "reads")
 
     _read = read
 
-    async def _run(self, runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
-        try:
-            result = await self._attempt(runner, body)
-        except Unavailable as e:
-            if not self._database_down:
-                self._database_down = True
-                log.warning("database unavailable (%s): answering 'try again later' until it is back", e.message)
-            raise
-        if self._database_down:
-            self._database_down = False
-            log.info("database reachable again")
-        return result
-
-    @staticmethod
-    async def _attempt(runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T]) -> T:
+    async def _run(
+        self, runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T], channel: str, *, counted: bool = True,
+    ) -> T:
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                return await runner(body)
-        except (IpamError, sa.exc.IntegrityError):
-            raise
-        except TimeoutError as e:
-            raise Unavailable("the database did not answer in time; retry later") from e
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError) as e:
-            raise Unavailable(f"database unavailable ({type(e).__name__}); retry later") from e
-        except sa.exc.DBAPIError as e:
-            if e.connection_invalidated or not isinstance(e, (sa.exc.ProgrammingError, sa.exc.DataError)):
-                raise Unavailable(f"database unavailable ({type(e.orig).__name__}); retry later") from e
-            raise
+                result = await runner(body)
+        except Exception as e:
+            if not faults.is_database_failure(e):
+                raise
+            # A failure may be the file gone: that, not SQLite's own words, is what to say.
+            error = self.database.check_file() or faults.error_for(e, database=self.database.label)
+            self.health.failed(channel, error, counted=counted)
+            raise error from e
+        self.health.succeeded(channel)
+        return result
 
     async def close(self) -> None:
         await self.database.dispose()
 
     async def ready(self) -> tuple[bool, str]:
-        """Returns whether the database answers and carries the newest schema, and why not."""
+        """Returns whether the database answers, takes writes and carries the newest schema, and why not."""
+        failing = await self.check_writes()
+        if failing is not None:
+            return False, f"database writes fail: {failing.message}"
         try:
-            revision = await asyncio.wait_for(self.database.revision(), timeout=3)
-        except Exception as e:  # noqa: BLE001 - readiness reports any failure as not ready
-            return False, f"database unavailable ({type(e).__name__})"
+            revision = await asyncio.wait_for(self.read(current_revision), READY_SECONDS)
+        except TimeoutError:
+            return False, f"database {self.database.label} did not answer within {READY_SECONDS:g} s"
+        except Unavailable as e:
+            return False, f"database reads fail: {e.message}"
         if revision != head_revision():
             return False, f"database schema at {revision}, expected {head_revision()}: run ipamd db upgrade"
         return True, "ready"
+
+    async def check_writes(self) -> DatabaseFault | None:
+        """Returns the fault writes fail with now, or None.
+
+        While they fail, a small write (ipamd.store.records.check_writes), at most once per
+        WRITE_CHECK_SECONDS, finds out whether they work again: readiness recovers by itself
+        when the disk has space again, even if no request tries.
+        """
+        moved = self.database.check_file()
+        if moved is not None:
+            self.health.failed("writes", moved, counted=False)
+            return moved
+        failing = self.health.current("writes")
+        if failing is None or time.monotonic() - self._writes_checked_at < WRITE_CHECK_SECONDS:
+            return failing
+        if failing.fault == faults.DISK_FULL.name:
+            # A small write may fit where an allocation does not: wait for real room.
+            short = self.database.check_space()
+            if short is not None:
+                return failing
+        self._writes_checked_at = time.monotonic()
+        node = self.node or ""
+        try:
+            # Bounded like the read below: readiness answers within seconds, hung database or not.
+            await asyncio.wait_for(
+                self._run(self.database.write, lambda conn: records.check_writes(conn, node=node), "writes", counted=False), READY_SECONDS,
+            )
+        except DatabaseFault as e:
+            return e
+        except TimeoutError:
+            return failing
+        return None
 
     def _spec(self, row: Row[Any]) -> SubnetSpec:
         key = (row.id, row.revision)

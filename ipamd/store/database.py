@@ -13,7 +13,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -24,17 +28,25 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ipamd.errors import DatabaseFault, InvalidInput
 from ipamd.store import engine as engines
+from ipamd.store import faults
+
+log = logging.getLogger("ipamd.database")
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
 
 # Enough to amortise an fsync over a burst, small enough that one batch stays short.
 MAX_BATCH = 128
+# After "disk full", the free space writes are trusted again with: a few hundred allocations.
+MIN_FREE_BYTES = 1024 * 1024
 
 
 class Database(Protocol):
     dialect: str
+    label: str
+    """What messages call the database: the SQLite file, or the URL with its password masked."""
 
     async def write(self, body: Body[T]) -> T:
         """Returns ``body(connection)`` run in a committed write transaction."""
@@ -48,6 +60,14 @@ class Database(Protocol):
 
     async def dispose(self) -> None: ...
 
+    def check_file(self) -> DatabaseFault | None:
+        """SQLite: the fault when the file at the configured path is no longer the one
+        opened (deleted, moved, replaced); None while it is, and always on PostgreSQL."""
+
+    def check_space(self) -> DatabaseFault | None:
+        """SQLite: "disk full" while its file system has less than MIN_FREE_BYTES free (a
+        small write may still fit where an allocation does not); None on PostgreSQL."""
+
 
 def open_database(raw_url: str | URL, *, pool_size: int = 10) -> Database:
     url = raw_url if isinstance(raw_url, URL) else engines.normalize_url(raw_url)
@@ -57,18 +77,40 @@ def open_database(raw_url: str | URL, *, pool_size: int = 10) -> Database:
     return AsyncEngineDatabase(engines.create_engine(url, pool_size=pool_size))
 
 
-def _current_revision(connection: Connection) -> str | None:
+def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
 
 class SqliteDatabase:
+    """The embedded database. Its file is watched: SQLite keeps reading and writing a file
+    that was deleted or replaced under it, and everything written there is lost at the next
+    start. So the device and inode of the file at the path are compared with the opened
+    one's before each batch of writes and after its commit, before anyone is told it
+    landed (two ``stat`` calls per batch, small beside the batch's fsync); once they
+    differ, writes are refused until the same file is back."""
+
     dialect = "sqlite"
 
     def __init__(self, url: URL) -> None:
         self.url = url
+        assert url.database
+        self.path = os.path.abspath(os.path.expanduser(url.database))
+        self.label = self.path
+        # Created here, and only here: a connection opened later never creates the file
+        # again (mode=rw), so a deleted file does not come back empty under the daemon.
+        try:
+            with open(self.path, "ab"):
+                pass
+            info = os.stat(self.path)
+        except OSError as e:
+            raise InvalidInput(f"cannot create or open the SQLite file {self.path}: {e.strerror or e}", field="database-url") from e
+        self._identity = (info.st_dev, info.st_ino)
+        self._rescued = False
+        self.rescue_path = f"{self.path}.rescued"
         self.engine: Engine = sa.create_engine(
-            url.set(drivername="sqlite+pysqlite"),
-            connect_args={"timeout": 30, "check_same_thread": False},
+            "sqlite+pysqlite://",
+            creator=lambda: sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=rw", uri=True, timeout=30, check_same_thread=False),
+            poolclass=sa.pool.QueuePool,
             pool_size=5,
             max_overflow=5,
         )
@@ -103,6 +145,11 @@ class SqliteDatabase:
 
     def _commit(self, batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
+        moved = self.check_file()
+        if moved is not None:
+            self._rescue()
+            self._settle_all(batch, self.check_file() or moved)
+            return
         try:
             with self.engine.begin() as connection:
                 # Savepoints straight on the sqlite3 connection: SQLAlchemy's begin_nested()
@@ -123,9 +170,68 @@ class SqliteDatabase:
                         driver.execute("RELEASE SAVEPOINT ipamd_body")
                         outcomes.append((future, loop, value, None))
         except BaseException as e:  # noqa: BLE001 - the commit failed: nobody's write landed
-            outcomes = [(future, loop, None, e) for _, future, loop in batch]
+            self._settle_all(batch, e)
+            return
+        moved = self.check_file()
+        if moved is not None:
+            # Committed into a file that is no longer at the path: lost at the next start,
+            # so nobody may be told it landed.
+            self._rescue()
+            self._settle_all(batch, self.check_file() or moved)
+            return
         for future, loop, value, error in outcomes:
             loop.call_soon_threadsafe(_settle, future, value, error)
+
+    @staticmethod
+    def _settle_all(batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]], error: BaseException) -> None:
+        for _, future, loop in batch:
+            loop.call_soon_threadsafe(_settle, future, None, error)
+
+    def check_file(self) -> DatabaseFault | None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            found = None
+        except OSError:
+            return None  # the directory cannot be read: nothing is known about the file
+        else:
+            found = (info.st_dev, info.st_ino)
+        if found == self._identity:
+            return None
+        copied = f"; what ipamd had written is copied to {self.rescue_path}" if self._rescued else ""
+        if found is None:
+            detail = f"{self.path} is no longer there: deleted or moved while ipamd had it open{copied}"
+            return faults.fault(faults.FILE_GONE, detail, database=self.label)
+        return faults.fault(faults.FILE_REPLACED, f"{self.path} is another file than the one ipamd opened{copied}", database=self.label)
+
+    def check_space(self) -> DatabaseFault | None:
+        try:
+            stats = os.statvfs(os.path.dirname(self.path))
+        except OSError:
+            return None
+        free = stats.f_bavail * stats.f_frsize
+        if free >= MIN_FREE_BYTES:
+            return None
+        return faults.fault(faults.DISK_FULL, f"{free // 1024} KiB free on the file system of {self.path}", database=self.label)
+
+    def _rescue(self) -> None:
+        """Writer thread, once the file is gone or replaced: copies what this daemon sees
+        (its open file and WAL, every acknowledged write) to ``rescue_path`` beside it."""
+        if self._rescued:
+            return
+        self._rescued = True
+        try:
+            with self.engine.connect() as connection:
+                driver = connection.connection.driver_connection
+                assert driver is not None
+                copy = sqlite3.connect(self.rescue_path)
+                try:
+                    driver.backup(copy)
+                finally:
+                    copy.close()
+            log.warning("database %s: what ipamd had written is copied to %s", self.path, self.rescue_path)
+        except (sa.exc.DBAPIError, sqlite3.Error, OSError) as e:
+            log.warning("database %s: could not copy what ipamd had written to %s (%s)", self.path, self.rescue_path, e)
 
     async def read(self, body: Body[T]) -> T:
         def run() -> T:
@@ -148,7 +254,7 @@ class SqliteDatabase:
         await asyncio.get_running_loop().run_in_executor(self._writer, migrate)
 
     async def revision(self) -> str | None:
-        return await self.read(_current_revision)
+        return await self.read(current_revision)
 
     async def dispose(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,6 +277,13 @@ class AsyncEngineDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.label = engines.safe_url(engine.url)
+
+    def check_file(self) -> DatabaseFault | None:
+        return None
+
+    def check_space(self) -> DatabaseFault | None:
+        return None
 
     async def write(self, body: Body[T]) -> T:
         async with self.engine.begin() as connection:

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Connection, Row
 
 from ipamd.core.addresses import ip_text
 from ipamd.core.subnet import SubnetSpec
-from ipamd.store.schema import allocations, pools, reservations, subnets
+from ipamd.store.schema import allocations, pools, reservations, subnets, write_checks
 
 ALLOCATION_COLUMNS = (allocations, subnets.c.name.label("subnet_name"), pools.c.name.label("pool_name"))
 
@@ -22,6 +22,13 @@ def timestamp(value: datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_writes(conn: Connection, *, node: str) -> None:
+    """Rewrites this daemon's row of ``write_checks``: a small write that must reach the
+    disk, which a full disk, a read-only file system or a standby refuses."""
+    conn.execute(sa.delete(write_checks).where(write_checks.c.node == node))
+    conn.execute(sa.insert(write_checks).values(node=node))
 
 
 def allocation_query() -> sa.Select[Any]:

@@ -183,3 +183,12 @@ address_events = sa.Table(
     sa.Column("reason", sa.String(253), nullable=True),
     sa.Index("ix_address_events_address", "address", "id"),
 )
+
+# One row per daemon (by node name), rewritten to find out whether writes work again
+# while they fail (ipamd.store.faults): a write that must land, and that touches nothing else.
+write_checks = sa.Table(
+    "write_checks",
+    metadata,
+    sa.Column("node", sa.String(253), primary_key=True),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+)

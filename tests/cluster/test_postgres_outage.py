@@ -98,10 +98,15 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
         assert held == {f"before{i}" for i in range(10)} | {f"after{i}" for i in range(10)}
         addresses = [r.body["ips"][0]["address"] for r in before + after]
         assert len(set(addresses)) == 20
-        # The outage is logged when it starts and when it ends, not once per refused request.
+        # The outage is logged, named, when it starts and when it ends, with the count of
+        # refused requests: not once per refused request.
         logs = [daemon.log() for daemon in cluster.daemons]
-        assert any("database unavailable" in log and "database reachable again" in log for log in logs)
-        assert all(log.count("answering 'try again later'") <= log.count("database reachable again") + 1 for log in logs)
+        assert any("database reads fail: database postgresql+asyncpg://" in log and ": unreachable (" in log for log in logs), logs
+        for log in logs:
+            for channel in ("reads", "writes"):
+                assert log.count(f"database {channel} fail: ") == log.count(f"database {channel} work again after ") >= 1, log[-3000:]
+                assert log.count(f"database {channel} fail") <= 3, log[-3000:]
+        assert "request(s) failed meanwhile" in logs[0]
         print(f"{len(seen)} requests during the outage, slowest {slowest:.2f}s; recovered {recovered_in:.2f}s after restart")
     finally:
         cluster.stop()

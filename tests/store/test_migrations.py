@@ -211,3 +211,21 @@ def test_0006_down_restores_the_old_key_and_refuses_while_two_clusters_hold_allo
     assert _at_revision(database_url, "0006", lambda conn: _rows(conn, "SELECT cluster FROM allocations ORDER BY id")) == [
         ("default",), ("default",), ("default",),
     ]
+
+
+def test_write_checks_migrates_up_and_down_keeping_rows(database_url: str):
+    """0007 adds write_checks (ipamd.store.faults) beside rows made before it, and drops it
+    again without touching them."""
+
+    def tables(conn: sa.Connection) -> set[str]:
+        return set(sa.inspect(conn).get_table_names())
+
+    def check_writes(conn: sa.Connection) -> set[str]:
+        conn.exec_driver_sql("INSERT INTO write_checks (node) VALUES ('n1')")
+        return tables(conn)
+
+    _at_revision(database_url, "0006", lambda conn: conn.exec_driver_sql("INSERT INTO subnets (name, spec) VALUES ('before', '{}')"))
+    assert "write_checks" in _at_revision(database_url, "0007", check_writes)
+    down = _at_revision(database_url, "0006", lambda conn: (tables(conn), _rows(conn, "SELECT name FROM subnets")), downgrade=True)
+    assert "write_checks" not in down[0] and down[1] == [("before",)]
+    assert "write_checks" in _at_revision(database_url, "head", tables)
