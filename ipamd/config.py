@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 
 from ipamd.core.allocation import DEFAULT_CLUSTER, check_cluster_name
+from ipamd.core.history import parse_duration
 from ipamd.errors import InvalidInput
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
@@ -38,6 +39,8 @@ class Settings:
     # None: not given as a flag or in the environment; the --config file's clusterName, else
     # DEFAULT_CLUSTER (see cluster_name).
     cluster_name: str | None = None
+    # Seconds; None: not given, so the --config file's history.retention or the default.
+    history_retention: float | None = None
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +76,11 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         "--metrics-interval", type=float, default=env("IPAMD_METRICS_INTERVAL", "5"),
         help="seconds between refreshes of the usage gauges of /metrics, while it is scraped",
     )
+    parser.add_argument(
+        "--history-retention", default=env("IPAMD_HISTORY_RETENTION"), metavar="DURATION",
+        help="delete audit history older than this: 30d, 12h, 15m, 90s; 0 keeps everything (default: the --config file's "
+        "history.retention, else 30d)",
+    )
     parser.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM")
 
 
@@ -97,6 +105,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         metrics_interval=args.metrics_interval,
         adopt_annotations=args.adopt_annotations,
         cluster_name=args.cluster_name,
+        history_retention=None if args.history_retention is None else parse_duration(args.history_retention, field="history-retention"),
     )
 
 

@@ -1,6 +1,7 @@
 """Declarative configuration: ``ipamd serve --config FILE`` (format in docs/cli.md).
 
-The file lists subnets, pools and reservations. At start-up and on SIGHUP the daemon makes
+The file lists subnets, pools and reservations, and may set ``history.retention`` (used
+when ``--history-retention`` is not given). At start-up and on SIGHUP the daemon makes
 the objects it created from the file (``origin: config``) equal to the file: missing ones
 are created, changed subnets patched, changed pools and reservations replaced, removed
 ones deleted unless they still have live allocations (then kept, and said so in the log).
@@ -23,9 +24,11 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from ipamd import retention
 from ipamd.config import Settings
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac, check_cluster_name
+from ipamd.core.history import format_duration, parse_duration
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.sanity import force_of
 from ipamd.core.subnet import check_name, reject_unknown, requested_subnet
@@ -36,7 +39,8 @@ from ipamd.service import Ipam
 log = logging.getLogger("ipamd.config")
 
 ORIGIN = "config"
-SECTIONS = frozenset({"subnets", "pools", "reservations"})
+SECTIONS = frozenset({"subnets", "pools", "reservations", "history"})
+HISTORY_FIELDS = frozenset({"retention"})
 # Not a section of objects: the daemon's --cluster-name, read once at start.
 CLUSTER_NAME = "clusterName"
 # The subnet fields the file owns; usage, origin and createdAt are the daemon's.
@@ -53,6 +57,8 @@ class DesiredState:
     cluster_name: str | None = None
     # Subnets declared with ``force: true`` (ipamd.core.sanity): said again on each change.
     forced: frozenset[str] = frozenset()
+    # Seconds; None: the file does not say.
+    history_retention: float | None = None
 
 
 @dataclass
@@ -85,14 +91,14 @@ def parse(raw: object, *, source: str) -> DesiredState:
     unknown = sorted(set(raw) - SECTIONS - {CLUSTER_NAME})
     if unknown:
         raise InvalidInput(
-            f"{source}: unknown section {unknown[0]!r}; known sections are {CLUSTER_NAME}, pools, reservations, subnets", field="config",
+            f"{source}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted({CLUSTER_NAME, *SECTIONS}))}", field="config",
         )
     cluster_name = None
     if raw.get(CLUSTER_NAME) is not None:
         with _located(source, CLUSTER_NAME):
             cluster_name = check_cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
     sections = {}
-    for name in SECTIONS:
+    for name in SECTIONS - {"history"}:
         entries = raw.get(name) or []
         if not isinstance(entries, list):
             raise InvalidInput(f"{source}: {name}: expected a list", field="config")
@@ -125,7 +131,17 @@ def parse(raw: object, *, source: str) -> DesiredState:
             if key in reservations:
                 raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
             reservations[key] = reservation
-    return DesiredState(subnets, pools, reservations, cluster_name, frozenset(forced))
+    return DesiredState(subnets, pools, reservations, cluster_name, frozenset(forced), _history_retention(raw.get("history"), source=source))
+
+
+def _history_retention(section: object, *, source: str) -> float | None:
+    if section is None:
+        return None
+    with _located(source, "history"):
+        if not isinstance(section, Mapping):
+            raise InvalidInput("expected a mapping {retention}")
+        reject_unknown(section, HISTORY_FIELDS)
+        return None if section.get("retention") is None else parse_duration(section["retention"], field="retention")
 
 
 @contextlib.contextmanager
@@ -362,7 +378,10 @@ def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
     return bool(current["subnet"] == pool["subnet"] and list(current["ips"]) == list(pool["ips"]))
 
 
-async def apply_file(ipam: Ipam, path: str) -> Report:
+RetentionSetter = Callable[[float | None], None]
+
+
+async def apply_file(ipam: Ipam, path: str, *, set_retention: RetentionSetter | None = None) -> Report:
     """Reads ``path`` and applies it; returns what changed. Raises InvalidInput for a bad file."""
     desired = load(path)
     if desired.cluster_name is not None and desired.cluster_name != ipam.cluster:
@@ -371,6 +390,8 @@ async def apply_file(ipam: Ipam, path: str) -> Report:
             f"{path}: clusterName {desired.cluster_name}, but this daemon serves cluster {ipam.cluster}; "
             "a cluster name changes only with a restart", field="config",
         )
+    if set_retention is not None:
+        set_retention(desired.history_retention)
     report = await Applier(ipam, path).apply(desired)
     log.info(
         "config %s applied: %d change(s), %d kept, %d error(s)", path, len(report.changes), len(report.kept), len(report.errors)
@@ -381,9 +402,10 @@ async def apply_file(ipam: Ipam, path: str) -> Report:
 class Reloader:
     """Re-applies the file on SIGHUP, one application at a time; a bad file changes nothing."""
 
-    def __init__(self, ipam: Ipam, path: str) -> None:
+    def __init__(self, ipam: Ipam, path: str, *, set_retention: RetentionSetter | None = None) -> None:
         self.ipam = ipam
         self.path = path
+        self.set_retention = set_retention
         self.lock = asyncio.Lock()
         self.tasks: set[asyncio.Task[None]] = set()
 
@@ -396,7 +418,7 @@ class Reloader:
     async def reload(self) -> None:
         async with self.lock:
             try:
-                await apply_file(self.ipam, self.path)
+                await apply_file(self.ipam, self.path, set_retention=self.set_retention)
             except IpamError as e:
                 log.error("config %s not applied: %s", self.path, e.message)
             except Exception:
@@ -423,8 +445,9 @@ async def start_hook(ipam: Ipam, settings: Settings, app: web.Application) -> Ca
         # SIGHUP's default action ends the process: a stray `kill -HUP` must not.
         loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP: no --config file; nothing to reload"))
     else:
-        await apply_file(ipam, settings.config_file)
-        reloader = Reloader(ipam, settings.config_file)
+        set_retention = _retention_setter(settings, app)
+        await apply_file(ipam, settings.config_file, set_retention=set_retention)
+        reloader = Reloader(ipam, settings.config_file, set_retention=set_retention)
         loop.add_signal_handler(signal.SIGHUP, reloader.on_sighup)
 
     async def stop() -> None:
@@ -433,3 +456,21 @@ async def start_hook(ipam: Ipam, settings: Settings, app: web.Application) -> Ca
             await reloader.stop()
 
     return stop
+
+
+def _retention_setter(settings: Settings, app: web.Application) -> RetentionSetter | None:
+    """Returns what hands the file's history.retention to the pruner: the flag wins over it."""
+    pruner = app.get(retention.HISTORY_PRUNER)
+    if pruner is None:
+        return None
+
+    def set_retention(seconds: float | None) -> None:
+        if settings.history_retention is None:
+            pruner.set_retention(retention.DEFAULT_RETENTION if seconds is None else seconds)
+        elif seconds is not None and seconds != settings.history_retention:
+            log.warning(
+                "config: history.retention %s ignored: --history-retention %s is given",
+                format_duration(seconds), format_duration(settings.history_retention),
+            )
+
+    return set_retention

@@ -192,6 +192,13 @@ class Metrics:
         self.database_errors = Counter(
             "ipamd_database_errors", "Operations that failed because the database was unavailable.", registry=registry,
         )
+        self.history_pruned = Counter(
+            "ipamd_history_pruned_events", "Audit history events deleted because they were older than --history-retention.", registry=registry,
+        )
+        self.history_prune_failures = Counter(
+            "ipamd_history_prune_failures", "History pruning batches that failed (the events are kept; the next round retries).",
+            registry=registry,
+        )
         # labels() takes a lock and builds a key on every call: the hot path keeps its children.
         self._latency_by_route = {route: self.latency.labels(route) for route in ALLOCATING_ROUTES.values()}
         self._ok_by_route = {route: self.requests.labels(route, "ok") for route in ALLOCATING_ROUTES.values()}
@@ -228,6 +235,10 @@ class Metrics:
         elif event == "released":
             allocation = data["allocation"]
             self.releases.labels(allocation["subnet"], reason_label(str(data.get("reason") or "")), allocation["cluster"]).inc()
+        elif event == "history_pruned":
+            self.history_pruned.inc(data["count"])
+        elif event == "history_prune_failed":
+            self.history_prune_failures.inc()
         elif event == "exhausted":
             pool = data.get("pool") or ""
             for subnet in data.get("subnets") or [""]:

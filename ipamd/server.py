@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from aiohttp import web
 
-from ipamd import declarative
+from ipamd import declarative, retention
 from ipamd.api.app import create_app
 from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
@@ -240,7 +240,10 @@ async def serve(settings: Settings) -> None:
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
         if settings.adopt_annotations:
             adopt = kubernetes.adopt_annotations
-    app = create_app(ipam, policy=policy, tokens=tokens, metrics_interval=settings.metrics_interval)
+    history_retention = retention.DEFAULT_RETENTION if settings.history_retention is None else settings.history_retention
+    app = create_app(
+        ipam, policy=policy, tokens=tokens, metrics_interval=settings.metrics_interval, history_retention=history_retention,
+    )
     stops: list[Callable[[], Awaitable[None]]] = []
     # The declared configuration goes in before the first request can see the subnets.
     stop_config = await declarative.start_hook(ipam, settings, app)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ipamd import metrics
+from ipamd import metrics, retention
 from ipamd.api import allocations, cni, health, ips, openapi, pools, reservations, subnets
 from ipamd.api.auth import TokenTable, auth_middleware
 from ipamd.api.body import MAX_BODY_BYTES
@@ -20,9 +20,10 @@ RESOURCE_ROUTES = (
 
 def create_app(
     ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None,
-    metrics_interval: float = metrics.DEFAULT_REFRESH_SECONDS,
+    metrics_interval: float = metrics.DEFAULT_REFRESH_SECONDS, history_retention: float | None = None,
 ) -> web.Application:
-    """Returns the application serving the REST API and the CNI endpoints."""
+    """Returns the application serving the REST API and the CNI endpoints; with
+    ``history_retention`` (seconds, 0: keep everything) it prunes the history while it runs."""
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[IPAM] = ipam
     app[POLICY] = policy or StandalonePolicy()
@@ -31,4 +32,6 @@ def create_app(
         app.add_routes(table)
     metrics.install(app, ipam, refresh_interval=metrics_interval)
     app.cleanup_ctx.append(health.watch_database)
+    if history_retention is not None:
+        retention.install(app, ipam, retention=history_retention)
     return app

@@ -1,4 +1,4 @@
-"""``/v1/ips/{address}``: who holds an address now, and who held it before."""
+"""``/v1/ips/{address}``: who holds an address now, and who held it before (a page at a time)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ from aiohttp import web
 
 from ipamd.api.body import json_response
 from ipamd.api.keys import IPAM
+from ipamd.core.history import history_query
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/v1/ips/{address}")
 async def get(request: web.Request) -> web.Response:
-    return json_response(await request.app[IPAM].ip_info(request.match_info["address"]))
+    query = history_query(request.query)
+    return json_response(await request.app[IPAM].ip_info(request.match_info["address"], query))

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from ipamd.api.body import json_response
+from ipamd.core.history import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from ipamd.errors import IpamError
 
 routes = web.RouteTableDef()
@@ -241,13 +242,18 @@ SCHEMAS: dict[str, Schema] = {
             "interface": nullable(STRING),
             "containerId": nullable(STRING),
             "allocationId": nullable(INTEGER),
-            "from": TIMESTAMP,
-            "to": TIMESTAMP,
+            "from": {**TIMESTAMP, "description": "the allocation; null when it is older than the history kept (--history-retention)"},
+            "to": {**TIMESTAMP, "description": "the release; null while the address is held"},
             "releaseReason": nullable(STRING),
         }
     ),
     "AddressInfo": shape(
-        {"address": STRING, "holders": {"type": "array", "items": ref("Allocation")}, "history": {"type": "array", "items": ref("HistoryEntry")}}
+        {
+            "address": STRING,
+            "holders": {"type": "array", "items": ref("Allocation")},
+            "history": {"type": "array", "items": ref("HistoryEntry"), "description": "one page: one entry per allocation, in allocation order"},
+            "continue": {**nullable(STRING), "description": "pass as ?continue= for the next page; null on the last page"},
+        }
     ),
     "CniIpam": {
         "type": "object",
@@ -522,8 +528,23 @@ PATHS: dict[str, Schema] = {
     },
     "/v1/ips/{address}": {
         "get": operation(
-            "who holds an address now, and who held it before", {"200": ok("holders and history", "AddressInfo")}, errors=(),
-            parameters=[path_parameter("address", ADDRESS, "an IPv4 or IPv6 address")], tag="addresses",
+            "who holds an address now, and who held it before (a page at a time)", {"200": ok("holders and history", "AddressInfo")},
+            errors=(), tag="addresses",
+            parameters=[
+                path_parameter("address", ADDRESS, "an IPv4 or IPv6 address"),
+                query_parameter(
+                    "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                    "at most this many history entries per page",
+                ),
+                query_parameter(
+                    "continue", STRING,
+                    "the continue value of the previous page, unchanged; a page resumes after the last allocation listed, "
+                    "so allocations made meanwhile neither repeat nor shift entries",
+                ),
+                query_parameter("since", {"type": "string", "format": "date-time"}, "only holdings not released before this time (RFC 3339)"),
+                query_parameter("until", {"type": "string", "format": "date-time"}, "only holdings that started before this time (RFC 3339)"),
+                query_parameter("order", {"type": "string", "enum": list(ORDERS), "default": "oldest"}, "oldest or newest allocation first"),
+            ],
         )
     },
 }

@@ -10,16 +10,20 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ipamd.ctl import adopt, output
 from ipamd.ctl.apply import apply_all
 from ipamd.ctl.client import Client, CtlError, segment
 from ipamd.ctl.manifests import ManifestError, parse_documents
+from ipamd.core.history import MAX_LIMIT, parse_duration, parse_moment
 from ipamd.errors import InvalidInput
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Entries per request when `history` fetches every page.
+HISTORY_PAGE = MAX_LIMIT
 
 RESOURCES = {
     "subnets": "subnets", "subnet": "subnets",
@@ -67,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = with_output(commands.add_parser("history", help="who held an address, and when"))
     history.add_argument("address")
+    history.add_argument("--since", metavar="WHEN", help="only holdings not released before WHEN: a time (2026-11-29T09:00:00Z) or a duration ago (90m, 12h, 7d)")
+    history.add_argument("--until", metavar="WHEN", help="only holdings that started before WHEN (same forms as --since)")
+    history.add_argument("--newest-first", action="store_true", help="the latest holding first")
+    history.add_argument(
+        "--limit", type=int, metavar="N",
+        help=f"one page of at most N entries (1 to {MAX_LIMIT}), and the command for the next page; default: every page",
+    )
+    history.add_argument("--continue", dest="continue_token", metavar="TOKEN", help="the page after the one that printed TOKEN")
 
     apply = commands.add_parser("apply", help="create or update objects from YAML (ipamd.io/v1, or Kube-OVN Subnet/IPPool)")
     apply.add_argument("-f", "--filename", required=True, action="append", help="a YAML file, or - for stdin (repeatable)")
@@ -127,13 +139,13 @@ def cmd_describe(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_who_has(client: Client, args: argparse.Namespace) -> int:
-    info = client.get(f"/v1/ips/{segment(args.address)}")
+    info = client.get(f"/v1/ips/{segment(args.address)}", query={"order": "newest", "limit": "1"})
     if args.output != "table":
         print(output.dump(info, args.output))
     elif info["holders"]:
         print(output.holders_table(info["holders"]))
     else:
-        last = info["history"][-1] if info["history"] else None
+        last = info["history"][0] if info["history"] else None
         suffix = ""
         if last is not None:
             who = f"{last['namespace']}/{last['pod']}" if last.get("namespace") else last.get("pod")
@@ -143,8 +155,24 @@ def cmd_who_has(client: Client, args: argparse.Namespace) -> int:
 
 
 def cmd_history(client: Client, args: argparse.Namespace) -> int:
-    info = client.get(f"/v1/ips/{segment(args.address)}")
+    query = {"order": "newest" if args.newest_first else "oldest"}
+    for name in ("since", "until"):
+        if getattr(args, name) is not None:
+            query[name] = _moment(getattr(args, name), flag=f"--{name}")
+    if args.limit is not None and not 1 <= args.limit <= MAX_LIMIT:
+        raise CtlError(f"--limit {args.limit}: expected 1 to {MAX_LIMIT}")
+    query["limit"] = str(args.limit or HISTORY_PAGE)
+    if args.continue_token:
+        query["continue"] = args.continue_token
+    path = f"/v1/ips/{segment(args.address)}"
+    info = client.get(path, query=query)
+    # Without --limit, every page: the token of each resumes exactly after the previous one.
+    while args.limit is None and info["continue"]:
+        page = client.get(path, query={**query, "continue": info["continue"]})
+        info = {**page, "history": info["history"] + page["history"]}
     _print(info, args.output, lambda data: output.history_table(data["history"]) if data["history"] else f"no history for {data['address']}")
+    if info["continue"] and args.output == "table":
+        _stderr(f"more entries: run the same command with --continue {info['continue']}")
     return EXIT_OK
 
 
@@ -211,6 +239,18 @@ def _print(data: Any, fmt: str, as_table: Callable[[Any], str]) -> None:
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr)
+
+
+def _moment(text: str, *, flag: str) -> str:
+    """Returns WHEN as an RFC 3339 UTC time: a duration means that long ago."""
+    try:
+        return (datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, field=flag))).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except InvalidInput:
+        pass
+    try:
+        return parse_moment(text, field=flag).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except InvalidInput:
+        raise CtlError(f"{flag} {text!r}: expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d") from None
 
 
 def _numeric(text: str, *, what: str) -> str:

@@ -17,11 +17,12 @@ from __future__ import annotations
 from ipamd.service.admin import Administration
 from ipamd.service.allocation import Allocation
 from ipamd.service.clusters import ClusterJoin, Clusters
+from ipamd.service.history import History
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, owner_from, with_network
 
 __all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "owner_from", "with_network"]
 
 
-class Ipam(Administration, Allocation, Clusters):
-    """Allocation, release, the administration of subnets, pools and reservations, and
-    the registry of clusters sharing the database."""
+class Ipam(Administration, Allocation, Clusters, History):
+    """Allocation, release, the administration of subnets, pools and reservations, the
+    registry of clusters sharing the database, and the audit history."""

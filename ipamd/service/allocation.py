@@ -25,7 +25,7 @@ from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest, HeldByAnotherPod
 from ipamd.store import records, space
-from ipamd.store.schema import address_events, allocations, free_ranges, pools, released, subnets
+from ipamd.store.schema import allocations, free_ranges, pools, released, subnets
 
 # Statements of the allocation path, built once (see ipamd.store.space).
 _SUBNETS_OF_PROVIDER = (
@@ -641,39 +641,6 @@ class Allocation(ServiceBase):
             return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
 
         return await self._read(run)
-
-    async def ip_info(self, text: str) -> dict[str, Any]:
-        address = parse_ip(text, field="address")
-        value, family = int(address), address.version
-        column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
-        def run(conn: Connection) -> Any:
-            rows = (conn.execute(records.allocation_query().where(column == value))).all()
-            holders = [records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec) for row in rows]
-            events = (
-                conn.execute(
-                    sa.select(address_events).where(address_events.c.address == value, address_events.c.family == family).order_by(address_events.c.id)
-                )
-            ).all()
-            return holders, events
-
-        holders, events = await self._read(run)
-        history: list[dict[str, Any]] = []
-        open_spans: dict[tuple[str, int | None], dict[str, Any]] = {}
-        for event in events:
-            key = (event.subnet, event.allocation_id)
-            if event.action == "allocate":
-                span = {
-                    "subnet": event.subnet, "cluster": event.cluster, "networkKey": event.network_key, "namespace": event.namespace,
-                    "pod": event.pod, "interface": event.interface, "containerId": event.container_id,
-                    "allocationId": event.allocation_id, "from": records.timestamp(event.at), "to": None, "releaseReason": None,
-                }
-                open_spans[key] = span
-                history.append(span)
-            elif key in open_spans:
-                span = open_spans.pop(key)
-                span["to"] = records.timestamp(event.at)
-                span["releaseReason"] = event.reason
-        return {"address": str(address), "holders": holders, "history": history}
 
     async def allocations_for_network(self, network_key: str, *, origin: str | None = None, this_node: bool = False) -> list[Row[Any]]:
         """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one

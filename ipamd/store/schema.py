@@ -181,7 +181,8 @@ address_events = sa.Table(
     sa.Column("interface", sa.String(64), nullable=True),
     sa.Column("container_id", sa.String(253), nullable=True),
     sa.Column("reason", sa.String(253), nullable=True),
-    sa.Index("ix_address_events_address", "address", "id"),
+    # A page of one address's history: its allocations in id order (ipamd.store.history).
+    sa.Index("ix_address_events_address_family_allocation_id", "address", "family", "allocation_id"),
 )
 
 # One row per daemon (by node name), rewritten to find out whether writes work again

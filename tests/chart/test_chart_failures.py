@@ -95,6 +95,8 @@ SCHEMA_CASES = {
     "cluster name is a DNS label": ({"cluster": {"name": "Prod_East"}}, "at '/cluster/name': 'Prod_East' does not match pattern"),
     "node count positive": ({"cluster": {"nodeCount": 0}}, "at '/cluster/nodeCount': minimum: got 0, want 1"),
     "socket group numeric": ({"socket": {"group": "wheel"}}, "at '/socket/group'"),
+    "history retention unit": ({"history": {"retention": "30 days"}}, "at '/history/retention'"),
+    "history retention number": ({"history": {"retention": 30}}, "at '/history/retention'"),
     "metrics flag boolean": ({"metrics": {"enabled": "true"}}, "at '/metrics/enabled': got string, want boolean"),
 }
 

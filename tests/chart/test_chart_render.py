@@ -123,6 +123,7 @@ def test_default_daemon_args(render: Any) -> None:
     assert rendered.flag("token-file") == "/etc/ipamd-tokens/tokens"
     assert rendered.flag("reconcile-interval") == "300"
     assert rendered.flag("release-grace") == "60"
+    assert rendered.flag("history-retention") == "30d"
     assert rendered.flag("log-format") == "text"
     assert rendered.flag("log-level") == "info"
     assert "--no-migrate" not in args
@@ -391,6 +392,11 @@ def test_log_and_reconciler_settings(render: Any) -> None:
     assert rendered.flag("log-level") == "debug"
     assert rendered.flag("reconcile-interval") == "30"
     assert rendered.flag("release-grace") == "5"
+
+
+@pytest.mark.parametrize("retention", ["12h", "90s", "0", 0], ids=["hours", "seconds", "keep-text", "keep-number"])
+def test_history_retention_reaches_the_daemon(render: Any, retention: Any) -> None:
+    assert render({"history": {"retention": retention}}).flag("history-retention") == str(retention)
 
 
 # --------------------------------------------------------------------------- declarative config

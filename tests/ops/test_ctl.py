@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import ADMIN_TOKEN, FIXTURES, READONLY_TOKEN, Ctl, TcpDaemon
+from ipamd.ctl import cli as ctl_cli
+from tests.ops.support import ADMIN_TOKEN, FIXTURES, READONLY_TOKEN, Ctl, CtlRun, TcpDaemon
 from tests.support.daemon import REPO, Daemon
 
 NET1 = {
@@ -375,3 +376,37 @@ def test_tcp_listener_with_tokens(tcp_daemon: TcpDaemon, tmp_path: Path) -> None
     # With a token file even reads need a token; a bare HOST:PORT means http.
     listed = run_ipamctl("--server", tcp_daemon.url.removeprefix("http://"), "--token", READONLY_TOKEN, "get", "subnets", "-o", "json")
     assert [s["name"] for s in yaml.safe_load(listed.stdout)["items"]] == ["macvlan"]
+
+
+def test_history_pages_and_filters(daemon: Daemon, ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
+    populate(daemon)
+    for n in range(4):
+        body = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": f"p{n}", "interface": "eth1"}, "address": "192.0.2.12"}).body
+        assert daemon.client.delete(f"/v1/allocations/{body['id']}").status == 200
+    every = ["router-b", "p0", "p1", "p2", "p3"]
+
+    def pods(run: CtlRun) -> list[str]:
+        header, *table = rows(run.out)
+        return [row[header.index("POD")] for row in table]
+
+    # Every page, two entries at a time.
+    monkeypatch.setattr(ctl_cli, "HISTORY_PAGE", 2)
+    assert pods(ctl.ok("history", "192.0.2.12")) == every
+    assert [h["pod"] for h in ctl.ok("history", "192.0.2.12", "-o", "json").json()["history"]] == every
+    # One page, and how to get the next.
+    first = ctl.ok("history", "192.0.2.12", "--limit", "3")
+    assert pods(first) == every[:3]
+    token = first.err.strip().rpartition(" ")[2]
+    assert first.err.strip() == f"more entries: run the same command with --continue {token}"
+    second = ctl.ok("history", "192.0.2.12", "--limit", "3", "--continue", token)
+    assert pods(second) == every[3:] and second.err == ""
+    assert pods(ctl.ok("history", "192.0.2.12", "--newest-first", "--limit", "1")) == ["p3"]
+    # Durations mean that long ago; nothing started before a time in the past.
+    assert pods(ctl.ok("history", "192.0.2.12", "--since", "1h")) == every
+    assert ctl.ok("history", "192.0.2.12", "--until", "2020-01-01T00:00:00Z").out.strip() == "no history for 192.0.2.12"
+    refused = ctl("history", "192.0.2.12", "--since", "soon")
+    assert refused.code == 1
+    assert refused.err.strip() == "ipamctl: --since 'soon': expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d"
+    assert ctl("history", "192.0.2.12", "--limit", "0").err.strip() == "ipamctl: --limit 0: expected 1 to 1000"
+    bad_token = ctl("history", "192.0.2.12", "--continue", "nonsense")
+    assert bad_token.code == 1 and "continue: not a continue token of this endpoint" in bad_token.err

@@ -1,0 +1,52 @@
+"""The audit history: who held an address (a page at a time), and pruning what is past retention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from ipamd.core.addresses import parse_ip
+from ipamd.core.history import HistoryQuery, spans
+from ipamd.service.base import ServiceBase
+from ipamd.store import history, records
+from ipamd.store.schema import allocations
+
+
+class History(ServiceBase):
+    """Reading an address's holders and history; deleting history older than the retention."""
+
+    async def ip_info(self, text: str, query: HistoryQuery = HistoryQuery()) -> dict[str, Any]:
+        """Returns who holds the address now and one page of who held it, with the token
+        of the next page (null on the last)."""
+        address = parse_ip(text, field="address")
+        value, family = int(address), address.version
+        column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+
+        def run(conn: Connection) -> Any:
+            rows = conn.execute(records.allocation_query().where(column == value)).all()
+            holders = [records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec) for row in rows]
+            ids = history.span_ids(conn, family=family, address=value, query=query)
+            page = ids[: query.limit]
+            events = history.span_events(conn, family=family, address=value, ids=page, newest_first=query.newest_first)
+            return holders, events, page, len(ids) > len(page)
+
+        holders, events, page, more = await self._read(run)
+        return {
+            "address": str(address), "holders": holders, "history": spans(events, records.timestamp),
+            "continue": query.next_token(page[-1]) if more else None,
+        }
+
+    async def prune_history(self, *, retention_seconds: float, batch: int) -> tuple[int, bool]:
+        """Deletes one batch of the oldest events older than the retention, in its own
+        transaction; returns how many it deleted and whether older ones may remain."""
+        try:
+            deleted, more = await self._write(
+                lambda conn: history.prune_batch(conn, retention_seconds=retention_seconds, batch=batch)
+            )
+        except Exception:
+            self._notify("history_prune_failed")
+            raise
+        if deleted:
+            self._notify("history_pruned", count=deleted)
+        return deleted, more
