@@ -194,10 +194,10 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
 async def join_when_reachable(ipam: Ipam) -> None:
     """Registers the daemon's cluster in the database once it answers with the newest
     schema: with ``--no-migrate`` another process (``ipamd db upgrade``) may still be
-    migrating it."""
+    migrating it, and the daemon serves meanwhile, refusing allocations."""
     delay = 1.0
     while True:
-        ready, reason = await ipam.ready()
+        ready, reason = await ipam.schema_ready()
         if ready:
             try:
                 await ipam.join_cluster()
@@ -227,8 +227,13 @@ async def serve(settings: Settings) -> None:
     if settings.migrate:
         await migrate_when_reachable(database, url)
     ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes, cluster=cluster)
-    # Before anything can allocate: SQLite refuses a second cluster here.
-    await join_when_reachable(ipam)
+    # Nothing is allocated before the database says this cluster may use it (SQLite refuses
+    # a second one). Migrated, it answers now; without migrating, the daemon serves
+    # meanwhile, as it does while the schema is not the newest.
+    ipam.unregistered = f"cluster {cluster} is not registered in the database yet"
+    joining = asyncio.create_task(join_when_reachable(ipam), name="cluster registration")
+    if settings.migrate:
+        await joining
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None
     adopt: Callable[[], Awaitable[object]] | None = None
@@ -286,7 +291,14 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_signal_handler(signal.SIGINT, stopping.set)
+    # A refused registration (another cluster's SQLite file) ends the daemon like a signal.
+    joining.add_done_callback(lambda task: stopping.set() if not task.cancelled() and task.exception() else None)
     await stopping.wait()
+    if not joining.done():
+        joining.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await joining
+    refused = None if joining.cancelled() else joining.exception()
     log.info("shutting down: finishing in-flight requests")
     for stop in reversed(stops):
         with contextlib.suppress(Exception):
@@ -299,4 +311,6 @@ async def serve(settings: Settings) -> None:
     own_socket.unlink()
     os.close(socket_lock)
     await ipam.close()
+    if refused is not None:
+        raise refused
     log.info("stopped")

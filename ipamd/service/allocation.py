@@ -86,6 +86,8 @@ class Allocation(ServiceBase):
 
     async def allocate(self, request: AddRequest) -> dict[str, Any]:
         """Returns the allocation of the request's attachment, creating it if needed."""
+        if self.unregistered is not None:
+            raise Unavailable(self.unregistered)
         for attempt in range(CONFLICT_RETRIES):
             try:
                 body, created = await self._write(lambda conn: self._allocate_in(conn, request))

@@ -98,6 +98,9 @@ class ServiceBase:
         # Faults are logged when they start, change and end, not once per refused request.
         self.health = faults.Health()
         self._writes_checked_at = 0.0
+        # Why nothing may be allocated yet: set while the daemon's cluster waits to be
+        # registered (ipamd.service.clusters), which is what refuses a second cluster on SQLite.
+        self.unregistered: str | None = None
 
     async def _write(self, body: Callable[[Connection], T]) -> T:
         """Returns ``body`` run in a write transaction; database failures become DatabaseFault."""
@@ -129,10 +132,18 @@ class ServiceBase:
         await self.database.dispose()
 
     async def ready(self) -> tuple[bool, str]:
-        """Returns whether the database answers, takes writes and carries the newest schema, and why not."""
+        """Returns whether allocations can be served: the database answers, takes writes and
+        carries the newest schema, and this daemon's cluster is registered in it; and why not."""
         failing = await self.check_writes()
         if failing is not None:
             return False, f"database writes fail: {failing.message}"
+        ready, reason = await self.schema_ready()
+        if ready and self.unregistered is not None:
+            return False, self.unregistered
+        return ready, reason
+
+    async def schema_ready(self) -> tuple[bool, str]:
+        """Returns whether the database answers and carries the newest schema, and why not."""
         try:
             revision = await asyncio.wait_for(self.read(current_revision), READY_SECONDS)
         except TimeoutError:

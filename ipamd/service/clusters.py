@@ -63,6 +63,7 @@ class Clusters(ServiceBase):
         except sa.exc.IntegrityError:
             # A daemon of the same cluster registered it at the same moment: now it is known.
             joined = await self._write(run)
+        self.unregistered = None
         self._log_join(joined)
         return joined
 

@@ -262,8 +262,9 @@ def test_a_cluster_name_that_is_not_a_dns_label_is_refused(tmp_path: Path):
 
 
 def test_without_migrating_the_daemon_registers_its_cluster_once_the_schema_is_upgraded(tmp_path: Path):
-    """--no-migrate: the schema may still be at an older revision (a Job upgrades it); the
-    daemon waits for it, saying why, instead of failing on the missing cluster registry."""
+    """--no-migrate: the schema may still be at an older revision (a Job upgrades it). The
+    daemon serves meanwhile, not ready and allocating nothing, and registers its cluster
+    once the schema is the newest."""
     import sqlalchemy as sa
     from alembic import command
 
@@ -280,12 +281,20 @@ def test_without_migrating_the_daemon_registers_its_cluster_once_the_schema_is_u
     daemon = Daemon(workdir, url, name="late", extra_args=("--no-migrate", "--cluster-name", "east")).start(wait=False)
     try:
         wait_for(lambda: "cannot register cluster east yet (database schema at 0005, expected" in daemon.log(), what="the wait for the schema")
+        wait_for(lambda: Path(daemon.socket).exists(), what="the socket")
+        assert daemon.client.get("/healthz").status == 200
+        assert daemon.client.get("/readyz").status == 503
+        assert daemon.client.post("/v1/subnets", NET1).status == 201
+        refused = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "early"}})
+        assert (refused.status, refused.message) == (503, "cluster east is not registered in the database yet")
         upgraded = subprocess.run(
             [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60,
         )
         assert upgraded.returncode == 0, upgraded.stderr
         daemon.wait_ready(timeout=60)
         assert "cluster east registered in this database" in daemon.log()
+        made = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "early"}})
+        assert (made.status, made.body["cluster"]) == (201, "east")
     finally:
         daemon.stop()
         shutil.rmtree(workdir, ignore_errors=True)
