@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
@@ -40,8 +41,8 @@ def add_body(index: int) -> dict:
     }
 
 
-def run_backend(label: str, url: str, workdir: Path, *, requests: int, concurrency: int) -> None:
-    daemon = Daemon(workdir, url, name=label).start()
+def run_backend(label: str, url: str, workdir: Path, *, requests: int, concurrency: int, repo: Path = REPO) -> None:
+    daemon = Daemon(workdir, url, name=label, repo=repo).start()
     try:
         created = daemon.client.post("/v1/subnets", {"name": "bench", "cidrBlock": "198.18.0.0/15", "provider": "bench"})
         assert created.status == 201, created.body
@@ -59,12 +60,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--before", type=Path, help="a checkout of the code before a change: its SQLite daemon runs alternately with this one")
+    parser.add_argument("--rounds", type=int, default=1, help="SQLite runs per variant")
     args = parser.parse_args()
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     print(f"{args.requests} durable allocations, {args.concurrency} concurrent clients, one connection per request (as the shim)")
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
-        run_backend("sqlite", f"sqlite:///{workdir / 'bench.db'}", workdir, requests=args.requests, concurrency=args.concurrency)
+        variants = [("sqlite", REPO)] + ([("sqlite-before", args.before.resolve())] if args.before else [])
+        for run_number in range(args.rounds):
+            for label, repo in variants:
+                name = f"{label}-{run_number + 1}" if args.rounds > 1 else label
+                run_backend(name, f"sqlite:///{workdir / f'{name}.db'}", workdir, requests=args.requests, concurrency=args.concurrency, repo=repo)
         server = PostgresServer.start()
         try:
             run_backend("postgresql", create_database(server.admin_url), workdir, requests=args.requests, concurrency=args.concurrency)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.expression import Executable
 
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
@@ -22,9 +23,9 @@ from ipamd.errors import (
     AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, Unavailable,
 )
 from ipamd.logs import allocation_fields
-from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, ServiceBase, _Subnet, log
+from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest, HeldByAnotherPod
-from ipamd.store import records, space
+from ipamd.store import procedures, records, space
 from ipamd.store.schema import allocations, free_ranges, pools, released, subnets
 
 # Statements of the allocation path, built once (see ipamd.store.space).
@@ -67,6 +68,22 @@ def _unserved(network_key: str) -> NotFound:
     return NotFound(f"no subnet serves provider {network_key}; create one with provider {network_key!r}")
 
 
+def _dynamic_by_provider(request: AddRequest) -> bool:
+    """Whether the request asks only for the next free address of its provider's subnets:
+    what ipamd.store.procedures.ALLOCATE does in one call."""
+    return not (
+        request.static_ips or request.pool_name is not None or request.pool_entries or request.mac
+        or request.subnet_name is not None or request.network.inline_subnet is not None
+    )
+
+
+def _held_by_another(request: AddRequest, held_uid: str) -> HeldByAnotherPod:
+    return HeldByAnotherPod(
+        f"{request.owner.label} is held for pod uid {held_uid}, not {request.pod_uid or 'unknown'}; "
+        "this ADD comes from another instance of the pod", held_uid=held_uid,
+    )
+
+
 def allocation_etag(body: dict[str, Any]) -> str:
     """Returns the entity tag of an allocation: it names one holder of these addresses.
 
@@ -90,7 +107,10 @@ class Allocation(ServiceBase):
             raise Unavailable(self.unregistered)
         for attempt in range(CONFLICT_RETRIES):
             try:
-                body, created = await self._write(lambda conn: self._allocate_in(conn, request))
+                if _dynamic_by_provider(request):
+                    body, created = await self._allocate_one_call(request)
+                else:
+                    body, created = await self._write(lambda conn: self._allocate_in(conn, request))
                 if created:
                     self._notify("allocated", allocation=body, request=request)
                     log.info(
@@ -108,6 +128,28 @@ class Allocation(ServiceBase):
                 log.debug("allocation race (attempt %d): %s", attempt + 1, e.orig)
                 continue
         raise Unavailable("allocation kept colliding with concurrent requests; retry")
+
+    async def _allocate_one_call(self, request: AddRequest) -> tuple[dict[str, Any], bool]:
+        """The allocation (or the attachment's existing one) in one call (ipamd.store.procedures)."""
+        rows = await self._call(procedures.ALLOCATE, procedures.allocate_params(
+            subnet_ids=None, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
+            pod_uid=request.pod_uid, netns=request.netns, node=request.node or self.node, origin=request.origin,
+            hold=request.hold, check_uid=request.check_uid, replaces_uid=request.replaces_uid,
+            deadline=datetime.now(timezone.utc) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
+        ))
+        row = rows[0]
+        if row.outcome == "expired" and not self._clock_warned:
+            # Answered within the timeout, so not late: the database's clock is ahead of ours.
+            self._clock_warned = True
+            log.warning("the database's clock is more than %.0f s ahead of this node's: allocating with several "
+                        "statements per request until it agrees", TRANSACTION_TIMEOUT_SECONDS)
+        if row.outcome in ("exhausted", "overlap", "expired"):
+            # Nothing was written: the errors, inline ranges sharing addresses and a skewed
+            # clock are the multi-statement path's.
+            return await self._write(lambda conn: self._allocate_in(conn, request))
+        if row.outcome == "held":
+            raise _held_by_another(request, row.pod_uid)
+        return records.allocation_json(row, self._row_spec(row)), row.outcome == "created"
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
@@ -253,10 +295,7 @@ class Allocation(ServiceBase):
         if request.check_uid and row.pod_uid and request.pod_uid != row.pod_uid and row.pod_uid != request.replaces_uid:
             # Another instance of the pod holds it (a recreated pod, or an ADD racing ours):
             # a compare-and-swap on the holder's UID, so a live holder is never overwritten.
-            raise HeldByAnotherPod(
-                f"{request.owner.label} is held for pod uid {row.pod_uid}, not {request.pod_uid or 'unknown'}; "
-                "this ADD comes from another instance of the pod", held_uid=row.pod_uid,
-            )
+            raise _held_by_another(request, row.pod_uid)
         if request.static_ips:
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             held = dict(records.addresses_of(row))
@@ -524,26 +563,32 @@ class Allocation(ServiceBase):
         With ``container_id``, only while the allocation still belongs to that container: a
         decision taken on an earlier read (CNI GC) must not release a new sandbox's takeover.
         """
+        def check(row: Row[Any] | None, spec_of: Callable[[Row[Any]], SubnetSpec]) -> Row[Any]:
+            if row is None:
+                raise NotFound(f"allocation {allocation_id} not found")
+            if container_id is not None and row.container_id != container_id:
+                raise NotFound(f"allocation {allocation_id} now belongs to another container")
+            if if_match is not None and "*" not in if_match:
+                etag = allocation_etag(records.allocation_json(row, spec_of(row)))
+                if etag not in if_match:
+                    raise PreconditionFailed(
+                        f"allocation {allocation_id} is now {etag}, not {', '.join(if_match)}: it passed to another "
+                        "pod instance since it was read; read it again before releasing it"
+                    )
+            return row
+
         def run(conn: Connection) -> Any:
             def read() -> Row[Any]:
                 row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
-                if row is None:
-                    raise NotFound(f"allocation {allocation_id} not found")
-                if container_id is not None and row.container_id != container_id:
-                    raise NotFound(f"allocation {allocation_id} now belongs to another container")
-                if if_match is not None and "*" not in if_match:
-                    etag = allocation_etag(records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec))
-                    if etag not in if_match:
-                        raise PreconditionFailed(
-                            f"allocation {allocation_id} is now {etag}, not {', '.join(if_match)}: it passed to another "
-                            "pod instance since it was read; read it again before releasing it"
-                        )
-                return row
+                return check(row, lambda row: self._subnet_by_id(conn, row.subnet_id).spec)
 
             # Changed meanwhile: gone (404) or checked again.
             return self._release_current(conn, read(), read, what=f"allocation {allocation_id}", reason=reason)
 
-        body: dict[str, Any] = await self._write(run)
+        body: dict[str, Any] = await self._release(
+            procedures.FOR_RELEASE_BY_ID, {"allocation_id": allocation_id}, lambda row: check(row, self._row_spec),
+            run=run, what=f"allocation {allocation_id}", reason=reason,
+        )
         self._log_release(body, reason)
         return body
 
@@ -553,21 +598,59 @@ class Allocation(ServiceBase):
         With ``container_id`` only an allocation made for that container is released, so a
         late DEL of an old sandbox cannot take the address of its replacement.
         """
+        def check(row: Row[Any] | None) -> Row[Any] | None:
+            if row is None or (container_id is not None and row.container_id not in (None, container_id)):
+                return None
+            return row
+
         def run(conn: Connection) -> Any:
             def read() -> Row[Any] | None:
-                row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
-                if row is None or (container_id is not None and row.container_id not in (None, container_id)):
-                    return None
-                return row
+                return check(conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first())
 
             # Changed meanwhile: released (DEL is idempotent) or taken over by a new sandbox.
             return self._release_current(conn, read(), read, what=owner.label, reason=reason)
 
-        body = await self._write(run)
+        body = await self._release(
+            procedures.FOR_RELEASE_BY_OWNER, records.owner_params(owner, cluster=self.cluster), check, run=run, what=owner.label, reason=reason,
+        )
         if body is None:
             return []
         self._log_release(body, reason)
         return [body]
+
+    async def _release(
+        self, statement: Executable, params: dict[str, Any], check: Callable[[Row[Any] | None], Row[Any] | None], *,
+        run: Callable[[Connection], Any], what: str, reason: str,
+    ) -> Any:
+        """Returns the body of the allocation released, or None when ``check`` finds nothing.
+
+        ``run`` releases in one transaction. On PostgreSQL the allocation is read (by
+        ``statement``), where its addresses go back is decided here, and one statement
+        (ipamd_release) deletes it, writes its audit rows and gives them back, but only on
+        the row as read and under the spec and pools the decision was taken on; otherwise
+        it is read and decided again. The subnet's lock lasts that one statement.
+        """
+        if not self._release_by_call:
+            return await self._write(run)
+        for _ in range(CONFLICT_RETRIES):
+            row = check(next(iter(await self._call(statement, params)), None))
+            if row is None:
+                return None
+            spec = self._row_spec(row)
+            if spec.overlap is not None:
+                # Inline ranges sharing addresses give them back to their peers too.
+                return await self._write(run)
+            pools = [(pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips), spec))
+                     for pool_id, name, ips in row.subnet_pools]
+            give_back = {}
+            for family, address in records.addresses_of(row):
+                returns, pool_id = self._free_list_of(spec, pools, family, address)
+                if returns:
+                    give_back[family] = pool_id
+            outcome = (await self._call(procedures.RELEASE, procedures.release_params(row, give_back=give_back, reason=reason)))[0].outcome
+            if outcome == "released":
+                return records.allocation_json(row, spec)
+        raise Unavailable(f"{what} kept changing while being released; retry")
 
     async def release_ids(self, ids: Iterable[tuple[int, str | None]], *, reason: str) -> list[dict[str, Any]]:
         """Releases each (id, container id) pair whose allocation still belongs to that container."""

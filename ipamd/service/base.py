@@ -8,11 +8,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from ipamd.core import intervals as iv
 from ipamd.core.allocation import DEFAULT_CLUSTER
@@ -23,6 +25,7 @@ from ipamd.logs import allocation_fields
 from ipamd.store import faults, records, space
 from ipamd.store.database import AsyncEngineDatabase, Database, current_revision
 from ipamd.store.engine import head_revision
+from ipamd.store.procedures import Procedure
 from ipamd.store.schema import address_events, allocations, pools, subnets
 
 log = logging.getLogger("ipamd.service")
@@ -90,6 +93,9 @@ class ServiceBase:
         self.release_on_del = release_on_del
         # Subnet rows are locked (FOR UPDATE) on PostgreSQL only: SQLite has one writer anyway.
         self._row_locks = self.database.dialect != "sqlite"
+        # PostgreSQL releases through a server-side function (migration 0009).
+        self._release_by_call = self.database.dialect == "postgresql"
+        self._clock_warned = False
         # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
         # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
         self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
@@ -104,20 +110,22 @@ class ServiceBase:
 
     async def _write(self, body: Callable[[Connection], T]) -> T:
         """Returns ``body`` run in a write transaction; database failures become DatabaseFault."""
-        return await self._run(self.database.write, body, "writes")
+        return await self._run(lambda: self.database.write(body), "writes")
 
     async def read(self, body: Callable[[Connection], T]) -> T:
         """Returns ``body`` run in a read transaction; database failures become DatabaseFault."""
-        return await self._run(self.database.read, body, "reads")
+        return await self._run(lambda: self.database.read(body), "reads")
 
     _read = read
 
-    async def _run(
-        self, runner: Callable[[Callable[[Connection], T]], Awaitable[T]], body: Callable[[Connection], T], channel: str, *, counted: bool = True,
-    ) -> T:
+    async def _call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+        """Returns the rows of one statement run as a transaction by itself (ipamd.store.procedures)."""
+        return await self._run(lambda: self.database.call(command, params), "writes")
+
+    async def _run(self, operation: Callable[[], Awaitable[T]], channel: str, *, counted: bool = True) -> T:
         try:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                result = await runner(body)
+                result = await operation()
         except Exception as e:
             if not faults.is_database_failure(e):
                 raise
@@ -178,7 +186,8 @@ class ServiceBase:
         try:
             # Bounded like the read below: readiness answers within seconds, hung database or not.
             await asyncio.wait_for(
-                self._run(self.database.write, lambda conn: records.check_writes(conn, node=node), "writes", counted=False), READY_SECONDS,
+                self._run(lambda: self.database.write(lambda conn: records.check_writes(conn, node=node)), "writes", counted=False),
+                READY_SECONDS,
             )
         except DatabaseFault as e:
             return e
@@ -186,7 +195,8 @@ class ServiceBase:
             return failing
         return None
 
-    def _spec(self, row: Row[Any]) -> SubnetSpec:
+    def _spec(self, row: Any) -> SubnetSpec:
+        """Returns the parsed spec of a subnet row (id, revision, spec, origin), cached."""
         key = (row.id, row.revision)
         cached = self._spec_cache.get(key)
         if cached is not None and cached[0] == row.spec:
@@ -194,6 +204,10 @@ class ServiceBase:
         spec = canonical_subnet(row.spec, inline=row.origin == "inline")
         self._spec_cache[key] = (row.spec, spec)
         return spec
+
+    def _row_spec(self, row: Any) -> SubnetSpec:
+        """Returns the spec of the subnet a ipamd.store.procedures row names (subnet_* columns)."""
+        return self._spec(SimpleNamespace(id=row.subnet_id, revision=row.subnet_revision, spec=row.subnet_spec, origin=row.subnet_origin))
 
     def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
         cached = self._pool_cache.get(row.id)
@@ -356,17 +370,23 @@ class ServiceBase:
                 self._return_one(conn, peer, family, address)
 
     def _return_one(self, conn: Connection, subnet: _Subnet, family: int, address: int) -> None:
-        layout = subnet.spec.family(family)
-        if layout is None:
-            return
         if records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address) is not None:
             return  # the reservation keeps it, in a pool or not: never free for dynamic use
-        for pool_id, pool_spec in self._pools_of(conn, subnet):
+        returns, pool_id = self._free_list_of(subnet.spec, self._pools_of(conn, subnet), family, address)
+        if returns:
+            space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
+
+    @staticmethod
+    def _free_list_of(spec: SubnetSpec, pools: list[tuple[int, PoolSpec]], family: int, address: int) -> tuple[bool, int | None]:
+        """Returns whether an unreserved address given back is free again, and for which
+        pool (None: the subnet's dynamic space); an excluded address or the gateway is not."""
+        layout = spec.family(family)
+        if layout is None:
+            return False, None
+        for pool_id, pool_spec in pools:
             if iv.contains(pool_spec.intervals(family), address):
-                space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
-                return
-        if iv.contains(layout.dynamic_space(), address):
-            space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=None)
+                return True, pool_id
+        return iv.contains(layout.dynamic_space(), address), None
 
     def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:

@@ -25,14 +25,16 @@ from typing import Any, Protocol, TypeVar
 import sqlalchemy as sa
 from alembic import command
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.sql.expression import Executable
 
 from ipamd.errors import DatabaseFault, InvalidInput
 from ipamd.store import engine as engines
 from ipamd.store import faults
 
 log = logging.getLogger("ipamd.database")
+from ipamd.store.procedures import Procedure
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
@@ -54,6 +56,9 @@ class Database(Protocol):
     async def read(self, body: Body[T]) -> T:
         """Returns ``body(connection)`` run in a read-only transaction."""
 
+    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+        """Returns the rows of one statement (or procedure) that is a transaction by itself."""
+
     async def upgrade(self) -> None: ...
 
     async def revision(self) -> str | None: ...
@@ -74,7 +79,7 @@ def open_database(raw_url: str | URL, *, pool_size: int = 10) -> Database:
     engines.prepare_sqlite_directory(url)
     if url.get_backend_name() == "sqlite":
         return SqliteDatabase(url)
-    return AsyncEngineDatabase(engines.create_engine(url, pool_size=pool_size))
+    return AsyncEngineDatabase(engines.create_engine(url, pool_size=pool_size), pool_size=pool_size)
 
 
 def current_revision(connection: Connection) -> str | None:
@@ -241,6 +246,21 @@ class SqliteDatabase:
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
+    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+        if not isinstance(command, Procedure):
+            return await self.write(lambda connection: list(connection.execute(command, params)))
+
+        def run(connection: Connection) -> list[Any]:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            try:
+                return command.sqlite(driver, params)
+            except sqlite3.DatabaseError as e:
+                # As SQLAlchemy would raise it (a unique violation is IntegrityError).
+                raise sa.exc.DBAPIError.instance(None, None, e, sqlite3.Error) from e
+
+        return await self.write(run)
+
     async def upgrade(self) -> None:
         def run(connection: Connection) -> None:
             config = engines.alembic_config()
@@ -274,10 +294,13 @@ def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None
 
 
 class AsyncEngineDatabase:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, pool_size: int = 10) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
         self.label = engines.safe_url(engine.url)
+        self._pool_size = pool_size
+        # Single statements run on connections of their own (see call), made on first use.
+        self._calls: AsyncEngine | None = None
 
     def check_file(self) -> DatabaseFault | None:
         return None
@@ -293,6 +316,27 @@ class AsyncEngineDatabase:
         async with engines.reader(self.engine).connect() as connection:
             return await connection.run_sync(body)
 
+    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+        """One round trip: no BEGIN and COMMIT around the statement, and no ping first.
+
+        A pooled connection found dead (the server restarted) is retried once on a new
+        one; the statements run here (ipamd.store.procedures) are safe to run twice.
+        """
+        if self._calls is None:
+            self._calls = engines.create_engine(self.engine.url, pool_size=self._pool_size, autocommit=True)
+        statement = command.postgresql if isinstance(command, Procedure) else command
+        try:
+            return await self._call_once(self._calls, statement, params)
+        except sa.exc.DBAPIError as e:
+            if not e.connection_invalidated:
+                raise
+        return await self._call_once(self._calls, statement, params)
+
+    @staticmethod
+    async def _call_once(engine: AsyncEngine, statement: Executable, params: dict[str, Any]) -> list[Row[Any]]:
+        async with engine.connect() as connection:
+            return list(await connection.execute(statement, params))
+
     async def upgrade(self) -> None:
         await engines.upgrade(self.engine)
 
@@ -300,4 +344,6 @@ class AsyncEngineDatabase:
         return await engines.current_revision(self.engine)
 
     async def dispose(self) -> None:
+        if self._calls is not None:
+            await self._calls.dispose()
         await self.engine.dispose()

@@ -68,7 +68,13 @@ def refusal_message(error: BaseException, url: URL | str) -> str:
     return f"database {safe_url(parsed)} refused the connection: {text} ({type(cause).__name__})"
 
 
-def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(raw_url: str | URL, *, pool_size: int = 10, autocommit: bool = False) -> AsyncEngine:
+    """Returns the engine of a database URL.
+
+    ``autocommit`` (PostgreSQL): every statement its own transaction, and no ping before a
+    pooled connection is used, so a statement is exactly one round trip; the caller retries
+    a statement whose connection turned out dead (``Database.call``).
+    """
     url = raw_url if isinstance(raw_url, URL) else normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -78,7 +84,8 @@ def create_engine(raw_url: str | URL, *, pool_size: int = 10) -> AsyncEngine:
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=not autocommit,
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
         # Waiting for a pooled connection means load, not a dead database (that shows as a
         # failed connect within CONNECT_TIMEOUT_SECONDS): a burst of ADDs queued on one
         # subnet's row lock must not turn into 503s. The service's transaction timeout

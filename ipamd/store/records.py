@@ -38,13 +38,15 @@ def allocation_query() -> sa.Select[Any]:
     )
 
 
-ALLOCATION_BY_OWNER = allocation_query().where(
+# The attachment's key, bound by ``owner_params``.
+BY_OWNER = (
     allocations.c.cluster == sa.bindparam("cluster"),
     allocations.c.network_key == sa.bindparam("network_key"),
     allocations.c.namespace == sa.bindparam("namespace"),
     allocations.c.pod == sa.bindparam("pod"),
     allocations.c.interface == sa.bindparam("interface"),
 )
+ALLOCATION_BY_OWNER = allocation_query().where(*BY_OWNER)
 ALLOCATION_BY_ID = allocation_query().where(allocations.c.id == sa.bindparam("allocation_id"))
 
 

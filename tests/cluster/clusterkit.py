@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.client import UnixClient
-from tests.support.daemon import Daemon
+from tests.support.daemon import REPO, Daemon
 
 # Failures that mean "this daemon did not answer": the caller retries elsewhere, like a
 # container runtime re-running ADD after the shim exited with code 11.
@@ -143,9 +143,9 @@ def socket_dir() -> Iterator[Path]:
 class Cluster:
     """Daemons sharing one database, each on its own socket (one per 'node')."""
 
-    def __init__(self, workdir: Path, database_url: str, size: int, *, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, workdir: Path, database_url: str, size: int, *, extra_args: tuple[str, ...] = (), repo: Path = REPO) -> None:
         self.daemons = [
-            Daemon(workdir, database_url, name=f"node{i}", extra_args=("--node-name", f"node{i}", *extra_args))
+            Daemon(workdir, database_url, name=f"node{i}", extra_args=("--node-name", f"node{i}", *extra_args), repo=repo)
             for i in range(size)
         ]
 

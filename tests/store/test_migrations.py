@@ -229,3 +229,61 @@ def test_write_checks_migrates_up_and_down_keeping_rows(database_url: str):
     down = _at_revision(database_url, "0006", lambda conn: (tables(conn), _rows(conn, "SELECT name FROM subnets")), downgrade=True)
     assert "write_checks" not in down[0] and down[1] == [("before",)]
     assert "write_checks" in _at_revision(database_url, "head", tables)
+
+
+def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
+    """0009: PostgreSQL gains the allocation and release functions, and loses them on the
+    way down; rows written through them stay, and the daemon allocates again once back up."""
+    import sqlalchemy as sa
+    from alembic import command
+
+    from ipamd.core.allocation import Owner
+    from ipamd.core.nad import NetworkRequest
+    from ipamd.service import AddRequest, Ipam
+    from ipamd.store.engine import alembic_config
+
+    def add(pod: str) -> AddRequest:
+        return AddRequest(owner=Owner("fn", "lab", pod, "net1"), network=NetworkRequest("fn", None), container_id=f"c-{pod}")
+
+    def functions(sync: sa.Connection) -> list[str]:
+        if sync.dialect.name != "postgresql":
+            return []
+        return list(sync.exec_driver_sql("SELECT proname FROM pg_proc WHERE proname LIKE 'ipamd%' ORDER BY proname").scalars())
+
+    def migrate(sync: sa.Connection, direction: str, target: str) -> tuple[list[str], list[str]]:
+        config = alembic_config()
+        config.attributes["connection"] = sync
+        getattr(command, direction)(config, target)
+        return functions(sync), list(sync.exec_driver_sql("SELECT pod FROM allocations ORDER BY id").scalars())
+
+    async def run(direction: str, target: str) -> tuple[list[str], list[str]]:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(migrate, direction, target)
+        finally:
+            await engine.dispose()
+
+    async def allocate(pod: str) -> list[str]:
+        ipam = Ipam(open_database(database_url))
+        try:
+            await ipam.allocate(add(pod))
+            return [body["owner"]["pod"] for body in await ipam.list_allocations()]
+        finally:
+            await ipam.close()
+
+    async def scenario() -> None:
+        database = open_database(database_url)
+        await database.upgrade()
+        ipam = Ipam(database)
+        await ipam.create_subnet({"name": "fn", "cidrBlock": "192.0.2.0/24", "provider": "fn"})
+        await ipam.close()
+        assert await allocate("before") == ["before"]
+        expected = ["ipamd_allocate", "ipamd_next_address", "ipamd_pools_of", "ipamd_release", "ipamd_take_dynamic", "ipamd_take_in_subnet"]
+        functions_at_head = expected if "postgresql" in database_url else []
+        assert await run("upgrade", "head") == (functions_at_head, ["before"])
+        assert await run("downgrade", "-1") == ([], ["before"])
+        assert await run("upgrade", "head") == (functions_at_head, ["before"])
+        assert await allocate("after") == ["before", "after"]
+
+    asyncio.run(scenario())

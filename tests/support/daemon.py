@@ -15,8 +15,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Daemon:
-    def __init__(self, workdir: Path, database_url: str, *, name: str = "ipamd", extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path, database_url: str, *, name: str = "ipamd", extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None, repo: Path = REPO,
+    ) -> None:
         self.workdir = workdir
+        # The source tree the daemon runs from (benchmarks compare another checkout's).
+        self.repo = repo
         self.database_url = database_url
         self.socket = str(workdir / f"{name}.sock")
         self.log_path = workdir / f"{name}.log"
@@ -29,7 +33,7 @@ class Daemon:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ipamd", "serve", "--socket", self.socket, "--database-url", self.database_url, *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, **self.env},
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.repo, env={**os.environ, **self.env},
         )
         log.close()
         if wait:

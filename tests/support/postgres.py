@@ -37,19 +37,20 @@ class PostgresServer:
     data_dir: Path
     bin_dir: Path
     user: str
+    # Tests run without fsync (their numbers are not about the disk); durable benchmarks with.
+    fsync: bool = False
 
     @classmethod
-    def start(cls) -> "PostgresServer":
+    def start(cls, *, fsync: bool = False) -> "PostgresServer":
         bin_dir = _bin_dir()
         base = Path(tempfile.mkdtemp(prefix="ipamd-pg-"))
         data_dir = base / "data"
         user = "postgres" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         if os.geteuid() == 0:
             shutil.chown(base, user="postgres")
-        server = cls(port=free_port(), data_dir=data_dir, bin_dir=bin_dir, user=user)
+        server = cls(port=free_port(), data_dir=data_dir, bin_dir=bin_dir, user=user, fsync=fsync)
         server._run([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-        server.pg_ctl("start", "-w", "-t", "30", "-l", str(base / "log"), "-o",
-                      f"-p {server.port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300")
+        server.restart()
         return server
 
     def _run(self, command: list[str]) -> None:
@@ -65,7 +66,8 @@ class PostgresServer:
 
     def restart(self) -> None:
         self.pg_ctl("start", "-w", "-t", "30", "-l", str(self.data_dir.parent / "log"), "-o",
-                    f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300")
+                    f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1 "
+                    f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=300")
 
     @property
     def admin_url(self) -> str:
