@@ -151,11 +151,18 @@ def test_each_reconciler_releases_only_its_own_clusters_deleted_pods(make_groups
     east.add(east.pod("only-east"))
     for group in (east, west):
         group.add(group.pod("web-1"))
+        group.add(group.pod("web-2"))
     passes = west.reconcile_passes()
     wait_for(lambda: west.reconcile_passes() >= passes + 2, what="two reconcile passes in west after the ADDs")
     assert east.addresses("only-east")
-    # West's passes count west's allocation only: east's are not west's to judge.
-    assert set(re.findall(r"reconcile pass \d+: (\d+) pod allocation", west.log())) == {"1"}
+    # West's passes count west's two allocations only: east's are not west's to judge.
+    counts = [int(count) for count in re.findall(r"reconcile pass \d+: (\d+) pod allocation", west.log())]
+    assert counts[-1] == 2 and max(counts) == 2, counts
+
+    # East's pod watch sees its web-2 deleted: east's web-2 is released, west's is not.
+    east.kube.api.delete_pod("web-2", "prod", grace_period_seconds=0)
+    wait_for(lambda: not east.allocations(pod="web-2"), what="east's pod watch releasing east's web-2")
+    assert west.addresses("web-2")
 
     # web-1 is deleted in east while east's daemon is down: only east's reconciler can see it.
     east.first.daemon.stop()
