@@ -29,6 +29,7 @@ from ipamd.config import Settings
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac, check_cluster_name
 from ipamd.core.history import format_duration, parse_duration
+from ipamd.core.placement import RULE_FIELDS, parse_placement
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.sanity import force_of
 from ipamd.core.subnet import check_name, reject_unknown, requested_subnet
@@ -163,8 +164,11 @@ def _pool(entry: object) -> dict[str, Any]:
     subnet = entry.get("subnet")
     if not isinstance(subnet, str):
         raise InvalidInput("required: the name of the subnet", field="subnet")
-    # The daemon stores members as written, stripped: compare in that form.
-    return {"name": check_name(entry.get("name")), "subnet": subnet, "ips": [item.strip() for item in ips]}
+    # The daemon stores members as written, stripped, and rules as it writes them: compare in that form.
+    return {
+        "name": check_name(entry.get("name")), "subnet": subnet, "ips": [item.strip() for item in ips],
+        **parse_placement(entry).to_json(),
+    }
 
 
 def _reservation(entry: object) -> dict[str, Any]:
@@ -375,7 +379,7 @@ def _same_reservation(current: Mapping[str, Any], reservation: Mapping[str, Any]
 
 
 def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
-    return bool(current["subnet"] == pool["subnet"] and list(current["ips"]) == list(pool["ips"]))
+    return all(current.get(key) == pool.get(key) for key in ("subnet", *RULE_FIELDS)) and list(current["ips"]) == list(pool["ips"])
 
 
 RetentionSetter = Callable[[float | None], None]

@@ -96,6 +96,15 @@ class Exhausted(IpamError):
     cni_code = 102
 
 
+class NotAdmitted(IpamError):
+    """Subnets or pools exist for the request, but their placement rules (namespaces, nodes,
+    label selectors) admit none of them for this pod; the message names each excluding rule."""
+
+    http_status = 409
+    code = "not_admitted"
+    cni_code = 107
+
+
 class InUse(IpamError):
     """The object still has live allocations."""
 

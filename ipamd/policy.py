@@ -22,6 +22,12 @@ class AttachmentPolicy(Protocol):
         it over (``replaces_uid``) once the orchestrator confirms its pod replaced the holder;
         raises when it does not."""
 
+    async def owner_of(self, request: AddRequest) -> AddRequest:
+        """Returns the request with the owner its addresses are held for (a VM's, for its launcher pod)."""
+
+    async def read_labels(self, request: AddRequest, kinds: frozenset[str]) -> AddRequest:
+        """Returns the request with the labels of ``kinds`` a placement rule needs (LabelsNeeded)."""
+
     async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
         """Called after an allocation committed; must not undo it on failure."""
 
@@ -56,6 +62,13 @@ class StandalonePolicy:
 
     async def release_on_del(self, request: AddRequest) -> bool:
         return True
+
+    async def owner_of(self, request: AddRequest) -> AddRequest:
+        return request
+
+    async def read_labels(self, request: AddRequest, kinds: frozenset[str]) -> AddRequest:
+        # Never asked: standalone requests leave no labels to read on demand.
+        return request
 
     def ready(self) -> tuple[bool, str]:
         return True, "ready"

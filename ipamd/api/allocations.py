@@ -10,6 +10,7 @@ from ipamd.api.body import json_object, json_response, path_int
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.core.allocation import check_cluster_name
 from ipamd.core.nad import NetworkRequest
+from ipamd.core.placement import parse_labels
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import InvalidInput
 from ipamd.service import AddRequest, owner_from
@@ -17,7 +18,8 @@ from ipamd.service.allocation import allocation_etag
 
 routes = web.RouteTableDef()
 
-ALLOCATE_FIELDS = frozenset({"subnet", "owner", "address", "mac"})
+ALLOCATE_FIELDS = frozenset({"subnet", "owner", "address", "mac", "node", "labels"})
+LABEL_KINDS = ("pod", "namespace", "node")
 FILTERS = ("subnet", "namespace", "pod", "provider", "node", "cluster")
 
 
@@ -59,6 +61,8 @@ async def create(request: web.Request) -> web.Response:
         static_ips=tuple(part.strip() for part in address.split(",")) if address else (),
         mac=mac,
         field_prefix="address",
+        node=_node(body.get("node")),
+        **_labels(body.get("labels")),
     )
     # Kubernetes mode on SQLite: a node that does not hold the database's claim must not
     # hand out addresses through the REST API either.
@@ -70,6 +74,22 @@ async def create(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Releases the allocation; with ``If-Match`` only while it is the one the client read."""
     return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request)))
+
+
+def _node(raw: object) -> str | None:
+    if raw is not None and (not isinstance(raw, str) or not raw or len(raw) > 253):
+        raise InvalidInput("expected the name of the node the owner runs on", field="node")
+    return raw
+
+
+def _labels(raw: object) -> dict[str, Any]:
+    """The owner's labels for placement rules: ``{"pod": {...}, "namespace": {...}, "node": {...}}``."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise InvalidInput("expected {pod, namespace, node}, each an object of label key: value", field="labels")
+    reject_unknown(raw, frozenset(LABEL_KINDS), prefix="labels.")
+    return {f"{kind}_labels": parse_labels(raw[kind], field=f"labels.{kind}") for kind in LABEL_KINDS if raw.get(kind) is not None}
 
 
 def _with_etag(body: dict[str, Any], *, status: int = 200) -> web.Response:

@@ -24,10 +24,11 @@ from ipamd.cni import protocol
 from ipamd.core import identity
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
+from ipamd.core.release import HOLD_VM
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
 from ipamd.metrics import CNI_OUTCOME
-from ipamd.service import AddRequest, HeldByAnotherPod
+from ipamd.service import AddRequest, HeldByAnotherPod, LabelsNeeded
 
 routes = web.RouteTableDef()
 log = logging.getLogger("ipamd.cni")
@@ -118,12 +119,22 @@ async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = Fals
     from_file = await _resolv_conf(add_request.network.resolv_conf) if add_request.network.resolv_conf else None
     try:
         add_request = await policy.prepare(add_request)
-        try:
-            allocation = await ipam.allocate(add_request)
-        except HeldByAnotherPod as held:
-            # Rare (a recreated pod): only now does the policy ask whether it replaced the holder.
-            add_request = await policy.confirm_takeover(add_request, held.held_uid)
-            allocation = await ipam.allocate(add_request)
+        takeover_asked = False
+        while True:
+            try:
+                allocation = await ipam.allocate(add_request)
+                break
+            except HeldByAnotherPod as held:
+                if takeover_asked:
+                    raise
+                # Rare (a recreated pod): only now does the policy ask whether it replaced the holder.
+                takeover_asked = True
+                add_request = await policy.confirm_takeover(add_request, held.held_uid)
+            except LabelsNeeded as needed:
+                # A placement rule needs labels no watch holds yet: read once, ask again.
+                if not needed.kinds <= add_request.labels_on_demand:
+                    raise
+                add_request = await policy.read_labels(add_request, needed.kinds)
     except IpamError as e:
         if not isinstance(e, Unavailable):
             await policy.failed(add_request, e)
@@ -167,7 +178,7 @@ async def _del(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
 
 async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     ipam = app[IPAM]
-    check_request = parse_add_request(body, known=CHECK_FIELDS, identity_only=True)
+    check_request = await app[POLICY].owner_of(parse_add_request(body, known=CHECK_FIELDS, identity_only=True))
     allocation = await ipam.find_owner(check_request.owner)
     if allocation is None:
         raise NotFound(f"ipamd holds no address for {check_request.owner.label}")
@@ -198,7 +209,8 @@ async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     # Only what a CNI ADD made on this node: the runtime that sends GC knows nothing of other
     # nodes' attachments, nor of allocations made through the REST API.
     held = await ipam.allocations_for_network(network.network_key, origin="cni", this_node=True)
-    stale = [(row.id, row.container_id) for row in held if (row.container_id, row.interface) not in valid]
+    # A VM's addresses outlive its sandboxes (a stopped VM has none): never the runtime's to collect.
+    stale = [(row.id, row.container_id) for row in held if (row.container_id, row.interface) not in valid and row.hold != HOLD_VM]
     released = await ipam.release_ids(stale, reason="cni gc")
     return {"released": len(released)}
 

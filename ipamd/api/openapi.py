@@ -83,7 +83,29 @@ CNI_IDENTITY: dict[str, Schema] = {
     "cniVersion": STRING,
 }
 
+LABELS: Schema = {"type": "object", "additionalProperties": STRING}
+# The placement rules of a subnet or pool (ipamd.core.placement), in inputs and answers alike.
+PLACEMENT: dict[str, Schema] = {
+    "namespaces": {"type": "array", "items": STRING, "description": "Kube-OVN: serve only pods of these namespaces (empty: any)"},
+    "nodeNames": {"type": "array", "items": STRING, "description": "serve only pods on these nodes (empty: any)"},
+    "namespaceSelector": ref("LabelSelector"),
+    "nodeSelector": ref("LabelSelector"),
+    "podSelector": ref("LabelSelector"),
+}
+
 SCHEMAS: dict[str, Schema] = {
+    "LabelSelector": strict(
+        {
+            "matchLabels": LABELS,
+            "matchExpressions": {
+                "type": "array",
+                "items": strict(
+                    {"key": STRING, "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]}, "values": STRINGS},
+                    required=("key", "operator"),
+                ),
+            },
+        }
+    ),
     "Error": shape(
         {
             "error": shape(
@@ -115,6 +137,7 @@ SCHEMAS: dict[str, Schema] = {
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
             "force": FORCE,
+            **{key: nullable(schema) for key, schema in PLACEMENT.items()},
         },
         required=("name", "cidrBlock"),
     ),
@@ -129,6 +152,7 @@ SCHEMAS: dict[str, Schema] = {
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
             "force": FORCE,
+            **{key: nullable(schema) for key, schema in PLACEMENT.items()},
         }
     ),
     "Subnet": shape(
@@ -148,8 +172,9 @@ SCHEMAS: dict[str, Schema] = {
             "origin": {"type": "string", "enum": ["api", "config", "inline"]},
             "createdAt": TIMESTAMP,
             "usage": shape({"v4": ref("FamilyUsage"), "v6": ref("FamilyUsage")}, optional=("v4", "v6")),
+            **PLACEMENT,
         },
-        optional=("overlap",),
+        optional=("overlap", *PLACEMENT),
     ),
     "SubnetList": shape({"items": {"type": "array", "items": ref("Subnet")}}),
     "SubnetDeleted": shape({"deleted": STRING, "released": COUNT}),
@@ -158,6 +183,7 @@ SCHEMAS: dict[str, Schema] = {
             "name": {"type": "string", "pattern": NAME_PATTERN},
             "subnet": STRING,
             "ips": {"type": "array", "items": STRING, "minItems": 1, "description": "addresses, a..b ranges or CIDRs inside the subnet"},
+            **{key: nullable(schema) for key, schema in PLACEMENT.items()},
         },
         required=("name", "subnet", "ips"),
     ),
@@ -169,7 +195,9 @@ SCHEMAS: dict[str, Schema] = {
             "origin": {"type": "string", "enum": ["api", "config", "inline"]},
             "createdAt": TIMESTAMP,
             "usage": shape({"total": COUNT, "used": COUNT, "available": COUNT, "freeRanges": STRINGS}),
-        }
+            **PLACEMENT,
+        },
+        optional=tuple(PLACEMENT),
     ),
     "PoolList": shape({"items": {"type": "array", "items": ref("Pool")}}),
     "PoolDeleted": shape({"deleted": STRING}),
@@ -229,6 +257,12 @@ SCHEMAS: dict[str, Schema] = {
             ),
             "address": nullable({"type": "string", "description": "one address, or 'v4,v6' for dual stack"}),
             "mac": nullable(STRING),
+            "node": nullable({"type": "string", "description": "the owner's node, for placement rules (default: this daemon's)"}),
+            "labels": nullable(
+                strict(
+                    {kind: nullable(LABELS) for kind in ("pod", "namespace", "node")}
+                )
+            ),
         },
         required=("subnet", "owner"),
     ),
@@ -328,7 +362,7 @@ ERROR_MEANINGS = {
     "401": "TCP listener: no or unknown bearer token",
     "403": "TCP listener: read-only token (or no tokens configured) on a state-changing route",
     "404": "the named object does not exist",
-    "409": "address_conflict, exhausted, in_use, already_exists or stale_pod",
+    "409": "address_conflict, exhausted, not_admitted, in_use, already_exists or stale_pod",
     "412": "If-Match names another entity tag: the allocation passed to another pod instance since it was read",
     "413": "request body over 1 MiB",
     "503": "the database is unreachable; retry later",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ipamd.core.addresses import format_intervals, parse_entries, parse_ip
 from ipamd.core.intervals import Interval, intersect, normalize, size, subtract
+from ipamd.core.placement import NO_RULES, RULE_FIELDS, Placement, parse_placement
 from ipamd.core.subnet import SubnetSpec, check_name, reject_unknown
 from ipamd.errors import InvalidInput
 
-POOL_FIELDS = frozenset({"name", "subnet", "ips"})
+POOL_FIELDS = frozenset({"name", "subnet", "ips", *RULE_FIELDS})
 RESERVATION_FIELDS = frozenset({"subnet", "address", "mac", "owner", "note"})
 
 
@@ -21,6 +23,12 @@ class PoolSpec:
     ips: tuple[str, ...]
     members: tuple[tuple[int, tuple[Interval, ...]], ...]
     """``(ip_version, intervals)`` per family present in the pool."""
+    # Which pods may take the pool's addresses (ipamd.core.placement), on top of its subnet's rules.
+    placement: Placement = NO_RULES
+
+    def to_json(self) -> dict[str, Any]:
+        """The spec in the API's form; placement rules only when set."""
+        return {"name": self.name, "subnet": self.subnet, "ips": list(self.ips), **self.placement.to_json()}
 
     def intervals(self, version: int) -> tuple[Interval, ...]:
         return next((members for family, members in self.members if family == version), ())
@@ -52,7 +60,10 @@ def canonical_pool(raw: object, *, subnet: SubnetSpec) -> PoolSpec:
         members.append((version, tuple(intervals)))
     if not members:
         raise InvalidInput("the pool has no assignable address", field="ips")
-    return PoolSpec(name=name, subnet=subnet.name, ips=tuple(str(e).strip() for e in entries), members=tuple(members))
+    return PoolSpec(
+        name=name, subnet=subnet.name, ips=tuple(str(e).strip() for e in entries), members=tuple(members),
+        placement=parse_placement(raw),
+    )
 
 
 def pools_overlap(first: PoolSpec, second: PoolSpec) -> bool:

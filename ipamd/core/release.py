@@ -11,6 +11,10 @@ The rules (docs/kubernetes.md):
 - an allocation held for a StatefulSet pod is kept while the StatefulSet exists, is not
   being deleted and has more replicas than the pod's ordinal, whatever the pod's state
   (the controller recreates the pod under the same name);
+- an allocation held for a KubeVirt virtual machine (its owner is ``vm/<name>``, not a
+  pod) is kept while the VirtualMachine (or, for a VM-less VirtualMachineInstance, the
+  instance) exists and is not being deleted, whatever its launcher pods do: a stopped,
+  restarted or migrating VM keeps its addresses;
 - otherwise a gone, terminal or stuck-terminating pod's allocation is released, but never
   one younger than the grace period: a pod list taken an instant before an ADD must not
   release the address that ADD just got.
@@ -19,13 +23,17 @@ The rules (docs/kubernetes.md):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 # The value of an allocation's ``hold`` column for StatefulSet pods.
 HOLD_STATEFULSET = "statefulset"
+# ... and for KubeVirt virtual machines, whose allocations are owned by ``vm/<name>``:
+# '/' never occurs in a pod name, so a VM's key never meets a pod's.
+HOLD_VM = "vm"
+VM_OWNER_PREFIX = "vm/"
 STATEFULSET_POD_NAME = re.compile(r"^(?P<set>.+)-(?P<ordinal>\d+)$")
 
 
@@ -86,6 +94,17 @@ POD_TERMINAL = "pod terminal"
 POD_STUCK = "pod stuck terminating"
 STATEFULSET_DELETED = "statefulset deleted"
 STATEFULSET_SCALED_DOWN = "statefulset scaled down"
+VM_DELETED = "vm deleted"
+
+
+def vm_owner(name: str) -> str:
+    """Returns the owner (the ``pod`` of the attachment identity) of virtual machine ``name``'s addresses."""
+    return VM_OWNER_PREFIX + name
+
+
+def vm_of(owner: str) -> str | None:
+    """Returns the virtual machine an allocation owner names, or None for a pod."""
+    return owner[len(VM_OWNER_PREFIX):] if owner.startswith(VM_OWNER_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -151,13 +170,23 @@ def release_decision(
     *,
     now: datetime,
     grace: timedelta,
+    vms: Collection[tuple[str, str]] | None = None,
 ) -> Decision | None:
     """Returns why ``allocation`` should be released now, or None to keep it.
 
     ``pod`` is the pod that currently has the allocation's name (None: no such pod).
     The identity of an attachment is the pod's name, so a pod recreated under the same
-    name is the allocation's pod, whatever its uid.
+    name is the allocation's pod, whatever its uid. ``vms`` are the (namespace, name) of
+    the virtual machines that exist and are not being deleted; None: not known, and every
+    VM's addresses are kept.
     """
+    if allocation.hold == HOLD_VM:
+        vm = vm_of(allocation.pod) or allocation.pod
+        if vms is None or (allocation.namespace, vm) in vms:
+            return None
+        if grace > timedelta(0) and now - allocation.created_at < grace:
+            return None
+        return Decision(VM_DELETED, f"virtual machine {allocation.namespace}/{vm} deleted")
     if pod is not None and not pod.terminal and not pod.stuck_terminating(now=now, grace=grace):
         return None
     hold: Decision | None = None
@@ -185,10 +214,12 @@ def plan_releases(
     statefulsets: Iterable[StatefulSetState],
     now: datetime,
     grace: timedelta | float,
+    vms: Collection[tuple[str, str]] | None = None,
 ) -> list[Release]:
     """Returns the allocations to release given complete snapshots, in allocation order.
 
-    ``pods`` and ``statefulsets`` must cover every namespace the allocations are in.
+    ``pods`` and ``statefulsets`` must cover every namespace the allocations are in;
+    ``vms`` too, or be None (VM holds are then kept).
     """
     if not isinstance(grace, timedelta):
         grace = timedelta(seconds=grace)
@@ -197,9 +228,11 @@ def plan_releases(
     releases = []
     for allocation in sorted(allocations, key=lambda a: a.id):
         pod = pod_index.get((allocation.namespace, allocation.pod))
-        decision = release_decision(allocation, pod, set_index, now=now, grace=grace)
+        decision = release_decision(allocation, pod, set_index, now=now, grace=grace, vms=vms)
         if decision is not None:
+            # A VM's owner is no pod name: nothing to look up again.
+            pod_absent = pod is None and allocation.hold != HOLD_VM
             releases.append(
-                Release(allocation.id, allocation.namespace, allocation.pod, decision.reason, decision.detail, pod_absent=pod is None)
+                Release(allocation.id, allocation.namespace, allocation.pod, decision.reason, decision.detail, pod_absent=pod_absent)
             )
     return releases

@@ -17,10 +17,11 @@ import netaddr
 from ipamd.core import identity, sanity
 from ipamd.core.addresses import ip_text, parse_cidr, parse_entries, parse_ip
 from ipamd.core.intervals import Interval, normalize, subtract
+from ipamd.core.placement import NO_RULES, RULE_FIELDS, Placement, parse_placement
 from ipamd.errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
-SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns"})
+SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns", *RULE_FIELDS})
 # Only subnets the daemon creates from inline NAD ranges carry ``overlap`` (see Overlap).
 INLINE_SUBNET_FIELDS = SUBNET_FIELDS | {"overlap"}
 # What a request to create or change a subnet may say besides its spec (never stored).
@@ -133,6 +134,8 @@ class SubnetSpec:
     routes: tuple[Route, ...] = ()
     dns: Mapping[str, Any] = field(default_factory=dict)
     overlap: Overlap | None = None
+    # Which pods, namespaces and nodes the subnet serves (ipamd.core.placement).
+    placement: Placement = NO_RULES
 
     def family(self, version: int) -> FamilyLayout | None:
         return next((layout for layout in self.families if layout.version == version), None)
@@ -159,6 +162,7 @@ class SubnetSpec:
             "routes": [route.to_json() for route in self.routes],
             "dns": dict(self.dns),
             **({"overlap": self.overlap.to_json()} if self.overlap is not None else {}),
+            **self.placement.to_json(),
         }
 
 
@@ -223,6 +227,7 @@ def canonical_subnet(raw: object, *, allow_unknown: bool = False, inline: bool =
         routes=parse_routes(raw.get("routes")),
         dns=parse_dns(raw.get("dns")),
         overlap=_parse_overlap(raw.get("overlap")) if inline else None,
+        placement=parse_placement(raw),
     )
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ipamd.core.addresses import ip_text
+from ipamd.core.placement import RULE_FIELDS
 from ipamd.core.pool import canonical_pool, canonical_reservation
 from ipamd.core.sanity import force_of
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, requested_subnet
@@ -38,7 +39,12 @@ def apply_all(client: Client, manifests: list[Manifest], *, say: Callable[[str],
 
 
 def _spec_of(subnet: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: subnet.get(key) for key in SUBNET_SPEC_KEYS}
+    """The spec fields of a subnet as the API shows it; placement rules only when set, as
+    ``SubnetSpec.to_json`` writes them."""
+    return {
+        **{key: subnet.get(key) for key in SUBNET_SPEC_KEYS},
+        **{key: subnet[key] for key in RULE_FIELDS if subnet.get(key) is not None},
+    }
 
 
 def _subnet_spec(client: Client, name: object) -> SubnetSpec:
@@ -69,19 +75,20 @@ def apply_subnet(client: Client, manifest: Manifest, warn: Callable[[str], None]
     if _spec_of(current) == desired:
         return "unchanged"
     _warn_managed(current, manifest, warn)
-    # The whole spec, not a diff: a field left out of the manifest returns to its default.
-    client.patch(f"/v1/subnets/{segment(manifest.name)}", request)
+    # The whole spec, not a diff: a field left out of the manifest returns to its default
+    # (a rule left out is dropped: PATCH keeps what it is not told to change).
+    client.patch(f"/v1/subnets/{segment(manifest.name)}", {**{key: None for key in RULE_FIELDS}, **request})
     return "configured"
 
 
 def apply_pool(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
     spec = canonical_pool(manifest.body, subnet=_subnet_spec(client, manifest.body.get("subnet")))
-    desired = {"name": spec.name, "subnet": spec.subnet, "ips": list(spec.ips)}
+    desired = spec.to_json()
     current = client.find(f"/v1/pools/{segment(manifest.name)}")
     if current is None:
         client.post("/v1/pools", desired)
         return "created"
-    if current["subnet"] == desired["subnet"] and list(current["ips"]) == desired["ips"]:
+    if {key: current[key] for key in ("name", "subnet", "ips", *RULE_FIELDS) if current.get(key) is not None} == desired:
         return "unchanged"
     _warn_managed(current, manifest, warn)
     if int(current.get("usage", {}).get("used", 0)):

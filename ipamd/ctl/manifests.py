@@ -25,12 +25,11 @@ KUBEOVN_API = "kubeovn.io/v1"
 # What Kube-OVN assumes when a Subnet has no provider: its own OVN network.
 KUBEOVN_DEFAULT_PROVIDER = "ovn"
 
-KUBEOVN_SUBNET_FIELDS = ("cidrBlock", "gateway", "excludeIps", "provider")
-KUBEOVN_POOL_FIELDS = ("subnet", "ips")
+KUBEOVN_SUBNET_FIELDS = ("cidrBlock", "gateway", "excludeIps", "provider", "namespaces")
+KUBEOVN_POOL_FIELDS = ("subnet", "ips", "namespaces")
 # Why some well-known Kube-OVN fields do not carry over; others get a generic reason.
 KUBEOVN_REASONS = {
     "protocol": "ipamd derives the families from cidrBlock",
-    "namespaces": "ipamd does not bind subnets or pools to namespaces; pods choose them by annotation",
     "natOutgoing": "NAT is OVN routing, not address management",
     "gatewayType": "OVN gateway placement does not apply to attachment networks",
     "gatewayNode": "OVN gateway placement does not apply to attachment networks",
@@ -171,6 +170,9 @@ def _kubeovn_subnet(document: Mapping[str, Any], *, where: str) -> Manifest:
         body["gateway"] = spec["gateway"]
     if spec.get("excludeIps"):
         body["excludeIps"] = spec["excludeIps"]
+    if spec.get("namespaces"):
+        # Kube-OVN's binding: only pods of these namespaces get the subnet's addresses.
+        body["namespaces"] = spec["namespaces"]
     provider = spec.get("provider")
     if provider in (None, ""):
         provider = KUBEOVN_DEFAULT_PROVIDER
@@ -190,4 +192,6 @@ def _kubeovn_pool(document: Mapping[str, Any], *, where: str) -> Manifest:
     if not isinstance(spec.get("subnet"), str) or not isinstance(spec.get("ips"), list):
         raise ManifestError(f"{where}: spec.subnet and spec.ips are required")
     body = {"name": name, "subnet": spec["subnet"], "ips": list(spec["ips"])}
+    if spec.get("namespaces"):
+        body["namespaces"] = spec["namespaces"]
     return Manifest("pool", name, body, where, tuple(_ignored(spec, KUBEOVN_POOL_FIELDS, label=label)))

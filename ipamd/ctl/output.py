@@ -95,11 +95,11 @@ def addresses_of(allocation: Mapping[str, Any]) -> str:
 
 def allocations_table(allocations: Iterable[Mapping[str, Any]]) -> str:
     return table(
-        ("ID", "SUBNET", "CLUSTER", "NAMESPACE", "POD", "INTERFACE", "ADDRESSES", "MAC", "NODE", "CREATED"),
+        ("ID", "SUBNET", "CLUSTER", "NAMESPACE", "POD", "INTERFACE", "ADDRESSES", "MAC", "NODE", "HOLD", "CREATED"),
         (
             (
                 a["id"], a["subnet"], a.get("cluster"), a["owner"].get("namespace"), a["owner"].get("pod"), a["owner"].get("interface"),
-                addresses_of(a), a.get("mac"), a.get("node"), a.get("createdAt"),
+                addresses_of(a), a.get("mac"), a.get("node"), a.get("hold"), a.get("createdAt"),
             )
             for a in allocations
         ),

@@ -361,6 +361,14 @@ class KubeClient:
     async def get_statefulset(self, namespace: str, name: str) -> JSON | None:
         return await self.get(f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/statefulsets/{quote(name, safe='')}")
 
+    async def get_virtual_machine(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(f"/apis/kubevirt.io/v1/namespaces/{quote(namespace, safe='')}/virtualmachines/{quote(name, safe='')}")
+
+    async def get_virtual_machine_instance(self, namespace: str, name: str) -> JSON | None:
+        return await self.get(
+            f"/apis/kubevirt.io/v1/namespaces/{quote(namespace, safe='')}/virtualmachineinstances/{quote(name, safe='')}"
+        )
+
     async def list_statefulsets(self, *, keep: Callable[[JSON], Any] | None = None) -> list[Any]:
         items, _ = await self.list_all("/apis/apps/v1/statefulsets", resource_version="0", keep=keep)
         return items

@@ -56,6 +56,34 @@ def owner_statefulset(pod: JSON) -> str | None:
     return None
 
 
+# KubeVirt's label on virt-launcher pods: the name of the VirtualMachineInstance, which is
+# the VirtualMachine's name when a VM runs it.
+VM_NAME_LABEL = "vm.kubevirt.io/name"
+
+
+def owner_vm(pod: JSON) -> str | None:
+    """Returns the virtual machine a virt-launcher pod runs, or None for any other pod.
+
+    Both marks are required: the label, and an owner reference to a KubeVirt
+    VirtualMachineInstance (a label alone anyone could set).
+    """
+    name = (meta(pod).get("labels") or {}).get(VM_NAME_LABEL)
+    if not isinstance(name, str) or not name:
+        return None
+    for reference in meta(pod).get("ownerReferences") or []:
+        if (
+            isinstance(reference, Mapping) and reference.get("kind") == "VirtualMachineInstance"
+            and str(reference.get("apiVersion", "")).startswith("kubevirt.io/")
+        ):
+            return name
+    return None
+
+
+def live(obj: JSON | None) -> bool:
+    """True for an object that exists and is not being deleted."""
+    return obj is not None and not meta(obj).get("deletionTimestamp")
+
+
 def pod_state(pod: JSON) -> PodState:
     metadata = meta(pod)
     status = pod.get("status") if isinstance(pod.get("status"), Mapping) else {}

@@ -4,7 +4,11 @@
   ``ip_pool`` with the StatefulSet ordinal, ``logical_switch``) and marks StatefulSet pods'
   allocations as held;
 - ``committed`` writes the result annotations back (merge patch, retried);
-- ``failed`` records a Warning Event ``AcquireAddressFailed`` on the pod;
+- ``failed`` records a Warning Event ``AcquireAddressFailed`` on the pod (a refusal by
+  placement rules included: the message names each excluding rule);
+- ``prepare`` also hands the placement rules the pod's labels and, from watches
+  (``ipamd.k8s.labels``), its node's and namespace's; ``read_labels`` reads the ones a rule
+  needs that no watch holds yet;
 - ``release_on_del`` keeps the address while the pod lives (a sandbox restart gets it
   back) and releases it when the pod is gone, terminal or terminating;
 - ``on_pod_event`` (the node's pod watch) releases as soon as a pod is deleted or ends;
@@ -25,12 +29,15 @@ from datetime import timedelta
 from typing import Any
 
 from ipamd.core.allocation import statefulset_ordinal
-from ipamd.core.release import HOLD_STATEFULSET, StatefulSetState, release_decision, statefulset_pod
+from ipamd.core.release import (
+    HOLD_STATEFULSET, HOLD_VM, VM_DELETED, StatefulSetState, release_decision, statefulset_pod, vm_owner,
+)
 from ipamd.errors import InvalidInput, IpamError, NotFound, StalePod, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
-from ipamd.k8s.objects import allocation_state, meta, owner_statefulset, pod_state, statefulset_state, uid_of
+from ipamd.k8s.labels import PlacementLabels, labels_of
+from ipamd.k8s.objects import allocation_state, live, meta, owner_statefulset, owner_vm, pod_state, statefulset_state, uid_of
 from ipamd.k8s.singlenode import SingleNodeClaim
 from ipamd.k8s.watch import Informer
 from ipamd.k8s.writeback import AnnotationWriter
@@ -55,9 +62,10 @@ class KubernetesPolicy:
 
     def __init__(
         self, ipam: Ipam, client: KubeClient, *, pods: Informer | None, writer: AnnotationWriter, recorder: EventRecorder,
-        node: str | None = None, claim: SingleNodeClaim | None = None,
+        node: str | None = None, claim: SingleNodeClaim | None = None, labels: PlacementLabels | None = None,
     ) -> None:
         self.ipam = ipam
+        self.labels = labels
         self.claim = claim
         self.client = client
         self.pods = pods
@@ -158,7 +166,14 @@ class KubernetesPolicy:
         ask = notes.parse_pod_annotations(meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface)
         # The service refuses an attachment held for another UID (HeldByAnotherPod), and
         # confirm_takeover decides: no read of the holder on every ADD.
-        changes: dict[str, Any] = {"check_uid": True}
+        changes: dict[str, Any] = {"check_uid": True, **self._placement_labels(owner.namespace, pod)}
+        if owner_vm(pod) is not None:
+            # The VM owns the addresses, not its virt-launcher pod: a restarted VM (a new
+            # pod) and a migration target (a second pod, alive with the source) find the
+            # same allocation. No pod UID decides who holds it.
+            request = self._for_vm(request, pod)
+            owner = request.owner
+            changes.update(check_uid=False, hold=HOLD_VM)
         if request.pod_uid is None and uid:
             changes["pod_uid"] = uid
         if request.node is None and self.node:
@@ -178,7 +193,7 @@ class KubernetesPolicy:
             # An IPAM plugin cannot set a MAC: only the interface plugin can, from the
             # runtime's "mac" capability. Without it the interface keeps its own MAC.
             await self.recorder.warning(
-                namespace=owner.namespace, pod=owner.pod, uid=uid or None, reason=MAC_NOT_APPLIED,
+                namespace=owner.namespace, pod=request.kube_pod, uid=uid or None, reason=MAC_NOT_APPLIED,
                 message=(
                     f"{ask.mac_key} asks for MAC {ask.mac} on {owner.interface}; ipamd records it, but the runtime passed "
                     "no MAC, so the interface keeps the one its plugin chose: add \"capabilities\": {\"mac\": true} to the "
@@ -198,6 +213,44 @@ class KubernetesPolicy:
             elif ask.pool_entries:
                 changes["pool_entries"] = ask.pool_entries
                 changes["ordinal"] = await self._pool_index(owner.namespace, statefulset, ordinal)
+        return replace(request, **changes)
+
+    @staticmethod
+    def _for_vm(request: AddRequest, pod: JSON) -> AddRequest:
+        """The request of a virt-launcher pod, owned by its virtual machine (unchanged for other pods)."""
+        vm = owner_vm(pod)
+        if vm is None:
+            return request
+        return replace(request, owner=replace(request.owner, pod=vm_owner(vm)), pod_name=request.kube_pod)
+
+    async def owner_of(self, request: AddRequest) -> AddRequest:
+        owner = request.owner
+        if not owner.namespace:
+            return request
+        pod = await self.pod(owner.namespace, owner.pod, uid=request.pod_uid)
+        return request if pod is None else self._for_vm(request, pod)
+
+    def _placement_labels(self, namespace: str, pod: JSON) -> dict[str, Any]:
+        """The labels placement rules match, as far as the watches hold them; the rest are
+        left for ``read_labels``, which the service asks for only if a rule needs them."""
+        if self.labels is None:
+            return {"pod_labels": labels_of(pod)}
+        node_labels = self.labels.node_labels()
+        namespace_labels = self.labels.namespace_labels(namespace)
+        later = {kind for kind, labels in (("node", node_labels), ("namespace", namespace_labels)) if labels is None}
+        return {
+            "pod_labels": labels_of(pod), "node_labels": node_labels, "namespace_labels": namespace_labels,
+            "labels_on_demand": frozenset(later),
+        }
+
+    async def read_labels(self, request: AddRequest, kinds: frozenset[str]) -> AddRequest:
+        """Returns the request with the labels of ``kinds`` ("node", "namespace") read from the API server."""
+        assert self.labels is not None, "only a request prepared with watches leaves labels for later"
+        changes: dict[str, Any] = {"labels_on_demand": request.labels_on_demand - kinds}
+        if "node" in kinds:
+            changes["node_labels"] = await self.labels.read_node()
+        if "namespace" in kinds:
+            changes["namespace_labels"] = await self.labels.read_namespace(request.owner.namespace)
         return replace(request, **changes)
 
     async def _pool_index(self, namespace: str, statefulset: str | None, ordinal: int | None) -> int | None:
@@ -240,14 +293,14 @@ class KubernetesPolicy:
         if not owner.namespace:
             return
         wanted: dict[str, str | None] = dict(notes.result_annotations(owner.network_key, allocation))
-        cached = self.pods.get(owner.namespace, owner.pod) if self.pods is not None else None
+        cached = self.pods.get(owner.namespace, request.kube_pod) if self.pods is not None else None
         if cached is not None and (request.pod_uid is None or uid_of(cached) == request.pod_uid):
             current = meta(cached).get("annotations") or {}
             if all(current.get(k) == v for k, v in wanted.items()):
                 return
         # The pod's UID goes with the patch as a precondition: a result never lands on
         # another instance of the pod, where it would read as a static request.
-        await self.writer.write(owner.namespace, owner.pod, wanted, uid=request.pod_uid)
+        await self.writer.write(owner.namespace, request.kube_pod, wanted, uid=request.pod_uid)
 
     async def failed(self, request: AddRequest, error: IpamError) -> None:
         owner = request.owner
@@ -256,10 +309,10 @@ class KubernetesPolicy:
         log.warning("allocation refused for %s: %s", owner.label, error.message)
         uid = request.pod_uid
         if uid is None and self.pods is not None:
-            cached = self.pods.get(owner.namespace, owner.pod)
+            cached = self.pods.get(owner.namespace, request.kube_pod)
             uid = uid_of(cached) if cached is not None else None
         await self.recorder.warning(
-            namespace=owner.namespace, pod=owner.pod, uid=uid, reason=ACQUIRE_FAILED,
+            namespace=owner.namespace, pod=request.kube_pod, uid=uid, reason=ACQUIRE_FAILED,
             message=f"ipamd could not allocate an address on {owner.interface} (network {owner.network_key}): {error.message}",
         )
 
@@ -311,10 +364,39 @@ class KubernetesPolicy:
             if uid:
                 self._ended.discard(uid)
             await self.release_pod(pod, gone=True)
+            vm = owner_vm(pod)
+            if vm is not None:
+                await self.release_vm_if_gone(meta(pod).get("namespace") or "", vm)
         elif pod_state(pod).terminal and uid not in self._ended:
             if uid:
                 self._ended.add(uid)
             await self.release_pod(pod, gone=False)
+
+    async def release_vm_if_gone(self, namespace: str, vm: str) -> int:
+        """Releases a virtual machine's addresses once neither the VirtualMachine nor its
+        instance exists (or both are being deleted); returns how many allocations.
+
+        Asked when one of its launcher pods is gone: a VM that is deleted loses its last pod.
+        """
+        try:
+            if live(await self.client.get_virtual_machine(namespace, vm)) or live(
+                await self.client.get_virtual_machine_instance(namespace, vm)
+            ):
+                return 0
+        except IpamError as e:
+            log.warning("cannot tell whether virtual machine %s/%s still exists (%s); the reconciler decides later", namespace, vm, e.message)
+            return 0
+        count = 0
+        for body in await self.ipam.list_allocations(namespace=namespace, pod=vm_owner(vm), cluster=self.ipam.cluster):
+            if body.get("hold") != HOLD_VM:
+                continue
+            try:
+                await self.ipam.release(body["id"], reason=VM_DELETED)
+            except NotFound:
+                continue
+            log.info("released allocation %s of virtual machine %s/%s: it is deleted", body["id"], namespace, vm)
+            count += 1
+        return count
 
     async def release_pod(self, pod: JSON, *, gone: bool) -> int:
         """Releases what the rules say of this pod's allocations; returns how many."""

@@ -27,11 +27,11 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-from ipamd.core.release import PodState, Release, plan_releases
+from ipamd.core.release import HOLD_VM, PodState, Release, plan_releases
 from ipamd.errors import IpamError, NotFound
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.leader import LeaseElector
-from ipamd.k8s.objects import allocation_state, is_pod_allocation, meta, pod_state, statefulset_state
+from ipamd.k8s.objects import allocation_state, is_pod_allocation, live, meta, object_key, pod_state, statefulset_state
 from ipamd.service import Ipam
 
 log = logging.getLogger("ipamd.k8s.reconciler")
@@ -105,6 +105,23 @@ class Reconciler:
             async with asyncio.timeout(self.interval):
                 await self.elector.became_leader.wait()
 
+    async def _live_vms(self) -> set[tuple[str, str]] | None:
+        """(namespace, name) of every VirtualMachine and VirtualMachineInstance not being
+        deleted; None when KubeVirt cannot be asked (then no VM's addresses are released).
+        Listed only when some allocation is held for a VM."""
+        def keep(obj: dict[str, Any]) -> tuple[str, str] | None:
+            return object_key(obj) if live(obj) else None
+
+        try:
+            found: set[tuple[str, str]] = set()
+            for path in ("/apis/kubevirt.io/v1/virtualmachines", "/apis/kubevirt.io/v1/virtualmachineinstances"):
+                items, _ = await self.client.list_all(path, resource_version="0", keep=keep)
+                found.update(items)
+            return found
+        except IpamError as e:
+            log.warning("reconcile: cannot list KubeVirt virtual machines (%s); keeping every VM's addresses", e.message)
+            return None
+
     async def reconcile_once(self) -> list[Release]:
         """Runs one pass; returns the releases it made."""
         # Allocations first: a pod created after the pod list cannot have an allocation
@@ -128,7 +145,8 @@ class Reconciler:
 
         pods, _ = await self.client.list_pods(keep=keep)
         statefulsets = await self.client.list_statefulsets(keep=statefulset_state)
-        plan = plan_releases(pods, allocations, statefulsets, self.client.now(), self.grace)
+        vms = await self._live_vms() if any(a.hold == HOLD_VM for a in allocations) else None
+        plan = plan_releases(pods, allocations, statefulsets, self.client.now(), self.grace, vms=vms)
         done: list[Release] = []
         for release in plan:
             if release.pod_absent and await self.client.get_pod(release.namespace, release.pod) is not None:

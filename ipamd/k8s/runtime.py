@@ -21,6 +21,7 @@ from ipamd.config import Settings
 from ipamd.k8s.adopt import adopt_node_annotations
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import EventRecorder
+from ipamd.k8s.labels import PlacementLabels
 from ipamd.k8s.leader import LeaseElector
 from ipamd.k8s.policy import KubernetesPolicy
 from ipamd.k8s.reconciler import Reconciler
@@ -108,14 +109,17 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     writer = AnnotationWriter(client)
     # A SQLite file serves one node: only the node holding the cluster-wide claim allocates.
     claim = SingleNodeClaim(client, namespace=lease_namespace(), node=node) if ipam.database.dialect == "sqlite" else None
+    # The namespace watch starts with the first rule that needs a namespace's labels.
+    labels = PlacementLabels(client, node=node, spawn=lambda name, body: mode.spawn(name, body))
     policy = KubernetesPolicy(
-        ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node, claim=claim,
+        ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node, claim=claim, labels=labels,
     )
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
     reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
     mode = KubernetesMode(client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node)
     mode.spawn("pod watch", pods.run)
+    mode.spawn("node watch", labels.node_watch.run)
     mode.spawn("lease", elector.run)
     mode.spawn("reconciler", reconciler.run)
     if claim is not None:

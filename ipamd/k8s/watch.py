@@ -68,11 +68,15 @@ class Informer:
     def __init__(
         self, client: KubeClient, path: str, *, field_selector: str | None = None, handler: Handler | None = None,
         watch_timeout: int = 300, name: str = "pods", min_gap: float = 1.0, lasting: float = 60.0,
+        wanted: Callable[[JSON], bool] | None = None,
     ) -> None:
         self.client = client
         self.path = path
         self.field_selector = field_selector
         self.handler = handler
+        # Objects it returns False for are neither cached nor handled (a collection read
+        # in full, of which only a few objects matter: the namespaces of this node's pods).
+        self.wanted = wanted
         self.watch_timeout = watch_timeout
         self.name = name
         self.cache: dict[tuple[str, str], JSON] = {}
@@ -137,7 +141,7 @@ class Informer:
         )
         self.lists += 1
         self.error = None
-        fresh = {object_key(item): item for item in items}
+        fresh = {object_key(item): item for item in items if self.wanted is None or self.wanted(item)}
         previous = self.cache
         self.cache = fresh
         self.resource_version = resource_version or None
@@ -175,12 +179,14 @@ class Informer:
                     continue
                 key = object_key(obj)
                 old = self.cache.get(key)
+                if version:
+                    self.resource_version = str(version)
+                if old is None and self.wanted is not None and not self.wanted(obj):
+                    continue
                 if kind == "DELETED":
                     self.cache.pop(key, None)
                 else:
                     self.cache[key] = obj
-                if version:
-                    self.resource_version = str(version)
                 await self._dispatch(kind, obj, old)
 
     def _opened(self) -> None:

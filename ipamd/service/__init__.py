@@ -18,9 +18,9 @@ from ipamd.service.admin import Administration
 from ipamd.service.allocation import Allocation
 from ipamd.service.clusters import ClusterJoin, Clusters
 from ipamd.service.history import History
-from ipamd.service.requests import AddRequest, HeldByAnotherPod, owner_from, with_network
+from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded, owner_from, with_network
 
-__all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "owner_from", "with_network"]
+__all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "LabelsNeeded", "owner_from", "with_network"]
 
 
 class Ipam(Administration, Allocation, Clusters, History):

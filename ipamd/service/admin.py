@@ -189,7 +189,9 @@ class Administration(ServiceBase):
                         raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
                 pool_id = (
                     conn.execute(
-                        sa.insert(pools).values(name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                        sa.insert(pools).values(
+                            name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin,
+                        ).returning(pools.c.id)
                     )
                 ).scalar_one()
                 self._rebuild_space(conn, subnet)
@@ -214,9 +216,7 @@ class Administration(ServiceBase):
             available += iv.size(ranges)
             used += records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
         return {
-            "name": row.name,
-            "subnet": subnet.name,
-            "ips": list(row.ips),
+            **spec.to_json(),
             "origin": row.origin,
             "createdAt": records.timestamp(row.created_at),
             "usage": {"total": pool_capacity(spec), "used": used, "available": available, "freeRanges": free},
@@ -275,12 +275,17 @@ class Administration(ServiceBase):
                     raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
             if existing is None:
                 pool_id = conn.execute(
-                    sa.insert(pools).values(name=name, subnet_id=subnet.id, ips=list(spec.ips), origin=origin).returning(pools.c.id)
+                    sa.insert(pools).values(
+                        name=name, subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin,
+                    ).returning(pools.c.id)
                 ).scalar_one()
             else:
                 pool_id = existing.id
                 old_subnet = self._subnet_by_id(conn, existing.subnet_id, lock=True) if existing.subnet_id != subnet.id else subnet
-                conn.execute(sa.update(pools).where(pools.c.id == pool_id).values(subnet_id=subnet.id, ips=list(spec.ips), origin=origin))
+                conn.execute(
+                    sa.update(pools).where(pools.c.id == pool_id)
+                    .values(subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin)
+                )
                 for row in conn.execute(records.allocation_query().where(allocations.c.pool_id == pool_id)).all():
                     if row.subnet_id != subnet.id or not all(
                         iv.contains(spec.intervals(family), address) for family, address in records.addresses_of(row)

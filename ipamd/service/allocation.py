@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
@@ -18,13 +18,14 @@ from sqlalchemy.sql.expression import Executable
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
+from ipamd.core.placement import RULE_FIELDS, Placement, Subject, admit, refusal, refusals_text
 from ipamd.core.subnet import SubnetSpec
 from ipamd.errors import (
-    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotFound, PreconditionFailed, Unavailable,
+    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotAdmitted, NotFound, PreconditionFailed, Unavailable,
 )
 from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
-from ipamd.service.requests import AddRequest, HeldByAnotherPod
+from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded
 from ipamd.store import procedures, records, space
 from ipamd.store.schema import allocations, free_ranges, pools, released, subnets
 
@@ -32,6 +33,12 @@ from ipamd.store.schema import allocations, free_ranges, pools, released, subnet
 _SUBNETS_OF_PROVIDER = (
     sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
 )
+# A subnet whose stored spec names a placement rule (a false positive, e.g. a subnet named
+# "namespaces", only costs the full read that decides).
+_PROVIDER_MAY_HAVE_RULES = sa.select(subnets.c.id).where(
+    subnets.c.provider == sa.bindparam("provider"),
+    sa.or_(*(sa.cast(subnets.c.spec, sa.Text).like(f'%"{key}"%') for key in RULE_FIELDS)),
+).limit(1)
 _PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
 # A subnet with free dynamic space in one of the families asked (dual stack may still find
 # the other family full: the caller then goes on to the next).
@@ -49,16 +56,14 @@ _FIRST_WITH_SPACE = (
     .order_by(subnets.c.priority, subnets.c.name)
     .limit(1)
 )
+# After the first subnet, the walk reads ahead: placement rules (one subnet per site on one
+# NAD) may refuse many subnets in a row, and each would otherwise cost a query.
+WALK_BATCH = 16
 _NEXT_WITH_SPACE = _FIRST_WITH_SPACE.where(
     sa.tuple_(subnets.c.priority, subnets.c.name)
     > sa.tuple_(sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type))
-)
+).limit(WALK_BATCH)
 EXHAUSTED_NAMES = 5
-_PROVIDER_SUBNET_NAMES = (
-    sa.select(subnets.c.name).where(subnets.c.provider == sa.bindparam("provider"))
-    .order_by(subnets.c.priority, subnets.c.name).limit(EXHAUSTED_NAMES)
-)
-_PROVIDER_SUBNET_COUNT = sa.select(sa.func.count()).select_from(subnets).where(subnets.c.provider == sa.bindparam("provider"))
 _INSERT_ALLOCATION = sa.insert(allocations)
 _SUBNET_PROVIDER = sa.select(subnets.c.name, subnets.c.provider).where(subnets.c.name == sa.bindparam("name"))
 _UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
@@ -131,8 +136,9 @@ class Allocation(ServiceBase):
 
     async def _allocate_one_call(self, request: AddRequest) -> tuple[dict[str, Any], bool]:
         """The allocation (or the attachment's existing one) in one call (ipamd.store.procedures)."""
+        subnet_ids = await self._read(lambda conn: self._admitted_ids(conn, request))
         rows = await self._call(procedures.ALLOCATE, procedures.allocate_params(
-            subnet_ids=None, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
+            subnet_ids=subnet_ids, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
             pod_uid=request.pod_uid, netns=request.netns, node=request.node or self.node, origin=request.origin,
             hold=request.hold, check_uid=request.check_uid, replaces_uid=request.replaces_uid,
             deadline=datetime.now(timezone.utc) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
@@ -150,6 +156,19 @@ class Allocation(ServiceBase):
         if row.outcome == "held":
             raise _held_by_another(request, row.pod_uid)
         return records.allocation_json(row, self._row_spec(row)), row.outcome == "created"
+
+    def _admitted_ids(self, conn: Connection, request: AddRequest) -> list[int] | None:
+        """The provider's subnets the one-call allocation may use, in priority order: None
+        (all of them, chosen in SQL) while none carries placement rules, else those whose
+        rules admit the request (NotAdmitted when none does). Subnet choice stays here."""
+        provider = {"provider": request.network.network_key}
+        # One statement whatever the number of subnets; a provider using rules pays O(subnets).
+        if conn.execute(_PROVIDER_MAY_HAVE_RULES, provider).first() is None:
+            return None
+        candidates = [self._subnet(row) for row in conn.execute(_SUBNETS_OF_PROVIDER, provider).all()]
+        if not any(subnet.spec.placement.binds for subnet in candidates):
+            return None
+        return [subnet.id for subnet in self._admitted(candidates, request)]
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
@@ -175,6 +194,7 @@ class Allocation(ServiceBase):
             return self._allocate_from_entries(conn, request, self._all_candidates(conn, request, candidates), mac=mac), True
         if request.static_ips:
             subnet = self._subnet_for_static(self._all_candidates(conn, request, candidates), request.static_ips, field=request.field_prefix)
+            self._check_admits(subnet, request)
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             self._check_family(subnet, request, wanted)
@@ -184,28 +204,24 @@ class Allocation(ServiceBase):
         for subnet in walk:
             if request.family is not None and subnet.spec.family(request.family) is None:
                 continue
+            if self._refusal(subnet, request) is not None:
+                continue
             subnet = self._locked(conn, subnet)
             picks = self._take_dynamic(conn, subnet, family=request.family)
             if picks is not None:
                 return self._insert(conn, subnet, request, picks, mac=mac, taken=True), True
-        if candidates is None and request.family is None:
-            # A provider may have thousands of subnets: the message names a few, read in SQL.
-            provider = {"provider": owner.network_key}
-            named = list(conn.execute(_PROVIDER_SUBNET_NAMES, provider).scalars())
-            if not named:
-                raise _unserved(owner.network_key)
-            more = int(conn.execute(_PROVIDER_SUBNET_COUNT, provider).scalar_one()) - len(named)
-        else:
-            every = self._all_candidates(conn, request, candidates)
-            if request.family is not None:
-                every = [c for c in every if c.spec.family(request.family) is not None]
-                if not every:
-                    raise InvalidInput(
-                        f"IPv{request.family} asked, but no subnet of network {owner.network_key} has IPv{request.family}",
-                        field=request.family_field,
-                    )
-            named = [subnet.name for subnet in every[:EXHAUSTED_NAMES]]
-            more = len(every) - len(named)
+        # Off the dynamic path: every subnet of the provider is read, to tell "full" from
+        # "none admits this pod" (full subnets were never walked).
+        every = self._admitted(self._all_candidates(conn, request, candidates), request)
+        if request.family is not None:
+            every = [c for c in every if c.spec.family(request.family) is not None]
+            if not every:
+                raise InvalidInput(
+                    f"IPv{request.family} asked, but no subnet of network {owner.network_key} has IPv{request.family}",
+                    field=request.family_field,
+                )
+        named = [subnet.name for subnet in every[:EXHAUSTED_NAMES]]
+        more = len(every) - len(named)
         raise Exhausted(
             f"no free address in subnet {', '.join(named)}{f' and {more} more' if more else ''} (network {owner.network_key})",
             subnets=named, **({"more": more} if more else {}),
@@ -220,13 +236,16 @@ class Allocation(ServiceBase):
         takes the subnet's lock and moves on if another daemon took the last address.
         """
         families = (request.family,) if request.family is not None else (4, 6)
-        row = conn.execute(_FIRST_WITH_SPACE, {"provider": request.network.network_key, "families": families}).first()
-        while row is not None:
-            yield self._subnet(row)
-            row = conn.execute(
+        first = conn.execute(_FIRST_WITH_SPACE, {"provider": request.network.network_key, "families": families}).first()
+        batch: Sequence[Row[Any]] = [first] if first is not None else []
+        while batch:
+            for row in batch:
+                yield self._subnet(row)
+            last = batch[-1]
+            batch = conn.execute(
                 _NEXT_WITH_SPACE,
-                {"provider": request.network.network_key, "families": families, "priority": row.priority, "name": row.name},
-            ).first()
+                {"provider": request.network.network_key, "families": families, "priority": last.priority, "name": last.name},
+            ).all()
 
     def _all_candidates(self, conn: Connection, request: AddRequest, candidates: list[_Subnet] | None) -> list[_Subnet]:
         """Every subnet the request may use (static requests and errors: O(subnets), off the dynamic path)."""
@@ -236,6 +255,57 @@ class Allocation(ServiceBase):
         if not rows:
             raise _unserved(request.network.network_key)
         return [self._subnet(row) for row in rows]
+
+    def _subject(self, request: AddRequest) -> Subject:
+        return Subject(
+            namespace=request.owner.namespace, node=request.node or self.node, pod_labels=request.pod_labels,
+            namespace_labels=request.namespace_labels, node_labels=request.node_labels,
+        )
+
+    def _refusal(self, subnet: _Subnet, request: AddRequest) -> str | None:
+        """Returns why the subnet's placement rules refuse the request's pod, or None."""
+        placement = subnet.spec.placement
+        if not placement.binds:
+            return None
+        subject = self._subject(request)
+        self._check_labels_known(placement, request, subject)
+        return refusal(placement, subject)
+
+    @staticmethod
+    def _check_labels_known(placement: Placement, request: AddRequest, subject: Subject) -> None:
+        """Raises LabelsNeeded when a rule needs labels the caller left to read on demand."""
+        missing = frozenset(
+            kind for kind in placement.needs_labels & request.labels_on_demand if getattr(subject, f"{kind}_labels") is None
+        )
+        if missing:
+            raise LabelsNeeded(missing)
+
+    def _admitted(self, candidates: list[_Subnet], request: AddRequest) -> list[_Subnet]:
+        """Returns the candidates whose rules admit the request, in their order; raises
+        NotAdmitted, naming each subnet's excluding rule, when none does."""
+        subject = self._subject(request)
+        for subnet in candidates:
+            self._check_labels_known(subnet.spec.placement, request, subject)
+        result = admit(((subnet, subnet.spec.placement) for subnet in candidates), subject)
+        if result.admitted:
+            return list(result.admitted)
+        refused = [(subnet.name, reason) for subnet, reason in result.refused]
+        raise NotAdmitted(
+            f"no subnet of network {request.owner.network_key} admits {self._who(request)}: "
+            f"{refusals_text(refused, limit=EXHAUSTED_NAMES)}",
+            subnets=[name for name, _ in refused[:EXHAUSTED_NAMES]],
+        )
+
+    def _check_admits(self, subnet: _Subnet, request: AddRequest) -> None:
+        reason = self._refusal(subnet, request)
+        if reason is not None:
+            raise NotAdmitted(f"subnet {subnet.name} does not admit {self._who(request)}: {reason}", subnets=[subnet.name])
+
+    def _who(self, request: AddRequest) -> str:
+        """The pod and where it is, as refusals name it: ``lab/web-0 (namespace lab, node edge-1)``."""
+        owner = request.owner
+        pod = f"{owner.namespace}/{owner.pod}" if owner.namespace else owner.pod
+        return f"{pod} ({self._subject(request).label})"
 
     @staticmethod
     def _families(subnet: _Subnet, request: AddRequest) -> list[int]:
@@ -331,6 +401,9 @@ class Allocation(ServiceBase):
                     f"subnet {subnet.name} serves provider {subnet.spec.provider}, not {network.network_key}",
                     field="logical_switch",
                 )
+            # A subnet named outright (logical_switch, REST) obeys its rules too: a tenant
+            # must not reach another tenant's subnet by naming it.
+            self._check_admits(subnet, request)
             return [subnet]
         if network.inline_subnet is not None:
             return [self._ensure_inline(conn, network.inline_subnet)]
@@ -478,8 +551,15 @@ class Allocation(ServiceBase):
             raise NotFound(f"pool {request.pool_name} not found")
         subnet = self._subnet_by_id(conn, row.subnet_id)
         self._check_pool_network(subnet, request)
+        self._check_admits(subnet, request)
         subnet = self._locked(conn, subnet)
         spec = self._pool_spec(row, subnet.spec)
+        if spec.placement.binds:
+            subject = self._subject(request)
+            self._check_labels_known(spec.placement, request, subject)
+            reason = refusal(spec.placement, subject)
+            if reason is not None:
+                raise NotAdmitted(f"pool {spec.name} does not admit {self._who(request)}: {reason}", pools=[spec.name])
         picks: dict[int, int] = {}
         families = self._families(subnet, request)
         members_of = [(version, members) for version, members in spec.members if version in families]
@@ -539,6 +619,7 @@ class Allocation(ServiceBase):
             entries = [entries[request.ordinal]]
         for entry in entries:
             subnet = self._subnet_for_static(candidates, entry, field="ip_pool")
+            self._check_admits(subnet, request)
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, entry, field="ip_pool")
             self._check_family(subnet, request, wanted)

@@ -47,7 +47,7 @@ _DELETE_ALLOCATION = sa.delete(allocations).where(
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
 _INLINE_SUBNETS = sa.select(subnets).where(subnets.c.origin == "inline").order_by(subnets.c.id)
-_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
+_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips, pools.c.rules).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 # While writes fail, how often a write is tried to see whether they work again.
@@ -211,10 +211,11 @@ class ServiceBase:
 
     def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
         cached = self._pool_cache.get(row.id)
-        if cached is not None and cached[0] == (row.name, row.ips) and (cached[1] is subnet or cached[1] == subnet):
+        stored = (row.name, row.ips, row.rules)
+        if cached is not None and cached[0] == stored and (cached[1] is subnet or cached[1] == subnet):
             return cached[2]
-        spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
-        self._pool_cache[row.id] = ((row.name, row.ips), subnet, spec)
+        spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips, **(row.rules or {})}, subnet=subnet)
+        self._pool_cache[row.id] = (stored, subnet, spec)
         return spec
 
     def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:

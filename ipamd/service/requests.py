@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ipamd.core import identity
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import Route
-from ipamd.errors import InvalidInput, StalePod
+from ipamd.errors import InvalidInput, IpamError, StalePod
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,22 @@ class AddRequest:
     # reused only when that UID is ``replaces_uid``, the one the API server confirmed gone.
     check_uid: bool = False
     replaces_uid: str | None = None
+    # The Kubernetes pod behind the request when the owner is not that pod (a VM's
+    # virt-launcher pod): results and Events go to it. None: the owner's pod.
+    pod_name: str | None = None
+    # Labels the placement rules match (ipamd.core.placement); None: not known. The node
+    # is ``node`` (else the daemon's own), the namespace the owner's.
+    pod_labels: Mapping[str, str] | None = None
+    namespace_labels: Mapping[str, str] | None = None
+    node_labels: Mapping[str, str] | None = None
+    # Label kinds ("namespace", ...) left None here that the caller can still read: a rule
+    # needing one raises LabelsNeeded instead of refusing, and the caller asks again.
+    labels_on_demand: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def kube_pod(self) -> str:
+        """The name of the pod the request came from."""
+        return self.pod_name or self.owner.pod
 
 
 class HeldByAnotherPod(StalePod):
@@ -56,6 +72,15 @@ class HeldByAnotherPod(StalePod):
         super().__init__(message)
         self.held_uid = held_uid
 
+
+
+class LabelsNeeded(IpamError):
+    """A placement rule needs labels the request left to be read on demand (``kinds``);
+    the caller reads them and asks again. Never answered to a client."""
+
+    def __init__(self, kinds: frozenset[str]) -> None:
+        super().__init__(f"placement rules need the labels of the {', '.join(sorted(kinds))}")
+        self.kinds = kinds
 
 
 def owner_from(raw: object, *, network_key: str, field: str = "owner") -> Owner:

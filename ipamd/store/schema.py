@@ -71,6 +71,8 @@ pools = sa.Table(
     sa.Column("name", sa.String(253), nullable=False, unique=True),
     sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("ips", sa.JSON, nullable=False),
+    # Placement rules (namespaces, nodeNames, selectors) as the API writes them; null: none.
+    sa.Column("rules", sa.JSON, nullable=True),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
 )

@@ -198,6 +198,10 @@ def test_rbac_grants_exactly_what_the_daemon_uses(render: Any) -> None:
         ("", "pods"): ["get", "list", "patch", "watch"],
         ("", "events"): ["create", "patch"],
         ("apps", "statefulsets"): ["get", "list"],
+        ("", "nodes"): ["get", "list", "watch"],
+        ("", "namespaces"): ["get", "list", "watch"],
+        ("kubevirt.io", "virtualmachines"): ["get", "list"],
+        ("kubevirt.io", "virtualmachineinstances"): ["get", "list"],
     }
     role = rendered.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE

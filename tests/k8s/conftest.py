@@ -8,6 +8,7 @@ calls go through the daemon's Unix socket exactly as the shim sends them.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,8 @@ from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.support.client import Reply
 from tests.support.daemon import Daemon
 
+REPO = Path(__file__).resolve().parents[2]
+PLUGIN = REPO / "plugin" / "bin" / "ipamd"
 NODE = "n1"
 PROVIDER = "macvlan.default"
 NET1 = {
@@ -87,6 +90,25 @@ class Cluster:
 
     def add(self, pod: dict[str, Any], *, ifname: str = "net1", new_sandbox: bool = False, **extra: Any) -> Reply:
         return self.daemon.client.post("/v1/cni/add", {**self._identity(pod, ifname, new_sandbox=new_sandbox), **extra})
+
+    def plugin(self, command: str, pod: dict[str, Any], *, ifname: str = "net1", **config: Any) -> tuple[int, Any]:
+        """Runs plugin/bin/ipamd for ``pod`` as the runtime does (``config``: more network
+        config keys, e.g. runtimeConfig); returns its exit code and what it printed."""
+        metadata = pod["metadata"]
+        network = {
+            "cniVersion": "1.0.0", "name": "macvlan",
+            "ipam": {"type": "ipamd", "server_socket": self.daemon.socket, "provider": PROVIDER}, **config,
+        }
+        env = {
+            "CNI_COMMAND": command, "CNI_CONTAINERID": f"sandbox-{metadata['uid']}", "CNI_IFNAME": ifname,
+            "CNI_NETNS": f"/var/run/netns/{metadata['name']}", "CNI_PATH": "/opt/cni/bin",
+            "CNI_ARGS": (
+                f"IgnoreUnknown=1;K8S_POD_NAMESPACE={metadata['namespace']};K8S_POD_NAME={metadata['name']};"
+                f"K8S_POD_UID={metadata['uid']}"
+            ),
+        }
+        done = subprocess.run([str(PLUGIN)], input=json.dumps(network).encode(), env=env, capture_output=True, timeout=60)
+        return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
 
     def delete(self, pod: dict[str, Any], *, ifname: str = "net1") -> Reply:
         return self.daemon.client.post("/v1/cni/del", self._identity(pod, ifname, new_sandbox=False))

@@ -118,3 +118,24 @@ def test_details_name_the_statefulset():
 )
 def test_statefulset_pod_names(name, expected):
     assert statefulset_pod(name) == expected
+
+
+@pytest.mark.parametrize(
+    ("vms", "created_at", "expected"),
+    [
+        pytest.param({("default", "db")}, OLD, [], id="vm-exists-keeps-without-any-pod"),
+        pytest.param(None, OLD, [], id="vms-unknown-keeps"),
+        pytest.param(set(), OLD, [(1, "vm deleted")], id="vm-gone-releases"),
+        pytest.param({("other", "db")}, OLD, [(1, "vm deleted")], id="same-name-other-namespace-releases"),
+        pytest.param(set(), NOW - timedelta(seconds=5), [], id="young-allocation-kept"),
+    ],
+)
+def test_vm_holds_follow_the_virtual_machine(vms, created_at, expected):
+    from ipamd.core.release import HOLD_VM, vm_owner
+
+    allocations = [alloc(1, vm_owner("db"), hold=HOLD_VM, created_at=created_at)]
+    # Launcher pods come and go: none of them decides (a running one included).
+    pods = [pod("virt-launcher-db-abcde")]
+    result = plan_releases(pods, allocations, [], NOW, GRACE, vms=vms)
+    assert [(r.allocation_id, r.reason) for r in result] == expected
+    assert all(not r.pod_absent for r in result)

@@ -334,6 +334,34 @@ NAMESPACES = ResourceType(
 
 
 # ---------------------------------------------------------------------------
+# Nodes (ipamd reads its own node's labels for placement rules)
+
+
+def _node_defaults(node: JSON) -> None:
+    labels = node.setdefault("metadata", {}).setdefault("labels", {})
+    # The kubelet registers these on every node.
+    labels.setdefault("kubernetes.io/hostname", node["metadata"].get("name", ""))
+    labels.setdefault("kubernetes.io/os", "linux")
+    node.setdefault("spec", {})
+    node.setdefault("status", {"conditions": [{"type": "Ready", "status": "True"}]})
+
+
+NODES = ResourceType(
+    group="",
+    version="v1",
+    plural="nodes",
+    singular="node",
+    kind="Node",
+    namespaced=False,
+    short_names=["no"],
+    verbs=["create", "delete", "get", "list", "patch", "update", "watch"],
+    has_status=True,
+    extra_fields=["spec.unschedulable"],
+    set_defaults=_node_defaults,
+)
+
+
+# ---------------------------------------------------------------------------
 # StatefulSets
 
 
@@ -439,6 +467,47 @@ WHEREABOUTS_IPPOOLS = ResourceType(
     namespaced=True,
 )
 
+# KubeVirt (kubevirt.io/v1). A VirtualMachine owns, while it runs, one
+# VirtualMachineInstance of the same name; the instance owns its virt-launcher pod(s):
+# two during a live migration. The controllers are not simulated: tests create what they
+# would (``KubeApiDouble.launcher_pod``).
+
+
+def _validate_virtual_machine(vm: JSON, old: JSON | None) -> list[Cause]:
+    spec = vm.get("spec") or {}
+    if "template" not in spec:
+        return [("spec.template", "FieldValueRequired", "Required value")]
+    if "running" in spec and "runStrategy" in spec:
+        return [("spec.running", "FieldValueInvalid", "Invalid value: running and runStrategy are mutually exclusive")]
+    return []
+
+
+VIRTUAL_MACHINES = ResourceType(
+    group="kubevirt.io",
+    version="v1",
+    plural="virtualmachines",
+    singular="virtualmachine",
+    kind="VirtualMachine",
+    namespaced=True,
+    short_names=["vm", "vms"],
+    categories=["all"],
+    has_status=True,
+    validate=_validate_virtual_machine,
+    tracks_generation=True,
+)
+
+VIRTUAL_MACHINE_INSTANCES = ResourceType(
+    group="kubevirt.io",
+    version="v1",
+    plural="virtualmachineinstances",
+    singular="virtualmachineinstance",
+    kind="VirtualMachineInstance",
+    namespaced=True,
+    short_names=["vmi", "vmis"],
+    categories=["all"],
+    has_status=True,
+)
+
 WHEREABOUTS_RESERVATIONS = ResourceType(
     group="whereabouts.cni.cncf.io",
     version="v1alpha1",
@@ -459,8 +528,9 @@ KUBE_OVN_IPS = ResourceType(
 
 
 ALL_RESOURCES: list[ResourceType] = [
-    PODS, EVENTS, NAMESPACES, STATEFULSETS, LEASES, EVENTS_V1,
+    PODS, EVENTS, NAMESPACES, NODES, STATEFULSETS, LEASES, EVENTS_V1,
     NETWORK_ATTACHMENT_DEFINITIONS, WHEREABOUTS_IPPOOLS, WHEREABOUTS_RESERVATIONS, KUBE_OVN_IPS,
+    VIRTUAL_MACHINES, VIRTUAL_MACHINE_INSTANCES,
 ]
 
 
@@ -502,6 +572,9 @@ __all__ = [
     "WHEREABOUTS_IPPOOLS",
     "WHEREABOUTS_RESERVATIONS",
     "NAMESPACES",
+    "NODES",
+    "VIRTUAL_MACHINES",
+    "VIRTUAL_MACHINE_INSTANCES",
     "PODS",
     "STATEFULSETS",
     "ResourceType",

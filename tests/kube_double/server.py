@@ -43,7 +43,10 @@ from .errors import ApiError
 from .handlers import InjectedFault, RecordedRequest, make_app
 from .realistic import managed_fields, realistic_spec
 from .registry import DeleteOptions, Registry
-from .resources import ALL_RESOURCES, EVENTS, EVENTS_V1, NAMESPACES, PODS, STATEFULSETS, ResourceType
+from .resources import (
+    ALL_RESOURCES, EVENTS, EVENTS_V1, NAMESPACES, NODES, PODS, STATEFULSETS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES,
+    ResourceType,
+)
 from .store import ABORT, CLOSE, Store
 
 JSON = dict[str, Any]
@@ -238,11 +241,21 @@ class KubeApiDouble:
                                     "status" if status else None)
 
     @_on_loop
+    def delete(self, resource: str, name: str, namespace: str = "default") -> JSON:
+        """DELETE any served object as a client would (pods: see ``delete_pod`` for the grace)."""
+        res = self._resource(resource)
+        return self.registry.delete(res, namespace if res.namespaced else "", name, DeleteOptions())
+
+    @_on_loop
     def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> JSON:
         existing = self.store.get(NAMESPACES.key, "", name)
         if existing is not None:
             return existing
         return self.registry.create(NAMESPACES, None, {"metadata": {"name": name, "labels": dict(labels or {})}})
+
+    @_on_loop
+    def create_node(self, name: str, labels: dict[str, str] | None = None) -> JSON:
+        return self.registry.create(NODES, None, {"metadata": {"name": name, "labels": dict(labels or {})}})
 
     # -- pods -------------------------------------------------------------------
 
@@ -465,6 +478,38 @@ class KubeApiDouble:
         return self.create_pod(
             name, sts["metadata"]["namespace"], node_name=node_name, labels=labels, phase=phase, pod_ip=pod_ip,
             owner=self.owner_reference(sts),
+        )
+
+    # -- KubeVirt -------------------------------------------------------------------
+
+    @_on_loop
+    def create_virtual_machine(self, name: str, namespace: str = "default", *, running: bool = True) -> JSON:
+        """A VirtualMachine as ``kubectl apply`` creates one (the VM controller is not simulated)."""
+        body = {
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name},
+            "spec": {"running": running, "template": {"metadata": {"labels": {"kubevirt.io/vm": name}}, "spec": {"domain": {"devices": {}}}}},
+        }
+        return self.registry.create(VIRTUAL_MACHINES, namespace, body)
+
+    @_on_loop
+    def create_virtual_machine_instance(self, vm: JSON) -> JSON:
+        """The VirtualMachineInstance the VM controller starts for ``vm``: same name, owned by it."""
+        body = {
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": vm["metadata"]["name"], "labels": {"kubevirt.io/vm": vm["metadata"]["name"]},
+                         "ownerReferences": [self.owner_reference(vm)]},
+            "spec": {"domain": {"devices": {}}},
+        }
+        return self.registry.create(VIRTUAL_MACHINE_INSTANCES, vm["metadata"]["namespace"], body)
+
+    def launcher_pod(self, vmi: JSON, *, suffix: str, node_name: str | None = None, phase: str = "Running",
+                     annotations: dict[str, str] | None = None) -> JSON:
+        """A virt-launcher pod of ``vmi``, as virt-controller creates one (a migration target is a second one)."""
+        name = vmi["metadata"]["name"]
+        return self.create_pod(
+            f"virt-launcher-{name}-{suffix}", vmi["metadata"]["namespace"], node_name=node_name, phase=phase,
+            labels={"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": name, "kubevirt.io/created-by": vmi["metadata"]["uid"]},
+            annotations=annotations, owner=self.owner_reference(vmi),
         )
 
     # -- watch control ------------------------------------------------------------

@@ -211,10 +211,45 @@ status:
     assert run.out.splitlines() == ["subnet/lab created", "pool/web created"]
     warnings = run.err.splitlines()
     ignored = sorted(line.split("spec.")[1].split(" ")[0] for line in warnings if " ignored: " in line)
-    assert ignored == ["gatewayType", "namespaces", "natOutgoing", "private", "protocol", "vlan", "vpc"]
+    assert ignored == ["gatewayType", "natOutgoing", "private", "protocol", "vlan", "vpc"]
     assert any("spec.provider is not set; using Kube-OVN's default 'ovn'" in line for line in warnings)
     assert daemon.client.get("/v1/subnets/lab").body["provider"] == "ovn"
-    assert daemon.client.get("/v1/pools/web").body["ips"] == ["198.51.100.20..198.51.100.29"]
+    pool = daemon.client.get("/v1/pools/web").body
+    assert (pool["ips"], pool["namespaces"]) == (["198.51.100.20..198.51.100.29"], ["web"])
+    # Applied again: nothing changes, the pool's rules included.
+    assert ctl.ok("apply", "-f", str(manifest)).out.splitlines() == ["subnet/lab unchanged", "pool/web unchanged"]
+
+
+def test_apply_kube_ovn_subnet_keeps_its_namespaces_binding(daemon: Daemon, ctl: Ctl, tmp_path: Path) -> None:
+    manifest = tmp_path / "tenant.yaml"
+    manifest.write_text(
+        """\
+apiVersion: kubeovn.io/v1
+kind: Subnet
+metadata:
+  name: tenant-a
+spec:
+  cidrBlock: 198.51.100.0/24
+  provider: tenant.default
+  namespaces: [team-a, team-a2]
+"""
+    )
+    run = ctl.ok("apply", "-f", str(manifest))
+    assert run.out.splitlines() == ["subnet/tenant-a created"]
+    assert "namespaces" not in run.err
+    assert daemon.client.get("/v1/subnets/tenant-a").body["namespaces"] == ["team-a", "team-a2"]
+    # Applied again unchanged: nothing to do.
+    assert ctl.ok("apply", "-f", str(manifest)).out.splitlines() == ["subnet/tenant-a unchanged"]
+    owner = {"subnet": "tenant-a", "owner": {"namespace": "team-b", "pod": "p"}}
+    refused = daemon.client.post("/v1/allocations", owner)
+    assert refused.error_code == "not_admitted"
+    assert "namespaces [team-a, team-a2] does not include namespace team-b" in refused.message
+    assert daemon.client.post("/v1/allocations", {**owner, "owner": {"namespace": "team-a2", "pod": "p"}}).status == 201
+    # The binding left out of the manifest is dropped, as every field left out returns to its default.
+    manifest.write_text(manifest.read_text().replace("  namespaces: [team-a, team-a2]\n", ""))
+    assert ctl.ok("apply", "-f", str(manifest)).out.splitlines() == ["subnet/tenant-a configured"]
+    assert "namespaces" not in daemon.client.get("/v1/subnets/tenant-a").body
+    assert daemon.client.post("/v1/allocations", owner).status == 201
 
 
 IPAMD_MANIFESTS = """\
@@ -280,7 +315,7 @@ def test_apply_reports_bad_documents_and_applies_the_rest(daemon: Daemon, ctl: C
         pytest.param("a: [\n", "ipamctl: stdin: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'", id="syntax"),
         pytest.param("apiVersion: v1\nkind: Pod\n", "ipamctl: stdin document 1: apiVersion 'v1' kind 'Pod' is not supported; use ipamd.io/v1 Subnet/Pool/Reservation or kubeovn.io/v1 Subnet/IPPool", id="kind"),
         pytest.param("apiVersion: ipamd.io/v1\nkind: Subnet\nmetadata: {name: x}\nspec: {cidrBlock: 192.0.2.0/24, vlan: 3}\n",
-                     "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, priority, provider, routes", id="field"),
+                     "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, namespaceSelector, namespaces, nodeNames, nodeSelector, podSelector, priority, provider, routes", id="field"),
         pytest.param("", "ipamctl: stdin: no Subnet, Pool, Reservation or IPPool document", id="empty"),
     ],
 )

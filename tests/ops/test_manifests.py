@@ -32,10 +32,9 @@ items:
   status: {availableIPs: "1"}
 """
     [manifest] = parse_documents(text, source="list.yaml")
-    assert (manifest.ref, manifest.body) == ("pool/web", {"name": "web", "subnet": "lab", "ips": ["198.51.100.20"]})
-    assert manifest.warnings == (
-        "kubeovn.io/v1 IPPool web: spec.namespaces ignored: ipamd does not bind subnets or pools to namespaces; pods choose them by annotation",
-    )
+    # Kube-OVN's binding of the pool to namespaces carries over.
+    assert (manifest.ref, manifest.body) == ("pool/web", {"name": "web", "subnet": "lab", "ips": ["198.51.100.20"], "namespaces": ["web"]})
+    assert manifest.warnings == ()
 
 
 @pytest.mark.parametrize(

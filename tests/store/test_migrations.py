@@ -282,8 +282,26 @@ def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
         expected = ["ipamd_allocate", "ipamd_next_address", "ipamd_pools_of", "ipamd_release", "ipamd_take_dynamic", "ipamd_take_in_subnet"]
         functions_at_head = expected if "postgresql" in database_url else []
         assert await run("upgrade", "head") == (functions_at_head, ["before"])
-        assert await run("downgrade", "-1") == ([], ["before"])
+        assert await run("downgrade", "0008") == ([], ["before"])
         assert await run("upgrade", "head") == (functions_at_head, ["before"])
         assert await allocate("after") == ["before", "after"]
 
     asyncio.run(scenario())
+
+
+def test_0010_pools_from_before_have_no_rules_and_going_back_keeps_them(database_url: str):
+    """0010: pools made before it have no rules (null: they serve whoever names them);
+    going back drops only the column."""
+    def before(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("INSERT INTO subnets (id, name, spec) VALUES (1, 'net1', '{}')")
+        conn.exec_driver_sql("INSERT INTO pools (id, name, subnet_id, ips) VALUES (1, 'db', 1, '[\"192.0.2.5\"]')")
+
+    _at_revision(database_url, "0009", before)
+    assert _at_revision(database_url, "0010", lambda conn: _rows(conn, "SELECT name, rules FROM pools")) == [("db", None)]
+    _at_revision(database_url, "0010", lambda conn: conn.exec_driver_sql("UPDATE pools SET rules = '{\"namespaces\": [\"db\"]}'"))
+
+    def after_downgrade(conn: sa.Connection) -> tuple[list[str], list[tuple[object, ...]]]:
+        return [column["name"] for column in sa.inspect(conn).get_columns("pools")], _rows(conn, "SELECT name FROM pools")
+
+    columns, names = _at_revision(database_url, "0009", after_downgrade, downgrade=True)
+    assert "rules" not in columns and names == [("db",)]
