@@ -66,6 +66,7 @@ def test_every_route_is_documented() -> None:
 
     class NoService:
         listeners: list[object] = []
+        cluster = "default"
 
     app = create_app(NoService())  # type: ignore[arg-type]
     served = {
