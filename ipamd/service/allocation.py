@@ -721,7 +721,9 @@ class Allocation(ServiceBase):
             if spec.overlap is not None:
                 # Inline ranges sharing addresses give them back to their peers too.
                 return await self._write(run)
-            pools = [(pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips), spec))
+            # Where an address goes back depends on the pools' members only; their placement
+            # rules (which ipamd_pools_of does not read) play no part in it.
+            pools = [(pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips, rules=None), spec))
                      for pool_id, name, ips in row.subnet_pools]
             give_back = {}
             for family, address in records.addresses_of(row):
