@@ -28,7 +28,7 @@ from ipamd.store.schema import allocations, free_ranges, subnets
 WARMUP = 20
 CASES = [
     ("empty /24", "198.51.100.0/24", 0),
-    ("/8 holding N", "10.0.0.0/8", None),  # private range, data only: no traffic is sent
+    ("/8 holding N", "198.0.0.0/8", None),  # data only (no traffic); it holds the 198.18.0.0/15 benchmarking block
     ("/64 holding N", "2001:db8:64::/64", None),
 ]
 

@@ -22,7 +22,7 @@ from tests.support.daemon import REPO, Daemon
 REFUSED = [
     pytest.param("0.0.0.0/0", "minimum-prefix", id="v4-0"),
     pytest.param("::/0", "minimum-prefix", id="v6-0"),
-    pytest.param("10.0.0.0/7", "minimum-prefix", id="v4-7"),
+    pytest.param("198.0.0.0/7", "minimum-prefix", id="v4-7"),
     pytest.param("2000::/15", "minimum-prefix", id="v6-15"),
     pytest.param("127.0.0.0/24", "loopback", id="loopback"),
     pytest.param("224.0.0.0/24", "multicast", id="multicast"),
