@@ -159,10 +159,15 @@ def test_each_reconciler_releases_only_its_own_clusters_deleted_pods(make_groups
     counts = [int(count) for count in re.findall(r"reconcile pass \d+: (\d+) pod allocation", west.log())]
     assert counts[-1] == 2 and max(counts) == 2, counts
 
-    # East's pod watch sees its web-2 deleted: east's web-2 is released, west's is not.
+    # West also holds prod/web-2 through REST: no pod UID, so only the cluster tells east's
+    # pod watch that it is not east's web-2 (west's CNI allocation differs by UID as well).
+    rest = west.first.daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "prod", "pod": "web-2", "interface": "rest0"}})
+    assert rest.status == 201, rest.body
+
+    # East's pod watch sees its web-2 deleted: east's web-2 is released, west's are not.
     east.kube.api.delete_pod("web-2", "prod", grace_period_seconds=0)
     wait_for(lambda: not east.allocations(pod="web-2"), what="east's pod watch releasing east's web-2")
-    assert west.addresses("web-2")
+    assert sorted(body["owner"]["interface"] for body in west.allocations(pod="web-2")) == ["net1", "rest0"]
 
     # web-1 is deleted in east while east's daemon is down: only east's reconciler can see it.
     east.first.daemon.stop()
