@@ -8,7 +8,8 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ipamd.core.allocation import DEFAULT_CLUSTER, check_cluster_name
+from ipamd.core import identity
+from ipamd.core.allocation import DEFAULT_CLUSTER
 from ipamd.core.history import parse_duration
 from ipamd.errors import InvalidInput
 
@@ -143,7 +144,7 @@ def cluster_name(settings: Settings, *, from_file: str | None) -> str:
     """Returns the daemon's cluster name: the flag (or environment), else the one the
     ``--config`` file declares (``from_file``), else the default; two that differ are refused."""
     if settings.cluster_name is not None:
-        name = check_cluster_name(settings.cluster_name)
+        name = identity.cluster_name(settings.cluster_name)
         if from_file is not None and from_file != name:
             raise InvalidInput(
                 f"the flag says {name} but {settings.config_file} says clusterName {from_file}: give the name in one place",

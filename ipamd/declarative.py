@@ -26,8 +26,9 @@ from aiohttp import web
 
 from ipamd import retention
 from ipamd.config import Settings
+from ipamd.core import identity
 from ipamd.core.addresses import parse_ip
-from ipamd.core.allocation import canonical_mac, check_cluster_name
+from ipamd.core.allocation import canonical_mac
 from ipamd.core.history import format_duration, parse_duration
 from ipamd.core.placement import RULE_FIELDS, parse_placement
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
@@ -97,7 +98,7 @@ def parse(raw: object, *, source: str) -> DesiredState:
     cluster_name = None
     if raw.get(CLUSTER_NAME) is not None:
         with _located(source, CLUSTER_NAME):
-            cluster_name = check_cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
+            cluster_name = identity.cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
     sections = {}
     for name in SECTIONS - {"history"}:
         entries = raw.get(name) or []

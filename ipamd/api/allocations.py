@@ -8,7 +8,7 @@ from aiohttp import web
 
 from ipamd.api.body import json_object, json_response, path_int
 from ipamd.api.keys import IPAM, POLICY
-from ipamd.core.allocation import check_cluster_name
+from ipamd.core import identity
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.placement import parse_labels
 from ipamd.core.subnet import reject_unknown
@@ -30,7 +30,7 @@ async def list_all(request: web.Request) -> web.Response:
         raise InvalidInput(f"unknown filter; known filters are {', '.join(FILTERS)}", field=unknown[0])
     filters: dict[str, Any] = {key: request.query[key] for key in FILTERS if key in request.query}
     if "cluster" in filters:
-        check_cluster_name(filters["cluster"], field="cluster")
+        identity.cluster_name(filters["cluster"], field="cluster")
     return json_response({"items": await request.app[IPAM].list_allocations(**filters)})
 
 

@@ -17,9 +17,8 @@ from ipamd.core.subnet import FamilyLayout, SubnetSpec
 from ipamd.errors import AddressConflict, InvalidInput
 
 MAC_PATTERN = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+# The cluster name's rule is ipamd.core.identity.cluster_name.
 DEFAULT_CLUSTER = "default"
-# A DNS label (RFC 1123), as Kubernetes names are: it goes into labels, columns and URLs.
-CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 STATEFULSET_ORDINAL = re.compile(r"-(\d+)$")
 
 
@@ -36,17 +35,6 @@ class Owner:
     def label(self) -> str:
         pod = f"{self.namespace}/{self.pod}" if self.namespace else self.pod
         return f"{pod} {self.interface} ({self.network_key})"
-
-
-def check_cluster_name(value: object, *, field: str = "cluster-name") -> str:
-    """Returns ``value`` when it may name a cluster: a DNS label of at most 63 characters."""
-    if not isinstance(value, str) or not CLUSTER_NAME_PATTERN.match(value):
-        raise InvalidInput(
-            f"{value!r} is not a valid cluster name: expected a DNS label (lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit, at most 63 characters), such as 'prod-east'",
-            field=field,
-        )
-    return value
 
 
 def check_assignable(layout: FamilyLayout, address: int, *, subnet_name: str, field: str) -> None:

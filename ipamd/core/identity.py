@@ -5,6 +5,8 @@ Every door a new attachment comes through (REST ``/v1/allocations``, the CNI plu
 kubelet or the kernel would never produce is refused before it is stored or logged:
 
 - namespace: a DNS-1123 label (lowercase letters, digits, '-'), at most 63 characters;
+  so is a cluster's name (``--cluster-name``, ``clusterName``), which goes into metric
+  labels, columns and URLs as a namespace does;
 - pod and node: a DNS-1123 subdomain (labels joined by '.'), at most 253 characters;
 - interface: the Linux and CNI SPEC rules: 1 to 15 bytes, not '.' or '..', no '/', ':'
   or whitespace;
@@ -43,7 +45,12 @@ _SHOWN_MAX = 80
 
 def namespace(value: object, *, field: str) -> str:
     """Returns ``value`` when it is a Kubernetes namespace name."""
-    return _matching(value, _DNS_LABEL, NAMESPACE_MAX, field=field, what="a DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)")
+    return _matching(value, _DNS_LABEL, NAMESPACE_MAX, field=field, what=_LABEL_RULE)
+
+
+def cluster_name(value: object, *, field: str = "cluster-name") -> str:
+    """Returns ``value`` when it may name a cluster: a DNS-1123 label, as a namespace is."""
+    return _matching(value, _DNS_LABEL, NAMESPACE_MAX, field=field, what=f"a valid cluster name: expected a DNS label ({_LABEL_CHARACTERS}), such as 'prod-east'")
 
 
 def pod(value: object, *, field: str) -> str:
@@ -101,6 +108,8 @@ def control_character(text: str) -> int | None:
     return next(index for index, c in enumerate(text) if not c.isprintable())
 
 
+_LABEL_CHARACTERS = "lowercase letters, digits and '-', starting and ending with a letter or digit"
+_LABEL_RULE = f"a DNS-1123 label ({_LABEL_CHARACTERS})"
 _SUBDOMAIN_RULE = "a DNS-1123 subdomain (lowercase letters, digits, '-' and '.', each label starting and ending with a letter or digit)"
 _CNI_NAME_RULE = "an alphanumeric character, then alphanumerics, '_', '.' or '-' (CNI SPEC)"
 

@@ -78,3 +78,34 @@ def test_whatever_is_accepted_is_one_printable_bounded_line(value):
         pass
     else:
         assert accepted.isprintable() and not any(c.isspace() for c in accepted) and len(accepted.encode()) <= 15
+
+
+@pytest.mark.parametrize("value", ["default", "prod-east", "0", "c" * 63])
+def test_a_cluster_name_is_a_dns_label(value):
+    assert identity.cluster_name(value) == value
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("Prod East", "cluster-name: 'Prod East' is not a valid cluster name: expected a DNS label (lowercase letters"),
+        ("east-", "is not a valid cluster name"),
+        ("c" * 64, "is 64 characters long; at most 63"),
+        # A '$'-anchored match takes a trailing newline; the rule is one full line.
+        ("east\n", "cluster-name: 'east\\n' contains the control character '\\n' at offset 4"),
+    ],
+)
+def test_a_cluster_name_that_is_not_a_dns_label_is_refused_by_every_door(value, message):
+    """The flag, the --config file's clusterName and the REST filter all call this one rule."""
+    from ipamd import declarative
+    from ipamd.config import Settings, cluster_name
+
+    settings = Settings("s", None, "sqlite://", True, None, None, None, False, None, "n", 1, 1, "text", "info", cluster_name=value)
+    for refuse in (
+        lambda: identity.cluster_name(value),
+        lambda: cluster_name(settings, from_file=None),
+        lambda: declarative.parse({"clusterName": value}, source="f.yaml"),
+    ):
+        with pytest.raises(InvalidInput) as caught:
+            refuse()
+        assert message.split("cluster-name: ")[-1] in caught.value.message, caught.value.message
