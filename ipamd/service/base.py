@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
@@ -18,6 +18,7 @@ from sqlalchemy.sql.expression import Executable
 
 from ipamd.core import intervals as iv
 from ipamd.core.allocation import DEFAULT_CLUSTER
+from ipamd.core.placement import parse_placement
 from ipamd.core.pool import PoolSpec, canonical_pool
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
 from ipamd.errors import AlreadyExists, DatabaseFault, NotFound, Unavailable
@@ -77,6 +78,17 @@ class _Subnet:
     peers: list[tuple[_Subnet, tuple[int, ...]]] | None = None
 
 
+@dataclass
+class _CachedPool:
+    stored: tuple[Any, Any]
+    """(name, ips) as stored: what the members are made of, with the subnet's spec."""
+    subnet: SubnetSpec
+    members: PoolSpec
+    """The pool without placement rules."""
+    with_rules: tuple[Any, PoolSpec] | None = None
+    """(stored rules, the pool with them) of the last row read with rules."""
+
+
 class ServiceBase:
     """The database plumbing and lookups every part of the service shares."""
 
@@ -99,7 +111,7 @@ class ServiceBase:
         # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
         # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
         self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
-        self._pool_cache: dict[int, tuple[Any, SubnetSpec, PoolSpec]] = {}
+        self._pool_cache: dict[int, _CachedPool] = {}
         self.listeners: list[Any] = []
         # Faults are logged when they start, change and end, not once per refused request.
         self.health = faults.Health()
@@ -210,13 +222,20 @@ class ServiceBase:
         return self._spec(SimpleNamespace(id=row.subnet_id, revision=row.subnet_revision, spec=row.subnet_spec, origin=row.subnet_origin))
 
     def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
+        """Returns the parsed spec of a pool row (id, name, ips, rules), cached.
+
+        The members are cached on what they are made of (name, ips, the subnet's spec) and
+        the placement rules apart, on their stored form: a release reads a pool's members
+        without its rules (ipamd_pools_of), and must not evict what allocations reuse."""
         cached = self._pool_cache.get(row.id)
-        stored = (row.name, row.ips, row.rules)
-        if cached is not None and cached[0] == stored and (cached[1] is subnet or cached[1] == subnet):
-            return cached[2]
-        spec = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips, **(row.rules or {})}, subnet=subnet)
-        self._pool_cache[row.id] = (stored, subnet, spec)
-        return spec
+        if cached is None or cached.stored != (row.name, row.ips) or not (cached.subnet is subnet or cached.subnet == subnet):
+            members = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
+            cached = self._pool_cache[row.id] = _CachedPool((row.name, row.ips), subnet, members)
+        if not row.rules:
+            return cached.members
+        if cached.with_rules is None or cached.with_rules[0] != row.rules:
+            cached.with_rules = (row.rules, replace(cached.members, placement=parse_placement(row.rules)))
+        return cached.with_rules[1]
 
     def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:
         statement = sa.select(subnets).where(subnets.c.name == name)

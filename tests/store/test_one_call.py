@@ -5,9 +5,11 @@ read before it."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
+from ipamd.core.subnet import canonical_subnet
 from ipamd.service import AddRequest, Ipam
 from ipamd.store import procedures
 from ipamd.store.database import open_database
@@ -78,3 +80,19 @@ def test_postgresql_releases_only_what_it_read_under_the_spec_it_read(postgres_u
             await ipam.close()
 
     asyncio.run(scenario())
+
+
+async def test_a_release_reading_no_pool_rules_keeps_the_pools_cached_spec(rest: Rest) -> None:
+    """PostgreSQL's release reads a pool's members without its rules (ipamd_pools_of): the
+    parsed pool stays cached for the next allocation instead of flipping with each call."""
+    spec = canonical_subnet({"name": "one", "cidrBlock": "192.0.2.0/24", "provider": PROVIDER})
+    stored = {"id": 7, "name": "web", "ips": ["192.0.2.10..192.0.2.19"]}
+    with_rules = SimpleNamespace(**stored, rules={"namespaces": ["lab"]})
+    for_release = SimpleNamespace(**stored, rules=None)
+
+    allocating = rest.ipam._pool_spec(with_rules, spec)
+    releasing = rest.ipam._pool_spec(for_release, spec)
+    assert allocating.placement.binds and not releasing.placement.binds
+    assert allocating.members == releasing.members
+    assert rest.ipam._pool_spec(with_rules, spec) is allocating
+    assert rest.ipam._pool_spec(for_release, spec) is releasing
