@@ -170,8 +170,9 @@ class Cluster:
 
 
 @pytest.fixture
-def kube() -> Iterator[ThreadedKubeApi]:
-    handle = KubeApiDouble.start_in_thread()
+def kube(request: pytest.FixtureRequest) -> Iterator[ThreadedKubeApi]:
+    """The API double; a test may pass its options by indirect parametrization."""
+    handle = KubeApiDouble.start_in_thread(**getattr(request, "param", {}))
     try:
         yield handle
     finally:

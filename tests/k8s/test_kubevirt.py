@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.k8s.conftest import NODE, PROVIDER, Cluster, wait_for
 
 MAC = "02:00:00:00:0a:01"
@@ -116,3 +118,28 @@ def test_a_running_vms_deletion_is_seen_when_its_launcher_pod_goes(cluster: Clus
     cluster.api.delete("virtualmachineinstances", "quick")
     cluster.api.delete_pod(pod["metadata"]["name"], grace_period_seconds=0)
     wait_for(lambda: not vm_allocations(cluster, "quick"), what="the release of the deleted VM's address")
+
+
+@pytest.mark.parametrize("kube", [{"kubevirt": False}], indirect=True, ids=["kubevirt-absent"])
+def test_without_kubevirt_the_reconciler_keeps_vm_addresses_and_still_releases_pods(cluster: Cluster):
+    """KubeVirt's CRDs gone (its paths answer 404) while a VM-held allocation remains: the
+    reconciler cannot list VMs, keeps the VM's addresses and goes on releasing pods'."""
+    assert cluster.kube_request("GET", "/apis/kubevirt.io/v1/virtualmachines") == 404
+    assert cluster.kube_request("GET", "/apis/kubevirt.io") == 404
+    # A launcher pod of an instance the API server no longer serves (its owner reference stays).
+    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "old", "namespace": "default", "uid": "4f1c0e5e-0000-4000-8000-000000000001"}}
+    launcher = cluster.api.launcher_pod(vmi, suffix="aaaaa", node_name=NODE)
+    plain = cluster.pod("plain")
+    assert plugin(cluster, "ADD", launcher)[0] == 0
+    assert cluster.add(plain).status == 200
+    [held] = vm_allocations(cluster, "old")
+    assert held["hold"] == "vm"
+
+    # Both pods go while the daemon is down: only the reconciler can notice.
+    cluster.daemon.stop()
+    for pod in (launcher, plain):
+        cluster.api.delete_pod(pod["metadata"]["name"], grace_period_seconds=0)
+    cluster.daemon.start()
+    wait_for(lambda: not [a for a in cluster.allocations() if a["owner"]["pod"] == "plain"], what="the reconciler releasing the plain pod")
+    assert [a["id"] for a in vm_allocations(cluster, "old")] == [held["id"]]
+    assert "cannot list KubeVirt virtual machines" in cluster.daemon.log()

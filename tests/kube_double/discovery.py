@@ -10,9 +10,10 @@ apiservers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from .resources import group_versions
+from .resources import ResourceType, group_versions
 
 JSON = dict[str, Any]
 
@@ -44,31 +45,31 @@ def _group_entry(group: str, versions: list[str]) -> JSON:
     return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
 
-def group_names() -> dict[str, list[str]]:
+def group_names(served: Sequence[ResourceType]) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for group, version in group_versions():
+    for group, version in group_versions(served):
         if group:
             groups.setdefault(group, []).append(version)
     return groups
 
 
-def group_list() -> JSON:
+def group_list(served: Sequence[ResourceType]) -> JSON:
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
-        "groups": [_group_entry(g, vs) for g, vs in group_names().items()],
+        "groups": [_group_entry(g, vs) for g, vs in group_names(served).items()],
     }
 
 
-def api_group(group: str) -> JSON | None:
-    versions = group_names().get(group)
+def api_group(group: str, served: Sequence[ResourceType]) -> JSON | None:
+    versions = group_names(served).get(group)
     if versions is None:
         return None
     return {"kind": "APIGroup", "apiVersion": "v1", **_group_entry(group, versions)}
 
 
-def resource_list(group: str, version: str) -> JSON | None:
-    resources = group_versions().get((group, version))
+def resource_list(group: str, version: str, served: Sequence[ResourceType]) -> JSON | None:
+    resources = group_versions(served).get((group, version))
     if resources is None:
         return None
     return {

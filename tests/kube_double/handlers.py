@@ -12,6 +12,7 @@ import base64
 import json
 import re
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
 from dataclasses import dataclass, field
@@ -137,8 +138,8 @@ def negotiate(accept: str | None) -> OutputFormat:
 # -- path parsing ------------------------------------------------------------------
 
 
-def parse_resource_path(segments: list[str]) -> Target | None:
-    """Map ``/api/v1/...`` or ``/apis/G/V/...`` segments to a target."""
+def parse_resource_path(segments: list[str], served: Sequence[ResourceType]) -> Target | None:
+    """Map ``/api/v1/...`` or ``/apis/G/V/...`` segments to a target among the ``served`` resources."""
     if segments[:2] == ["api", "v1"]:
         group, version, rest = "", "v1", segments[2:]
     elif len(segments) >= 3 and segments[0] == "apis":
@@ -152,7 +153,7 @@ def parse_resource_path(segments: list[str]) -> Target | None:
         namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         return None
-    resource = lookup(group, version, rest[0])
+    resource = lookup(group, version, rest[0], served)
     if resource is None:
         return None
     if namespace is not None and not resource.namespaced:
@@ -219,7 +220,7 @@ class Handlers:
             return static
         if segments in (["healthz"], ["readyz"], ["livez"]):
             return web.Response(text="ok")
-        target = parse_resource_path(segments)
+        target = parse_resource_path(segments, self.double.served)
         if target is None:
             raise errors.path_not_found()
         resource = target.resource
@@ -269,21 +270,21 @@ class Handlers:
         if segments == ["api"]:
             return _json(discovery.core_versions(f"{double.host}:{double.port}"))
         if segments == ["apis"]:
-            return _json(discovery.group_list())
+            return _json(discovery.group_list(double.served))
         if segments == ["api", "v1"]:
-            return _json(discovery.resource_list("", "v1"))
+            return _json(discovery.resource_list("", "v1", double.served))
         if len(segments) == 2 and segments[0] == "apis":
-            group = discovery.api_group(segments[1])
+            group = discovery.api_group(segments[1], double.served)
             if group is None:
                 raise errors.path_not_found()
             return _json(group)
         if len(segments) == 3 and segments[0] == "apis":
-            listing = discovery.resource_list(segments[1], segments[2])
+            listing = discovery.resource_list(segments[1], segments[2], double.served)
             if listing is None:
                 raise errors.path_not_found()
             return _json(listing)
         if segments == ["openapi", "v3"]:
-            return _json(openapi.root_document(self._version_string()))
+            return _json(openapi.root_document(self._version_string(), double.served))
         if segments[:2] == ["openapi", "v3"] and len(segments) > 2:
             rest = segments[2:]
             if rest[0] == "api" and len(rest) == 2:
@@ -292,7 +293,7 @@ class Handlers:
                 api_group, api_version = rest[1], rest[2]
             else:
                 raise errors.path_not_found()
-            doc = openapi.group_version_document(api_group, api_version, self._version_string())
+            doc = openapi.group_version_document(api_group, api_version, self._version_string(), double.served)
             if doc is None:
                 raise errors.path_not_found()
             return _json(doc)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from .resources import ResourceType, group_versions
@@ -46,8 +47,8 @@ def _operation(resource: ResourceType, action: str, with_write_params: bool) -> 
     return op
 
 
-def group_version_document(group: str, version: str, server_version: str) -> JSON | None:
-    resources = group_versions().get((group, version))
+def group_version_document(group: str, version: str, server_version: str, served: Sequence[ResourceType]) -> JSON | None:
+    resources = group_versions(served).get((group, version))
     if resources is None:
         return None
     paths: JSON = {}
@@ -76,10 +77,10 @@ def _digest(doc: JSON) -> str:
     return hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:64].upper()
 
 
-def root_document(server_version: str) -> JSON:
+def root_document(server_version: str, served: Sequence[ResourceType]) -> JSON:
     paths: JSON = {}
-    for group, version in group_versions():
-        doc = group_version_document(group, version, server_version)
+    for group, version in group_versions(served):
+        doc = group_version_document(group, version, server_version, served)
         assert doc is not None
         key = _path_prefix(group, version)
         paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={_digest(doc)}"}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -534,16 +534,16 @@ ALL_RESOURCES: list[ResourceType] = [
 ]
 
 
-def group_versions() -> dict[tuple[str, str], list[ResourceType]]:
-    """Resources grouped by (group, version), in discovery order."""
+def group_versions(served: Sequence[ResourceType] = ALL_RESOURCES) -> dict[tuple[str, str], list[ResourceType]]:
+    """The ``served`` resources grouped by (group, version), in discovery order."""
     grouped: dict[tuple[str, str], list[ResourceType]] = {}
-    for resource in ALL_RESOURCES:
+    for resource in served:
         grouped.setdefault((resource.group, resource.version), []).append(resource)
     return grouped
 
 
-def lookup(group: str, version: str, plural: str) -> ResourceType | None:
-    for resource in ALL_RESOURCES:
+def lookup(group: str, version: str, plural: str, served: Sequence[ResourceType] = ALL_RESOURCES) -> ResourceType | None:
+    for resource in served:
         if (resource.group, resource.version, resource.plural) == (group, version, plural):
             return resource
     return None

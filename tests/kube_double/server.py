@@ -94,6 +94,7 @@ class KubeApiDouble:
         bookmark_interval: float | None = None,
         auto_finalize_interval: float | None = None,
         paginate_cache: bool = False,
+        kubevirt: bool = True,
     ) -> None:
         """
         ``history_limit`` bounds the watch history (older resource versions
@@ -107,6 +108,8 @@ class KubeApiDouble:
         watch cache) honour ``limit``, as API servers with ListFromCacheSnapshot do;
         by default they ignore it, as earlier versions do. Answers carry a ``Date``
         from ``clock``, so advancing it shows as the API server's clock running ahead.
+        ``kubevirt=False`` is a cluster without KubeVirt: its paths answer 404 and discovery
+        does not list kubevirt.io, as when its CRDs are not installed.
         """
         self.host = host
         self.port = port
@@ -115,6 +118,7 @@ class KubeApiDouble:
         self.registry = Registry(self.store, self.clock)
         self.server_version = server_version
         self.paginate_cache = paginate_cache
+        self.served = [r for r in ALL_RESOURCES if kubevirt or r.group != VIRTUAL_MACHINES.group]
         self.requests: list[RecordedRequest] = []
         self._faults: list[InjectedFault] = []
         self._bookmark_interval = bookmark_interval
