@@ -12,33 +12,10 @@ import os
 import tempfile
 from pathlib import Path
 
-from common import REPO, machine, now, post_json  # noqa: F401  (REPO puts the repo on sys.path)
+from common import REPO, add_body, hammer, machine
 
 from tests.support.daemon import Daemon
 from tests.support.postgres import PostgresServer, create_database
-
-
-async def hammer(socket_path: str, *, requests: int, concurrency: int, path: str, body_for) -> tuple[float, int]:
-    counter = iter(range(requests))
-    failures = 0
-
-    async def worker() -> None:
-        nonlocal failures
-        for index in counter:
-            status, _ = await post_json(socket_path, path, body_for(index))
-            if status != 200:
-                failures += 1
-
-    start = now()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (now() - start), failures
-
-
-def add_body(index: int) -> dict:
-    return {
-        "containerId": f"c{index}", "ifName": "net1", "network": "bench",
-        "ipam": {"type": "ipamd", "provider": "bench"}, "podNamespace": "bench", "podName": f"pod-{index}",
-    }
 
 
 def run_backend(label: str, url: str, workdir: Path, *, requests: int, concurrency: int, repo: Path = REPO) -> None:
@@ -46,9 +23,9 @@ def run_backend(label: str, url: str, workdir: Path, *, requests: int, concurren
     try:
         created = daemon.client.post("/v1/subnets", {"name": "bench", "cidrBlock": "198.18.0.0/15", "provider": "bench"})
         assert created.status == 201, created.body
-        rate, failures = asyncio.run(hammer(daemon.socket, requests=requests, concurrency=concurrency, path="/v1/cni/add", body_for=add_body))
+        rate, failures, _ = asyncio.run(hammer([daemon.socket], lambda i: add_body(i, "bench"), requests=requests, concurrency=concurrency))
         # /healthz through the same client: what the socket and aiohttp cost without allocation.
-        base_rate, _ = asyncio.run(hammer(daemon.socket, requests=requests, concurrency=concurrency, path="/healthz", body_for=lambda i: {}))
+        base_rate, _, _ = asyncio.run(hammer([daemon.socket], lambda i: {}, requests=requests, concurrency=concurrency, path="/healthz"))
         used = daemon.client.get("/v1/subnets/bench").body["usage"]["v4"]["used"]
         assert used == requests - failures, (used, requests, failures)
         print(f"{label:10s} {rate:8.0f} allocations/s   baseline /healthz {base_rate:8.0f} req/s   ratio {rate / base_rate:.2f}   failures {failures}")

@@ -13,14 +13,12 @@ counts (other work on a shared machine only ever slows a round down).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import tempfile
-import time
 from pathlib import Path
 
-from common import REPO, machine, post_json  # noqa: F401  (importing common puts the repo on sys.path)
+from common import machine, timed_allocations  # importing common puts the repo on sys.path
 
-from tests.cluster.clusterkit import Cluster, json_getter
+from tests.cluster.clusterkit import Cluster
 from tests.support.postgres import PostgresServer, create_database, drop_database
 
 SHARED_CIDR = "198.18.0.0/15"
@@ -28,41 +26,10 @@ SHARED_CIDR = "198.18.0.0/15"
 PER_DAEMON_CIDRS = ["198.18.0.0/18", "198.18.64.0/18", "198.18.128.0/18", "198.18.192.0/18"]
 
 
-def add_body(index: int, provider: str) -> dict:
-    return {
-        "containerId": f"c{index}", "ifName": "net1", "network": provider,
-        "ipam": {"type": "ipamd", "provider": provider}, "podNamespace": "bench", "podName": f"pod-{index}",
-    }
-
-
-async def hammer(
-    sockets: list[str], providers: list[str], *, requests: int, concurrency: int, first: int = 0
-) -> tuple[float, int, list[float]]:
-    """Returns allocations/s, failures and per-request latencies; request i goes to daemon i % N."""
-    counter = iter(range(first, first + requests))
-    failures = 0
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        nonlocal failures
-        for index in counter:
-            daemon = index % len(sockets)
-            started = time.perf_counter()
-            status, _ = await post_json(sockets[daemon], "/v1/cni/add", add_body(index, providers[daemon]))
-            latencies.append(time.perf_counter() - started)
-            if status != 200:
-                failures += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return requests / (time.perf_counter() - started), failures, latencies
-
-
 def run(server: PostgresServer, workdir: Path, *, daemons: int, shared: bool, requests: int, concurrency: int) -> tuple[float, int, float]:
     url = create_database(server.admin_url)
     cluster = Cluster(workdir, url, daemons).start()
     try:
-        get = json_getter(cluster.sockets[0])
         if shared:
             subnets = [("shared", SHARED_CIDR)]
             providers = ["shared"] * daemons
@@ -72,11 +39,7 @@ def run(server: PostgresServer, workdir: Path, *, daemons: int, shared: bool, re
         for name, cidr in subnets:
             created = cluster.daemons[0].client.post("/v1/subnets", {"name": name, "cidrBlock": cidr, "provider": name})
             assert created.status == 201, created.body
-        # Warm every daemon's pool and caches, outside the measurement.
-        asyncio.run(hammer(cluster.sockets, providers, requests=8 * daemons, concurrency=daemons, first=10**6))
-        rate, failures, latencies = asyncio.run(hammer(cluster.sockets, providers, requests=requests, concurrency=concurrency))
-        used = sum(get(f"/v1/subnets/{name}")["usage"]["v4"]["used"] for name, _ in subnets)
-        assert used == requests + 8 * daemons - failures, (used, requests, failures)
+        rate, failures, latencies = timed_allocations(cluster, [name for name, _ in subnets], providers, requests=requests, concurrency=concurrency)
         latencies.sort()
         return rate, failures, latencies[int(len(latencies) * 0.99)]
     finally:

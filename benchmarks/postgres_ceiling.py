@@ -9,7 +9,8 @@
   prepared, on a /15 shared by all. It is what one round trip per allocation can give on
   this machine with no Python, HTTP or client in the way.
 - ipamd: 1, 2 and 4 daemons on one shared /15, the clients spread evenly over them, one
-  Unix connection per request as the CNI plugin makes them (benchmarks/cluster_throughput.py).
+  Unix connection per request as the CNI plugin makes them (``timed_allocations`` in
+  benchmarks/common.py, which benchmarks/cluster_throughput.py measures with too).
 - ``--before DIR``: the same daemon configurations run from another checkout (a
   ``git worktree`` of the code before a change), side by side in the same run.
 
@@ -21,17 +22,15 @@ best round counts (other work on a shared machine only ever slows a round down).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import subprocess
 import tempfile
 from pathlib import Path
 
-from cluster_throughput import hammer
-from common import REPO, machine
+from common import REPO, machine, timed_allocations
 
-from tests.cluster.clusterkit import Cluster, json_getter
+from tests.cluster.clusterkit import Cluster
 from tests.support.postgres import PostgresServer, create_database, drop_database
 
 CIDR = "198.18.0.0/15"
@@ -77,12 +76,7 @@ def pgbench_ceiling(server: PostgresServer, workdir: Path, *, requests: int, con
 def ipamd_rate(server: PostgresServer, workdir: Path, *, daemons: int, repo: Path, requests: int, concurrency: int) -> tuple[float, int]:
     url, cluster = prepared_database(server, workdir, daemons=daemons, repo=repo)
     try:
-        providers = [PROVIDER] * daemons
-        # Warm every daemon's connections and caches, outside the measurement.
-        asyncio.run(hammer(cluster.sockets, providers, requests=8 * daemons, concurrency=daemons, first=10**6))
-        rate, failures, _ = asyncio.run(hammer(cluster.sockets, providers, requests=requests, concurrency=concurrency))
-        used = json_getter(cluster.sockets[0])(f"/v1/subnets/{PROVIDER}")["usage"]["v4"]["used"]
-        assert used == requests + 8 * daemons - failures, (used, requests, failures)
+        rate, failures, _ = timed_allocations(cluster, [PROVIDER], [PROVIDER] * daemons, requests=requests, concurrency=concurrency)
         return rate, failures
     finally:
         cluster.stop()
