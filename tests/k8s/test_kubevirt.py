@@ -20,6 +20,13 @@ def plugin(cluster: Cluster, command: str, pod: dict[str, Any], *, mac: str | No
     return cluster.plugin(command, pod, ifname="pod6c6f6e", **config)
 
 
+def add(cluster: Cluster, pod: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """The plugin's ADD for ``pod``, which must succeed; returns its result."""
+    code, result = plugin(cluster, "ADD", pod, **kwargs)
+    assert code == 0, result
+    return dict(result)
+
+
 def vm_allocations(cluster: Cluster, vm: str) -> list[dict[str, Any]]:
     return [a for a in cluster.allocations() if a["owner"]["pod"] == f"vm/{vm}"]
 
@@ -41,9 +48,7 @@ def stop(cluster: Cluster, vmi: dict[str, Any], pod: dict[str, Any]) -> None:
 def test_a_restarted_vm_keeps_its_address_and_mac_under_a_new_launcher_pod(cluster: Cluster):
     vm = cluster.api.create_virtual_machine("db")
     vmi, first = start(cluster, vm, suffix="abcde")
-    code, result = plugin(cluster, "ADD", first)
-    assert code == 0, result
-    address = result["ips"][0]["address"]
+    address = add(cluster, first)["ips"][0]["address"]
     [allocation] = vm_allocations(cluster, "db")
     assert (allocation["hold"], allocation["mac"]) == ("vm", MAC)
     # Results go to the launcher pod, where KubeVirt's users read them.
@@ -55,9 +60,7 @@ def test_a_restarted_vm_keeps_its_address_and_mac_under_a_new_launcher_pod(clust
 
     # Started again: a new instance (new uid) and a launcher pod of another name.
     _, second = start(cluster, vm, suffix="fghij")
-    code, result = plugin(cluster, "ADD", second, mac=None)
-    assert code == 0, result
-    assert result["ips"][0]["address"] == address
+    assert add(cluster, second, mac=None)["ips"][0]["address"] == address
     [again] = vm_allocations(cluster, "db")
     assert (again["id"], again["mac"], again["owner"]["podUid"]) == (allocation["id"], MAC, second["metadata"]["uid"])
 
@@ -65,14 +68,11 @@ def test_a_restarted_vm_keeps_its_address_and_mac_under_a_new_launcher_pod(clust
 def test_live_migration_target_shares_the_address_and_the_sources_del_keeps_it(cluster: Cluster):
     vm = cluster.api.create_virtual_machine("web")
     vmi, source = start(cluster, vm, suffix="src01")
-    code, result = plugin(cluster, "ADD", source)
-    assert code == 0, result
-    address = result["ips"][0]["address"]
+    address = add(cluster, source)["ips"][0]["address"]
 
     # Migration: a second launcher pod of the same instance, on another node, both alive.
     target = cluster.api.launcher_pod(vmi, suffix="dst01", node_name="n2")
-    code, result = plugin(cluster, "ADD", target)
-    assert code == 0, result
+    result = add(cluster, target)
     assert result["ips"][0]["address"] == address
     assert [a["mac"] for a in vm_allocations(cluster, "web")] == [MAC]
     # CHECK from either launcher pod finds the VM's addresses.
@@ -93,9 +93,7 @@ def test_live_migration_target_shares_the_address_and_the_sources_del_keeps_it(c
 def test_deleting_the_vm_releases_its_address(cluster: Cluster):
     vm = cluster.api.create_virtual_machine("gone")
     vmi, pod = start(cluster, vm, suffix="zzzzz")
-    code, result = plugin(cluster, "ADD", pod)
-    assert code == 0, result
-    address = result["ips"][0]["address"].split("/")[0]
+    address = add(cluster, pod)["ips"][0]["address"].split("/")[0]
 
     # Stopped (no instance, no pod) but the VirtualMachine still exists: kept.
     stop(cluster, vmi, pod)
@@ -112,7 +110,7 @@ def test_deleting_the_vm_releases_its_address(cluster: Cluster):
 def test_a_running_vms_deletion_is_seen_when_its_launcher_pod_goes(cluster: Cluster):
     vm = cluster.api.create_virtual_machine("quick")
     vmi, pod = start(cluster, vm, suffix="qqqqq")
-    assert plugin(cluster, "ADD", pod)[0] == 0
+    add(cluster, pod)
     # Deleting a running VM: the VM and its instance go, then the launcher pod.
     cluster.api.delete("virtualmachines", "quick")
     cluster.api.delete("virtualmachineinstances", "quick")
@@ -130,7 +128,7 @@ def test_without_kubevirt_the_reconciler_keeps_vm_addresses_and_still_releases_p
     vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "old", "namespace": "default", "uid": "4f1c0e5e-0000-4000-8000-000000000001"}}
     launcher = cluster.api.launcher_pod(vmi, suffix="aaaaa", node_name=NODE)
     plain = cluster.pod("plain")
-    assert plugin(cluster, "ADD", launcher)[0] == 0
+    add(cluster, launcher)
     assert cluster.add(plain).status == 200
     [held] = vm_allocations(cluster, "old")
     assert held["hold"] == "vm"
