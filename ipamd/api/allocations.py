@@ -61,7 +61,7 @@ async def create(request: web.Request) -> web.Response:
         static_ips=tuple(part.strip() for part in address.split(",")) if address else (),
         mac=mac,
         field_prefix="address",
-        node=_node(body.get("node")),
+        node=None if body.get("node") is None else identity.node(body["node"], field="node"),
         **_labels(body.get("labels")),
     )
     # Kubernetes mode on SQLite: a node that does not hold the database's claim must not
@@ -74,12 +74,6 @@ async def create(request: web.Request) -> web.Response:
 async def delete(request: web.Request) -> web.Response:
     """Releases the allocation; with ``If-Match`` only while it is the one the client read."""
     return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request)))
-
-
-def _node(raw: object) -> str | None:
-    if raw is not None and (not isinstance(raw, str) or not raw or len(raw) > 253):
-        raise InvalidInput("expected the name of the node the owner runs on", field="node")
-    return raw
 
 
 def _labels(raw: object) -> dict[str, Any]:

@@ -21,10 +21,11 @@ splits candidates, kept in the order given (priority order), into admitted and r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ipamd.core import identity
 from ipamd.errors import InvalidInput
 
 RULE_FIELDS = ("namespaces", "namespaceSelector", "nodeSelector", "podSelector", "nodeNames")
@@ -33,12 +34,11 @@ EXPRESSION_FIELDS = frozenset({"key", "operator", "values"})
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
 
 # Kubernetes' qualified name (label key): an optional DNS-subdomain prefix and '/', then a
-# name of at most 63 characters; a label value is such a name or empty.
+# name of at most 63 characters; a label value is such a name or empty. Matched whole
+# (fullmatch): a '$' would let a trailing newline through.
 _NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
-LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_NAME}$")
-LABEL_VALUE = re.compile(rf"^({_NAME})?$")
-# Namespace and node names: DNS labels and subdomains.
-OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+LABEL_KEY = re.compile(rf"([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_NAME}")
+LABEL_VALUE = re.compile(rf"({_NAME})?")
 
 Labels = Mapping[str, str]
 
@@ -226,26 +226,21 @@ def parse_placement(raw: Mapping[str, Any], *, prefix: str = "") -> Placement:
         for key in ("namespaceSelector", "nodeSelector", "podSelector")
     }
     return Placement(
-        namespaces=_names(raw.get("namespaces"), field=f"{prefix}namespaces"),
-        node_names=_names(raw.get("nodeNames"), field=f"{prefix}nodeNames"),
+        namespaces=_names(raw.get("namespaces"), identity.namespace, field=f"{prefix}namespaces"),
+        node_names=_names(raw.get("nodeNames"), identity.node, field=f"{prefix}nodeNames"),
         namespace_selector=selectors["namespaceSelector"],
         node_selector=selectors["nodeSelector"],
         pod_selector=selectors["podSelector"],
     )
 
 
-def _names(raw: object, *, field: str) -> tuple[str, ...]:
+def _names(raw: object, check: Callable[..., str], *, field: str) -> tuple[str, ...]:
+    """The listed names, each checked by its identity rule (the one a request's own names meet)."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise InvalidInput("expected a list of names", field=field)
-    names: list[str] = []
-    for index, item in enumerate(raw):
-        if not isinstance(item, str) or not OBJECT_NAME.match(item):
-            raise InvalidInput(f"{item!r} is not a valid name (lowercase letters, digits, '-', '.')", field=f"{field}[{index}]")
-        if item not in names:
-            names.append(item)
-    return tuple(names)
+    return tuple(dict.fromkeys(check(item, field=f"{field}[{index}]") for index, item in enumerate(raw)))
 
 
 def parse_selector(raw: object, *, field: str) -> LabelSelector:
@@ -295,12 +290,12 @@ def _requirement(raw: object, *, field: str) -> Requirement:
 
 
 def _check_key(key: object, *, field: str) -> None:
-    if not isinstance(key, str) or not LABEL_KEY.match(key):
+    if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
         raise InvalidInput(f"{key!r} is not a label key (an optional DNS prefix and '/', then at most 63 characters)", field=field)
 
 
 def _check_value(value: object, *, field: str) -> None:
-    if not isinstance(value, str) or not LABEL_VALUE.match(value):
+    if not isinstance(value, str) or not LABEL_VALUE.fullmatch(value):
         raise InvalidInput(f"{value!r} is not a label value (at most 63 letters, digits, '-', '_', '.')", field=field)
 
 

@@ -89,6 +89,9 @@ def test_rest_allocations_name_node_labels_and_namespace(daemon: Daemon):
     assert unknown.message.endswith("nodeSelector site=east cannot be checked: the node's labels are unknown")
     bad = allocate(daemon, "site-east", "router-d", labels={"node": {"site": "no spaces"}})
     assert bad.status == 400 and bad.message.startswith("labels.node.site: 'no spaces' is not a label value")
+    # The node named is checked by the rule a CNI request's node meets (ipamd.core.identity).
+    forged = allocate(daemon, "site-east", "router-e", node="edge-9\nforged", labels={"node": {"site": "east"}})
+    assert forged.status == 400 and forged.message.startswith("node: 'edge-9\\nforged' contains the control character '\\n'")
     assert [a["owner"]["pod"] for a in daemon.client.get("/v1/allocations").body["items"]] == ["router"]
 
 

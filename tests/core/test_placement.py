@@ -131,7 +131,20 @@ def test_refusals_text_names_a_few_and_counts_the_rest():
     ("raw", "message"),
     [
         pytest.param({"namespaces": "lab"}, "namespaces: expected a list of names", id="namespaces-not-list"),
-        pytest.param({"nodeNames": ["Edge_1"]}, "nodeNames[0]: 'Edge_1' is not a valid name", id="bad-node-name"),
+        pytest.param({"nodeNames": ["Edge_1"]}, "nodeNames[0]: 'Edge_1' is not a DNS-1123 subdomain", id="bad-node-name"),
+        pytest.param({"nodeNames": ["edge..1"]}, "nodeNames[0]: 'edge..1' is not a DNS-1123 subdomain", id="empty-node-label"),
+        # The rules a request's names meet (ipamd.core.identity): a namespace is a DNS label.
+        pytest.param({"namespaces": ["lab.east"]}, "namespaces[0]: 'lab.east' is not a DNS-1123 label", id="dotted-namespace"),
+        pytest.param({"namespaces": ["n" * 64]}, "namespaces[0]: " + repr("n" * 64) + " is 64 characters long", id="long-namespace"),
+        # A '$'-anchored pattern lets a trailing newline through; every name is matched whole.
+        pytest.param({"namespaces": ["lab\n"]}, "namespaces[0]: 'lab\\n' contains the control character", id="namespace-newline"),
+        pytest.param(
+            {"podSelector": {"matchLabels": {"app\n": "x"}}}, "podSelector.matchLabels: 'app\\n' is not a label key", id="key-newline",
+        ),
+        pytest.param(
+            {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x\n"]}]}},
+            "podSelector.matchExpressions[0].values[0]: 'x\\n' is not a label value", id="value-newline",
+        ),
         pytest.param({"nodeSelector": {"matchLabel": {}}}, "nodeSelector.matchLabel: unknown field", id="typo"),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["x"]}]}},
@@ -190,6 +203,8 @@ def test_parse_labels_checks_keys_and_values():
     assert parse_labels({"site": "east"}, field="labels.node") == {"site": "east"}
     with pytest.raises(InvalidInput, match="labels.node.site: 'e st' is not a label value"):
         parse_labels({"site": "e st"}, field="labels.node")
+    with pytest.raises(InvalidInput, match="labels.node.site: 'east.n' is not a label value"):
+        parse_labels({"site": "east\n"}, field="labels.node")
 
 
 def test_pool_spec_carries_rules():
