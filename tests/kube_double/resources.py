@@ -11,6 +11,7 @@ DELETE answers with the deleted object or a ``Status``.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+
+
+def _or_default(getter: FieldGetter, unset: str, obj: JSON) -> str:
+    return getter(obj) or unset
 
 
 def _no_causes(obj: JSON, old: JSON | None) -> list[Cause]:
@@ -50,6 +55,9 @@ class ResourceType:
     has_scale: bool = False
     # Extra field selector paths beyond metadata.name/metadata.namespace.
     extra_fields: list[str] = field(default_factory=list)
+    # What an extra field reads as when the object leaves it unset, where the registry's
+    # field set says so (a Go bool is "false"); otherwise "".
+    field_defaults: dict[str, str] = field(default_factory=dict)
     set_defaults: Callable[[JSON], None] = _no_defaults
     validate: Callable[[JSON, JSON | None], list[Cause]] = _no_causes
     # Pods answer DELETE with the object; most other registries with a Status.
@@ -75,7 +83,10 @@ class ResourceType:
 
     def field_getters(self) -> dict[str, FieldGetter]:
         paths = ["metadata.name"] + (["metadata.namespace"] if self.namespaced else [])
-        return getters_for(paths + self.extra_fields)
+        getters = getters_for(paths + self.extra_fields)
+        for path, unset in self.field_defaults.items():
+            getters[path] = functools.partial(_or_default, getters[path], unset)
+        return getters
 
     def discovery_entries(self) -> list[JSON]:
         entry: JSON = {
@@ -354,9 +365,9 @@ NODES = ResourceType(
     kind="Node",
     namespaced=False,
     short_names=["no"],
-    verbs=["create", "delete", "get", "list", "patch", "update", "watch"],
     has_status=True,
     extra_fields=["spec.unschedulable"],
+    field_defaults={"spec.unschedulable": "false"},
     set_defaults=_node_defaults,
 )
 

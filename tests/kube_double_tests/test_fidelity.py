@@ -95,6 +95,32 @@ def test_kubectl_field_and_label_selectors(kube_thread: ThreadedKubeApi, kubectl
     assert bad.returncode == 1 and "field label not supported: spec.bogus" in bad.stderr
 
 
+def test_kubectl_nodes_and_kubevirt_objects(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
+    """What ipamd reads of them: a node by its name (the only field selector it sends), and
+    KubeVirt's objects by the short names and the field selectors a CRD serves."""
+    api = kube_thread.api
+    api.create_node("n1", labels={"topology.kubernetes.io/zone": "a"})
+    api.create_node("n2")
+    api.create_virtual_machine_instance(api.create_virtual_machine("db"))
+
+    def names(*args: str) -> list[str]:
+        return kubectl.run("get", "-o", "name", *args).stdout.split()
+
+    assert names("nodes", "--field-selector", "metadata.name=n1") == ["node/n1"]
+    assert names("nodes", "--field-selector", "spec.unschedulable=false") == ["node/n1", "node/n2"]
+    assert names("no", "-l", "topology.kubernetes.io/zone=a") == ["node/n1"]
+    node = json.loads(kubectl.run("get", "node", "n2", "-o", "json").stdout)
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == "n2"
+    assert names("vm") == ["virtualmachine.kubevirt.io/db"]
+    assert names("vmi", "--field-selector", "metadata.name=db") == ["virtualmachineinstance.kubevirt.io/db"]
+    bad = kubectl.run("get", "vm", "--field-selector", "status.ready=true", check=False)
+    assert bad.returncode == 1 and "field label not supported: status.ready" in bad.stderr
+    # The verbs discovery gives kubectl, as a real API server's: nodes, unlike namespaces,
+    # can be deleted as a collection.
+    verbs = {r["name"]: r["verbs"] for r in json.loads(kubectl.run("get", "--raw", "/api/v1").stdout)["resources"]}
+    assert "deletecollection" in verbs["nodes"] and "deletecollection" not in verbs["namespaces"]
+
+
 def test_kubectl_annotate_touches_only_given_keys(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
     api = kube_thread.api
     api.create_pod("web-0", node_name="n1", annotations={"keep": "me", "drop": "x"}, labels={"app": "web"})
