@@ -250,7 +250,9 @@ def parse_selector(raw: object, *, field: str) -> LabelSelector:
     unknown = sorted(set(raw) - SELECTOR_FIELDS)
     if unknown:
         raise InvalidInput("unknown field; known fields are matchExpressions, matchLabels", field=f"{field}.{unknown[0]}")
-    labels = raw.get("matchLabels") or {}
+    # Absent or null is empty; any other non-object is refused, not read as empty: an empty
+    # selector matches everything, so '"matchLabels": ""' must not silently become one.
+    labels = _or_empty(raw, "matchLabels", {})
     if not isinstance(labels, Mapping):
         raise InvalidInput("expected an object of label key: value", field=f"{field}.matchLabels")
     match_labels = []
@@ -258,7 +260,7 @@ def parse_selector(raw: object, *, field: str) -> LabelSelector:
         _check_key(key, field=f"{field}.matchLabels")
         _check_value(value, field=f"{field}.matchLabels.{key}")
         match_labels.append((key, value))
-    expressions_raw = raw.get("matchExpressions") or []
+    expressions_raw = _or_empty(raw, "matchExpressions", [])
     if not isinstance(expressions_raw, list):
         raise InvalidInput("expected a list of {key, operator, values}", field=f"{field}.matchExpressions")
     expressions = [_requirement(item, field=f"{field}.matchExpressions[{index}]") for index, item in enumerate(expressions_raw)]
@@ -277,7 +279,7 @@ def _requirement(raw: object, *, field: str) -> Requirement:
     operator = raw.get("operator")
     if operator not in OPERATORS:
         raise InvalidInput(f"{operator!r} is not an operator; use one of {', '.join(OPERATORS)}", field=f"{field}.operator")
-    values = raw.get("values") or []
+    values = _or_empty(raw, "values", [])
     if not isinstance(values, list):
         raise InvalidInput("expected a list of label values", field=f"{field}.values")
     for index, value in enumerate(values):
@@ -287,6 +289,11 @@ def _requirement(raw: object, *, field: str) -> Requirement:
     if operator in ("Exists", "DoesNotExist") and values:
         raise InvalidInput(f"operator {operator} takes no values", field=f"{field}.values")
     return Requirement(key, str(operator), tuple(dict.fromkeys(values)))
+
+
+def _or_empty(raw: Mapping[str, Any], key: str, empty: object) -> Any:
+    value = raw.get(key)
+    return empty if value is None else value
 
 
 def _check_key(key: object, *, field: str) -> None:

@@ -146,6 +146,14 @@ def test_refusals_text_names_a_few_and_counts_the_rest():
             "podSelector.matchExpressions[0].values[0]: 'x\\n' is not a label value", id="value-newline",
         ),
         pytest.param({"nodeSelector": {"matchLabel": {}}}, "nodeSelector.matchLabel: unknown field", id="typo"),
+        # A wrong type is refused, not read as empty: an empty selector matches everything.
+        pytest.param({"nodeSelector": {"matchLabels": ""}}, "nodeSelector.matchLabels: expected an object", id="labels-empty-string"),
+        pytest.param({"nodeSelector": {"matchLabels": []}}, "nodeSelector.matchLabels: expected an object", id="labels-empty-list"),
+        pytest.param({"nodeSelector": {"matchExpressions": {}}}, "nodeSelector.matchExpressions: expected a list", id="expressions-object"),
+        pytest.param(
+            {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": {}}]}},
+            "podSelector.matchExpressions[0].values: expected a list", id="values-object",
+        ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["x"]}]}},
             "podSelector.matchExpressions[0].operator: 'in' is not an operator", id="operator-case",
