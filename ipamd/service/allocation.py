@@ -18,7 +18,7 @@ from sqlalchemy.sql.expression import Executable
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
-from ipamd.core.placement import RULE_FIELDS, Placement, Subject, admit, refusal, refusals_text
+from ipamd.core.placement import Placement, Subject, admit, refusal, refusals_text
 from ipamd.core.subnet import SubnetSpec
 from ipamd.errors import (
     AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotAdmitted, NotFound, PreconditionFailed, Unavailable,
@@ -33,12 +33,6 @@ from ipamd.store.schema import allocations, free_ranges, pools, released, subnet
 _SUBNETS_OF_PROVIDER = (
     sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
 )
-# A subnet whose stored spec names a placement rule (a false positive, e.g. a subnet named
-# "namespaces", only costs the full read that decides).
-_PROVIDER_MAY_HAVE_RULES = sa.select(subnets.c.id).where(
-    subnets.c.provider == sa.bindparam("provider"),
-    sa.or_(*(sa.cast(subnets.c.spec, sa.Text).like(f'%"{key}"%') for key in RULE_FIELDS)),
-).limit(1)
 _PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
 # A subnet with free dynamic space in one of the families asked (dual stack may still find
 # the other family full: the caller then goes on to the next).
@@ -136,14 +130,11 @@ class Allocation(ServiceBase):
 
     async def _allocate_one_call(self, request: AddRequest) -> tuple[dict[str, Any], bool]:
         """The allocation (or the attachment's existing one) in one call (ipamd.store.procedures)."""
-        subnet_ids = await self._read(lambda conn: self._admitted_ids(conn, request))
-        rows = await self._call(procedures.ALLOCATE, procedures.allocate_params(
-            subnet_ids=subnet_ids, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
-            pod_uid=request.pod_uid, netns=request.netns, node=request.node or self.node, origin=request.origin,
-            hold=request.hold, check_uid=request.check_uid, replaces_uid=request.replaces_uid,
-            deadline=datetime.now(timezone.utc) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
-        ))
-        row = rows[0]
+        row = await self._call_allocate(request, subnet_ids=None)
+        if row.outcome == "placement":
+            # The walk reached a subnet with placement rules: the subnets are chosen here.
+            subnet_ids = await self._read(lambda conn: self._admitted_ids(conn, request))
+            row = await self._call_allocate(request, subnet_ids=subnet_ids)
         if row.outcome == "expired" and not self._clock_warned:
             # Answered within the timeout, so not late: the database's clock is ahead of ours.
             self._clock_warned = True
@@ -157,17 +148,19 @@ class Allocation(ServiceBase):
             raise _held_by_another(request, row.pod_uid)
         return records.allocation_json(row, self._row_spec(row)), row.outcome == "created"
 
-    def _admitted_ids(self, conn: Connection, request: AddRequest) -> list[int] | None:
-        """The provider's subnets the one-call allocation may use, in priority order: None
-        (all of them, chosen in SQL) while none carries placement rules, else those whose
-        rules admit the request (NotAdmitted when none does). Subnet choice stays here."""
-        provider = {"provider": request.network.network_key}
-        # One statement whatever the number of subnets; a provider using rules pays O(subnets).
-        if conn.execute(_PROVIDER_MAY_HAVE_RULES, provider).first() is None:
-            return None
-        candidates = [self._subnet(row) for row in conn.execute(_SUBNETS_OF_PROVIDER, provider).all()]
-        if not any(subnet.spec.placement.binds for subnet in candidates):
-            return None
+    async def _call_allocate(self, request: AddRequest, *, subnet_ids: list[int] | None) -> Any:
+        rows = await self._call(procedures.ALLOCATE, procedures.allocate_params(
+            subnet_ids=subnet_ids, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
+            pod_uid=request.pod_uid, netns=request.netns, node=request.node or self.node, origin=request.origin,
+            hold=request.hold, check_uid=request.check_uid, replaces_uid=request.replaces_uid,
+            deadline=datetime.now(timezone.utc) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
+        ))
+        return rows[0]
+
+    def _admitted_ids(self, conn: Connection, request: AddRequest) -> list[int]:
+        """The provider's subnets whose placement rules admit the request, in priority
+        order; NotAdmitted when none does. O(subnets): only a provider with rules reads them."""
+        candidates = self._all_candidates(conn, request, None)
         return [subnet.id for subnet in self._admitted(candidates, request)]
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:

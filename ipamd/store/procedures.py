@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.expression import Executable
 
+from ipamd.core.placement import RULE_FIELDS
 from ipamd.store import records
 from ipamd.store.schema import IPAddressBytes, allocations, subnets
 
@@ -43,9 +44,10 @@ _ALLOCATE_PARAMETERS = (
 )
 # Outcomes: 'created', 'existing' (the attachment's allocation, sandbox facts refreshed),
 # 'held' (another instance of the pod holds it; the row is its), 'exhausted' (no candidate
-# had space), 'overlap' (a candidate shares addresses with other inline ranges) and
-# 'expired' (the database's clock is past the deadline): the last three leave everything
-# as it was, for the service's own path to answer.
+# had space), 'overlap' (a candidate shares addresses with other inline ranges),
+# 'placement' (the provider's walk reached a subnet with placement rules, which the daemon
+# applies: it calls again with the subnets it chose; migration 0011) and 'expired' (the
+# database's clock is past the deadline): the last four leave everything as it was.
 _ALLOCATE_ON_POSTGRESQL = sa.text(
     f"SELECT * FROM ipamd_allocate({', '.join(':' + name for name in _ALLOCATE_PARAMETERS)})"
 ).columns(
@@ -124,6 +126,8 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
         spec = json.loads(spec)
         if spec.get("overlap") is not None:
             return [_NOTHING._replace(outcome="overlap")]
+        if params["subnet_ids"] is None and any(key in spec for key in RULE_FIELDS):
+            return [_NOTHING._replace(outcome="placement")]
         picks = _take_in_subnet(db, subnet_id, _families(spec, params["family"]))
         if picks is None:
             continue

@@ -305,3 +305,41 @@ def test_0010_pools_from_before_have_no_rules_and_going_back_keeps_them(database
 
     columns, names = _at_revision(database_url, "0009", after_downgrade, downgrade=True)
     assert "rules" not in columns and names == [("db",)]
+
+
+def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(database_url: str):
+    """0011: PostgreSQL's ipamd_allocate answers 'placement' (writing nothing) when the
+    provider's walk reaches a subnet with rules; at 0010 it allocated there. SQLite has no
+    function: its rows come through both ways."""
+    from ipamd.service import Ipam
+
+    async def create() -> None:
+        database = open_database(database_url)
+        await database.upgrade()
+        ipam = Ipam(database)
+        try:
+            await ipam.create_subnet({"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": "walk", "namespaces": ["lab"]})
+        finally:
+            await ipam.close()
+
+    def add(pod: str) -> Callable[[sa.Connection], tuple[object, ...]]:
+        def run(conn: sa.Connection) -> tuple[object, ...]:
+            subnets = _rows(conn, "SELECT name FROM subnets")
+            if conn.dialect.name != "postgresql":
+                return ("no function", subnets)
+            outcome = conn.execute(sa.text(
+                "SELECT outcome FROM ipamd_allocate(NULL, NULL, 'default', 'walk', 'lab', :pod, 'net1', NULL, NULL, NULL, NULL, "
+                "'api', NULL, false, NULL, now() + interval '1 minute')"), {"pod": pod},
+            ).scalar_one()
+            return (outcome, subnets, _rows(conn, "SELECT pod FROM allocations ORDER BY id"))
+
+        return run
+
+    asyncio.run(create())
+    postgresql = "postgresql" in database_url
+    at_head = _at_revision(database_url, "head", add("first"))
+    assert at_head == (("placement", [("ruled",)], []) if postgresql else ("no function", [("ruled",)]))
+    at_0010 = _at_revision(database_url, "0010", add("second"), downgrade=True)
+    assert at_0010 == (("created", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
+    again = _at_revision(database_url, "head", add("third"))
+    assert again == (("placement", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
