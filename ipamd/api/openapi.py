@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ipamd.api.body import json_response
 from ipamd.core.history import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
+from ipamd.core.placement import OPERATORS
 from ipamd.errors import IpamError
 
 routes = web.RouteTableDef()
@@ -100,7 +101,7 @@ SCHEMAS: dict[str, Schema] = {
             "matchExpressions": {
                 "type": "array",
                 "items": strict(
-                    {"key": STRING, "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]}, "values": STRINGS},
+                    {"key": STRING, "operator": {"type": "string", "enum": list(OPERATORS)}, "values": STRINGS},
                     required=("key", "operator"),
                 ),
             },
