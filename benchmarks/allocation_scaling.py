@@ -47,8 +47,14 @@ def fill(database, subnet_name: str, held: int) -> None:
             conn.execute(
                 sa.insert(allocations),
                 [
-                    {"subnet_id": row.id, "network_key": subnet_name, "namespace": "bench", "pod": f"held-{i}",
-                     "interface": "net1", column: first + i}
+                    {
+                        "subnet_id": row.id,
+                        "network_key": subnet_name,
+                        "namespace": "bench",
+                        "pod": f"held-{i}",
+                        "interface": "net1",
+                        column: first + i,
+                    }
                     for i in range(start, min(start + chunk, held))
                 ],
             )
@@ -89,7 +95,9 @@ async def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as directory:
         for name, cidr, held in CASES:
-            results[name] = await measure(Path(directory), name, cidr, args.held if held is None else held, args.samples)
+            results[name] = await measure(
+                Path(directory), name, cidr, args.held if held is None else held, args.samples
+            )
     base = results["empty /24"][0]
     for name, (median, p95) in results.items():
         label = name.replace("N", f"{args.held:,}")

@@ -42,20 +42,34 @@ NODE_CIDRS = ["198.18.0.0/18", "198.18.64.0/18", "198.18.128.0/18", "198.18.192.
 
 
 def ipamd_config(socket: str) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": "burst", "type": "macvlan",
-        "ipam": {"type": "ipamd", "server_socket": socket, "provider": "burst.default"},
-    }).encode()
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "burst",
+            "type": "macvlan",
+            "ipam": {"type": "ipamd", "server_socket": socket, "provider": "burst.default"},
+        }
+    ).encode()
 
 
 def host_local_config(node: int, data_dir: Path) -> bytes:
-    return json.dumps({
-        "cniVersion": "1.0.0", "name": "burst", "type": "macvlan",
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": NODE_CIDRS[node]}]], "dataDir": str(data_dir / f"node{node}")},
-    }).encode()
+    return json.dumps(
+        {
+            "cniVersion": "1.0.0",
+            "name": "burst",
+            "type": "macvlan",
+            "ipam": {
+                "type": "host-local",
+                "ranges": [[{"subnet": NODE_CIDRS[node]}]],
+                "dataDir": str(data_dir / f"node{node}"),
+            },
+        }
+    ).encode()
 
 
-async def burst(plugin: Path, command: str, configs: list[bytes], *, in_flight: int, cni_path: Path) -> tuple[float, list[float], list[str]]:
+async def burst(
+    plugin: Path, command: str, configs: list[bytes], *, in_flight: int, cni_path: Path
+) -> tuple[float, list[float], list[str]]:
     """Runs the plugin once per config, ``in_flight`` at a time; returns wall time, latencies, addresses."""
     gate = asyncio.Semaphore(in_flight)
     latencies: list[float] = []
@@ -63,19 +77,29 @@ async def burst(plugin: Path, command: str, configs: list[bytes], *, in_flight: 
 
     async def one(index: int, config: bytes) -> None:
         env = {
-            "PATH": NODE_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": f"burst{index:06d}",
-            "CNI_NETNS": f"/var/run/netns/burst{index}", "CNI_IFNAME": "net1", "CNI_PATH": str(cni_path),
+            "PATH": NODE_PATH,
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": f"burst{index:06d}",
+            "CNI_NETNS": f"/var/run/netns/burst{index}",
+            "CNI_IFNAME": "net1",
+            "CNI_PATH": str(cni_path),
             "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=burst;K8S_POD_NAME=pod-{index};K8S_POD_UID=uid-{index}",
         }
         async with gate:
             started = time.perf_counter()
             process = await asyncio.create_subprocess_exec(
-                str(plugin), env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+                str(plugin),
+                env=env,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
             out, err = await process.communicate(config)
             latencies.append(time.perf_counter() - started)
         if process.returncode != 0:
-            raise RuntimeError(f"{plugin.name} {command} #{index} exited {process.returncode}: {out.decode()} {err.decode()}")
+            raise RuntimeError(
+                f"{plugin.name} {command} #{index} exited {process.returncode}: {out.decode()} {err.decode()}"
+            )
         if command == "ADD":
             addresses.append(json.loads(out)["ips"][0]["address"])
 
@@ -130,9 +154,13 @@ def main() -> None:
     if not HOST_LOCAL.exists():
         raise SystemExit(f"{HOST_LOCAL} missing: install Debian's containernetworking-plugins")
     print(f"machine: {machine()}")
-    print(f"{args.attachments} attachments over {NODES} nodes, {args.in_flight} plugin executions in flight; best of {args.rounds} rounds")
+    print(
+        f"{args.attachments} attachments over {NODES} nodes, {args.in_flight} plugin executions in flight; best of {args.rounds} rounds"
+    )
     best: dict[str, tuple[float, list[float]]] = {}
-    cpu: dict[str, list[dict[str, float]]] = {f"{label} {command}": [] for label in ("ipamd", "host-local") for command in ("ADD", "DEL")}
+    cpu: dict[str, list[dict[str, float]]] = {
+        f"{label} {command}": [] for label in ("ipamd", "host-local") for command in ("ADD", "DEL")
+    }
     server = PostgresServer.start()
     try:
         with tempfile.TemporaryDirectory(prefix="ipb-", dir="/tmp") as directory:
@@ -142,7 +170,9 @@ def main() -> None:
             assert ipamd_plugin in install_cni(str(cni_bin), ["ipamd"])
             cluster = Cluster(workdir, create_database(server.admin_url), NODES).start()
             try:
-                created = cluster.daemons[0].client.post("/v1/subnets", {"name": "burst", "cidrBlock": CLUSTER_CIDR, "provider": "burst.default"})
+                created = cluster.daemons[0].client.post(
+                    "/v1/subnets", {"name": "burst", "cidrBlock": CLUSTER_CIDR, "provider": "burst.default"}
+                )
                 assert created.status == 201, created.body
                 get = json_getter(cluster.sockets[0])
                 ipamd_configs = [ipamd_config(cluster.sockets[i % NODES]) for i in range(args.attachments)]
@@ -159,15 +189,23 @@ def main() -> None:
                                 burst(plugin, command, configs, in_flight=args.in_flight, cni_path=cni_bin)
                             )
                             after = cpu_now(cluster, server)
-                            cpu[f"{label} {command}"].append({part: (after[part] - before[part]) * 1000 / args.attachments for part in after})
+                            cpu[f"{label} {command}"].append(
+                                {part: (after[part] - before[part]) * 1000 / args.attachments for part in after}
+                            )
                             if command == "ADD":
                                 assert len(set(addresses)) == args.attachments, f"{label}: duplicate addresses"
-                                assert all(ipaddress.ip_interface(a).ip in ipaddress.ip_network(CLUSTER_CIDR) for a in addresses)
+                                assert all(
+                                    ipaddress.ip_interface(a).ip in ipaddress.ip_network(CLUSTER_CIDR)
+                                    for a in addresses
+                                )
                             if label == "ipamd":
                                 used = get("/v1/subnets/burst")["usage"]["v4"]["used"]
                                 assert used == (args.attachments if command == "ADD" else 0), (command, used)
                             key = f"{label} {command}"
-                            print(f"  round {round_number + 1}: " + summary(key, wall, latencies, args.attachments), flush=True)
+                            print(
+                                f"  round {round_number + 1}: " + summary(key, wall, latencies, args.attachments),
+                                flush=True,
+                            )
                             if key not in best or wall < best[key][0]:
                                 best[key] = (wall, latencies)
             finally:
@@ -180,10 +218,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for command in ("ADD", "DEL"):
         ours, theirs = best[f"ipamd {command}"], best[f"host-local {command}"]
-        print(f"| {args.attachments} x {command}, wall | {ours[0]:.1f} s ({args.attachments / ours[0]:.0f}/s) | "
-              f"{theirs[0]:.1f} s ({args.attachments / theirs[0]:.0f}/s) | {ours[0] / theirs[0]:.2f} |")
+        print(
+            f"| {args.attachments} x {command}, wall | {ours[0]:.1f} s ({args.attachments / ours[0]:.0f}/s) | "
+            f"{theirs[0]:.1f} s ({args.attachments / theirs[0]:.0f}/s) | {ours[0] / theirs[0]:.2f} |"
+        )
         p50 = statistics.median(ours[1]), statistics.median(theirs[1])
-        print(f"| {command} per execution, p50 | {p50[0] * 1000:.0f} ms | {p50[1] * 1000:.0f} ms | {p50[0] / p50[1]:.2f} |")
+        print(
+            f"| {command} per execution, p50 | {p50[0] * 1000:.0f} ms | {p50[1] * 1000:.0f} ms | {p50[0] / p50[1]:.2f} |"
+        )
     print()
     print("CPU per attachment (ms, mean over rounds): where the time goes")
     print("| burst | plugin executions | daemons | PostgreSQL |")

@@ -67,11 +67,13 @@ def fill_sqlite(path: Path, count: int) -> None:
         for allocations, events in rows(count, subnet_id):
             connection.executemany(
                 "INSERT INTO allocations (subnet_id, network_key, namespace, pod, interface, address_v6, container_id, node, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)", allocations,
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
+                allocations,
             )
             connection.executemany(
                 "INSERT INTO address_events (action, subnet, family, address, allocation_id, network_key, namespace, pod, interface, container_id, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)", events,
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CURRENT_TIMESTAMP)",
+                events,
             )
         updated = connection.execute(
             "UPDATE free_ranges SET first = ? WHERE subnet_id = ? AND family = 6 AND pool_id IS NULL",
@@ -92,20 +94,45 @@ async def fill_postgres(url: str, count: int) -> None:
         async with connection.transaction():
             for allocations, events in rows(count, subnet_id):
                 await connection.copy_records_to_table(
-                    "allocations", records=allocations,
-                    columns=["subnet_id", "network_key", "namespace", "pod", "interface", "address_v6", "container_id", "node"],
+                    "allocations",
+                    records=allocations,
+                    columns=[
+                        "subnet_id",
+                        "network_key",
+                        "namespace",
+                        "pod",
+                        "interface",
+                        "address_v6",
+                        "container_id",
+                        "node",
+                    ],
                 )
                 await connection.copy_records_to_table(
-                    "address_events", records=events,
-                    columns=["action", "subnet", "family", "address", "allocation_id", "network_key", "namespace", "pod", "interface", "container_id"],
+                    "address_events",
+                    records=events,
+                    columns=[
+                        "action",
+                        "subnet",
+                        "family",
+                        "address",
+                        "allocation_id",
+                        "network_key",
+                        "namespace",
+                        "pod",
+                        "interface",
+                        "container_id",
+                    ],
                 )
             status = await connection.execute(
                 "UPDATE free_ranges SET first = $1 WHERE subnet_id = $2 AND family = 6 AND pool_id IS NULL",
-                address_bytes(FIRST + count), subnet_id,
+                address_bytes(FIRST + count),
+                subnet_id,
             )
             assert status == "UPDATE 1", status
         # Keep the allocation ids in step with the rows written by hand.
-        await connection.execute("SELECT setval(pg_get_serial_sequence('allocations', 'id'), (SELECT max(id) FROM allocations))")
+        await connection.execute(
+            "SELECT setval(pg_get_serial_sequence('allocations', 'id'), (SELECT max(id) FROM allocations))"
+        )
         await connection.execute("VACUUM ANALYZE allocations")
         await connection.execute("VACUUM ANALYZE address_events")
     finally:
@@ -128,8 +155,14 @@ def start_once(workdir: Path, url: str, name: str, expected_used: int) -> tuple[
             time.sleep(0.01)
         ready = time.perf_counter() - started
         rss_ready = rss_kib(daemon.process.pid)
-        body = {"containerId": f"probe-{name}", "ifName": "net1", "network": "big6", "podNamespace": "bench",
-                "podName": f"probe-{name}-{time.monotonic_ns()}", "ipam": {"type": "ipamd", "provider": "big6"}}
+        body = {
+            "containerId": f"probe-{name}",
+            "ifName": "net1",
+            "network": "big6",
+            "podNamespace": "bench",
+            "podName": f"probe-{name}-{time.monotonic_ns()}",
+            "ipam": {"type": "ipamd", "provider": "big6"},
+        }
         reply = asyncio.run(request(daemon.socket, "POST", "/v1/cni/add", body))
         assert reply.status == 200, reply.body
         address = int(ipaddress.IPv6Address(reply.body["ips"][0]["address"].partition("/")[0]))
@@ -154,9 +187,12 @@ def measure(label: str, workdir: Path, full_url: str, empty_url: str, *, count: 
     full_rss = statistics.median(r[1] for r in results["full"])
     full_after = statistics.median(r[2] for r in results["full"])
     empty_after = statistics.median(r[2] for r in results["empty"])
-    print(f"| {label} | {empty_ready:.2f} s | {full_ready:.2f} s | {full_ready / empty_ready:.2f} | "
-          f"{empty_rss / 1024:.1f} MiB | {full_rss / 1024:.1f} MiB | {full_rss / empty_rss:.2f} | "
-          f"{empty_after / 1024:.1f} / {full_after / 1024:.1f} MiB |", flush=True)
+    print(
+        f"| {label} | {empty_ready:.2f} s | {full_ready:.2f} s | {full_ready / empty_ready:.2f} | "
+        f"{empty_rss / 1024:.1f} MiB | {full_rss / 1024:.1f} MiB | {full_rss / empty_rss:.2f} | "
+        f"{empty_after / 1024:.1f} / {full_after / 1024:.1f} MiB |",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -165,26 +201,45 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    print(f"start-up to /readyz with {args.allocations:,} allocations (and as many audit rows) vs none; median of {args.runs} runs")
+    print(
+        f"start-up to /readyz with {args.allocations:,} allocations (and as many audit rows) vs none; median of {args.runs} runs"
+    )
     with tempfile.TemporaryDirectory(prefix="ipb-", dir="/tmp") as directory:
         workdir = Path(directory)
         sqlite_full, sqlite_empty = workdir / "full.db", workdir / "empty.db"
         server = PostgresServer.start()
         try:
             pg_full, pg_empty = create_database(server.admin_url), create_database(server.admin_url)
-            for url, name in ((f"sqlite:///{sqlite_full}", "setup-sf"), (f"sqlite:///{sqlite_empty}", "setup-se"), (pg_full, "setup-pf"), (pg_empty, "setup-pe")):
+            for url, name in (
+                (f"sqlite:///{sqlite_full}", "setup-sf"),
+                (f"sqlite:///{sqlite_empty}", "setup-se"),
+                (pg_full, "setup-pf"),
+                (pg_empty, "setup-pe"),
+            ):
                 create_subnet(workdir, url, name)
             started = time.perf_counter()
             fill_sqlite(sqlite_full, args.allocations)
-            print(f"set-up: SQLite filled in {time.perf_counter() - started:.1f} s ({sqlite_full.stat().st_size / 2**20:.0f} MiB)", flush=True)
+            print(
+                f"set-up: SQLite filled in {time.perf_counter() - started:.1f} s ({sqlite_full.stat().st_size / 2**20:.0f} MiB)",
+                flush=True,
+            )
             started = time.perf_counter()
             asyncio.run(fill_postgres(pg_full, args.allocations))
             print(f"set-up: PostgreSQL filled in {time.perf_counter() - started:.1f} s", flush=True)
             print()
             n = f"{args.allocations:,}"
-            print(f"| database | ready, empty | ready, {n} | ratio | RSS ready, empty | RSS ready, {n} | ratio | RSS after an ADD and a usage read, empty / {n} |")
+            print(
+                f"| database | ready, empty | ready, {n} | ratio | RSS ready, empty | RSS ready, {n} | ratio | RSS after an ADD and a usage read, empty / {n} |"
+            )
             print("|---|---|---|---|---|---|---|---|")
-            measure("sqlite", workdir, f"sqlite:///{sqlite_full}", f"sqlite:///{sqlite_empty}", count=args.allocations, runs=args.runs)
+            measure(
+                "sqlite",
+                workdir,
+                f"sqlite:///{sqlite_full}",
+                f"sqlite:///{sqlite_empty}",
+                count=args.allocations,
+                runs=args.runs,
+            )
             measure("postgresql", workdir, pg_full, pg_empty, count=args.allocations, runs=args.runs)
         finally:
             server.destroy()

@@ -26,7 +26,9 @@ SHARED_CIDR = "198.18.0.0/15"
 PER_DAEMON_CIDRS = ["198.18.0.0/18", "198.18.64.0/18", "198.18.128.0/18", "198.18.192.0/18"]
 
 
-def run(server: PostgresServer, workdir: Path, *, daemons: int, shared: bool, requests: int, concurrency: int) -> tuple[float, int, float]:
+def run(
+    server: PostgresServer, workdir: Path, *, daemons: int, shared: bool, requests: int, concurrency: int
+) -> tuple[float, int, float]:
     url = create_database(server.admin_url)
     cluster = Cluster(workdir, url, daemons).start()
     try:
@@ -39,7 +41,9 @@ def run(server: PostgresServer, workdir: Path, *, daemons: int, shared: bool, re
         for name, cidr in subnets:
             created = cluster.daemons[0].client.post("/v1/subnets", {"name": name, "cidrBlock": cidr, "provider": name})
             assert created.status == 201, created.body
-        rate, failures, latencies = timed_allocations(cluster, [name for name, _ in subnets], providers, requests=requests, concurrency=concurrency)
+        rate, failures, latencies = timed_allocations(
+            cluster, [name for name, _ in subnets], providers, requests=requests, concurrency=concurrency
+        )
         latencies.sort()
         return rate, failures, latencies[int(len(latencies) * 0.99)]
     finally:
@@ -54,8 +58,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    print(f"{args.requests} allocations per run, {args.concurrency} concurrent clients spread over the daemons, "
-          f"one connection per request; best of {args.rounds} rounds")
+    print(
+        f"{args.requests} allocations per run, {args.concurrency} concurrent clients spread over the daemons, "
+        f"one connection per request; best of {args.rounds} rounds"
+    )
     configs = [(1, True), (2, True), (4, True), (2, False), (4, False)]
     best: dict[tuple[int, bool], tuple[float, int, float]] = {}
     server = PostgresServer.start()
@@ -64,9 +70,19 @@ def main() -> None:
             for round_number in range(args.rounds):
                 shift = round_number % len(configs)
                 for daemons, shared in configs[shift:] + configs[:shift]:
-                    result = run(server, Path(directory), daemons=daemons, shared=shared, requests=args.requests, concurrency=args.concurrency)
-                    print(f"  round {round_number + 1}: {daemons} daemon(s), {'one shared subnet' if shared else 'a subnet per daemon'}: "
-                          f"{result[0]:.0f}/s (p99 {result[2] * 1000:.0f} ms, failures {result[1]})", flush=True)
+                    result = run(
+                        server,
+                        Path(directory),
+                        daemons=daemons,
+                        shared=shared,
+                        requests=args.requests,
+                        concurrency=args.concurrency,
+                    )
+                    print(
+                        f"  round {round_number + 1}: {daemons} daemon(s), {'one shared subnet' if shared else 'a subnet per daemon'}: "
+                        f"{result[0]:.0f}/s (p99 {result[2] * 1000:.0f} ms, failures {result[1]})",
+                        flush=True,
+                    )
                     if (daemons, shared) not in best or result[0] > best[(daemons, shared)][0]:
                         best[(daemons, shared)] = result
     finally:
@@ -77,9 +93,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for daemons, shared in configs:
         rate, failures, p99 = best[(daemons, shared)]
-        print(f"| {daemons} | {'one shared' if shared else 'one per daemon'} | {rate:.0f} | {p99 * 1000:.0f} ms | {rate / baseline:.2f} | {failures} |")
+        print(
+            f"| {daemons} | {'one shared' if shared else 'one per daemon'} | {rate:.0f} | {p99 * 1000:.0f} ms | {rate / baseline:.2f} | {failures} |"
+        )
     for daemons in (2, 4):
-        print(f"{daemons} daemons: a subnet per daemon / one shared subnet = {best[(daemons, False)][0] / best[(daemons, True)][0]:.2f}")
+        print(
+            f"{daemons} daemons: a subnet per daemon / one shared subnet = {best[(daemons, False)][0] / best[(daemons, True)][0]:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from common import REPO, machine  # noqa: F401  (importing common puts the repo 
 from tests.e2e.e2e_support import NODE_PATH, SYSTEM_CNI_DIR, Topology, allocations, make_subnet, skip_reason
 from tests.support.daemon import Daemon
 
-
 DAEMON_ONLY = "ipamd daemon alone (HTTP add+del from the benchmark process)"
 
 
@@ -109,8 +108,12 @@ def main() -> int:
     bin_dir.mkdir()
     for plugin in SYSTEM_CNI_DIR.iterdir():
         (bin_dir / plugin.name).symlink_to(plugin)
-    subprocess.run([sys.executable, "-m", "ipamd", "install-cni", "--dest", str(bin_dir)], cwd=REPO, check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "ipamd", "install-cni", "--dest", str(bin_dir)],
+        cwd=REPO,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     topo = Topology()
     daemon = Daemon(workdir, f"sqlite:///{workdir / 'ipamd.db'}")
     try:
@@ -119,11 +122,21 @@ def main() -> int:
         netns = topo.netns()
         master, _ = topo.veth()
         ipamd_ipam = {"type": "ipamd", "server_socket": daemon.socket, "provider": net["provider"]}
-        host_local_ipam = {"type": "host-local", "dataDir": str(workdir / "host-local"),
-                           "ranges": [[{"subnet": "198.19.0.0/16"}]]}
+        host_local_ipam = {
+            "type": "host-local",
+            "dataDir": str(workdir / "host-local"),
+            "ranges": [[{"subnet": "198.19.0.0/16"}]],
+        }
 
         def macvlan(ipam: dict) -> dict:
-            return {"cniVersion": "1.0.0", "name": "bench", "type": "macvlan", "master": master, "mode": "bridge", "ipam": ipam}
+            return {
+                "cniVersion": "1.0.0",
+                "name": "bench",
+                "type": "macvlan",
+                "master": master,
+                "mode": "bridge",
+                "ipam": ipam,
+            }
 
         variants = {
             "macvlan + ipamd": ("macvlan", macvlan(ipamd_ipam)),
@@ -152,18 +165,28 @@ def main() -> int:
             _, status = os.waitpid(pid, 0)
             elapsed = (time.perf_counter() - started) * 1000
             if os.waitstatus_to_exitcode(status) != 0:
-                raise RuntimeError(f"{argv0} {env['CNI_COMMAND']} failed: {Path(out).read_text()} {Path(err).read_text()}")
+                raise RuntimeError(
+                    f"{argv0} {env['CNI_COMMAND']} failed: {Path(out).read_text()} {Path(err).read_text()}"
+                )
             return elapsed
 
         direct_config = json.dumps({"cniVersion": "1.0.0", "name": "bench", "ipam": ipamd_ipam})
 
         def daemon_cycle(index: int) -> float:
             """The daemon's share: the plugin's two requests (wire protocol 1) sent from this process."""
-            env = {"CNI_CONTAINERID": f"bench{index:06d}", "CNI_IFNAME": "net1", "CNI_NETNS": f"/var/run/netns/{netns}",
-                   "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{index};K8S_POD_UID=uid-{index}"}
+            env = {
+                "CNI_CONTAINERID": f"bench{index:06d}",
+                "CNI_IFNAME": "net1",
+                "CNI_NETNS": f"/var/run/netns/{netns}",
+                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{index};K8S_POD_UID=uid-{index}",
+            }
             started = time.perf_counter()
-            added = daemon.client.post("/v1/cni/exec", {"wire": 1, "env": {**env, "CNI_COMMAND": "ADD"}, "config": direct_config})
-            deleted = daemon.client.post("/v1/cni/exec", {"wire": 1, "env": {**env, "CNI_COMMAND": "DEL"}, "config": direct_config})
+            added = daemon.client.post(
+                "/v1/cni/exec", {"wire": 1, "env": {**env, "CNI_COMMAND": "ADD"}, "config": direct_config}
+            )
+            deleted = daemon.client.post(
+                "/v1/cni/exec", {"wire": 1, "env": {**env, "CNI_COMMAND": "DEL"}, "config": direct_config}
+            )
             elapsed = (time.perf_counter() - started) * 1000
             if added.body.get("exitCode") != 0 or deleted.body.get("exitCode") != 0:
                 raise RuntimeError(f"daemon: {added.body} {deleted.body}")
@@ -174,11 +197,16 @@ def main() -> int:
                 return daemon_cycle(index)
             argv0, stdin = configs[name]
             env = {
-                "PATH": NODE_PATH, "CNI_PATH": str(bin_dir), "CNI_CONTAINERID": f"bench{index:06d}",
-                "CNI_NETNS": f"/var/run/netns/{netns}", "CNI_IFNAME": "net1",
+                "PATH": NODE_PATH,
+                "CNI_PATH": str(bin_dir),
+                "CNI_CONTAINERID": f"bench{index:06d}",
+                "CNI_NETNS": f"/var/run/netns/{netns}",
+                "CNI_IFNAME": "net1",
                 "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=bench;K8S_POD_NAME=pod-{index};K8S_POD_UID=uid-{index}",
             }
-            return invoke(argv0, stdin, {**env, "CNI_COMMAND": "ADD"}) + invoke(argv0, stdin, {**env, "CNI_COMMAND": "DEL"})
+            return invoke(argv0, stdin, {**env, "CNI_COMMAND": "ADD"}) + invoke(
+                argv0, stdin, {**env, "CNI_COMMAND": "DEL"}
+            )
 
         samples: dict[str, list[float]] = {name: [] for name in names}
         for name in names:  # warm-up, not recorded
@@ -203,19 +231,25 @@ def main() -> int:
     print("| variant | median | p10 | p90 |")
     print("|---|---|---|---|")
     for name, values in samples.items():
-        print(f"| {name} | {statistics.median(values):.1f} | {percentile(values, 0.1):.1f} | {percentile(values, 0.9):.1f} |")
+        print(
+            f"| {name} | {statistics.median(values):.1f} | {percentile(values, 0.1):.1f} | {percentile(values, 0.9):.1f} |"
+        )
     ratio = statistics.median(samples["macvlan + ipamd"]) / statistics.median(samples["macvlan + host-local"])
     ratio_p10 = percentile(samples["macvlan + ipamd"], 0.1) / percentile(samples["macvlan + host-local"], 0.1)
-    print(f"\nratio macvlan+ipamd / macvlan+host-local: median {ratio:.2f}, p10 {ratio_p10:.2f} (goal: at most {CYCLE_GOAL})"
-          f" -> {'met' if ratio <= CYCLE_GOAL else 'NOT met'}")
+    print(
+        f"\nratio macvlan+ipamd / macvlan+host-local: median {ratio:.2f}, p10 {ratio_p10:.2f} (goal: at most {CYCLE_GOAL})"
+        f" -> {'met' if ratio <= CYCLE_GOAL else 'NOT met'}"
+    )
     print(f"\nstart-up, {args.startup_runs} runs each, interleaved (ms):")
     print("| variant | median | p10 |")
     print("|---|---|---|")
     for name, values in start_samples.items():
         print(f"| {name} | {statistics.median(values):.2f} | {percentile(values, 0.1):.2f} |")
     start_ratio = statistics.median(start_samples[IPAMD_VERSION]) / statistics.median(start_samples[HOST_LOCAL_VERSION])
-    print(f"\nratio ipamd VERSION / host-local VERSION: median {start_ratio:.2f} (goal: at most {STARTUP_GOAL})"
-          f" -> {'met' if start_ratio <= STARTUP_GOAL else 'NOT met'}")
+    print(
+        f"\nratio ipamd VERSION / host-local VERSION: median {start_ratio:.2f} (goal: at most {STARTUP_GOAL})"
+        f" -> {'met' if start_ratio <= STARTUP_GOAL else 'NOT met'}"
+    )
     return 0 if ratio <= CYCLE_GOAL and start_ratio <= STARTUP_GOAL else 1
 
 

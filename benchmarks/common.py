@@ -41,7 +41,8 @@ async def post_json(socket_path: str, path: str, body: dict) -> tuple[int, dict]
     payload = json.dumps(body).encode()
     writer.write(
         f"POST {path} HTTP/1.1\r\nHost: ipamd\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode() + payload
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+        + payload
     )
     await writer.drain()
     data = await reader.read()
@@ -61,21 +62,30 @@ def _dechunk(data: bytes) -> bytes:
         if size == 0:
             break
         out += rest[:size]
-        data = rest[size + 2:]
+        data = rest[size + 2 :]
     return out
 
 
 def add_body(index: int, provider: str) -> dict:
     """A CNI ADD of its own pod and container for request ``index``."""
     return {
-        "containerId": f"c{index}", "ifName": "net1", "network": provider,
-        "ipam": {"type": "ipamd", "provider": provider}, "podNamespace": "bench", "podName": f"pod-{index}",
+        "containerId": f"c{index}",
+        "ifName": "net1",
+        "network": provider,
+        "ipam": {"type": "ipamd", "provider": provider},
+        "podNamespace": "bench",
+        "podName": f"pod-{index}",
     }
 
 
 async def hammer(
-    sockets: list[str], body_for: Callable[[int], dict], *, requests: int, concurrency: int,
-    path: str = "/v1/cni/add", first: int = 0,
+    sockets: list[str],
+    body_for: Callable[[int], dict],
+    *,
+    requests: int,
+    concurrency: int,
+    path: str = "/v1/cni/add",
+    first: int = 0,
 ) -> tuple[float, int, list[float]]:
     """Returns requests/s, failures and per-request latencies; request i goes to daemon i % N."""
     counter = iter(range(first, first + requests))
@@ -96,7 +106,9 @@ async def hammer(
     return requests / (time.perf_counter() - started), failures, latencies
 
 
-def timed_allocations(cluster: Any, subnets: list[str], providers: list[str], *, requests: int, concurrency: int) -> tuple[float, int, list[float]]:
+def timed_allocations(
+    cluster: Any, subnets: list[str], providers: list[str], *, requests: int, concurrency: int
+) -> tuple[float, int, list[float]]:
     """ADDs spread over a cluster's daemons (daemon i asks for ``providers[i]``) after a warm-up
     outside the measurement; checks the subnets hold exactly the successful ones."""
     sockets = cluster.sockets

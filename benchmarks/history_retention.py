@@ -28,13 +28,12 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import machine
-
 import asyncpg
+from common import machine
 
 from ipamd.core.allocation import Owner
 from ipamd.core.history import HistoryQuery
@@ -46,13 +45,26 @@ from tests.support.postgres import PostgresServer, create_database
 
 ADDRESSES = 1000
 FIRST = 0xC6120000  # 198.18.0.0/15
-COLUMNS = ("action", "subnet", "family", "address", "allocation_id", "network_key", "namespace", "pod", "interface", "container_id", "reason", "at")
+COLUMNS = (
+    "action",
+    "subnet",
+    "family",
+    "address",
+    "allocation_id",
+    "network_key",
+    "namespace",
+    "pod",
+    "interface",
+    "container_id",
+    "reason",
+    "at",
+)
 INDEX = "ix_address_events_address_family_allocation_id"
 
 
 def events(count: int, *, chunk: int = 50_000) -> Any:
     """Yields chunks of event tuples: address by address, allocate and release in turn."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     span = timedelta(days=60)
     rows: list[tuple[Any, ...]] = []
     for n in range(count // 2):
@@ -61,7 +73,17 @@ def events(count: int, *, chunk: int = 50_000) -> Any:
         pod = f"web-7d9c5b6f4-{n:05x}"[-20:]
         container = f"{n:064x}"
         at = now - span + span * n / (count // 2)
-        common = ("bench-net", 4, address.to_bytes(16, "big"), allocation_id, "bench-net.default", "production", pod, "net1", container)
+        common = (
+            "bench-net",
+            4,
+            address.to_bytes(16, "big"),
+            allocation_id,
+            "bench-net.default",
+            "production",
+            pod,
+            "net1",
+            container,
+        )
         rows.append(("allocate", *common, None, at))
         rows.append(("release", *common, "cni del", at + timedelta(seconds=30)))
         if len(rows) >= chunk:
@@ -87,7 +109,12 @@ def sqlite_sizes(path: Path) -> tuple[int, int]:
     connection = sqlite3.connect(path)
     try:
         sizes = dict(connection.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name").fetchall())
-        indexes = [name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'address_events'")]
+        indexes = [
+            name
+            for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'address_events'"
+            )
+        ]
     finally:
         connection.close()
     return sizes["address_events"], sum(sizes.get(name, 0) for name in indexes)
@@ -143,7 +170,9 @@ async def timings(url: str) -> dict[str, float]:
     ipam = Ipam(database, node="bench")
     try:
         await ipam.create_subnet({"name": "cycle", "cidrBlock": "192.0.2.0/24"})
-        request = AddRequest(owner=Owner("cycle", "bench", "p", "eth1"), network=NetworkRequest("cycle", None), subnet_name="cycle")
+        request = AddRequest(
+            owner=Owner("cycle", "bench", "p", "eth1"), network=NetworkRequest("cycle", None), subnet_name="cycle"
+        )
         batch = batch_size(database.dialect)
         cycles, batches, big_batches, first_pages, last_pages = [], [], [], [], []
         address = str(ipaddress.IPv4Address(FIRST + 7))
@@ -171,23 +200,37 @@ async def timings(url: str) -> dict[str, float]:
             assert len(page["history"]) == 100
     finally:
         await ipam.close()
-    return {name: statistics.median(values) for name, values in
-            (("cycle", cycles), ("batch", batches), ("batch of 1000", big_batches), ("first page", first_pages),
-             ("last page", last_pages), ("batch size", [batch]))}
+    return {
+        name: statistics.median(values)
+        for name, values in (
+            ("cycle", cycles),
+            ("batch", batches),
+            ("batch of 1000", big_batches),
+            ("first page", first_pages),
+            ("last page", last_pages),
+            ("batch size", [batch]),
+        )
+    }
 
 
 def report(name: str, count: int, sizes: tuple[int, int], build: float, measured: dict[str, float]) -> None:
     table, indexes = sizes
     per_million = 1_000_000 / count / 2**20
     print(f"\n{name}: {count:,} events")
-    print(f"  table {table * per_million:.0f} MiB + indexes {indexes * per_million:.0f} MiB = {(table + indexes) * per_million:.0f} MiB per million events"
-          f" ({(table + indexes) / count:.0f} bytes per event)")
+    print(
+        f"  table {table * per_million:.0f} MiB + indexes {indexes * per_million:.0f} MiB = {(table + indexes) * per_million:.0f} MiB per million events"
+        f" ({(table + indexes) / count:.0f} bytes per event)"
+    )
     print(f"  building the history index: {build:.2f} s ({build * 1_000_000 / count:.2f} s per million events)")
-    print(f"  allocate+release cycle (baseline) {measured['cycle'] * 1000:.2f} ms;"
-          f" pruning batch of {measured['batch size']:.0f} {measured['batch'] * 1000:.2f} ms = {measured['batch'] / measured['cycle']:.2f}x a cycle;"
-          f" of 1,000 {measured['batch of 1000'] * 1000:.2f} ms = {measured['batch of 1000'] / measured['cycle']:.2f}x")
-    print(f"  a 100-entry page: first {measured['first page'] * 1000:.2f} ms, last {measured['last page'] * 1000:.2f} ms"
-          f" ({measured['last page'] / measured['first page']:.2f}x)")
+    print(
+        f"  allocate+release cycle (baseline) {measured['cycle'] * 1000:.2f} ms;"
+        f" pruning batch of {measured['batch size']:.0f} {measured['batch'] * 1000:.2f} ms = {measured['batch'] / measured['cycle']:.2f}x a cycle;"
+        f" of 1,000 {measured['batch of 1000'] * 1000:.2f} ms = {measured['batch of 1000'] / measured['cycle']:.2f}x"
+    )
+    print(
+        f"  a 100-entry page: first {measured['first page'] * 1000:.2f} ms, last {measured['last page'] * 1000:.2f} ms"
+        f" ({measured['last page'] / measured['first page']:.2f}x)"
+    )
 
 
 async def main() -> None:

@@ -63,7 +63,10 @@ def fill_allocations(path: Path, count: int) -> None:
         connection.executemany(
             "INSERT INTO allocations (subnet_id, network_key, namespace, pod, interface, address_v4, container_id, node, origin, created_at) "
             "VALUES (?, 'bench', ?, ?, 'net1', ?, ?, ?, 'cni', CURRENT_TIMESTAMP)",
-            [(subnet_id, NAMESPACE, f"pod-{i}", (first + i).to_bytes(4, "big"), f"c{i}", f"node{i % 100}") for i in range(count)],
+            [
+                (subnet_id, NAMESPACE, f"pod-{i}", (first + i).to_bytes(4, "big"), f"c{i}", f"node{i % 100}")
+                for i in range(count)
+            ],
         )
         updated = connection.execute(
             "UPDATE free_ranges SET first = ? WHERE subnet_id = ? AND family = 4 AND pool_id IS NULL",
@@ -90,10 +93,23 @@ def reconciler_peak(workdir: Path, pods: int, allocated: int | None = None) -> t
         for i in range(pods):
             handle.api.create_pod(f"pod-{i}", NAMESPACE, node_name=f"node{i % 100}", phase="Running", realistic=True)
         kubeconfig = handle.write_kubeconfig(run / "kubeconfig")
-        daemon = Daemon(run, url, extra_args=(
-            "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", "n1",
-            "--reconcile-interval", "3600", "--release-grace", "3600", "--log-level", "debug",
-        ))
+        daemon = Daemon(
+            run,
+            url,
+            extra_args=(
+                "--kubernetes",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--node-name",
+                "n1",
+                "--reconcile-interval",
+                "3600",
+                "--release-grace",
+                "3600",
+                "--log-level",
+                "debug",
+            ),
+        )
         started = time.monotonic()
         try:
             daemon.start(timeout=120)
@@ -187,7 +203,9 @@ async def pod_api_load(nodes: int, *, before: bool, pods_per_node: int = 1) -> d
         with tempfile.TemporaryDirectory() as tmp:
             client = await _client_for(nodes, api.write_kubeconfig(Path(tmp) / "kubeconfig"))
             kind = InformerBefore if before else Informer
-            informers = [kind(client, "/api/v1/pods", field_selector=f"spec.nodeName=node{node}") for node in range(nodes)]
+            informers = [
+                kind(client, "/api/v1/pods", field_selector=f"spec.nodeName=node{node}") for node in range(nodes)
+            ]
             started = time.monotonic()
             tasks = [asyncio.create_task(informer.run()) for informer in informers]
             try:
@@ -260,14 +278,22 @@ def report_pod_api_load(watchers: int, nodes: int) -> None:
     before = asyncio.run(pod_api_load(watchers, before=True))
     now = asyncio.run(pod_api_load(watchers, before=False))
     scale = nodes / watchers
-    print("| informer | lists at start (from etcd) | lists after a restart (from etcd) | watch requests/min while draining |")
+    print(
+        "| informer | lists at start (from etcd) | lists after a restart (from etcd) | watch requests/min while draining |"
+    )
     print("|---|---|---|---|")
     for label, f in (("before (no resourceVersion, no gap)", before), ("now (resourceVersion=0, paced)", now)):
-        print(f"| {label} | {f['start_lists'] * scale:,.0f} ({f['start_etcd'] * scale:,.0f}) "
-              f"| {f['restart_lists'] * scale:,.0f} ({f['restart_etcd'] * scale:,.0f}) | {f['drain_watches_per_minute'] * scale:,.0f} |")
+        print(
+            f"| {label} | {f['start_lists'] * scale:,.0f} ({f['start_etcd'] * scale:,.0f}) "
+            f"| {f['restart_lists'] * scale:,.0f} ({f['restart_etcd'] * scale:,.0f}) | {f['drain_watches_per_minute'] * scale:,.0f} |"
+        )
     ratio = now["drain_watches_per_minute"] / before["drain_watches_per_minute"]
-    print(f"while draining, watch requests now/before: {ratio:.2f} (before reopens a watch ended cleanly at once, so its")
-    print("figure is bounded only by the round trip and this machine's CPU; now each node waits at least 1 s, jittered)")
+    print(
+        f"while draining, watch requests now/before: {ratio:.2f} (before reopens a watch ended cleanly at once, so its"
+    )
+    print(
+        "figure is bounded only by the round trip and this machine's CPU; now each node waits at least 1 s, jittered)"
+    )
 
 
 def report_memory(workdir: Path, counts: list[int], allocated: int | None) -> None:
@@ -279,7 +305,9 @@ def report_memory(workdir: Path, counts: list[int], allocated: int | None) -> No
     print(f"| 0 | {base / 1024:.1f} MiB | 1.00 | - | {base_seconds:.1f} s | - |")
     for count in counts:
         peak, seconds, pages = reconciler_peak(workdir, count, allocated)
-        print(f"| {count:,} | {peak / 1024:.1f} MiB | {peak / base:.2f} | {(peak - base) / count:.2f} KiB | {seconds:.1f} s | {pages} |")
+        print(
+            f"| {count:,} | {peak / 1024:.1f} MiB | {peak / base:.2f} | {(peak - base) / count:.2f} KiB | {seconds:.1f} s | {pages} |"
+        )
 
 
 def main() -> None:

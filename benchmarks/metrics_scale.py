@@ -60,7 +60,11 @@ async def scrape_forever(socket_path: str, clients: int, report: Path, gzipped: 
             times.append(time.perf_counter() - started)
             sizes.append(len(body))
             if len(times) % 50 == 0:
-                report.write_text(json.dumps({"count": len(times), "median_ms": sorted(times)[len(times) // 2] * 1000, "bytes": sizes[-1]}))
+                report.write_text(
+                    json.dumps(
+                        {"count": len(times), "median_ms": sorted(times)[len(times) // 2] * 1000, "bytes": sizes[-1]}
+                    )
+                )
 
     await asyncio.gather(*(one() for _ in range(clients)))
 
@@ -84,8 +88,14 @@ async def create_subnets(socket_path: str, count: int) -> None:
 
 
 def attachment(name: str) -> dict:
-    return {"containerId": name, "ifName": "net1", "network": "target", "podNamespace": "bench",
-            "podName": name, "ipam": {"type": "ipamd", "provider": "target.ns"}}
+    return {
+        "containerId": name,
+        "ifName": "net1",
+        "network": "target",
+        "podNamespace": "bench",
+        "podName": name,
+        "ipam": {"type": "ipamd", "provider": "target.ns"},
+    }
 
 
 async def time_adds(socket_path: str, prefix: str, count: int) -> list[float]:
@@ -122,8 +132,18 @@ def measure(directory: Path, subnets: int, scrapers: int, adds: int, gzipped: bo
         single_scrape = time.perf_counter() - started
         report = directory / f"scrapes{subnets}.json"
         scraper = subprocess.Popen(
-            [sys.executable, __file__, "--scrape-into", str(report), "--socket", daemon.socket, "--scrapers", str(scrapers),
-             *(["--identity"] if not gzipped else [])], cwd=REPO,
+            [
+                sys.executable,
+                __file__,
+                "--scrape-into",
+                str(report),
+                "--socket",
+                daemon.socket,
+                "--scrapers",
+                str(scrapers),
+                *(["--identity"] if not gzipped else []),
+            ],
+            cwd=REPO,
         )
         try:
             deadline = time.monotonic() + 60
@@ -136,8 +156,12 @@ def measure(directory: Path, subnets: int, scrapers: int, adds: int, gzipped: bo
             scraper.kill()
             scraper.wait()
         return {
-            "create_s": created, "alone_ms": median_ms(alone), "scraped_ms": median_ms(scraped),
-            "scrape_ms": single_scrape * 1000, "scrape_bytes": len(body), "scrapes": scrapes["count"],
+            "create_s": created,
+            "alone_ms": median_ms(alone),
+            "scraped_ms": median_ms(scraped),
+            "scrape_ms": single_scrape * 1000,
+            "scrape_bytes": len(body),
+            "scrapes": scrapes["count"],
             "scrape_median_ms": scrapes["median_ms"],
         }
     finally:
@@ -149,7 +173,9 @@ def main() -> None:
     parser.add_argument("--subnets", type=int, default=5000)
     parser.add_argument("--scrapers", type=int, default=8)
     parser.add_argument("--adds", type=int, default=200)
-    parser.add_argument("--identity", action="store_true", help="scrape without Accept-Encoding: gzip (Prometheus always sends it)")
+    parser.add_argument(
+        "--identity", action="store_true", help="scrape without Accept-Encoding: gzip (Prometheus always sends it)"
+    )
     parser.add_argument("--scrape-into", help=argparse.SUPPRESS)
     parser.add_argument("--socket", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -158,17 +184,27 @@ def main() -> None:
         return
     print(f"machine: {machine()}")
     encoding = "identity" if args.identity else "gzip, as Prometheus asks"
-    print(f"{args.adds} ADDs one at a time, alone and while {args.scrapers} clients scrape /metrics back to back ({encoding}; SQLite)")
+    print(
+        f"{args.adds} ADDs one at a time, alone and while {args.scrapers} clients scrape /metrics back to back ({encoding}; SQLite)"
+    )
     with tempfile.TemporaryDirectory(prefix="ipm-", dir="/tmp") as tmp:
         results = {n: measure(Path(tmp), n, args.scrapers, args.adds, not args.identity) for n in (1, args.subnets)}
-    print(f"{'subnets':>8} {'ADD alone':>10} {'ADD scraped':>12} {'scrape':>9} {'body':>10} {'scrapes':>8} {'scrape p50':>11}")
+    print(
+        f"{'subnets':>8} {'ADD alone':>10} {'ADD scraped':>12} {'scrape':>9} {'body':>10} {'scrapes':>8} {'scrape p50':>11}"
+    )
     for subnets, r in results.items():
-        print(f"{subnets:>8} {r['alone_ms']:>8.2f}ms {r['scraped_ms']:>10.2f}ms {r['scrape_ms']:>7.1f}ms {r['scrape_bytes']:>10,} "
-              f"{r['scrapes']:>8} {r['scrape_median_ms']:>9.1f}ms")
+        print(
+            f"{subnets:>8} {r['alone_ms']:>8.2f}ms {r['scraped_ms']:>10.2f}ms {r['scrape_ms']:>7.1f}ms {r['scrape_bytes']:>10,} "
+            f"{r['scrapes']:>8} {r['scrape_median_ms']:>9.1f}ms"
+        )
     base, large = results[1], results[args.subnets]
     ratio = large["scraped_ms"] / base["scraped_ms"]
-    print(f"ratio: ADD median with {args.subnets} subnets / with 1 subnet, both scraped by {args.scrapers}: {ratio:.2f} (target <= 2)")
-    print(f"ratio: ADD median with {args.subnets} subnets scraped / 1 subnet alone: {large['scraped_ms'] / base['alone_ms']:.2f}")
+    print(
+        f"ratio: ADD median with {args.subnets} subnets / with 1 subnet, both scraped by {args.scrapers}: {ratio:.2f} (target <= 2)"
+    )
+    print(
+        f"ratio: ADD median with {args.subnets} subnets scraped / 1 subnet alone: {large['scraped_ms'] / base['alone_ms']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,30 @@ def pgbench_ceiling(server: PostgresServer, workdir: Path, *, requests: int, con
         script.write_text(PGBENCH_SCRIPT)
         database = url.rpartition("/")[2]
         output = subprocess.run(
-            ["pgbench", "-n", "-M", "prepared", "-h", "127.0.0.1", "-p", str(server.port), "-U", "postgres",
-             "-c", str(concurrency), "-j", "2", "-t", str(requests // concurrency), "-f", str(script), database],
-            check=True, capture_output=True, text=True,
+            [
+                "pgbench",
+                "-n",
+                "-M",
+                "prepared",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(server.port),
+                "-U",
+                "postgres",
+                "-c",
+                str(concurrency),
+                "-j",
+                "2",
+                "-t",
+                str(requests // concurrency),
+                "-f",
+                str(script),
+                database,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         failed = re.search(r"number of failed transactions: (\d+)", output)
         assert failed is None or failed.group(1) == "0", output
@@ -73,10 +94,14 @@ def pgbench_ceiling(server: PostgresServer, workdir: Path, *, requests: int, con
         drop_database(server.admin_url, url)
 
 
-def ipamd_rate(server: PostgresServer, workdir: Path, *, daemons: int, repo: Path, requests: int, concurrency: int) -> tuple[float, int]:
+def ipamd_rate(
+    server: PostgresServer, workdir: Path, *, daemons: int, repo: Path, requests: int, concurrency: int
+) -> tuple[float, int]:
     url, cluster = prepared_database(server, workdir, daemons=daemons, repo=repo)
     try:
-        rate, failures, _ = timed_allocations(cluster, [PROVIDER], [PROVIDER] * daemons, requests=requests, concurrency=concurrency)
+        rate, failures, _ = timed_allocations(
+            cluster, [PROVIDER], [PROVIDER] * daemons, requests=requests, concurrency=concurrency
+        )
         return rate, failures
     finally:
         cluster.stop()
@@ -91,8 +116,10 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the code before the change, run side by side")
     args = parser.parse_args()
     print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start")
-    print(f"{args.requests} allocations per run, {args.concurrency} concurrent clients, PostgreSQL with fsync=on; "
-          f"best of {args.rounds} rounds")
+    print(
+        f"{args.requests} allocations per run, {args.concurrency} concurrent clients, PostgreSQL with fsync=on; "
+        f"best of {args.rounds} rounds"
+    )
     configs: list[tuple[str, Path | None, int]] = [("pgbench", None, 0)]
     configs += [("ipamd", REPO, n) for n in (1, 2, 4)]
     if args.before is not None:
@@ -107,10 +134,23 @@ def main() -> None:
                 for label, repo, daemons in configs[shift:] + configs[:shift]:
                     if repo is None:
                         rate = pgbench_ceiling(server, workdir, requests=args.requests, concurrency=args.concurrency)
-                        print(f"  round {round_number + 1}: pgbench, one ipamd_allocate call per transaction: {rate:.0f}/s", flush=True)
+                        print(
+                            f"  round {round_number + 1}: pgbench, one ipamd_allocate call per transaction: {rate:.0f}/s",
+                            flush=True,
+                        )
                     else:
-                        rate, failures = ipamd_rate(server, workdir, daemons=daemons, repo=repo, requests=args.requests, concurrency=args.concurrency)
-                        print(f"  round {round_number + 1}: {label}, {daemons} daemon(s): {rate:.0f}/s (failures {failures})", flush=True)
+                        rate, failures = ipamd_rate(
+                            server,
+                            workdir,
+                            daemons=daemons,
+                            repo=repo,
+                            requests=args.requests,
+                            concurrency=args.concurrency,
+                        )
+                        print(
+                            f"  round {round_number + 1}: {label}, {daemons} daemon(s): {rate:.0f}/s (failures {failures})",
+                            flush=True,
+                        )
                     key = (label, daemons)
                     best[key] = max(rate, best.get(key, 0.0))
     finally:
@@ -118,13 +158,18 @@ def main() -> None:
     ceiling = best[("pgbench", 0)]
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end\n")
     before_one = best.get(("before", 1))
-    print("| code | daemons (one shared subnet) | allocations/s | ratio to the pgbench ceiling |"
-          + (" ratio to 1 daemon before |" if before_one else ""))
+    print(
+        "| code | daemons (one shared subnet) | allocations/s | ratio to the pgbench ceiling |"
+        + (" ratio to 1 daemon before |" if before_one else "")
+    )
     print("|---|---|---|---|" + ("---|" if before_one else ""))
     print(f"| pgbench, one call per allocation | - | {ceiling:.0f} | 1.00 |" + (" |" if before_one else ""))
-    for label, repo, daemons in configs[1:]:
+    for label, _repo, daemons in configs[1:]:
         rate = best[(label, daemons)]
-        print(f"| {label} | {daemons} | {rate:.0f} | {rate / ceiling:.2f} |" + (f" {rate / before_one:.2f} |" if before_one else ""))
+        print(
+            f"| {label} | {daemons} | {rate:.0f} | {rate / ceiling:.2f} |"
+            + (f" {rate / before_one:.2f} |" if before_one else "")
+        )
 
 
 if __name__ == "__main__":

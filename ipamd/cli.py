@@ -42,7 +42,9 @@ def _probe(path: Path) -> None:
     except ValueError:
         answer = None
     if done.returncode != 0 or not isinstance(answer, dict) or "supportedVersions" not in answer:
-        raise OSError(f"the plugin written to {path} failed VERSION (exit {done.returncode}): {done.stdout[:200]!r} {done.stderr[:200]!r}")
+        raise OSError(
+            f"the plugin written to {path} failed VERSION (exit {done.returncode}): {done.stdout[:200]!r} {done.stderr[:200]!r}"
+        )
 
 
 def _install_atomically(source: Path, path: Path) -> None:
@@ -107,13 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     db_parser = commands.add_parser("db", help="database maintenance")
     db_commands = db_parser.add_subparsers(dest="db_command", required=True)
     upgrade_parser = db_commands.add_parser("upgrade", help="migrate the schema to the newest version")
-    upgrade_parser.add_argument("--database-url", default=os.environ.get("IPAMD_DATABASE_URL", "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db"))
+    upgrade_parser.add_argument(
+        "--database-url", default=os.environ.get("IPAMD_DATABASE_URL", "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db")
+    )
     install_parser = commands.add_parser("install-cni", help="install the CNI plugin into a CNI bin directory")
     install_parser.add_argument("--dest", required=True, help="CNI bin directory, e.g. /opt/cni/bin")
     install_parser.add_argument("--name", default="ipamd", help="file name of the plugin")
-    install_parser.add_argument("--also-as", action="append", default=[], help="install a copy under another name, e.g. kube-ovn")
     install_parser.add_argument(
-        "--link-socket", action="append", default=[], metavar="LINK=TARGET",
+        "--also-as", action="append", default=[], help="install a copy under another name, e.g. kube-ovn"
+    )
+    install_parser.add_argument(
+        "--link-socket",
+        action="append",
+        default=[],
+        metavar="LINK=TARGET",
         help="also make LINK a symlink to the daemon's socket TARGET, e.g. /run/openvswitch/kube-ovn-daemon.sock=/run/ipamd/ipamd.sock",
     )
     args = parser.parse_args(argv)

@@ -48,41 +48,61 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ.get
     parser.add_argument("--socket", default=env("IPAMD_SOCKET", DEFAULT_SOCKET), help="Unix socket path")
     parser.add_argument("--socket-group", default=env("IPAMD_SOCKET_GROUP"), help="group owning the socket (mode 0660)")
-    parser.add_argument("--database-url", default=env("IPAMD_DATABASE_URL", DEFAULT_DATABASE_URL), help="SQLAlchemy database URL")
+    parser.add_argument(
+        "--database-url", default=env("IPAMD_DATABASE_URL", DEFAULT_DATABASE_URL), help="SQLAlchemy database URL"
+    )
     parser.add_argument("--no-migrate", action="store_true", help="do not run migrations at start")
     parser.add_argument("--listen", default=env("IPAMD_LISTEN"), help="HOST:PORT of the TCP listener (off by default)")
     parser.add_argument("--token-file", default=env("IPAMD_TOKEN_FILE"), help="bearer tokens for the TCP listener")
     parser.add_argument(
-        "--insecure-read-only", action="store_true", default=env("IPAMD_INSECURE_READ_ONLY", "") in ("1", "true"),
+        "--insecure-read-only",
+        action="store_true",
+        default=env("IPAMD_INSECURE_READ_ONLY", "") in ("1", "true"),
         help="allow --listen without --token-file: every read open to anyone who reaches HOST:PORT, no writes",
     )
-    parser.add_argument("--config", dest="config_file", default=env("IPAMD_CONFIG"), help="declarative YAML configuration")
-    parser.add_argument("--kubernetes", action="store_true", default=env("IPAMD_KUBERNETES", "") in ("1", "true"), help="Kubernetes mode")
+    parser.add_argument(
+        "--config", dest="config_file", default=env("IPAMD_CONFIG"), help="declarative YAML configuration"
+    )
+    parser.add_argument(
+        "--kubernetes",
+        action="store_true",
+        default=env("IPAMD_KUBERNETES", "") in ("1", "true"),
+        help="Kubernetes mode",
+    )
     parser.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="kubeconfig (default: in-cluster)")
     parser.add_argument("--node-name", default=env("NODE_NAME", socket.gethostname()), help="this node's name")
     parser.add_argument(
-        "--cluster-name", default=env("IPAMD_CLUSTER_NAME"),
+        "--cluster-name",
+        default=env("IPAMD_CLUSTER_NAME"),
         help=f"the Kubernetes cluster this daemon serves, part of every attachment's identity (default: the --config "
         f"file's clusterName, else {DEFAULT_CLUSTER!r}); clusters sharing one PostgreSQL need different names",
     )
     parser.add_argument("--reconcile-interval", type=float, default=300.0, help="seconds between reconciler runs")
     parser.add_argument("--release-grace", type=float, default=60.0, help="seconds a gone pod keeps its address")
     parser.add_argument(
-        "--adopt-annotations", action="store_true", default=env("IPAMD_ADOPT_ANNOTATIONS", "") in ("1", "true"),
+        "--adopt-annotations",
+        action="store_true",
+        default=env("IPAMD_ADOPT_ANNOTATIONS", "") in ("1", "true"),
         help="Kubernetes mode: before serving, adopt the Kube-OVN result annotations of this node's running pods",
     )
     parser.add_argument("--log-format", choices=("text", "json"), default=env("IPAMD_LOG_FORMAT", "text"))
     parser.add_argument("--log-level", default=env("IPAMD_LOG_LEVEL", "info"))
     parser.add_argument(
-        "--metrics-interval", type=float, default=env("IPAMD_METRICS_INTERVAL", "5"),
+        "--metrics-interval",
+        type=float,
+        default=env("IPAMD_METRICS_INTERVAL", "5"),
         help="seconds between refreshes of the usage gauges of /metrics, while it is scraped",
     )
     parser.add_argument(
-        "--history-retention", default=env("IPAMD_HISTORY_RETENTION"), metavar="DURATION",
+        "--history-retention",
+        default=env("IPAMD_HISTORY_RETENTION"),
+        metavar="DURATION",
         help="delete audit history older than this: 30d, 12h, 15m, 90s; 0 keeps everything (default: the --config file's "
         "history.retention, else 30d)",
     )
-    parser.add_argument("--shutdown-timeout", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM")
+    parser.add_argument(
+        "--shutdown-timeout", type=float, default=10.0, help="seconds in-flight requests get on SIGTERM"
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -106,7 +126,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         metrics_interval=args.metrics_interval,
         adopt_annotations=args.adopt_annotations,
         cluster_name=args.cluster_name,
-        history_retention=None if args.history_retention is None else parse_duration(args.history_retention, field="history-retention"),
+        history_retention=None
+        if args.history_retention is None
+        else parse_duration(args.history_retention, field="history-retention"),
     )
 
 
@@ -129,7 +151,9 @@ def parse_listen(value: str) -> tuple[str, int]:
         try:
             ipaddress.IPv6Address(inner)
         except ValueError:
-            raise InvalidInput(f"--listen {value!r}: expected an IPv6 address in brackets, such as [::1]:PORT", field="listen") from None
+            raise InvalidInput(
+                f"--listen {value!r}: expected an IPv6 address in brackets, such as [::1]:PORT", field="listen"
+            ) from None
         host = inner
     elif ":" in host:
         raise InvalidInput(f"--listen {value!r}: an IPv6 host goes in brackets, such as [{host}]:PORT", field="listen")
@@ -157,14 +181,19 @@ def cluster_name(settings: Settings, *, from_file: str | None) -> str:
 def check_metrics_interval(settings: Settings) -> None:
     # NaN fails both comparisons too.
     if not 0.1 <= settings.metrics_interval <= 3600:
-        raise InvalidInput(f"--metrics-interval {settings.metrics_interval:g}: expected 0.1 to 3600 seconds", field="metrics-interval")
+        raise InvalidInput(
+            f"--metrics-interval {settings.metrics_interval:g}: expected 0.1 to 3600 seconds", field="metrics-interval"
+        )
 
 
 def check_listener(settings: Settings) -> tuple[str, int] | None:
     """Validates the TCP listener flags; returns (host, port), or None without a listener."""
     if not settings.listen:
         if settings.insecure_read_only:
-            raise InvalidInput("--insecure-read-only only applies to a TCP listener: give --listen HOST:PORT too", field="insecure-read-only")
+            raise InvalidInput(
+                "--insecure-read-only only applies to a TCP listener: give --listen HOST:PORT too",
+                field="insecure-read-only",
+            )
         return None
     address = parse_listen(settings.listen)
     if not settings.token_file and not settings.insecure_read_only:

@@ -93,7 +93,8 @@ def parse(raw: object, *, source: str) -> DesiredState:
     unknown = sorted(set(raw) - SECTIONS - {CLUSTER_NAME})
     if unknown:
         raise InvalidInput(
-            f"{source}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted({CLUSTER_NAME, *SECTIONS}))}", field="config",
+            f"{source}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted({CLUSTER_NAME, *SECTIONS}))}",
+            field="config",
         )
     cluster_name = None
     if raw.get(CLUSTER_NAME) is not None:
@@ -133,7 +134,14 @@ def parse(raw: object, *, source: str) -> DesiredState:
             if key in reservations:
                 raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
             reservations[key] = reservation
-    return DesiredState(subnets, pools, reservations, cluster_name, frozenset(forced), _history_retention(raw.get("history"), source=source))
+    return DesiredState(
+        subnets,
+        pools,
+        reservations,
+        cluster_name,
+        frozenset(forced),
+        _history_retention(raw.get("history"), source=source),
+    )
 
 
 def _history_retention(section: object, *, source: str) -> float | None:
@@ -167,7 +175,9 @@ def _pool(entry: object) -> dict[str, Any]:
         raise InvalidInput("required: the name of the subnet", field="subnet")
     # The daemon stores members as written, stripped, and rules as it writes them: compare in that form.
     return {
-        "name": check_name(entry.get("name")), "subnet": subnet, "ips": [item.strip() for item in ips],
+        "name": check_name(entry.get("name")),
+        "subnet": subnet,
+        "ips": [item.strip() for item in ips],
         **parse_placement(entry).to_json(),
     }
 
@@ -252,7 +262,9 @@ class Applier:
         name = body["name"]
         live = _live_allocations(body)
         if live:
-            self._kept(f"subnet {name} is no longer in {self.source} but has {live} live allocation(s); kept until they are released")
+            self._kept(
+                f"subnet {name} is no longer in {self.source} but has {live} live allocation(s); kept until they are released"
+            )
             return
         try:
             await self.ipam.delete_subnet(name)
@@ -279,7 +291,9 @@ class Applier:
                     return
                 self._changed(f"subnet {name} created")
             elif current["origin"] != ORIGIN:
-                self._kept(f"subnet {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+                self._kept(
+                    f"subnet {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
+                )
             elif _subnet_spec(current) != spec:
                 await self.ipam.patch_subnet(name, request)
                 self._changed(f"subnet {name} updated")
@@ -292,7 +306,9 @@ class Applier:
         name = body["name"]
         used = int(body["usage"]["used"])
         if used:
-            self._kept(f"pool {name} is no longer in {self.source} but has {used} address(es) allocated; kept until they are released")
+            self._kept(
+                f"pool {name} is no longer in {self.source} but has {used} address(es) allocated; kept until they are released"
+            )
             return
         try:
             await self.ipam.delete_pool(name)
@@ -315,7 +331,9 @@ class Applier:
                     return
                 self._changed(f"pool {name} created")
             elif current["origin"] != ORIGIN:
-                self._kept(f"pool {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+                self._kept(
+                    f"pool {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
+                )
             elif not _same_pool(current, pool):
                 # One transaction: an ip_pool ADD never finds the pool missing. Held members
                 # stay held (they are allocations, not pool state).
@@ -344,19 +362,22 @@ class Applier:
                 try:
                     await self.ipam.create_reservation(reservation, origin=ORIGIN)
                 except AlreadyExists:
-                    if not await _found(self._reservation_at(reservation), lambda found: _same_reservation(found, reservation)):
+                    if not await _found(
+                        self._reservation_at(reservation), lambda found: _same_reservation(found, reservation)
+                    ):
                         raise
                     return
                 self._changed(f"{label} created")
             elif current["origin"] != ORIGIN:
-                self._kept(f"{label} exists with origin {current['origin']}; the declaration in {self.source} is ignored")
+                self._kept(
+                    f"{label} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
+                )
             elif not _same_reservation(current, reservation):
                 await self.ipam.delete_reservation(current["id"])
                 await self.ipam.create_reservation(reservation, origin=ORIGIN)
                 self._changed(f"{label} replaced")
         except IpamError as e:
             self._failed(label, e)
-
 
     async def _reservation_at(self, reservation: Mapping[str, Any]) -> dict[str, Any]:
         for body in await self.ipam.list_reservations():
@@ -380,7 +401,9 @@ def _same_reservation(current: Mapping[str, Any], reservation: Mapping[str, Any]
 
 
 def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
-    return all(current.get(key) == pool.get(key) for key in ("subnet", *RULE_FIELDS)) and list(current["ips"]) == list(pool["ips"])
+    return all(current.get(key) == pool.get(key) for key in ("subnet", *RULE_FIELDS)) and list(current["ips"]) == list(
+        pool["ips"]
+    )
 
 
 RetentionSetter = Callable[[float | None], None]
@@ -393,13 +416,18 @@ async def apply_file(ipam: Ipam, path: str, *, set_retention: RetentionSetter | 
         # Every attachment this daemon holds carries its name: it changes only with a restart.
         raise InvalidInput(
             f"{path}: clusterName {desired.cluster_name}, but this daemon serves cluster {ipam.cluster}; "
-            "a cluster name changes only with a restart", field="config",
+            "a cluster name changes only with a restart",
+            field="config",
         )
     if set_retention is not None:
         set_retention(desired.history_retention)
     report = await Applier(ipam, path).apply(desired)
     log.info(
-        "config %s applied: %d change(s), %d kept, %d error(s)", path, len(report.changes), len(report.kept), len(report.errors)
+        "config %s applied: %d change(s), %d kept, %d error(s)",
+        path,
+        len(report.changes),
+        len(report.kept),
+        len(report.errors),
     )
     return report
 
@@ -475,7 +503,8 @@ def _retention_setter(settings: Settings, app: web.Application) -> RetentionSett
         elif seconds is not None and seconds != settings.history_retention:
             log.warning(
                 "config: history.retention %s ignored: --history-retention %s is given",
-                format_duration(seconds), format_duration(settings.history_retention),
+                format_duration(seconds),
+                format_duration(settings.history_retention),
             )
 
     return set_retention

@@ -13,7 +13,6 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from ipamd.core.text import printable
 
-
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 

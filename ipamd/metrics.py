@@ -20,8 +20,8 @@ import logging
 import re
 import struct
 import time
-import zlib
 import weakref
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,13 +29,13 @@ from typing import Any
 import prometheus_client
 import sqlalchemy as sa
 from aiohttp import web
-from sqlalchemy.engine import Connection
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+from sqlalchemy.engine import Connection
 
 from ipamd.core import intervals as iv
-from ipamd.core.pool import PoolSpec, canonical_pool, pool_capacity
+from ipamd.core.pool import canonical_pool, pool_capacity
 from ipamd.core.subnet import SubnetSpec, canonical_subnet
 from ipamd.errors import IpamError, Unavailable
 from ipamd.service import Ipam
@@ -132,12 +132,18 @@ class UsageCollector(Collector):
 
     def collect(self) -> Any:
         capacity = GaugeMetricFamily(
-            "ipamd_subnet_capacity_addresses", "Allocatable addresses of a subnet family (network and broadcast excluded).",
+            "ipamd_subnet_capacity_addresses",
+            "Allocatable addresses of a subnet family (network and broadcast excluded).",
             labels=["subnet", "family"],
         )
-        used = GaugeMetricFamily("ipamd_subnet_used_addresses", "Addresses of a subnet family held by allocations.", labels=["subnet", "family"])
+        used = GaugeMetricFamily(
+            "ipamd_subnet_used_addresses",
+            "Addresses of a subnet family held by allocations.",
+            labels=["subnet", "family"],
+        )
         available = GaugeMetricFamily(
-            "ipamd_subnet_available_addresses", "Addresses dynamic allocation can still hand out in a subnet family.",
+            "ipamd_subnet_available_addresses",
+            "Addresses dynamic allocation can still hand out in a subnet family.",
             labels=["subnet", "family"],
         )
         for usage in self.snapshot.subnets:
@@ -145,13 +151,18 @@ class UsageCollector(Collector):
             capacity.add_metric(labels, usage.capacity)
             used.add_metric(labels, usage.used)
             available.add_metric(labels, usage.available)
-        pool_capacity_family = GaugeMetricFamily("ipamd_pool_capacity_addresses", "Member addresses of a pool.", labels=["pool", "subnet"])
-        pool_used = GaugeMetricFamily("ipamd_pool_used_addresses", "Members of a pool held by allocations.", labels=["pool", "subnet"])
+        pool_capacity_family = GaugeMetricFamily(
+            "ipamd_pool_capacity_addresses", "Member addresses of a pool.", labels=["pool", "subnet"]
+        )
+        pool_used = GaugeMetricFamily(
+            "ipamd_pool_used_addresses", "Members of a pool held by allocations.", labels=["pool", "subnet"]
+        )
         for pool in self.snapshot.pools:
             pool_capacity_family.add_metric([pool.pool, pool.subnet], pool.capacity)
             pool_used.add_metric([pool.pool, pool.subnet], pool.used)
         cluster_used = GaugeMetricFamily(
-            "ipamd_cluster_used_addresses", "Addresses of a subnet family held by one cluster's allocations.",
+            "ipamd_cluster_used_addresses",
+            "Addresses of a subnet family held by one cluster's allocations.",
             labels=["cluster", "subnet", "family"],
         )
         for share in self.snapshot.clusters:
@@ -169,34 +180,58 @@ class Metrics:
         # ``cluster`` is the allocation's: this daemon's, except when an operator releases
         # another cluster's allocation by id.
         self.allocations = Counter(
-            "ipamd_allocations", "New allocations (an idempotent repeat is not counted).", ["subnet", "cluster"], registry=registry,
+            "ipamd_allocations",
+            "New allocations (an idempotent repeat is not counted).",
+            ["subnet", "cluster"],
+            registry=registry,
         )
-        self.releases = Counter("ipamd_releases", "Released allocations.", ["subnet", "reason", "cluster"], registry=registry)
+        self.releases = Counter(
+            "ipamd_releases", "Released allocations.", ["subnet", "reason", "cluster"], registry=registry
+        )
         self.requests = Counter(
-            "ipamd_allocation_requests", "Allocation requests answered, by route and outcome (ok or the error code).",
-            ["route", "outcome"], registry=registry,
+            "ipamd_allocation_requests",
+            "Allocation requests answered, by route and outcome (ok or the error code).",
+            ["route", "outcome"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "ipamd_allocation_duration_seconds", "Time to answer an allocation request, whatever the outcome.",
-            ["route"], buckets=LATENCY_BUCKETS, registry=registry,
+            "ipamd_allocation_duration_seconds",
+            "Time to answer an allocation request, whatever the outcome.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.conflicts = Counter(
-            "ipamd_address_conflicts", "Requests refused because an address is held, reserved or not assignable.", ["route"], registry=registry,
+            "ipamd_address_conflicts",
+            "Requests refused because an address is held, reserved or not assignable.",
+            ["route"],
+            registry=registry,
         )
         self.exhausted = Counter(
-            "ipamd_exhausted", "Allocations refused because a subnet or pool had no free address.", ["subnet", "pool"], registry=registry,
+            "ipamd_exhausted",
+            "Allocations refused because a subnet or pool had no free address.",
+            ["subnet", "pool"],
+            registry=registry,
         )
         self.reconciler_released = Counter(
-            "ipamd_reconciler_released", "Allocations released by the Kubernetes reconciler (pod gone).", ["cluster"], registry=registry,
+            "ipamd_reconciler_released",
+            "Allocations released by the Kubernetes reconciler (pod gone).",
+            ["cluster"],
+            registry=registry,
         ).labels(ipam.cluster)
         self.database_errors = Counter(
-            "ipamd_database_errors", "Operations that failed because the database was unavailable.", registry=registry,
+            "ipamd_database_errors",
+            "Operations that failed because the database was unavailable.",
+            registry=registry,
         )
         self.history_pruned = Counter(
-            "ipamd_history_pruned_events", "Audit history events deleted because they were older than --history-retention.", registry=registry,
+            "ipamd_history_pruned_events",
+            "Audit history events deleted because they were older than --history-retention.",
+            registry=registry,
         )
         self.history_prune_failures = Counter(
-            "ipamd_history_prune_failures", "History pruning batches that failed (the events are kept; the next round retries).",
+            "ipamd_history_prune_failures",
+            "History pruning batches that failed (the events are kept; the next round retries).",
             registry=registry,
         )
         # labels() takes a lock and builds a key on every call: the hot path keeps its children.
@@ -234,7 +269,9 @@ class Metrics:
             counter.inc()
         elif event == "released":
             allocation = data["allocation"]
-            self.releases.labels(allocation["subnet"], reason_label(str(data.get("reason") or "")), allocation["cluster"]).inc()
+            self.releases.labels(
+                allocation["subnet"], reason_label(str(data.get("reason") or "")), allocation["cluster"]
+            ).inc()
         elif event == "history_pruned":
             self.history_pruned.inc(data["count"])
         elif event == "history_prune_failed":
@@ -352,26 +389,35 @@ class Metrics:
     async def read_usage(self) -> UsageSnapshot:
         """Returns capacity and use of every subnet family and pool, and each cluster's use of
         each subnet family, in five aggregate queries."""
+
         def run(conn: Connection) -> tuple[Any, ...]:
-            subnet_rows = (conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))).all()
+            subnet_rows = (
+                conn.execute(sa.select(subnets.c.id, subnets.c.name, subnets.c.revision, subnets.c.spec))
+            ).all()
             held_rows = (
                 conn.execute(
                     sa.select(
-                        allocations.c.subnet_id, allocations.c.pool_id, allocations.c.cluster,
-                        sa.func.count(allocations.c.address_v4), sa.func.count(allocations.c.address_v6),
+                        allocations.c.subnet_id,
+                        allocations.c.pool_id,
+                        allocations.c.cluster,
+                        sa.func.count(allocations.c.address_v4),
+                        sa.func.count(allocations.c.address_v6),
                     ).group_by(allocations.c.subnet_id, allocations.c.pool_id, allocations.c.cluster)
                 )
             ).all()
             # Free space is a handful of range rows per subnet: summing them in Python is cheap.
             range_rows = (
                 conn.execute(
-                    sa.select(free_ranges.c.subnet_id, free_ranges.c.family, free_ranges.c.first, free_ranges.c.last)
-                    .where(free_ranges.c.pool_id.is_(None))
+                    sa.select(
+                        free_ranges.c.subnet_id, free_ranges.c.family, free_ranges.c.first, free_ranges.c.last
+                    ).where(free_ranges.c.pool_id.is_(None))
                 )
             ).all()
             released_rows = (
                 conn.execute(
-                    sa.select(released.c.subnet_id, released.c.family, sa.func.count()).group_by(released.c.subnet_id, released.c.family)
+                    sa.select(released.c.subnet_id, released.c.family, sa.func.count()).group_by(
+                        released.c.subnet_id, released.c.family
+                    )
                 )
             ).all()
             pool_rows = (conn.execute(sa.select(pools.c.id, pools.c.name, pools.c.subnet_id, pools.c.ips))).all()
@@ -400,14 +446,18 @@ class Metrics:
         subnet_specs: dict[int, tuple[Any, Any]] = {}
         by_id: dict[int, SubnetSpec] = {}
         for row in subnet_rows:
-            spec = self._cached(self._subnet_specs, subnet_specs, row.id, row.spec, functools.partial(canonical_subnet, row.spec))
+            spec = self._cached(
+                self._subnet_specs, subnet_specs, row.id, row.spec, functools.partial(canonical_subnet, row.spec)
+            )
             if spec is None:
                 continue
             by_id[row.id] = spec
             for layout in spec.families:
                 key = (row.id, layout.version)
                 snapshot.subnets.append(
-                    SubnetUsage(row.name, layout.version, iv.size([layout.allocatable]), held.get(key, 0), available.get(key, 0))
+                    SubnetUsage(
+                        row.name, layout.version, iv.size([layout.allocatable]), held.get(key, 0), available.get(key, 0)
+                    )
                 )
         pool_specs: dict[int, tuple[Any, Any]] = {}
         for row in pool_rows:
@@ -415,11 +465,18 @@ class Metrics:
                 continue
             subnet_spec = by_id[row.subnet_id]
             pool_spec = self._cached(
-                self._pool_specs, pool_specs, row.id, (row.name, row.ips, subnet_spec),
-                functools.partial(canonical_pool, {"name": row.name, "subnet": subnet_spec.name, "ips": row.ips}, subnet=subnet_spec),
+                self._pool_specs,
+                pool_specs,
+                row.id,
+                (row.name, row.ips, subnet_spec),
+                functools.partial(
+                    canonical_pool, {"name": row.name, "subnet": subnet_spec.name, "ips": row.ips}, subnet=subnet_spec
+                ),
             )
             if pool_spec is not None:
-                snapshot.pools.append(PoolUsage(row.name, subnet_spec.name, pool_capacity(pool_spec), pool_held.get(row.id, 0)))
+                snapshot.pools.append(
+                    PoolUsage(row.name, subnet_spec.name, pool_capacity(pool_spec), pool_held.get(row.id, 0))
+                )
         names = {row.id: row.name for row in subnet_rows if row.id in by_id}
         snapshot.clusters = [
             ClusterUsage(cluster, names[subnet_id], family, count)
@@ -430,7 +487,13 @@ class Metrics:
         return snapshot
 
     @staticmethod
-    def _cached(old: dict[int, tuple[Any, Any]], new: dict[int, tuple[Any, Any]], key: int, stored: Any, parse: Callable[[], Any]) -> Any:
+    def _cached(
+        old: dict[int, tuple[Any, Any]],
+        new: dict[int, tuple[Any, Any]],
+        key: int,
+        stored: Any,
+        parse: Callable[[], Any],
+    ) -> Any:
         """Returns the spec parsed from ``stored``, from ``old`` when it is still that one; keeps it in ``new``."""
         cached = old.get(key)
         if cached is not None and cached[0] == stored:

@@ -122,10 +122,16 @@ class HistoryPruner:
         if self.failing:
             return
         self.failing = True
-        reason = error.message if isinstance(error, IpamError) else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        reason = (
+            error.message
+            if isinstance(error, IpamError)
+            else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        )
         log.error(
             "history pruning failed (%s); events older than %s are kept until it works again, retrying every %s",
-            reason, format_duration(self.retention), format_duration(self.period),
+            reason,
+            format_duration(self.retention),
+            format_duration(self.period),
         )
 
 
@@ -137,7 +143,9 @@ def install(app: web.Application, ipam: Ipam, *, retention: float) -> HistoryPru
     pruner = HistoryPruner(ipam, retention)
 
     async def lifetime(_: web.Application) -> AsyncIterator[None]:
-        log.info("history retention %s", format_duration(pruner.retention) if pruner.retention else "0: every event is kept")
+        log.info(
+            "history retention %s", format_duration(pruner.retention) if pruner.retention else "0: every event is kept"
+        )
         pruner.start()
         yield
         await pruner.stop()

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL
 from aiohttp import web
+from sqlalchemy.engine import URL
 
 from ipamd import declarative, retention
 from ipamd.api.app import create_app
@@ -60,14 +60,17 @@ def claim_socket_path(path: str) -> int:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as e:
-        raise InvalidInput(f"cannot create the lock file {lock_path} of unix socket {path}: {e.strerror or e}", field="socket") from e
+        raise InvalidInput(
+            f"cannot create the lock file {lock_path} of unix socket {path}: {e.strerror or e}", field="socket"
+        ) from e
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise InvalidInput(
             f"another ipamd holds {lock_path}: it is serving on {path} or starting to; refusing to take the socket over "
-            "(stop it first, or give this daemon another --socket)", field="socket",
+            "(stop it first, or give this daemon another --socket)",
+            field="socket",
         ) from None
     prepare_socket(path)
     return fd
@@ -104,7 +107,8 @@ def prepare_socket(path: str) -> None:
     else:
         raise InvalidInput(
             f"another process is serving on {path}; refusing to take its socket over "
-            "(stop it first, or give this daemon another --socket)", field="socket",
+            "(stop it first, or give this daemon another --socket)",
+            field="socket",
         )
     finally:
         probe.close()
@@ -132,7 +136,9 @@ class OwnSocket:
         except FileNotFoundError:
             return False
         if (info.st_dev, info.st_ino) != (self.device, self.inode):
-            log.warning("not removing %s: it is no longer this daemon's socket (another daemon took the path)", self.path)
+            log.warning(
+                "not removing %s: it is no longer this daemon's socket (another daemon took the path)", self.path
+            )
             return False
         os.unlink(self.path)
         return True
@@ -186,7 +192,9 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
             if not e.connection_invalidated:
                 # A wrong password or a missing database: waiting would not fix it.
                 raise Unavailable(refusal_message(e, url)) from e
-            log.warning("database connection lost during migration (%s); retrying in %.0fs", type(e.orig).__name__, delay)
+            log.warning(
+                "database connection lost during migration (%s); retrying in %.0fs", type(e.orig).__name__, delay
+            )
         await asyncio.sleep(delay)
         delay = min(delay * 2, 15.0)
 
@@ -245,9 +253,15 @@ async def serve(settings: Settings) -> None:
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
         if settings.adopt_annotations:
             adopt = kubernetes.adopt_annotations
-    history_retention = retention.DEFAULT_RETENTION if settings.history_retention is None else settings.history_retention
+    history_retention = (
+        retention.DEFAULT_RETENTION if settings.history_retention is None else settings.history_retention
+    )
     app = create_app(
-        ipam, policy=policy, tokens=tokens, metrics_interval=settings.metrics_interval, history_retention=history_retention,
+        ipam,
+        policy=policy,
+        tokens=tokens,
+        metrics_interval=settings.metrics_interval,
+        history_retention=history_retention,
     )
     stops: list[Callable[[], Awaitable[None]]] = []
     # The declared configuration goes in before the first request can see the subnets.
@@ -264,8 +278,11 @@ async def serve(settings: Settings) -> None:
     guard = ConnectionGuard(idle_timeout=IDLE_TIMEOUT_SECONDS)
     app.middlewares.insert(0, guard.middleware)
     runner = web.AppRunner(
-        app, shutdown_timeout=settings.shutdown_timeout, handle_signals=False,
-        keepalive_timeout=IDLE_TIMEOUT_SECONDS, lingering_time=LINGER_SECONDS,
+        app,
+        shutdown_timeout=settings.shutdown_timeout,
+        handle_signals=False,
+        keepalive_timeout=IDLE_TIMEOUT_SECONDS,
+        lingering_time=LINGER_SECONDS,
     )
     await runner.setup()
     assert runner.server is not None
@@ -282,7 +299,8 @@ async def serve(settings: Settings) -> None:
         if tokens is None:
             log.warning(
                 "serving on tcp:%s WITHOUT tokens (--insecure-read-only): every read is open to anyone who reaches it; "
-                "writes are refused", settings.listen,
+                "writes are refused",
+                settings.listen,
             )
         else:
             log.info("serving on tcp:%s (bearer tokens)", settings.listen)

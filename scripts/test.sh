@@ -28,6 +28,10 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
+# One layout for every file (ruff's formatter and linter, configured in pyproject.toml).
+.venv/bin/ruff format --check --quiet .
+.venv/bin/ruff check --quiet .
+
 # The CNI plugin the e2e tests install: vetted, unit-tested and built before pytest runs.
 # (Go needs a build cache; without $HOME it has no default one.)
 [ -n "${HOME:-}" ] || export GOCACHE="${GOCACHE:-/tmp/ipamd-go-build}"

@@ -73,7 +73,9 @@ async def create(request: web.Request) -> web.Response:
 @routes.delete("/v1/allocations/{id}")
 async def delete(request: web.Request) -> web.Response:
     """Releases the allocation; with ``If-Match`` only while it is the one the client read."""
-    return json_response(await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request)))
+    return json_response(
+        await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request))
+    )
 
 
 def _labels(raw: object) -> dict[str, Any]:
@@ -83,7 +85,11 @@ def _labels(raw: object) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidInput("expected {pod, namespace, node}, each an object of label key: value", field="labels")
     reject_unknown(raw, frozenset(LABEL_KINDS), prefix="labels.")
-    return {f"{kind}_labels": parse_labels(raw[kind], field=f"labels.{kind}") for kind in LABEL_KINDS if raw.get(kind) is not None}
+    return {
+        f"{kind}_labels": parse_labels(raw[kind], field=f"labels.{kind}")
+        for kind in LABEL_KINDS
+        if raw.get(kind) is not None
+    }
 
 
 def _with_etag(body: dict[str, Any], *, status: int = 200) -> web.Response:
@@ -97,6 +103,10 @@ def _if_match(request: web.Request) -> list[str] | None:
     if not values:
         return None
     tags = [tag.strip() for value in values for tag in value.split(",") if tag.strip()]
-    if not tags or any(tag != "*" and not (len(tag) >= 2 and tag.startswith('"') and tag.endswith('"')) for tag in tags):
-        raise InvalidInput('expected "*" or entity tags in double quotes, as the ETag header gives them', field="If-Match")
+    if not tags or any(
+        tag != "*" and not (len(tag) >= 2 and tag.startswith('"') and tag.endswith('"')) for tag in tags
+    ):
+        raise InvalidInput(
+            'expected "*" or entity tags in double quotes, as the ETag header gives them', field="If-Match"
+        )
     return tags

@@ -14,13 +14,24 @@ from ipamd.policy import AttachmentPolicy, StandalonePolicy
 from ipamd.service import Ipam
 
 RESOURCE_ROUTES = (
-    health.routes, cni.routes, subnets.routes, pools.routes, reservations.routes, allocations.routes, ips.routes, openapi.routes,
+    health.routes,
+    cni.routes,
+    subnets.routes,
+    pools.routes,
+    reservations.routes,
+    allocations.routes,
+    ips.routes,
+    openapi.routes,
 )
 
 
 def create_app(
-    ipam: Ipam, *, policy: AttachmentPolicy | None = None, tokens: TokenTable | None = None,
-    metrics_interval: float = metrics.DEFAULT_REFRESH_SECONDS, history_retention: float | None = None,
+    ipam: Ipam,
+    *,
+    policy: AttachmentPolicy | None = None,
+    tokens: TokenTable | None = None,
+    metrics_interval: float = metrics.DEFAULT_REFRESH_SECONDS,
+    history_retention: float | None = None,
 ) -> web.Application:
     """Returns the application serving the REST API and the CNI endpoints; with
     ``history_retention`` (seconds, 0: keep everything) it prunes the history while it runs."""

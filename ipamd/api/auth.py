@@ -44,7 +44,10 @@ def load_tokens(path: str | Path) -> TokenTable:
         role, _, token = line.partition(" ")
         token = token.strip()
         if role not in ROLES or len(token) < 16:
-            raise InvalidInput(f"line {number}: expected 'admin TOKEN' or 'readonly TOKEN' with a token of 16+ characters", field="token-file")
+            raise InvalidInput(
+                f"line {number}: expected 'admin TOKEN' or 'readonly TOKEN' with a token of 16+ characters",
+                field="token-file",
+            )
         entries.append((role, token.encode()))
     if not entries:
         raise InvalidInput(f"{path} holds no token", field="token-file")
@@ -57,14 +60,16 @@ def is_unix(request: web.Request) -> bool:
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     if is_unix(request) or request.path in OPEN_PATHS:
         return await handler(request)
     table = request.app[TOKENS]
     header = request.headers.get("Authorization", "")
     role = None
     if header.startswith("Bearer ") and table is not None:
-        role = table.role_of(header[len("Bearer "):].strip())
+        role = table.role_of(header[len("Bearer ") :].strip())
     if role is None:
         if table is None:
             if request.method in SAFE_METHODS:

@@ -23,17 +23,34 @@ from ipamd.api.keys import IPAM, POLICY
 from ipamd.cni import protocol
 from ipamd.core import identity
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import NetworkRequest, network_key, parse_network_request, parse_resolv_conf, result_dns, result_routes
+from ipamd.core.nad import (
+    NetworkRequest,
+    network_key,
+    parse_network_request,
+    parse_resolv_conf,
+    result_dns,
+    result_routes,
+)
 from ipamd.core.release import HOLD_VM
 from ipamd.core.subnet import reject_unknown
-from ipamd.errors import AddressConflict, IncompatiblePlugin, InvalidInput, IpamError, NotAvailable, NotFound, Unavailable
+from ipamd.errors import (
+    AddressConflict,
+    IncompatiblePlugin,
+    InvalidInput,
+    IpamError,
+    NotAvailable,
+    NotFound,
+    Unavailable,
+)
 from ipamd.metrics import CNI_OUTCOME
 from ipamd.service import AddRequest, HeldByAnotherPod, LabelsNeeded
 
 routes = web.RouteTableDef()
 log = logging.getLogger("ipamd.cni")
 
-IDENTITY_FIELDS = frozenset({"containerId", "ifName", "netns", "network", "podNamespace", "podName", "podUid", "ipam", "cniVersion"})
+IDENTITY_FIELDS = frozenset(
+    {"containerId", "ifName", "netns", "network", "podNamespace", "podName", "podUid", "ipam", "cniVersion"}
+)
 ADD_FIELDS = IDENTITY_FIELDS | {"ips", "mac"}
 ADOPT_FIELDS = ADD_FIELDS | {"node"}
 CHECK_FIELDS = IDENTITY_FIELDS | {"prevResult"}
@@ -103,7 +120,6 @@ def _network(body: dict[str, Any], network_name: str, *, identity_only: bool) ->
 
 def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"address": a["cidr"], "gateway": a["gateway"], "family": a["family"]} for a in allocation["addresses"]]
-
 
 
 async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = False) -> dict[str, Any]:
@@ -186,11 +202,11 @@ async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     previous = body.get("prevResult")
     if not isinstance(previous, dict) or not isinstance(previous.get("ips"), list):
         raise InvalidInput("expected the prevResult object with its ips", field="prevResult")
-    claimed = sorted(
-        str(ip.get("address")) for ip in previous["ips"] if isinstance(ip, dict)
-    )
+    claimed = sorted(str(ip.get("address")) for ip in previous["ips"] if isinstance(ip, dict))
     if claimed != held:
-        raise AddressConflict(f"prevResult has {', '.join(claimed) or 'no address'} but ipamd holds {', '.join(held)} for {check_request.owner.label}")
+        raise AddressConflict(
+            f"prevResult has {', '.join(claimed) or 'no address'} but ipamd holds {', '.join(held)} for {check_request.owner.label}"
+        )
     return {"ips": cni_ips(allocation)}
 
 
@@ -203,14 +219,22 @@ async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
         raise InvalidInput("expected a list of {containerId, ifName}", field="validAttachments")
     valid = set()
     for index, item in enumerate(valid_raw):
-        if not isinstance(item, dict) or not isinstance(item.get("containerId"), str) or not isinstance(item.get("ifName"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("containerId"), str)
+            or not isinstance(item.get("ifName"), str)
+        ):
             raise InvalidInput("expected {containerId, ifName}", field=f"validAttachments[{index}]")
         valid.add((item["containerId"], item["ifName"]))
     # Only what a CNI ADD made on this node: the runtime that sends GC knows nothing of other
     # nodes' attachments, nor of allocations made through the REST API.
     held = await ipam.allocations_for_network(network.network_key, origin="cni", this_node=True)
     # A VM's addresses outlive its sandboxes (a stopped VM has none): never the runtime's to collect.
-    stale = [(row.id, row.container_id) for row in held if (row.container_id, row.interface) not in valid and row.hold != HOLD_VM]
+    stale = [
+        (row.id, row.container_id)
+        for row in held
+        if (row.container_id, row.interface) not in valid and row.hold != HOLD_VM
+    ]
     released = await ipam.release_ids(stale, reason="cni gc")
     return {"released": len(released)}
 

@@ -11,6 +11,6 @@ if TYPE_CHECKING:
     from ipamd.policy import AttachmentPolicy
     from ipamd.service import Ipam
 
-IPAM: web.AppKey["Ipam"] = web.AppKey("ipam")
-POLICY: web.AppKey["AttachmentPolicy"] = web.AppKey("policy")
-TOKENS: web.AppKey["TokenTable | None"] = web.AppKey("tokens")
+IPAM: web.AppKey[Ipam] = web.AppKey("ipam")
+POLICY: web.AppKey[AttachmentPolicy] = web.AppKey("policy")
+TOKENS: web.AppKey[TokenTable | None] = web.AppKey("tokens")

@@ -19,7 +19,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         # PostgreSQL cannot compare text holding a NUL character: refuse it in names and filters.
-        if "\x00" in request.path or (request.query_string and any("\x00" in value for value in request.query.values())):
+        if "\x00" in request.path or (
+            request.query_string and any("\x00" in value for value in request.query.values())
+        ):
             raise InvalidInput("the path and the query may not contain NUL characters")
         return await handler(request)
     except IpamError as e:
@@ -33,15 +35,25 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(NotFound(f"no route {request.method} {request.path}"))
     except web.HTTPMethodNotAllowed as e:
         response = json_response(
-            {"error": {"code": "method_not_allowed", "message": f"{request.method} is not allowed on {request.path}", "cniCode": 7}},
+            {
+                "error": {
+                    "code": "method_not_allowed",
+                    "message": f"{request.method} is not allowed on {request.path}",
+                    "cniCode": 7,
+                }
+            },
             status=405,
         )
         response.headers["Allow"] = ",".join(sorted(e.allowed_methods))
         return response
     except web.HTTPException as e:
         if e.status >= 400:
-            return error_response(InvalidInput(e.reason)) if e.status == 400 else json_response(
-                {"error": {"code": "http_error", "message": e.reason, "cniCode": 7}}, status=e.status
+            return (
+                error_response(InvalidInput(e.reason))
+                if e.status == 400
+                else json_response(
+                    {"error": {"code": "http_error", "message": e.reason, "cniCode": 7}}, status=e.status
+                )
             )
         raise
     except Exception:

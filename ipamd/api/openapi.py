@@ -87,7 +87,11 @@ CNI_IDENTITY: dict[str, Schema] = {
 LABELS: Schema = {"type": "object", "additionalProperties": STRING}
 # The placement rules of a subnet or pool (ipamd.core.placement), in inputs and answers alike.
 PLACEMENT: dict[str, Schema] = {
-    "namespaces": {"type": "array", "items": STRING, "description": "Kube-OVN: serve only pods of these namespaces (empty: any)"},
+    "namespaces": {
+        "type": "array",
+        "items": STRING,
+        "description": "Kube-OVN: serve only pods of these namespaces (empty: any)",
+    },
     "nodeNames": {"type": "array", "items": STRING, "description": "serve only pods on these nodes (empty: any)"},
     "namespaceSelector": ref("LabelSelector"),
     "nodeSelector": ref("LabelSelector"),
@@ -122,17 +126,36 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "Route": shape({"dst": STRING, "gw": STRING}, optional=("gw",)),
     "RouteInput": strict({"dst": STRING, "gw": nullable(STRING)}, required=("dst",)),
-    "Dns": shape({"nameservers": STRINGS, "domain": STRING, "search": STRINGS, "options": STRINGS}, optional=("nameservers", "domain", "search", "options")),
+    "Dns": shape(
+        {"nameservers": STRINGS, "domain": STRING, "search": STRINGS, "options": STRINGS},
+        optional=("nameservers", "domain", "search", "options"),
+    ),
     "DnsInput": strict({"nameservers": STRINGS, "domain": STRING, "search": STRINGS, "options": STRINGS}),
     "FamilyUsage": shape(
-        {"total": COUNT, "used": COUNT, "available": COUNT, "excluded": COUNT, "reserved": COUNT, "pooled": COUNT, "freeRanges": STRINGS}
+        {
+            "total": COUNT,
+            "used": COUNT,
+            "available": COUNT,
+            "excluded": COUNT,
+            "reserved": COUNT,
+            "pooled": COUNT,
+            "freeRanges": STRINGS,
+        }
     ),
     "SubnetInput": strict(
         {
             "name": {"type": "string", "pattern": NAME_PATTERN, "description": "lowercase DNS-like name"},
-            "cidrBlock": {"type": "string", "description": "one CIDR, or 'v4cidr,v6cidr' for dual stack", "examples": ["192.0.2.0/24"]},
-            "gateway": nullable({"type": "string", "description": "'v4', 'v4,v6' or 'none'; default: first usable address"}),
-            "excludeIps": nullable({"type": "array", "items": STRING, "description": "addresses, a..b ranges or CIDRs"}),
+            "cidrBlock": {
+                "type": "string",
+                "description": "one CIDR, or 'v4cidr,v6cidr' for dual stack",
+                "examples": ["192.0.2.0/24"],
+            },
+            "gateway": nullable(
+                {"type": "string", "description": "'v4', 'v4,v6' or 'none'; default: first usable address"}
+            ),
+            "excludeIps": nullable(
+                {"type": "array", "items": STRING, "description": "addresses, a..b ranges or CIDRs"}
+            ),
             "provider": nullable({"type": "string", "description": "the NAD's <name>.<namespace>"}),
             "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
@@ -183,7 +206,12 @@ SCHEMAS: dict[str, Schema] = {
         {
             "name": {"type": "string", "pattern": NAME_PATTERN},
             "subnet": STRING,
-            "ips": {"type": "array", "items": STRING, "minItems": 1, "description": "addresses, a..b ranges or CIDRs inside the subnet"},
+            "ips": {
+                "type": "array",
+                "items": STRING,
+                "minItems": 1,
+                "description": "addresses, a..b ranges or CIDRs inside the subnet",
+            },
             **{key: nullable(schema) for key, schema in PLACEMENT.items()},
         },
         required=("name", "subnet", "ips"),
@@ -207,7 +235,9 @@ SCHEMAS: dict[str, Schema] = {
             "subnet": STRING,
             "address": STRING,
             "mac": nullable(STRING),
-            "owner": nullable({"type": "string", "maxLength": 1024, "description": "namespace/pod, or the pod name alone"}),
+            "owner": nullable(
+                {"type": "string", "maxLength": 1024, "description": "namespace/pod, or the pod name alone"}
+            ),
             "note": nullable({"type": "string", "maxLength": 1024}),
         },
         required=("subnet", "address"),
@@ -226,9 +256,17 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "ReservationList": shape({"items": {"type": "array", "items": ref("Reservation")}}),
     "ReservationDeleted": shape({"deleted": INTEGER}),
-    "AllocationAddress": shape({"address": STRING, "family": {"type": "integer", "enum": [4, 6]}, "cidr": STRING, "gateway": nullable(STRING)}),
+    "AllocationAddress": shape(
+        {"address": STRING, "family": {"type": "integer", "enum": [4, 6]}, "cidr": STRING, "gateway": nullable(STRING)}
+    ),
     "Owner": shape(
-        {"namespace": STRING, "pod": STRING, "interface": STRING, "containerId": nullable(STRING), "podUid": nullable(STRING)}
+        {
+            "namespace": STRING,
+            "pod": STRING,
+            "interface": STRING,
+            "containerId": nullable(STRING),
+            "podUid": nullable(STRING),
+        }
     ),
     "Allocation": shape(
         {
@@ -252,18 +290,19 @@ SCHEMAS: dict[str, Schema] = {
         {
             "subnet": STRING,
             "owner": strict(
-                {"namespace": {"type": "string", "maxLength": 253}, "pod": {"type": "string", "minLength": 1, "maxLength": 253},
-                 "interface": {"type": "string", "maxLength": 64}},
+                {
+                    "namespace": {"type": "string", "maxLength": 253},
+                    "pod": {"type": "string", "minLength": 1, "maxLength": 253},
+                    "interface": {"type": "string", "maxLength": 64},
+                },
                 required=("pod",),
             ),
             "address": nullable({"type": "string", "description": "one address, or 'v4,v6' for dual stack"}),
             "mac": nullable(STRING),
-            "node": nullable({"type": "string", "description": "the owner's node, for placement rules (default: this daemon's)"}),
-            "labels": nullable(
-                strict(
-                    {kind: nullable(LABELS) for kind in ("pod", "namespace", "node")}
-                )
+            "node": nullable(
+                {"type": "string", "description": "the owner's node, for placement rules (default: this daemon's)"}
             ),
+            "labels": nullable(strict({kind: nullable(LABELS) for kind in ("pod", "namespace", "node")})),
         },
         required=("subnet", "owner"),
     ),
@@ -277,7 +316,10 @@ SCHEMAS: dict[str, Schema] = {
             "interface": nullable(STRING),
             "containerId": nullable(STRING),
             "allocationId": nullable(INTEGER),
-            "from": {**TIMESTAMP, "description": "the allocation; null when it is older than the history kept (--history-retention)"},
+            "from": {
+                **TIMESTAMP,
+                "description": "the allocation; null when it is older than the history kept (--history-retention)",
+            },
             "to": {**TIMESTAMP, "description": "the release; null while the address is held"},
             "releaseReason": nullable(STRING),
         }
@@ -286,8 +328,15 @@ SCHEMAS: dict[str, Schema] = {
         {
             "address": STRING,
             "holders": {"type": "array", "items": ref("Allocation")},
-            "history": {"type": "array", "items": ref("HistoryEntry"), "description": "one page: one entry per allocation, in allocation order"},
-            "continue": {**nullable(STRING), "description": "pass as ?continue= for the next page; null on the last page"},
+            "history": {
+                "type": "array",
+                "items": ref("HistoryEntry"),
+                "description": "one page: one entry per allocation, in allocation order",
+            },
+            "continue": {
+                **nullable(STRING),
+                "description": "pass as ?continue= for the next page; null on the last page",
+            },
         }
     ),
     "CniIpam": {
@@ -324,7 +373,14 @@ SCHEMAS: dict[str, Schema] = {
             "ipam": ref("CniIpam"),
             "cniVersion": STRING,
             "validAttachments": nullable(
-                {"type": "array", "items": {"type": "object", "properties": {"containerId": STRING, "ifName": STRING}, "required": ["containerId", "ifName"]}}
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {"containerId": STRING, "ifName": STRING},
+                        "required": ["containerId", "ifName"],
+                    },
+                }
             ),
         },
         required=("network", "ipam"),
@@ -340,7 +396,9 @@ SCHEMAS: dict[str, Schema] = {
             "mac": nullable(STRING),
         }
     ),
-    "CniDelResponse": shape({"released": COUNT, "kept": {"type": "boolean"}, "warning": STRING}, optional=("kept", "warning")),
+    "CniDelResponse": shape(
+        {"released": COUNT, "kept": {"type": "boolean"}, "warning": STRING}, optional=("kept", "warning")
+    ),
     "CniCheckResponse": shape({"ips": {"type": "array", "items": ref("CniIp")}}),
     "Released": shape({"released": COUNT}),
     "Healthy": shape({"ok": {"type": "boolean", "enum": [True]}}),
@@ -355,7 +413,9 @@ SCHEMAS: dict[str, Schema] = {
         },
         "required": ["wire", "env", "config"],
     },
-    "CniExecAnswer": shape({"exitCode": {"type": "integer", "minimum": 0, "maximum": 255}, "stdout": STRING, "stderr": STRING}),
+    "CniExecAnswer": shape(
+        {"exitCode": {"type": "integer", "minimum": 0, "maximum": 255}, "stdout": STRING, "stderr": STRING}
+    ),
 }
 
 ERROR_MEANINGS = {
@@ -379,8 +439,14 @@ def ok(description: str, schema_name: str) -> Schema:
 
 
 def operation(
-    summary: str, responses: dict[str, Schema], *, errors: tuple[str, ...], body: str | None = None,
-    parameters: list[Schema] | None = None, changes_state: bool = False, tag: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    errors: tuple[str, ...],
+    body: str | None = None,
+    parameters: list[Schema] | None = None,
+    changes_state: bool = False,
+    tag: str,
 ) -> Schema:
     """One operation; state-changing ones need an admin token on the TCP listener."""
     statuses = set(errors) | {"400", "503"}
@@ -419,13 +485,17 @@ ALLOCATION_ID = path_parameter("id", NUMERIC_ID, "allocation id")
 
 PATHS: dict[str, Schema] = {
     "/healthz": {"get": operation("the process serves", {"200": ok("serving", "Healthy")}, errors=(), tag="health")},
-    "/readyz": {"get": operation("the database answers and is migrated", {"200": ok("ready", "Ready")}, errors=(), tag="health")},
+    "/readyz": {
+        "get": operation("the database answers and is migrated", {"200": ok("ready", "Ready")}, errors=(), tag="health")
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus metrics (docs/metrics.md)",
             "tags": ["health"],
             "security": [{}],
-            "responses": {"200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": STRING}}}},
+            "responses": {
+                "200": {"description": "text exposition format 0.0.4", "content": {"text/plain": {"schema": STRING}}}
+            },
         }
     },
     "/openapi.json": {
@@ -433,152 +503,264 @@ PATHS: dict[str, Schema] = {
             "summary": "this document",
             "tags": ["health"],
             "security": [{}],
-            "responses": {"200": {"description": "OpenAPI 3 document", "content": {"application/json": {"schema": {"type": "object"}}}}},
+            "responses": {
+                "200": {
+                    "description": "OpenAPI 3 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
         }
     },
     "/v1/cni/exec": {
         "post": operation(
             "run one CNI verb for the plugin (wire protocol 1): every CNI failure is in the answer",
             {"200": ok("what the plugin prints and its exit status", "CniExecAnswer")},
-            errors=(), body="CniExecRequest", changes_state=True, tag="cni",
+            errors=(),
+            body="CniExecRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/add": {
         "post": operation(
-            "allocate for a CNI ADD (idempotent per attachment)", {"200": ok("the attachment's addresses", "CniAddResponse")},
-            errors=("404", "409"), body="CniAddRequest", changes_state=True, tag="cni",
+            "allocate for a CNI ADD (idempotent per attachment)",
+            {"200": ok("the attachment's addresses", "CniAddResponse")},
+            errors=("404", "409"),
+            body="CniAddRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/adopt": {
         "post": operation(
             "record an address another IPAM gave a running pod (ipamctl import); a CNI GC leaves it alone",
             {"200": ok("the attachment's addresses", "CniAddResponse")},
-            errors=("400", "404", "409"), body="CniAdoptRequest", changes_state=True, tag="cni",
+            errors=("400", "404", "409"),
+            body="CniAdoptRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/del": {
         "post": operation(
-            "release for a CNI DEL (unknown attachments are fine)", {"200": ok("how many allocations were released", "CniDelResponse")},
-            errors=(), body="CniAddRequest", changes_state=True, tag="cni",
+            "release for a CNI DEL (unknown attachments are fine)",
+            {"200": ok("how many allocations were released", "CniDelResponse")},
+            errors=(),
+            body="CniAddRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/check": {
         "post": operation(
-            "compare a prevResult with what the daemon holds", {"200": ok("the held addresses match", "CniCheckResponse")},
-            errors=("404", "409"), body="CniCheckRequest", changes_state=True, tag="cni",
+            "compare a prevResult with what the daemon holds",
+            {"200": ok("the held addresses match", "CniCheckResponse")},
+            errors=("404", "409"),
+            body="CniCheckRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/gc": {
         "post": operation(
-            "release allocations of a network not in validAttachments", {"200": ok("how many were released", "Released")},
-            errors=("404",), body="CniGcRequest", changes_state=True, tag="cni",
+            "release allocations of a network not in validAttachments",
+            {"200": ok("how many were released", "Released")},
+            errors=("404",),
+            body="CniGcRequest",
+            changes_state=True,
+            tag="cni",
         )
     },
     "/v1/cni/status": {"get": operation("CNI STATUS", {"200": ok("ready", "Ready")}, errors=(), tag="cni")},
     "/v1/subnets": {
-        "get": operation("list subnets with usage", {"200": ok("subnets by name", "SubnetList")}, errors=(), tag="subnets"),
+        "get": operation(
+            "list subnets with usage", {"200": ok("subnets by name", "SubnetList")}, errors=(), tag="subnets"
+        ),
         "post": operation(
-            "create a subnet", {"201": ok("created", "Subnet")}, errors=("409",), body="SubnetInput", changes_state=True, tag="subnets"
+            "create a subnet",
+            {"201": ok("created", "Subnet")},
+            errors=("409",),
+            body="SubnetInput",
+            changes_state=True,
+            tag="subnets",
         ),
     },
     "/v1/subnets/{name}": {
-        "get": operation("a subnet with usage and free ranges", {"200": ok("the subnet", "Subnet")}, errors=("404",), parameters=[SUBNET_NAME], tag="subnets"),
+        "get": operation(
+            "a subnet with usage and free ranges",
+            {"200": ok("the subnet", "Subnet")},
+            errors=("404",),
+            parameters=[SUBNET_NAME],
+            tag="subnets",
+        ),
         "patch": operation(
-            "change fields of a subnet (held addresses must stay valid)", {"200": ok("updated", "Subnet")},
-            errors=("404", "409"), body="SubnetPatch", parameters=[SUBNET_NAME], changes_state=True, tag="subnets",
+            "change fields of a subnet (held addresses must stay valid)",
+            {"200": ok("updated", "Subnet")},
+            errors=("404", "409"),
+            body="SubnetPatch",
+            parameters=[SUBNET_NAME],
+            changes_state=True,
+            tag="subnets",
         ),
         "delete": operation(
-            "delete a subnet; ?force=true releases its live allocations first", {"200": ok("deleted", "SubnetDeleted")},
-            errors=("404", "409"), changes_state=True, tag="subnets",
+            "delete a subnet; ?force=true releases its live allocations first",
+            {"200": ok("deleted", "SubnetDeleted")},
+            errors=("404", "409"),
+            changes_state=True,
+            tag="subnets",
             parameters=[SUBNET_NAME, query_parameter("force", {"type": "boolean"}, "release live allocations first")],
         ),
     },
     "/v1/pools": {
         "get": operation("list pools with usage", {"200": ok("pools by name", "PoolList")}, errors=(), tag="pools"),
         "post": operation(
-            "create a pool inside a subnet", {"201": ok("created", "Pool")}, errors=("404", "409"), body="PoolInput", changes_state=True, tag="pools"
+            "create a pool inside a subnet",
+            {"201": ok("created", "Pool")},
+            errors=("404", "409"),
+            body="PoolInput",
+            changes_state=True,
+            tag="pools",
         ),
     },
     "/v1/pools/{name}": {
-        "get": operation("a pool with usage", {"200": ok("the pool", "Pool")}, errors=("404",), parameters=[POOL_NAME], tag="pools"),
+        "get": operation(
+            "a pool with usage", {"200": ok("the pool", "Pool")}, errors=("404",), parameters=[POOL_NAME], tag="pools"
+        ),
         "put": operation(
             "create the pool, or replace its subnet and members in one transaction (held addresses stay held)",
-            {"200": ok("replaced", "Pool"), "201": ok("created", "Pool")}, errors=("404", "409"), body="PoolInput",
-            parameters=[POOL_NAME], changes_state=True, tag="pools",
+            {"200": ok("replaced", "Pool"), "201": ok("created", "Pool")},
+            errors=("404", "409"),
+            body="PoolInput",
+            parameters=[POOL_NAME],
+            changes_state=True,
+            tag="pools",
         ),
         "delete": operation(
-            "delete a pool", {"200": ok("deleted", "PoolDeleted")}, errors=("404",), parameters=[POOL_NAME], changes_state=True, tag="pools"
+            "delete a pool",
+            {"200": ok("deleted", "PoolDeleted")},
+            errors=("404",),
+            parameters=[POOL_NAME],
+            changes_state=True,
+            tag="pools",
         ),
     },
     "/v1/reservations": {
-        "get": operation("list reservations", {"200": ok("reservations by id", "ReservationList")}, errors=(), tag="reservations"),
+        "get": operation(
+            "list reservations", {"200": ok("reservations by id", "ReservationList")}, errors=(), tag="reservations"
+        ),
         "post": operation(
-            "reserve one address", {"201": ok("created", "Reservation")}, errors=("404", "409"), body="ReservationInput",
-            changes_state=True, tag="reservations",
+            "reserve one address",
+            {"201": ok("created", "Reservation")},
+            errors=("404", "409"),
+            body="ReservationInput",
+            changes_state=True,
+            tag="reservations",
         ),
     },
     "/v1/reservations/{id}": {
         "get": operation(
-            "a reservation", {"200": ok("the reservation", "Reservation")}, errors=("404",),
-            parameters=[RESERVATION_ID], tag="reservations",
+            "a reservation",
+            {"200": ok("the reservation", "Reservation")},
+            errors=("404",),
+            parameters=[RESERVATION_ID],
+            tag="reservations",
         ),
         "delete": operation(
-            "delete a reservation", {"200": ok("deleted", "ReservationDeleted")}, errors=("404",),
-            parameters=[RESERVATION_ID], changes_state=True, tag="reservations",
+            "delete a reservation",
+            {"200": ok("deleted", "ReservationDeleted")},
+            errors=("404",),
+            parameters=[RESERVATION_ID],
+            changes_state=True,
+            tag="reservations",
         ),
     },
     "/v1/allocations": {
         "get": operation(
-            "list allocations", {"200": ok("allocations by id", "AllocationList")}, errors=(), tag="allocations",
+            "list allocations",
+            {"200": ok("allocations by id", "AllocationList")},
+            errors=(),
+            tag="allocations",
             parameters=[
                 query_parameter(key, STRING, meaning)
                 for key, meaning in (
-                    ("subnet", "subnet name"), ("namespace", "pod namespace"), ("pod", "pod name"),
-                    ("provider", "network key (provider)"), ("node", "node that made the allocation"),
+                    ("subnet", "subnet name"),
+                    ("namespace", "pod namespace"),
+                    ("pod", "pod name"),
+                    ("provider", "network key (provider)"),
+                    ("node", "node that made the allocation"),
                     ("cluster", "Kubernetes cluster (--cluster-name) of the attachment; every cluster when absent"),
                 )
             ],
         ),
         "post": operation(
-            "allocate for an owner outside Kubernetes", {"201": ok("allocated", "Allocation")}, errors=("404", "409"),
-            body="AllocationInput", changes_state=True, tag="allocations",
+            "allocate for an owner outside Kubernetes",
+            {"201": ok("allocated", "Allocation")},
+            errors=("404", "409"),
+            body="AllocationInput",
+            changes_state=True,
+            tag="allocations",
         ),
     },
     "/v1/allocations/{id}": {
         "get": operation(
-            "an allocation", {"200": ok("the allocation", "Allocation")}, errors=("404",),
-            parameters=[ALLOCATION_ID], tag="allocations",
+            "an allocation",
+            {"200": ok("the allocation", "Allocation")},
+            errors=("404",),
+            parameters=[ALLOCATION_ID],
+            tag="allocations",
         ),
         "delete": operation(
-            "release every address of an allocation", {"200": ok("the released allocation", "Allocation")}, errors=("404", "412"),
+            "release every address of an allocation",
+            {"200": ok("the released allocation", "Allocation")},
+            errors=("404", "412"),
             parameters=[
                 ALLOCATION_ID,
                 {
-                    "name": "If-Match", "in": "header", "required": False, "schema": STRING,
+                    "name": "If-Match",
+                    "in": "header",
+                    "required": False,
+                    "schema": STRING,
                     "description": "release only if the allocation still has this ETag (from GET or POST), or *",
                 },
             ],
-            changes_state=True, tag="allocations",
+            changes_state=True,
+            tag="allocations",
         ),
     },
     "/v1/ips/{address}": {
         "get": operation(
-            "who holds an address now, and who held it before (a page at a time)", {"200": ok("holders and history", "AddressInfo")},
-            errors=(), tag="addresses",
+            "who holds an address now, and who held it before (a page at a time)",
+            {"200": ok("holders and history", "AddressInfo")},
+            errors=(),
+            tag="addresses",
             parameters=[
                 path_parameter("address", ADDRESS, "an IPv4 or IPv6 address"),
                 query_parameter(
-                    "limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+                    "limit",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
                     "at most this many history entries per page",
                 ),
                 query_parameter(
-                    "continue", STRING,
+                    "continue",
+                    STRING,
                     "the continue value of the previous page, unchanged; a page resumes after the last allocation listed, "
                     "so allocations made meanwhile neither repeat nor shift entries",
                 ),
-                query_parameter("since", {"type": "string", "format": "date-time"}, "only holdings not released before this time (RFC 3339)"),
-                query_parameter("until", {"type": "string", "format": "date-time"}, "only holdings that started before this time (RFC 3339)"),
-                query_parameter("order", {"type": "string", "enum": list(ORDERS), "default": "oldest"}, "oldest or newest allocation first"),
+                query_parameter(
+                    "since",
+                    {"type": "string", "format": "date-time"},
+                    "only holdings not released before this time (RFC 3339)",
+                ),
+                query_parameter(
+                    "until",
+                    {"type": "string", "format": "date-time"},
+                    "only holdings that started before this time (RFC 3339)",
+                ),
+                query_parameter(
+                    "order",
+                    {"type": "string", "enum": list(ORDERS), "default": "oldest"},
+                    "oldest or newest allocation first",
+                ),
             ],
         )
     },
@@ -648,7 +830,9 @@ DOCUMENT: Schema = {
     "paths": PATHS,
     "components": {
         "schemas": SCHEMAS,
-        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer", "description": "a token from --token-file"}},
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "description": "a token from --token-file"}
+        },
     },
 }
 

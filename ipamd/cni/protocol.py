@@ -253,7 +253,11 @@ def gc_request(invocation: Invocation) -> dict[str, Any]:
         raise InvalidInput("expected a list", field=VALID_ATTACHMENTS)
     valid = []
     for index, item in enumerate(raw):
-        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) or not isinstance(item.get("ifname"), str):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("containerID"), str)
+            or not isinstance(item.get("ifname"), str)
+        ):
             raise InvalidInput("expected {containerID, ifname} strings", field=f"{VALID_ATTACHMENTS}[{index}]")
         valid.append({"containerId": item["containerID"], "ifName": item["ifname"]})
     return {"network": network_name_of(config), "ipam": ipam_of(config), "validAttachments": valid}
@@ -281,7 +285,11 @@ def add_result(answer: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
         if isinstance(route, Mapping) and route.get("dst")
     ]
     dns_in = answer.get("dns")
-    dns = {key: dns_in[key] for key in DNS_KEYS if dns_in.get(key) not in (None, "", [])} if isinstance(dns_in, Mapping) else {}
+    dns = (
+        {key: dns_in[key] for key in DNS_KEYS if dns_in.get(key) not in (None, "", [])}
+        if isinstance(dns_in, Mapping)
+        else {}
+    )
     return {"cniVersion": cni_version, "ips": ips, "routes": routes, "dns": dns}
 
 

@@ -70,9 +70,7 @@ def parse_entry(text: object, *, field: str) -> tuple[int, Interval]:
     return address.version, (int(address), int(address))
 
 
-def parse_entries(
-    entries: object, *, field: str, version: int, within: Interval | None = None
-) -> list[Interval]:
+def parse_entries(entries: object, *, field: str, version: int, within: Interval | None = None) -> list[Interval]:
     """Returns the ``version`` intervals of a list of entries, clipped to ``within``.
 
     Entries of the other IP version are skipped: a dual-stack subnet keeps both families'

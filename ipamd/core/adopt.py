@@ -149,7 +149,13 @@ def _selections(pod: Mapping[str, Any]) -> list[tuple[str, str, str | None]]:
         for item in parsed if isinstance(parsed, list) else []:
             if isinstance(item, Mapping) and isinstance(item.get("name"), str):
                 interface = item.get("interface")
-                selections.append((str(item.get("namespace") or namespace), item["name"], interface if isinstance(interface, str) else None))
+                selections.append(
+                    (
+                        str(item.get("namespace") or namespace),
+                        item["name"],
+                        interface if isinstance(interface, str) else None,
+                    )
+                )
         return selections
     for part in (p.strip() for p in text.split(",")):
         if not part:
@@ -206,7 +212,9 @@ def kube_ovn(pods: Iterable[Mapping[str, Any]], ip_objects: Iterable[Mapping[str
         namespace, pod_name = str(spec.get("namespace") or ""), str(spec.get("podName") or "")
         name = str(_meta(obj).get("name") or "")
         prefix = f"{pod_name}.{namespace}"
-        provider = KUBE_OVN_PRIMARY if name == prefix else name[len(prefix) + 1:] if name.startswith(prefix + ".") else ""
+        provider = (
+            KUBE_OVN_PRIMARY if name == prefix else name[len(prefix) + 1 :] if name.startswith(prefix + ".") else ""
+        )
         if provider:
             from_ip[(namespace, pod_name, provider)] = spec
     done: set[tuple[str, str, str]] = set()
@@ -230,15 +238,27 @@ def kube_ovn(pods: Iterable[Mapping[str, Any]], ip_objects: Iterable[Mapping[str
         if owner is None:
             plan.skipped.append(Skipped(source, f"pod {namespace}/{name} is not running: nothing to adopt"))
             continue
-        ips = tuple(a for a in (spec.get("v4IpAddress"), spec.get("v6IpAddress")) if isinstance(a, str) and a) or _split_ips(str(spec.get("ipAddress") or ""))
+        ips = tuple(
+            a for a in (spec.get("v4IpAddress"), spec.get("v6IpAddress")) if isinstance(a, str) and a
+        ) or _split_ips(str(spec.get("ipAddress") or ""))
         _add_kube_ovn(plan, owner, provider, ips, spec.get("macAddress") or None, spec.get("containerID"), source)
     return plan
 
 
-def _add_kube_ovn(plan: Plan, pod: Mapping[str, Any], provider: str, ips: tuple[str, ...], mac: object, container_id: object, source: str) -> None:
+def _add_kube_ovn(
+    plan: Plan,
+    pod: Mapping[str, Any],
+    provider: str,
+    ips: tuple[str, ...],
+    mac: object,
+    container_id: object,
+    source: str,
+) -> None:
     namespace, name = pod_ref(pod)
     if provider == KUBE_OVN_PRIMARY or provider.endswith(f".{KUBE_OVN_PRIMARY}"):
-        plan.skipped.append(Skipped(source, f"provider {provider} is Kube-OVN's own OVN network, not an attachment ipamd serves"))
+        plan.skipped.append(
+            Skipped(source, f"provider {provider} is Kube-OVN's own OVN network, not an attachment ipamd serves")
+        )
         return
     if not ips:
         plan.skipped.append(Skipped(source, "no ip_address recorded"))
@@ -247,10 +267,17 @@ def _add_kube_ovn(plan: Plan, pod: Mapping[str, Any], provider: str, ips: tuple[
     interface, note = interface_of(pod, nad=nad, address=ips[0].partition("/")[0])
     plan.adoptions.append(
         Adoption(
-            source=source, network=nad[1] if nad else provider, ipam={"type": "ipamd", "provider": provider},
-            namespace=namespace, pod=name, interface=interface,
+            source=source,
+            network=nad[1] if nad else provider,
+            ipam={"type": "ipamd", "provider": provider},
+            namespace=namespace,
+            pod=name,
+            interface=interface,
             container_id=container_id if isinstance(container_id, str) and container_id else None,
-            ips=ips, mac=mac if isinstance(mac, str) else None, notes=(note,) if note else (), node=node_of(pod),
+            ips=ips,
+            mac=mac if isinstance(mac, str) else None,
+            notes=(note,) if note else (),
+            node=node_of(pod),
         )
     )
 
@@ -313,8 +340,10 @@ def _first_address(range_text: str) -> netaddr.IPAddress:
 
 
 def whereabouts(
-    ippools: Iterable[Mapping[str, Any]], reservations: Iterable[Mapping[str, Any]],
-    nads: Iterable[Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
+    ippools: Iterable[Mapping[str, Any]],
+    reservations: Iterable[Mapping[str, Any]],
+    nads: Iterable[Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
 ) -> Plan:
     """Returns the live allocations of Whereabouts' IPPools, each through the NAD it serves."""
     plan = Plan()
@@ -357,12 +386,17 @@ def whereabouts(
             namespace, _, name = podref.partition("/")
             pod = live.get((namespace, name))
             if pod is None:
-                plan.skipped.append(Skipped(source, f"{address}: pod {podref or '(none)'} is not running: a stale allocation"))
+                plan.skipped.append(
+                    Skipped(source, f"{address}: pod {podref or '(none)'} is not running: a stale allocation")
+                )
                 continue
             chosen = _pick_nad(pod, candidates, address)
             if chosen is None:
-                reason = (f"no NAD has a Whereabouts range whose IPPool is {pool_name}" if not candidates
-                          else f"NADs {', '.join(f'{n[0]}/{n[1]}' for n, _, _ in candidates)} all serve it and the pod's network-status does not say which")
+                reason = (
+                    f"no NAD has a Whereabouts range whose IPPool is {pool_name}"
+                    if not candidates
+                    else f"NADs {', '.join(f'{n[0]}/{n[1]}' for n, _, _ in candidates)} all serve it and the pod's network-status does not say which"
+                )
                 plan.skipped.append(Skipped(source, f"{address} of {podref}: {reason}"))
                 continue
             nad_ref, network, ipam = chosen
@@ -373,9 +407,16 @@ def whereabouts(
             container = allocation.get("id")
             plan.adoptions.append(
                 Adoption(
-                    source=source, network=network, ipam=ipam, namespace=namespace, pod=name, interface=interface,
+                    source=source,
+                    network=network,
+                    ipam=ipam,
+                    namespace=namespace,
+                    pod=name,
+                    interface=interface,
                     container_id=container if isinstance(container, str) and container else None,
-                    ips=(address,), notes=(note,) if note else (), node=node_of(pod),
+                    ips=(address,),
+                    notes=(note,) if note else (),
+                    node=node_of(pod),
                 )
             )
             adopted.add((namespace, name, address))
@@ -390,11 +431,13 @@ def whereabouts(
             continue  # stale: its pod is gone, nothing holds the address
         if reserved is not None and (namespace, pod_name, reserved) in adopted:
             continue
-        plan.skipped.append(Skipped(
-            f"OverlappingRangeIPReservation {name}",
-            f"{reserved or name} is reserved for running pod {podref} but no IPPool allocation records it; "
-            "adopt it by hand (a static address for that pod, or an ipamd reservation)",
-        ))
+        plan.skipped.append(
+            Skipped(
+                f"OverlappingRangeIPReservation {name}",
+                f"{reserved or name} is reserved for running pod {podref} but no IPPool allocation records it; "
+                "adopt it by hand (a static address for that pod, or an ipamd reservation)",
+            )
+        )
     return plan
 
 
@@ -418,11 +461,17 @@ def _reservation_address(name: str) -> str | None:
 
 
 def _pick_nad(
-    pod: Mapping[str, Any], candidates: list[tuple[tuple[str, str], str, Mapping[str, Any]]], address: str,
+    pod: Mapping[str, Any],
+    candidates: list[tuple[tuple[str, str], str, Mapping[str, Any]]],
+    address: str,
 ) -> tuple[tuple[str, str], str, Mapping[str, Any]] | None:
     statuses = {str(entry.get("name")): entry for entry in network_status(pod)}
     attached = [c for c in candidates if f"{c[0][0]}/{c[0][1]}" in statuses]
-    holding = [c for c in attached if address in [str(ip).partition("/")[0] for ip in statuses[f"{c[0][0]}/{c[0][1]}"].get("ips") or []]]
+    holding = [
+        c
+        for c in attached
+        if address in [str(ip).partition("/")[0] for ip in statuses[f"{c[0][0]}/{c[0][1]}"].get("ips") or []]
+    ]
     for group in (holding, attached):
         if len(group) == 1:
             return group[0]
@@ -437,8 +486,11 @@ def _pick_nad(
 
 
 def host_local(
-    data: Mapping[str, Mapping[str, str]], configs: Mapping[str, Mapping[str, Any]], pods: Iterable[Mapping[str, Any]],
-    *, data_dir: str = "/var/lib/cni/networks",
+    data: Mapping[str, Mapping[str, str]],
+    configs: Mapping[str, Mapping[str, Any]],
+    pods: Iterable[Mapping[str, Any]],
+    *,
+    data_dir: str = "/var/lib/cni/networks",
 ) -> Plan:
     """Returns the addresses host-local leased, per network directory.
 
@@ -458,7 +510,9 @@ def host_local(
             source = f"host-local {data_dir}/{network}/{file_name}"
             ipam = configs.get(network)
             if ipam is None:
-                plan.skipped.append(Skipped(source, f"no CNI config named {network}: pass it with --cni-config or create its NAD"))
+                plan.skipped.append(
+                    Skipped(source, f"no CNI config named {network}: pass it with --cni-config or create its NAD")
+                )
                 continue
             lines = [line.strip() for line in files[file_name].replace("\r", "\n").split("\n") if line.strip()]
             if not lines:
@@ -478,8 +532,16 @@ def host_local(
                 notes = ("no pod's network-status shows this address: held by its container id",)
             plan.adoptions.append(
                 Adoption(
-                    source=source, network=network, ipam=ipam, namespace=namespace, pod=pod_name,
-                    interface=interface or "eth0", container_id=container_id, ips=(address,), notes=notes, node=node,
+                    source=source,
+                    network=network,
+                    ipam=ipam,
+                    namespace=namespace,
+                    pod=pod_name,
+                    interface=interface or "eth0",
+                    container_id=container_id,
+                    ips=(address,),
+                    notes=notes,
+                    node=node,
                 )
             )
     return plan

@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.errors import InvalidInput
@@ -38,7 +38,9 @@ def parse_duration(value: object, *, field: str) -> float:
         return 0.0
     match = _DURATION.fullmatch(text or "")
     if match is None:
-        raise InvalidInput(f"{value!r}: expected a number with a unit s, m, h or d (such as 30d, 12h, 90s), or 0", field=field)
+        raise InvalidInput(
+            f"{value!r}: expected a number with a unit s, m, h or d (such as 30d, 12h, 90s), or 0", field=field
+        )
     return float(int(match.group(1)) * DURATION_UNITS[match.group(2)])
 
 
@@ -57,10 +59,12 @@ def parse_moment(value: str, *, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise InvalidInput(f"{value!r}: expected an RFC 3339 timestamp such as 2026-11-29T09:00:00Z", field=field) from None
+        raise InvalidInput(
+            f"{value!r}: expected an RFC 3339 timestamp such as 2026-11-29T09:00:00Z", field=field
+        ) from None
     if moment.tzinfo is None:
         raise InvalidInput(f"{value!r}: give the time zone (Z for UTC, or an offset such as +01:00)", field=field)
-    return moment.astimezone(timezone.utc)
+    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True)
@@ -112,10 +116,18 @@ def decode_token(token: str, *, newest_first: bool) -> int:
         decoded = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError):
         raise InvalidInput(problem, field="continue") from None
-    if not isinstance(decoded, dict) or decoded.get("v") != 1 or type(decoded.get("after")) is not int or decoded.get("order") not in ORDERS:
+    if (
+        not isinstance(decoded, dict)
+        or decoded.get("v") != 1
+        or type(decoded.get("after")) is not int
+        or decoded.get("order") not in ORDERS
+    ):
         raise InvalidInput(problem, field="continue")
     if decoded["order"] != ORDERS[newest_first]:
-        raise InvalidInput(f"the token continues a listing with order={decoded['order']}: keep the order of the first page", field="continue")
+        raise InvalidInput(
+            f"the token continues a listing with order={decoded['order']}: keep the order of the first page",
+            field="continue",
+        )
     return int(decoded["after"])
 
 
@@ -131,9 +143,17 @@ def spans(events: Iterable[Any], stamp: Any) -> list[dict[str, Any]]:
     for event in events:
         if current is None or current["allocationId"] != event.allocation_id:
             current = {
-                "subnet": event.subnet, "cluster": event.cluster, "networkKey": event.network_key, "namespace": event.namespace,
-                "pod": event.pod, "interface": event.interface, "containerId": event.container_id,
-                "allocationId": event.allocation_id, "from": None, "to": None, "releaseReason": None,
+                "subnet": event.subnet,
+                "cluster": event.cluster,
+                "networkKey": event.network_key,
+                "namespace": event.namespace,
+                "pod": event.pod,
+                "interface": event.interface,
+                "containerId": event.container_id,
+                "allocationId": event.allocation_id,
+                "from": None,
+                "to": None,
+                "releaseReason": None,
             }
             result.append(current)
         if event.action == "allocate":

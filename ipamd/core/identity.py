@@ -50,7 +50,13 @@ def namespace(value: object, *, field: str) -> str:
 
 def cluster_name(value: object, *, field: str = "cluster-name") -> str:
     """Returns ``value`` when it may name a cluster: a DNS-1123 label, as a namespace is."""
-    return _matching(value, _DNS_LABEL, NAMESPACE_MAX, field=field, what=f"a valid cluster name: expected a DNS label ({_LABEL_CHARACTERS}), such as 'prod-east'")
+    return _matching(
+        value,
+        _DNS_LABEL,
+        NAMESPACE_MAX,
+        field=field,
+        what=f"a valid cluster name: expected a DNS label ({_LABEL_CHARACTERS}), such as 'prod-east'",
+    )
 
 
 def pod(value: object, *, field: str) -> str:
@@ -78,9 +84,13 @@ def interface(value: object, *, field: str) -> str:
     text = _text(value, field=field)
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > INTERFACE_MAX_BYTES:
-        raise InvalidInput(f"{_shown(text)} is {size} bytes long; an interface name has at most {INTERFACE_MAX_BYTES}", field=field)
+        raise InvalidInput(
+            f"{_shown(text)} is {size} bytes long; an interface name has at most {INTERFACE_MAX_BYTES}", field=field
+        )
     if text in (".", "..") or any(c in "/:" or c.isspace() for c in text):
-        raise InvalidInput(f"{_shown(text)} is not an interface name: not '.' or '..', and no '/', ':' or whitespace", field=field)
+        raise InvalidInput(
+            f"{_shown(text)} is not an interface name: not '.' or '..', and no '/', ':' or whitespace", field=field
+        )
     return text
 
 
@@ -120,7 +130,9 @@ def _text(value: object, *, field: str) -> str:
     offset = control_character(value)
     if offset is not None:
         kind = "control" if unicodedata.category(value[offset]) == "Cc" else "non-printable"
-        raise InvalidInput(f"{_shown(value)} contains the {kind} character {value[offset]!r} at offset {offset}", field=field)
+        raise InvalidInput(
+            f"{_shown(value)} contains the {kind} character {value[offset]!r} at offset {offset}", field=field
+        )
     return value
 
 

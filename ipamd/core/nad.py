@@ -38,13 +38,35 @@ from ipamd.errors import InvalidInput
 # Keys the shim and runtimes put in the ipam section that carry no allocation meaning here.
 TRANSPORT_KEYS = frozenset({"type", "server_socket", "timeout", "log_file", "log_level", "provider"})
 WHEREABOUTS_KEYS = frozenset(
-    {"range", "range_start", "range_end", "exclude", "gateway", "network_name", "enable_overlapping_ranges", "ipRanges", "routes", "dns",
-     # Whereabouts keys that tune its own storage; accepted and ignored.
-     "kubernetes", "datastore", "etcd_host", "leader_lease_duration", "leader_renew_deadline",
-     "leader_retry_period", "reconciler_cron_expression", "sleep_for_race",
-     "configuration_path", "log_level", "log_file", "node_slice_size"}
+    {
+        "range",
+        "range_start",
+        "range_end",
+        "exclude",
+        "gateway",
+        "network_name",
+        "enable_overlapping_ranges",
+        "ipRanges",
+        "routes",
+        "dns",
+        # Whereabouts keys that tune its own storage; accepted and ignored.
+        "kubernetes",
+        "datastore",
+        "etcd_host",
+        "leader_lease_duration",
+        "leader_renew_deadline",
+        "leader_retry_period",
+        "reconciler_cron_expression",
+        "sleep_for_race",
+        "configuration_path",
+        "log_level",
+        "log_file",
+        "node_slice_size",
+    }
 )
-HOST_LOCAL_KEYS = frozenset({"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns", "dataDir", "resolvConf"})
+HOST_LOCAL_KEYS = frozenset(
+    {"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns", "dataDir", "resolvConf"}
+)
 # Kube-OVN form: the provider names subnets; routes are added to every result of the NAD.
 PROVIDER_KEYS = frozenset({"routes"})
 
@@ -199,7 +221,9 @@ def _host_local_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
     if "ranges" in ipam:
         range_sets = ipam["ranges"]
         if not isinstance(range_sets, list) or not all(isinstance(rs, list) and rs for rs in range_sets):
-            raise InvalidInput("expected a list of range sets: [[{subnet, rangeStart, rangeEnd, gateway}]]", field="ipam.ranges")
+            raise InvalidInput(
+                "expected a list of range sets: [[{subnet, rangeStart, rangeEnd, gateway}]]", field="ipam.ranges"
+            )
         ranges = [(f"ipam.ranges[{i}][{j}]", r) for i, rs in enumerate(range_sets) for j, r in enumerate(rs)]
     else:
         ranges = [("ipam", ipam)]
@@ -228,7 +252,9 @@ def _host_local_subnet(ipam: Mapping[str, Any], key: str) -> SubnetSpec:
     return _inline_subnet(key, cidrs, ",".join(gateways), excludes, ipam)
 
 
-def _inline_subnet(key: str, cidrs: list[str], gateway: str, excludes: list[str], ipam: Mapping[str, Any]) -> SubnetSpec:
+def _inline_subnet(
+    key: str, cidrs: list[str], gateway: str, excludes: list[str], ipam: Mapping[str, Any]
+) -> SubnetSpec:
     if len(cidrs) != len({netaddr.IPNetwork(c).version for c in cidrs}):
         raise InvalidInput("ipamd serves one range per IP family per network", field="ipam")
     raw = {
@@ -244,10 +270,14 @@ def _inline_subnet(key: str, cidrs: list[str], gateway: str, excludes: list[str]
     try:
         return canonical_subnet(raw, inline=True)
     except InvalidInput as e:
-        raise InvalidInput(f"inline range of network {key}: {e.message}", field=f"ipam.{e.field}" if e.field else "ipam") from e
+        raise InvalidInput(
+            f"inline range of network {key}: {e.message}", field=f"ipam.{e.field}" if e.field else "ipam"
+        ) from e
 
 
-def _whereabouts_range(text: object, *, field: str) -> tuple[netaddr.IPNetwork, tuple[netaddr.IPAddress | None, netaddr.IPAddress | None]]:
+def _whereabouts_range(
+    text: object, *, field: str
+) -> tuple[netaddr.IPNetwork, tuple[netaddr.IPAddress | None, netaddr.IPAddress | None]]:
     """Returns the CIDR of a Whereabouts ``range`` and the bounds a ``first-last/prefix`` form sets."""
     if not isinstance(text, str) or "/" not in text:
         raise InvalidInput(f"expected a CIDR or first-last/prefix, got {text!r}", field=field)
@@ -274,7 +304,9 @@ def _inside(text: object, cidr: netaddr.IPNetwork, *, field: str) -> netaddr.IPA
     return address
 
 
-def _outside_bounds(cidr: netaddr.IPNetwork, start: netaddr.IPAddress | None, end: netaddr.IPAddress | None) -> list[str]:
+def _outside_bounds(
+    cidr: netaddr.IPNetwork, start: netaddr.IPAddress | None, end: netaddr.IPAddress | None
+) -> list[str]:
     """Returns exclusions that confine allocation to ``start``..``end``."""
     excludes = []
     version = cidr.version
@@ -283,4 +315,3 @@ def _outside_bounds(cidr: netaddr.IPNetwork, start: netaddr.IPAddress | None, en
     if end is not None and int(end) < int(cidr.last):
         excludes.append(f"{ip_text(int(end) + 1, version)}..{ip_text(int(cidr.last), version)}")
     return excludes
-

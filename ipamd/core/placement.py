@@ -101,7 +101,8 @@ class LabelSelector:
             body["matchLabels"] = dict(self.match_labels)
         if self.expressions:
             body["matchExpressions"] = [
-                {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})} for e in self.expressions
+                {"key": e.key, "operator": e.operator, **({"values": list(e.values)} if e.values else {})}
+                for e in self.expressions
             ]
         return body
 
@@ -153,7 +154,9 @@ class Placement:
         if self.node_names:
             body["nodeNames"] = list(self.node_names)
         for key, selector in (
-            ("namespaceSelector", self.namespace_selector), ("nodeSelector", self.node_selector), ("podSelector", self.pod_selector),
+            ("namespaceSelector", self.namespace_selector),
+            ("nodeSelector", self.node_selector),
+            ("podSelector", self.pod_selector),
         ):
             if selector is not None:
                 body[key] = selector.to_json()
@@ -249,7 +252,9 @@ def parse_selector(raw: object, *, field: str) -> LabelSelector:
         raise InvalidInput("expected a label selector {matchLabels, matchExpressions}", field=field)
     unknown = sorted(set(raw) - SELECTOR_FIELDS)
     if unknown:
-        raise InvalidInput("unknown field; known fields are matchExpressions, matchLabels", field=f"{field}.{unknown[0]}")
+        raise InvalidInput(
+            "unknown field; known fields are matchExpressions, matchLabels", field=f"{field}.{unknown[0]}"
+        )
     # Absent or null is empty; any other non-object is refused, not read as empty: an empty
     # selector matches everything, so '"matchLabels": ""' must not silently become one.
     labels = _or_empty(raw, "matchLabels", {})
@@ -263,7 +268,9 @@ def parse_selector(raw: object, *, field: str) -> LabelSelector:
     expressions_raw = _or_empty(raw, "matchExpressions", [])
     if not isinstance(expressions_raw, list):
         raise InvalidInput("expected a list of {key, operator, values}", field=f"{field}.matchExpressions")
-    expressions = [_requirement(item, field=f"{field}.matchExpressions[{index}]") for index, item in enumerate(expressions_raw)]
+    expressions = [
+        _requirement(item, field=f"{field}.matchExpressions[{index}]") for index, item in enumerate(expressions_raw)
+    ]
     return LabelSelector(tuple(match_labels), tuple(expressions))
 
 
@@ -278,7 +285,9 @@ def _requirement(raw: object, *, field: str) -> Requirement:
     assert isinstance(key, str)
     operator = raw.get("operator")
     if operator not in OPERATORS:
-        raise InvalidInput(f"{operator!r} is not an operator; use one of {', '.join(OPERATORS)}", field=f"{field}.operator")
+        raise InvalidInput(
+            f"{operator!r} is not an operator; use one of {', '.join(OPERATORS)}", field=f"{field}.operator"
+        )
     values = _or_empty(raw, "values", [])
     if not isinstance(values, list):
         raise InvalidInput("expected a list of label values", field=f"{field}.values")
@@ -298,7 +307,9 @@ def _or_empty(raw: Mapping[str, Any], key: str, empty: object) -> Any:
 
 def _check_key(key: object, *, field: str) -> None:
     if not isinstance(key, str) or not LABEL_KEY.fullmatch(key):
-        raise InvalidInput(f"{key!r} is not a label key (an optional DNS prefix and '/', then at most 63 characters)", field=field)
+        raise InvalidInput(
+            f"{key!r} is not a label key (an optional DNS prefix and '/', then at most 63 characters)", field=field
+        )
 
 
 def _check_value(value: object, *, field: str) -> None:

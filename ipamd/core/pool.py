@@ -53,7 +53,10 @@ def canonical_pool(raw: object, *, subnet: SubnetSpec) -> PoolSpec:
             raise InvalidInput(f"subnet {subnet.name} has no IPv{version} CIDR", field="ips")
         outside = subtract(intervals, [(int(layout.network.first), int(layout.network.last))])
         if outside:
-            raise InvalidInput(f"{format_intervals(outside, version)[0]} is outside subnet {subnet.name} ({layout.network})", field="ips")
+            raise InvalidInput(
+                f"{format_intervals(outside, version)[0]} is outside subnet {subnet.name} ({layout.network})",
+                field="ips",
+            )
         # A CIDR member written as a whole block must not make the network, broadcast or
         # gateway address a pool member.
         intervals = subtract(intervals, layout.unassignable())
@@ -61,7 +64,10 @@ def canonical_pool(raw: object, *, subnet: SubnetSpec) -> PoolSpec:
     if not members:
         raise InvalidInput("the pool has no assignable address", field="ips")
     return PoolSpec(
-        name=name, subnet=subnet.name, ips=tuple(str(e).strip() for e in entries), members=tuple(members),
+        name=name,
+        subnet=subnet.name,
+        ips=tuple(str(e).strip() for e in entries),
+        members=tuple(members),
         placement=parse_placement(raw),
     )
 
@@ -86,7 +92,7 @@ class ReservationSpec:
 
 def canonical_reservation(raw: object, *, subnet: SubnetSpec) -> ReservationSpec:
     """Returns the validated reservation of one address of ``subnet``."""
-    from ipamd.core.allocation import check_assignable, canonical_mac
+    from ipamd.core.allocation import canonical_mac, check_assignable
 
     if not isinstance(raw, Mapping):
         raise InvalidInput("expected a JSON object describing a reservation")

@@ -104,7 +104,7 @@ def vm_owner(name: str) -> str:
 
 def vm_of(owner: str) -> str | None:
     """Returns the virtual machine an allocation owner names, or None for a pod."""
-    return owner[len(VM_OWNER_PREFIX):] if owner.startswith(VM_OWNER_PREFIX) else None
+    return owner[len(VM_OWNER_PREFIX) :] if owner.startswith(VM_OWNER_PREFIX) else None
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,8 @@ def hold_decision(
     if not sts.start <= ordinal < sts.start + sts.replicas:
         first = f", ordinals from {sts.start}" if sts.start else ""
         return Decision(
-            STATEFULSET_SCALED_DOWN, f"statefulset {allocation.namespace}/{set_name} scaled to {sts.replicas}{first} (ordinal {ordinal})"
+            STATEFULSET_SCALED_DOWN,
+            f"statefulset {allocation.namespace}/{set_name} scaled to {sts.replicas}{first} (ordinal {ordinal})",
         )
     return None
 
@@ -202,7 +203,10 @@ def release_decision(
         phase = f"{pod.phase}" + (f" ({pod.reason})" if pod.reason else "")
         decision = Decision(POD_TERMINAL, f"pod {allocation.namespace}/{allocation.pod} {phase}")
     else:
-        decision = Decision(POD_STUCK, f"pod {allocation.namespace}/{allocation.pod} still terminating {grace.total_seconds():g}s after its deadline")
+        decision = Decision(
+            POD_STUCK,
+            f"pod {allocation.namespace}/{allocation.pod} still terminating {grace.total_seconds():g}s after its deadline",
+        )
     if hold is not None:
         return Decision(hold.reason, f"{decision.detail}; {hold.detail}")
     return decision
@@ -233,6 +237,13 @@ def plan_releases(
             # A VM's owner is no pod name: nothing to look up again.
             pod_absent = pod is None and allocation.hold != HOLD_VM
             releases.append(
-                Release(allocation.id, allocation.namespace, allocation.pod, decision.reason, decision.detail, pod_absent=pod_absent)
+                Release(
+                    allocation.id,
+                    allocation.namespace,
+                    allocation.pod,
+                    decision.reason,
+                    decision.detail,
+                    pod_absent=pod_absent,
+                )
             )
     return releases

@@ -50,7 +50,9 @@ def broken_rule(network: netaddr.IPNetwork) -> tuple[str, str] | None:
     return None
 
 
-def check(networks: Iterable[netaddr.IPNetwork], *, field: str, force: bool = False, remedy: str = FORCE_REMEDY) -> None:
+def check(
+    networks: Iterable[netaddr.IPNetwork], *, field: str, force: bool = False, remedy: str = FORCE_REMEDY
+) -> None:
     """Raises ImplausibleSubnet for the first of ``networks`` that breaks a rule, unless ``force``."""
     if force:
         return

@@ -21,7 +21,9 @@ from ipamd.core.placement import NO_RULES, RULE_FIELDS, Placement, parse_placeme
 from ipamd.errors import InvalidInput
 
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
-SUBNET_FIELDS = frozenset({"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns", *RULE_FIELDS})
+SUBNET_FIELDS = frozenset(
+    {"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns", *RULE_FIELDS}
+)
 # Only subnets the daemon creates from inline NAD ranges carry ``overlap`` (see Overlap).
 INLINE_SUBNET_FIELDS = SUBNET_FIELDS | {"overlap"}
 # What a request to create or change a subnet may say besides its spec (never stored).
@@ -118,7 +120,9 @@ def shared_families(a: SubnetSpec, b: SubnetSpec) -> tuple[int, ...]:
         if theirs is None:
             continue
         if mine.network == theirs.network or (
-            a.overlap.protect and b.overlap.protect and (mine.network in theirs.network or theirs.network in mine.network)
+            a.overlap.protect
+            and b.overlap.protect
+            and (mine.network in theirs.network or theirs.network in mine.network)
         ):
             shared.append(mine.version)
     return tuple(shared)
@@ -246,7 +250,9 @@ def requested_subnet(raw: object, *, inline: bool = False, starting_from: Subnet
         # The provider is the network key attachments are stored under (ipamd.core.identity).
         identity.bounded(spec.provider, field="provider", limit=identity.NETWORK_MAX)
     kept = {layout.network for layout in starting_from.families} if starting_from is not None else set()
-    sanity.check((layout.network for layout in spec.families if layout.network not in kept), field="cidrBlock", force=force)
+    sanity.check(
+        (layout.network for layout in spec.families if layout.network not in kept), field="cidrBlock", force=force
+    )
     return spec
 
 

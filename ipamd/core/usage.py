@@ -27,7 +27,9 @@ class Usage:
     excluded: int
 
 
-def classify(layout: FamilyLayout, *, held: Iterable[int], reserved: Iterable[int], pooled: Iterable[Interval]) -> Usage:
+def classify(
+    layout: FamilyLayout, *, held: Iterable[int], reserved: Iterable[int], pooled: Iterable[Interval]
+) -> Usage:
     """Returns the counts of the four classes above ``available`` in one family."""
     allocatable = [layout.allocatable]
     held_set = iv.intersect(iv.from_points(held), allocatable)

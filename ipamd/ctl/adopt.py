@@ -72,7 +72,11 @@ def _items(document: object) -> list[JSON]:
         kind = str(document.get("kind") or "")
         # A typed list (PodList) leaves kind off its items.
         item_kind = kind[:-4] if kind.endswith("List") and kind != "List" else None
-        return [({"kind": item_kind, **item} if item_kind and "kind" not in item else item) for item in document["items"] if isinstance(item, dict)]
+        return [
+            ({"kind": item_kind, **item} if item_kind and "kind" not in item else item)
+            for item in document["items"]
+            if isinstance(item, dict)
+        ]
     return [document]
 
 
@@ -137,13 +141,17 @@ def read_cni_configs(paths: list[str]) -> dict[str, Mapping[str, Any]]:
     return configs
 
 
-def plan_for(source: str, objects: Mapping[str, list[JSON]], *, data_dir: str, cni_configs: Mapping[str, Mapping[str, Any]]) -> adopt.Plan:
+def plan_for(
+    source: str, objects: Mapping[str, list[JSON]], *, data_dir: str, cni_configs: Mapping[str, Mapping[str, Any]]
+) -> adopt.Plan:
     pods = objects.get("Pod", [])
     if source == "kube-ovn":
         return adopt.kube_ovn(pods, objects.get("IP", []))
     nads = objects.get("NetworkAttachmentDefinition", [])
     if source == "whereabouts":
-        return adopt.whereabouts(objects.get("IPPool", []), objects.get("OverlappingRangeIPReservation", []), nads, pods)
+        return adopt.whereabouts(
+            objects.get("IPPool", []), objects.get("OverlappingRangeIPReservation", []), nads, pods
+        )
     configs: dict[str, Mapping[str, Any]] = {}
     for nad in nads:
         found = adopt.nad_ipam(nad)
@@ -183,7 +191,9 @@ def run_import(client: Client, args: Any, say: Callable[[str], None], warn: Call
             say(f"{kind} {adoption.label}: {e.message}")
             continue
         held = ",".join(ip["address"] for ip in result.get("ips") or [])
-        say(f"adopted   {adoption.label} as allocation {result.get('allocationId')} ({held}) in subnet {result.get('subnet')}{suffix}")
+        say(
+            f"adopted   {adoption.label} as allocation {result.get('allocationId')} ({held}) in subnet {result.get('subnet')}{suffix}"
+        )
     verb = "would adopt" if args.dry_run else "adopted"
     say(f"{verb} {len(plan.adoptions) - problems}, conflicts or failures {problems}, skipped {len(plan.skipped)}")
     return problems

@@ -22,7 +22,9 @@ from ipamd.errors import InvalidInput
 SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
 
 
-def apply_all(client: Client, manifests: list[Manifest], *, say: Callable[[str], None], warn: Callable[[str], None]) -> int:
+def apply_all(
+    client: Client, manifests: list[Manifest], *, say: Callable[[str], None], warn: Callable[[str], None]
+) -> int:
     """Applies each manifest in order; returns how many failed (each failure is reported, the rest still applied)."""
     failures = 0
     for manifest in manifests:
@@ -61,7 +63,9 @@ def _warn_managed(current: Mapping[str, Any], manifest: Manifest, warn: Callable
     if current.get("origin") == "config":
         warn(f"warning: {manifest.ref} is declared in the daemon's --config file; its next reload undoes this change")
     elif current.get("origin") == "inline":
-        warn(f"warning: {manifest.ref} was created from a NAD's inline range; attachments of that NAD may no longer match it")
+        warn(
+            f"warning: {manifest.ref} was created from a NAD's inline range; attachments of that NAD may no longer match it"
+        )
 
 
 def apply_subnet(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
@@ -88,11 +92,15 @@ def apply_pool(client: Client, manifest: Manifest, warn: Callable[[str], None]) 
     if current is None:
         client.post("/v1/pools", desired)
         return "created"
-    if {key: current[key] for key in ("name", "subnet", "ips", *RULE_FIELDS) if current.get(key) is not None} == desired:
+    if {
+        key: current[key] for key in ("name", "subnet", "ips", *RULE_FIELDS) if current.get(key) is not None
+    } == desired:
         return "unchanged"
     _warn_managed(current, manifest, warn)
     if int(current.get("usage", {}).get("used", 0)):
-        warn(f"warning: {manifest.ref} has {current['usage']['used']} member(s) allocated; they keep their addresses but leave the pool")
+        warn(
+            f"warning: {manifest.ref} has {current['usage']['used']} member(s) allocated; they keep their addresses but leave the pool"
+        )
     client.put(f"/v1/pools/{segment(manifest.name)}", desired)
     return "configured"
 
@@ -102,7 +110,8 @@ def apply_reservation(client: Client, manifest: Manifest, warn: Callable[[str], 
     address = ip_text(spec.address, spec.version)
     desired = {"subnet": spec.subnet, "address": address, "mac": spec.mac, "owner": spec.owner, "note": spec.note}
     current = next(
-        (r for r in client.get("/v1/reservations")["items"] if r["subnet"] == spec.subnet and r["address"] == address), None
+        (r for r in client.get("/v1/reservations")["items"] if r["subnet"] == spec.subnet and r["address"] == address),
+        None,
     )
     if current is None:
         client.post("/v1/reservations", desired)

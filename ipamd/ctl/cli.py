@@ -10,14 +10,14 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ipamd.core.history import MAX_LIMIT, parse_duration, parse_moment
 from ipamd.ctl import adopt, output
 from ipamd.ctl.apply import apply_all
 from ipamd.ctl.client import Client, CtlError, segment
 from ipamd.ctl.manifests import ManifestError, parse_documents
-from ipamd.core.history import MAX_LIMIT, parse_duration, parse_moment
 from ipamd.errors import InvalidInput
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
@@ -26,10 +26,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 HISTORY_PAGE = MAX_LIMIT
 
 RESOURCES = {
-    "subnets": "subnets", "subnet": "subnets",
-    "pools": "pools", "pool": "pools",
-    "reservations": "reservations", "reservation": "reservations",
-    "allocations": "allocations", "allocation": "allocations",
+    "subnets": "subnets",
+    "subnet": "subnets",
+    "pools": "pools",
+    "pool": "pools",
+    "reservations": "reservations",
+    "reservation": "reservations",
+    "allocations": "allocations",
+    "allocation": "allocations",
 }
 TABLES: dict[str, Callable[[Any], str]] = {
     "subnets": output.subnets_table,
@@ -41,19 +45,33 @@ TABLES: dict[str, Callable[[Any], str]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
-    parser = argparse.ArgumentParser(prog="ipamctl", description="operate ipamd: inspect and change subnets, pools, reservations, allocations")
-    parser.add_argument("--socket", default=env("IPAMD_SOCKET", DEFAULT_SOCKET), help="the daemon's Unix socket (env IPAMD_SOCKET)")
-    parser.add_argument("--server", default=env("IPAMCTL_SERVER"), help="http://HOST:PORT of the TCP listener instead of the socket (env IPAMCTL_SERVER)")
-    parser.add_argument("--token", default=env("IPAMCTL_TOKEN"), help="bearer token for the TCP listener (env IPAMCTL_TOKEN)")
+    parser = argparse.ArgumentParser(
+        prog="ipamctl", description="operate ipamd: inspect and change subnets, pools, reservations, allocations"
+    )
+    parser.add_argument(
+        "--socket", default=env("IPAMD_SOCKET", DEFAULT_SOCKET), help="the daemon's Unix socket (env IPAMD_SOCKET)"
+    )
+    parser.add_argument(
+        "--server",
+        default=env("IPAMCTL_SERVER"),
+        help="http://HOST:PORT of the TCP listener instead of the socket (env IPAMCTL_SERVER)",
+    )
+    parser.add_argument(
+        "--token", default=env("IPAMCTL_TOKEN"), help="bearer token for the TCP listener (env IPAMCTL_TOKEN)"
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for an answer")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def with_output(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument("-o", "--output", choices=output.FORMATS, default="table", help="table (default), json or yaml")
+        sub.add_argument(
+            "-o", "--output", choices=output.FORMATS, default="table", help="table (default), json or yaml"
+        )
         return sub
 
     get = with_output(commands.add_parser("get", help="list objects, or show one"))
-    get.add_argument("resource", choices=sorted(RESOURCES), metavar="RESOURCE", help="subnets, pools, reservations or allocations")
+    get.add_argument(
+        "resource", choices=sorted(RESOURCES), metavar="RESOURCE", help="subnets, pools, reservations or allocations"
+    )
     get.add_argument("name", nargs="?", help="a name (subnets, pools) or an id (reservations, allocations)")
     get.add_argument("--subnet", help="allocations: only this subnet")
     get.add_argument("--namespace", "-n", help="allocations: only this namespace")
@@ -62,8 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     get.add_argument("--node", help="allocations: only those made on this node")
     get.add_argument("--cluster", help="allocations: only those of this Kubernetes cluster (--cluster-name)")
 
-    describe = with_output(commands.add_parser("describe", help="show one subnet or pool in detail, with its free ranges"))
-    describe.add_argument("resource", choices=("subnet", "subnets", "pool", "pools"), metavar="RESOURCE", help="subnet or pool")
+    describe = with_output(
+        commands.add_parser("describe", help="show one subnet or pool in detail, with its free ranges")
+    )
+    describe.add_argument(
+        "resource", choices=("subnet", "subnets", "pool", "pools"), metavar="RESOURCE", help="subnet or pool"
+    )
     describe.add_argument("name")
 
     who_has = with_output(commands.add_parser("who-has", help="who holds an address now"))
@@ -71,20 +93,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     history = with_output(commands.add_parser("history", help="who held an address, and when"))
     history.add_argument("address")
-    history.add_argument("--since", metavar="WHEN", help="only holdings not released before WHEN: a time (2026-11-29T09:00:00Z) or a duration ago (90m, 12h, 7d)")
-    history.add_argument("--until", metavar="WHEN", help="only holdings that started before WHEN (same forms as --since)")
+    history.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only holdings not released before WHEN: a time (2026-11-29T09:00:00Z) or a duration ago (90m, 12h, 7d)",
+    )
+    history.add_argument(
+        "--until", metavar="WHEN", help="only holdings that started before WHEN (same forms as --since)"
+    )
     history.add_argument("--newest-first", action="store_true", help="the latest holding first")
     history.add_argument(
-        "--limit", type=int, metavar="N",
+        "--limit",
+        type=int,
+        metavar="N",
         help=f"one page of at most N entries (1 to {MAX_LIMIT}), and the command for the next page; default: every page",
     )
-    history.add_argument("--continue", dest="continue_token", metavar="TOKEN", help="the page after the one that printed TOKEN")
+    history.add_argument(
+        "--continue", dest="continue_token", metavar="TOKEN", help="the page after the one that printed TOKEN"
+    )
 
-    apply = commands.add_parser("apply", help="create or update objects from YAML (ipamd.io/v1, or Kube-OVN Subnet/IPPool)")
-    apply.add_argument("-f", "--filename", required=True, action="append", help="a YAML file, or - for stdin (repeatable)")
+    apply = commands.add_parser(
+        "apply", help="create or update objects from YAML (ipamd.io/v1, or Kube-OVN Subnet/IPPool)"
+    )
+    apply.add_argument(
+        "-f", "--filename", required=True, action="append", help="a YAML file, or - for stdin (repeatable)"
+    )
 
     delete = commands.add_parser("delete", help="delete a subnet, pool or reservation")
-    delete.add_argument("resource", choices=("subnet", "subnets", "pool", "pools", "reservation", "reservations"), metavar="RESOURCE")
+    delete.add_argument(
+        "resource", choices=("subnet", "subnets", "pool", "pools", "reservation", "reservations"), metavar="RESOURCE"
+    )
     delete.add_argument("name", help="subnet or pool name; reservation id, or its address with --subnet")
     delete.add_argument("--force", action="store_true", help="subnet: release its live allocations first")
     delete.add_argument("--subnet", help="reservation given by address: its subnet")
@@ -93,13 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     release.add_argument("allocation_id", metavar="ALLOCATION_ID")
 
     imports = commands.add_parser(
-        "import", help="adopt the addresses running pods carry from Kube-OVN, Whereabouts or host-local (see docs/deploy.md)"
+        "import",
+        help="adopt the addresses running pods carry from Kube-OVN, Whereabouts or host-local (see docs/deploy.md)",
     )
     imports.add_argument("source", choices=adopt.SOURCES, help="the IPAM the pods' addresses come from")
-    imports.add_argument("--kubeconfig", default=env("KUBECONFIG"), help="read the cluster with this kubeconfig (default: env KUBECONFIG, else in-cluster)")
-    imports.add_argument("--from-file", action="append", metavar="FILE", help="read objects saved with kubectl get -o json|yaml instead of the cluster (repeatable)")
-    imports.add_argument("--data-dir", default=adopt.HOST_LOCAL_DIR, help=f"host-local: its data directory (default {adopt.HOST_LOCAL_DIR})")
-    imports.add_argument("--cni-config", action="append", metavar="FILE", help="host-local: a CNI config file naming the network of a data directory (repeatable)")
+    imports.add_argument(
+        "--kubeconfig",
+        default=env("KUBECONFIG"),
+        help="read the cluster with this kubeconfig (default: env KUBECONFIG, else in-cluster)",
+    )
+    imports.add_argument(
+        "--from-file",
+        action="append",
+        metavar="FILE",
+        help="read objects saved with kubectl get -o json|yaml instead of the cluster (repeatable)",
+    )
+    imports.add_argument(
+        "--data-dir",
+        default=adopt.HOST_LOCAL_DIR,
+        help=f"host-local: its data directory (default {adopt.HOST_LOCAL_DIR})",
+    )
+    imports.add_argument(
+        "--cni-config",
+        action="append",
+        metavar="FILE",
+        help="host-local: a CNI config file naming the network of a data directory (repeatable)",
+    )
     imports.add_argument("--dry-run", action="store_true", help="print what would be adopted; change nothing")
     return parser
 
@@ -109,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_get(client: Client, args: argparse.Namespace) -> int:
     resource = RESOURCES[args.resource]
-    filters = {key: getattr(args, key) for key in ("subnet", "namespace", "pod", "provider", "node", "cluster") if getattr(args, key)}
+    filters = {
+        key: getattr(args, key)
+        for key in ("subnet", "namespace", "pod", "provider", "node", "cluster")
+        if getattr(args, key)
+    }
     if filters and resource != "allocations":
         raise CtlError(f"--{next(iter(filters))} filters allocations only")
     if args.name is not None:
@@ -119,7 +180,9 @@ def cmd_get(client: Client, args: argparse.Namespace) -> int:
         _print(item, args.output, lambda one: TABLES[resource]([one]))
         return EXIT_OK
     listing = client.get(f"/v1/{resource}", query=filters or None)
-    _print(listing, args.output, lambda data: TABLES[resource](data["items"]) if data["items"] else f"No {resource} found.")
+    _print(
+        listing, args.output, lambda data: TABLES[resource](data["items"]) if data["items"] else f"No {resource} found."
+    )
     return EXIT_OK
 
 
@@ -170,7 +233,11 @@ def cmd_history(client: Client, args: argparse.Namespace) -> int:
     while args.limit is None and info["continue"]:
         page = client.get(path, query={**query, "continue": info["continue"]})
         info = {**page, "history": info["history"] + page["history"]}
-    _print(info, args.output, lambda data: output.history_table(data["history"]) if data["history"] else f"no history for {data['address']}")
+    _print(
+        info,
+        args.output,
+        lambda data: output.history_table(data["history"]) if data["history"] else f"no history for {data['address']}",
+    )
     if info["continue"] and args.output == "table":
         _stderr(f"more entries: run the same command with --continue {info['continue']}")
     return EXIT_OK
@@ -209,7 +276,9 @@ def cmd_release(client: Client, args: argparse.Namespace) -> int:
     allocation = client.delete(path, headers={"If-Match": etag} if etag else None)
     owner = allocation["owner"]
     pod = f"{owner['namespace']}/{owner['pod']}" if owner.get("namespace") else owner["pod"]
-    print(f"allocation/{allocation['id']} released: {output.addresses_of(allocation)} of {pod} {owner['interface']} in subnet {allocation['subnet']}")
+    print(
+        f"allocation/{allocation['id']} released: {output.addresses_of(allocation)} of {pod} {owner['interface']} in subnet {allocation['subnet']}"
+    )
     return EXIT_OK
 
 
@@ -244,13 +313,15 @@ def _stderr(line: str) -> None:
 def _moment(text: str, *, flag: str) -> str:
     """Returns WHEN as an RFC 3339 UTC time: a duration means that long ago."""
     try:
-        return (datetime.now(timezone.utc) - timedelta(seconds=parse_duration(text, field=flag))).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return (datetime.now(UTC) - timedelta(seconds=parse_duration(text, field=flag))).strftime("%Y-%m-%dT%H:%M:%SZ")
     except InvalidInput:
         pass
     try:
         return parse_moment(text, field=flag).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except InvalidInput:
-        raise CtlError(f"{flag} {text!r}: expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d") from None
+        raise CtlError(
+            f"{flag} {text!r}: expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d"
+        ) from None
 
 
 def _numeric(text: str, *, what: str) -> str:
@@ -263,11 +334,17 @@ def _reservation_id(client: Client, text: str, *, subnet: str | None) -> str:
     """Returns the id of a reservation given by id, or by address (with --subnet when ambiguous)."""
     if text.isdigit():
         return text
-    matches = [r for r in client.get("/v1/reservations")["items"] if r["address"] == text and (subnet is None or r["subnet"] == subnet)]
+    matches = [
+        r
+        for r in client.get("/v1/reservations")["items"]
+        if r["address"] == text and (subnet is None or r["subnet"] == subnet)
+    ]
     if not matches:
         raise CtlError(f"no reservation of {text}{' in subnet ' + subnet if subnet else ''}")
     if len(matches) > 1:
-        raise CtlError(f"{text} is reserved in subnets {', '.join(r['subnet'] for r in matches)}; say which with --subnet")
+        raise CtlError(
+            f"{text} is reserved in subnets {', '.join(r['subnet'] for r in matches)}; say which with --subnet"
+        )
     return str(matches[0]["id"])
 
 

@@ -49,7 +49,14 @@ def segment(value: object) -> str:
 class Client:
     """Sends requests to one daemon and returns the decoded JSON answers."""
 
-    def __init__(self, *, socket_path: str, server: str | None = None, token: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        *,
+        socket_path: str,
+        server: str | None = None,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
         self.socket_path = socket_path
         self.token = token
         self.timeout = timeout
@@ -73,13 +80,25 @@ class Client:
             return http.client.HTTPSConnection(self.server.hostname or "", self.server.port, timeout=self.timeout)
         return http.client.HTTPConnection(self.server.hostname or "", self.server.port, timeout=self.timeout)
 
-    def request(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Returns the decoded answer of a 2xx response; raises CtlError otherwise."""
         return self.exchange(method, path, body, query=query, headers=headers)[0]
 
-    def exchange(self, method: str, path: str, body: Any = None, *, query: dict[str, str] | None = None,
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[Any, http.client.HTTPMessage]:
         """Returns the decoded answer of a 2xx response and its headers; raises CtlError otherwise."""
@@ -99,14 +118,20 @@ class Client:
             connection.request(method, path, body=payload, headers=headers)
             response = connection.getresponse()
             data = response.read()
-        except (TimeoutError, socket.timeout) as e:
+        except TimeoutError as e:
             raise CtlError(f"ipamd at {self.where} did not answer within {self.timeout:g}s") from e
         except (FileNotFoundError, ConnectionRefusedError) as e:
-            raise CtlError(f"cannot reach ipamd at {self.where}: {e.strerror or e} (is the daemon running? {self._hint()})") from e
+            raise CtlError(
+                f"cannot reach ipamd at {self.where}: {e.strerror or e} (is the daemon running? {self._hint()})"
+            ) from e
         except PermissionError as e:
-            raise CtlError(f"cannot open {self.where}: permission denied (run as a member of the socket's group, or use --server)") from e
+            raise CtlError(
+                f"cannot open {self.where}: permission denied (run as a member of the socket's group, or use --server)"
+            ) from e
         except (OSError, http.client.HTTPException) as e:
-            raise CtlError(f"cannot talk to ipamd at {self.where}: {getattr(e, 'strerror', None) or e or type(e).__name__}") from e
+            raise CtlError(
+                f"cannot talk to ipamd at {self.where}: {getattr(e, 'strerror', None) or e or type(e).__name__}"
+            ) from e
         finally:
             connection.close()
         return self._decode(response.status, data), response.headers

@@ -135,7 +135,9 @@ def _ipamd(document: Mapping[str, Any], kind: str, *, where: str) -> Manifest:
     known = {"Subnet": SUBNET_REQUEST_FIELDS, "Pool": POOL_FIELDS, "Reservation": RESERVATION_FIELDS}[kind] - {"name"}
     unknown = sorted(set(spec) - known)
     if unknown:
-        raise ManifestError(f"{where}: spec.{unknown[0]} is not a {kind} field; known fields are {', '.join(sorted(known))}")
+        raise ManifestError(
+            f"{where}: spec.{unknown[0]} is not a {kind} field; known fields are {', '.join(sorted(known))}"
+        )
     if kind == "Reservation":
         subnet, address = spec.get("subnet"), spec.get("address")
         if not isinstance(subnet, str) or not isinstance(address, str):

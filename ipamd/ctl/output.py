@@ -21,7 +21,9 @@ def dump(data: Any, fmt: str) -> str:
 
 def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Returns rows under an upper-case header, columns separated by at least two spaces."""
-    cells = [[str(cell) for cell in header]] + [["-" if cell is None or cell == "" else str(cell) for cell in row] for row in rows]
+    cells = [[str(cell) for cell in header]] + [
+        ["-" if cell is None or cell == "" else str(cell) for cell in row] for row in rows
+    ]
     widths = [max(len(row[column]) for row in cells) for column in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
@@ -68,7 +70,17 @@ def family_usage(subnet: Mapping[str, Any], family: str) -> str:
 def subnets_table(subnets: Iterable[Mapping[str, Any]]) -> str:
     return table(
         ("NAME", "PROVIDER", "CIDR", "IPV4", "IPV6", "ORIGIN"),
-        ((s["name"], s.get("provider"), s["cidrBlock"], family_usage(s, "v4"), family_usage(s, "v6"), s.get("origin")) for s in subnets),
+        (
+            (
+                s["name"],
+                s.get("provider"),
+                s["cidrBlock"],
+                family_usage(s, "v4"),
+                family_usage(s, "v6"),
+                s.get("origin"),
+            )
+            for s in subnets
+        ),
     )
 
 
@@ -76,7 +88,13 @@ def pools_table(pools: Iterable[Mapping[str, Any]]) -> str:
     return table(
         ("NAME", "SUBNET", "IPS", "USAGE", "ORIGIN"),
         (
-            (p["name"], p["subnet"], ",".join(p["ips"]), usage_cell(int(p["usage"]["used"]), int(p["usage"]["available"])), p.get("origin"))
+            (
+                p["name"],
+                p["subnet"],
+                ",".join(p["ips"]),
+                usage_cell(int(p["usage"]["used"]), int(p["usage"]["available"])),
+                p.get("origin"),
+            )
             for p in pools
         ),
     )
@@ -85,7 +103,10 @@ def pools_table(pools: Iterable[Mapping[str, Any]]) -> str:
 def reservations_table(reservations: Iterable[Mapping[str, Any]]) -> str:
     return table(
         ("ID", "SUBNET", "ADDRESS", "MAC", "OWNER", "NOTE", "ORIGIN"),
-        ((r["id"], r["subnet"], r["address"], r.get("mac"), r.get("owner"), r.get("note"), r.get("origin")) for r in reservations),
+        (
+            (r["id"], r["subnet"], r["address"], r.get("mac"), r.get("owner"), r.get("note"), r.get("origin"))
+            for r in reservations
+        ),
     )
 
 
@@ -98,8 +119,17 @@ def allocations_table(allocations: Iterable[Mapping[str, Any]]) -> str:
         ("ID", "SUBNET", "CLUSTER", "NAMESPACE", "POD", "INTERFACE", "ADDRESSES", "MAC", "NODE", "HOLD", "CREATED"),
         (
             (
-                a["id"], a["subnet"], a.get("cluster"), a["owner"].get("namespace"), a["owner"].get("pod"), a["owner"].get("interface"),
-                addresses_of(a), a.get("mac"), a.get("node"), a.get("hold"), a.get("createdAt"),
+                a["id"],
+                a["subnet"],
+                a.get("cluster"),
+                a["owner"].get("namespace"),
+                a["owner"].get("pod"),
+                a["owner"].get("interface"),
+                addresses_of(a),
+                a.get("mac"),
+                a.get("node"),
+                a.get("hold"),
+                a.get("createdAt"),
             )
             for a in allocations
         ),
@@ -111,8 +141,15 @@ def holders_table(holders: Iterable[Mapping[str, Any]]) -> str:
         ("ALLOCATION", "SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"),
         (
             (
-                a["id"], a["subnet"], a.get("cluster"), a.get("networkKey"), a["owner"].get("namespace"), a["owner"].get("pod"),
-                a["owner"].get("interface"), short_id(a["owner"].get("containerId")), a.get("createdAt"),
+                a["id"],
+                a["subnet"],
+                a.get("cluster"),
+                a.get("networkKey"),
+                a["owner"].get("namespace"),
+                a["owner"].get("pod"),
+                a["owner"].get("interface"),
+                short_id(a["owner"].get("containerId")),
+                a.get("createdAt"),
             )
             for a in holders
         ),
@@ -124,8 +161,16 @@ def history_table(history: Iterable[Mapping[str, Any]]) -> str:
         ("SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"),
         (
             (
-                h["subnet"], h.get("cluster"), h.get("networkKey"), h.get("namespace"), h.get("pod"), h.get("interface"),
-                short_id(h.get("containerId")), h.get("from"), h.get("to") or "(held)", h.get("releaseReason"),
+                h["subnet"],
+                h.get("cluster"),
+                h.get("networkKey"),
+                h.get("namespace"),
+                h.get("pod"),
+                h.get("interface"),
+                short_id(h.get("containerId")),
+                h.get("from"),
+                h.get("to") or "(held)",
+                h.get("releaseReason"),
             )
             for h in history
         ),
@@ -137,11 +182,15 @@ def short_id(container_id: str | None) -> str | None:
     return container_id[:12] if container_id else None
 
 
-def describe_subnet(subnet: Mapping[str, Any], pools: Sequence[Mapping[str, Any]], reservations: Sequence[Mapping[str, Any]]) -> str:
+def describe_subnet(
+    subnet: Mapping[str, Any], pools: Sequence[Mapping[str, Any]], reservations: Sequence[Mapping[str, Any]]
+) -> str:
     """Returns the subnet as labelled lines, with each family's free ranges, pools and reservations."""
     routes = [f"{r['dst']} via {r['gw']}" if r.get("gw") else r["dst"] for r in subnet.get("routes", [])]
     dns = subnet.get("dns") or {}
-    dns_parts = [f"{key} {','.join(value) if isinstance(value, list) else value}" for key, value in dns.items() if value]
+    dns_parts = [
+        f"{key} {','.join(value) if isinstance(value, list) else value}" for key, value in dns.items() if value
+    ]
     fields: list[tuple[str, object]] = [
         ("Name", subnet["name"]),
         ("CIDR", subnet["cidrBlock"]),

@@ -27,7 +27,9 @@ log = logging.getLogger("ipamd.k8s.adopt")
 ADOPT_FAILED = "AdoptAddressFailed"
 
 
-async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: EventRecorder, *, node: str) -> tuple[int, int]:
+async def adopt_node_annotations(
+    ipam: Ipam, client: KubeClient, recorder: EventRecorder, *, node: str
+) -> tuple[int, int]:
     """Adopts the annotated addresses of the node's running pods; returns (adopted, refused).
 
     Waits for the API server: serving ADDs before the node's live addresses are known is
@@ -40,7 +42,9 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             break
         except Unavailable as e:
             delay = backoff.next()
-            log.warning("adopting annotations: cannot list the pods of node %s (%s); retrying in %.0fs", node, e.message, delay)
+            log.warning(
+                "adopting annotations: cannot list the pods of node %s (%s); retrying in %.0fs", node, e.message, delay
+            )
             await asyncio.sleep(delay)
     by_ref = {adopt.pod_ref(pod): pod for pod in pods}
     plan = adopt.kube_ovn(pods)
@@ -54,8 +58,18 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             network = parse_network_request(adoption.ipam, network_name=adoption.network)
             label = network.network_key
             request = AddRequest(
-                owner=Owner(network_key=network.network_key, namespace=adoption.namespace, pod=adoption.pod, interface=adoption.interface),
-                network=network, pod_uid=uid_of(pod), static_ips=adoption.ips, mac=adoption.mac, node=node, origin="import",
+                owner=Owner(
+                    network_key=network.network_key,
+                    namespace=adoption.namespace,
+                    pod=adoption.pod,
+                    interface=adoption.interface,
+                ),
+                network=network,
+                pod_uid=uid_of(pod),
+                static_ips=adoption.ips,
+                mac=adoption.mac,
+                node=node,
+                origin="import",
                 field_prefix=notes.key(network.network_key, notes.IP_ADDRESS),
             )
             allocation = await ipam.allocate(request)
@@ -63,7 +77,10 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
             refused += 1
             log.warning("not adopted: %s: %s", adoption.label, e.message)
             await recorder.warning(
-                namespace=adoption.namespace, pod=adoption.pod, uid=uid_of(pod), reason=ADOPT_FAILED,
+                namespace=adoption.namespace,
+                pod=adoption.pod,
+                uid=uid_of(pod),
+                reason=ADOPT_FAILED,
                 message=f"ipamd could not adopt {','.join(adoption.ips)} on {adoption.interface} (network {label}): {e.message}",
             )
             continue
@@ -71,5 +88,7 @@ async def adopt_node_annotations(ipam: Ipam, client: KubeClient, recorder: Event
         log.info("adopted %s as allocation %s", adoption.label, allocation["id"])
     for skipped in plan.skipped:
         log.info("not adopted: %s: %s", skipped.source, skipped.reason)
-    log.info("adopting annotations on node %s: %d adopted, %d refused, %d skipped", node, adopted, refused, len(plan.skipped))
+    log.info(
+        "adopting annotations on node %s: %d adopted, %d refused, %d skipped", node, adopted, refused, len(plan.skipped)
+    )
     return adopted, refused

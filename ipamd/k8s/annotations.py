@@ -29,8 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipamd.core.allocation import canonical_mac
 from ipamd.core.addresses import parse_ip
+from ipamd.core.allocation import canonical_mac
 from ipamd.core.subnet import Route, parse_routes
 from ipamd.errors import InvalidInput
 
@@ -179,7 +179,9 @@ def parse_pod_annotations(annotations: Mapping[str, Any] | None, *, provider: st
         try:
             parsed_routes = json.loads(routes_text)
         except ValueError as e:
-            raise InvalidInput('expected a JSON list such as [{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]', field=routes_key) from e
+            raise InvalidInput(
+                'expected a JSON list such as [{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}]', field=routes_key
+            ) from e
         routes = parse_routes(parsed_routes, field=routes_key)
     return PodAsk(
         static_ips=static_ips,

@@ -25,9 +25,9 @@ import asyncio
 import json
 import logging
 import time
-from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -150,7 +150,9 @@ class KubeClient:
                 k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (ConfigException, OSError, ValueError, TypeError) as e:
             where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster configuration (service account token)"
-            raise InvalidInput(f"cannot load {where}: {e}; pass --kubeconfig FILE outside a pod", field="kubeconfig") from e
+            raise InvalidInput(
+                f"cannot load {where}: {e}; pass --kubeconfig FILE outside a pod", field="kubeconfig"
+            ) from e
         return cls(k8s_client.ApiClient(configuration))
 
     @property
@@ -162,7 +164,7 @@ class KubeClient:
 
     def now(self) -> datetime:
         """The API server's time (our clock corrected by its ``Date``), for release decisions."""
-        return datetime.now(timezone.utc) + self.clock_offset
+        return datetime.now(UTC) + self.clock_offset
 
     def _answered(self, response: aiohttp.ClientResponse) -> None:
         date = response.headers.get("Date")
@@ -173,31 +175,51 @@ class KubeClient:
                 server = None
             if server is not None and server.tzinfo is not None:
                 # Date has a resolution of 1 s: offsets under that are noise.
-                offset = server - datetime.now(timezone.utc)
+                offset = server - datetime.now(UTC)
                 self.clock_offset = offset if abs(offset) > timedelta(seconds=1) else timedelta(0)
 
     # ----------------------------------------------------------------- plumbing
 
     async def _send(
-        self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
-        content_type: str = "application/json", timeout: aiohttp.ClientTimeout | float | None = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+        timeout: aiohttp.ClientTimeout | float | None = None,
     ) -> aiohttp.ClientResponse:
         """Sends one request and returns the response unread (the caller releases it)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             response: aiohttp.ClientResponse = await self.api_client.call_api(
-                path, method, query_params=list(query), header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False,
+                path,
+                method,
+                query_params=list(query),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
                 _request_timeout=timeout if timeout is not None else self.request_timeout,
             )
         except (aiohttp.ClientError, OSError) as e:
-            raise Unavailable(f"kubernetes API unreachable at {self.host} ({type(e).__name__}: {e}); retry later") from e
+            raise Unavailable(
+                f"kubernetes API unreachable at {self.host} ({type(e).__name__}: {e}); retry later"
+            ) from e
         except TimeoutError as e:
-            raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
+            raise Unavailable(
+                f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later"
+            ) from e
         return response
 
     async def request(
-        self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
         content_type: str = "application/json",
     ) -> JSON:
         """Returns the JSON answer of one request; raises the mapped error on failure."""
@@ -206,9 +228,13 @@ class KubeClient:
             try:
                 data = await response.read()
             except (aiohttp.ClientError, OSError) as e:
-                raise Unavailable(f"kubernetes API connection lost during {method} {path} ({type(e).__name__}); retry later") from e
+                raise Unavailable(
+                    f"kubernetes API connection lost during {method} {path} ({type(e).__name__}); retry later"
+                ) from e
             except TimeoutError as e:
-                raise Unavailable(f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later") from e
+                raise Unavailable(
+                    f"kubernetes API at {self.host} did not answer {method} {path} in time; retry later"
+                ) from e
             finally:
                 response.release()
             self._answered(response)
@@ -228,7 +254,9 @@ class KubeClient:
         except ValueError as e:
             raise Unavailable(f"kubernetes API answered {method} {path} with something that is not JSON") from e
         if not isinstance(parsed, dict):
-            raise Unavailable(f"kubernetes API answered {method} {path} with a JSON {type(parsed).__name__}, not an object")
+            raise Unavailable(
+                f"kubernetes API answered {method} {path} with a JSON {type(parsed).__name__}, not an object"
+            )
         return parsed
 
     async def get(self, path: str) -> JSON | None:
@@ -239,8 +267,14 @@ class KubeClient:
             return None
 
     async def list_all(
-        self, path: str, *, field_selector: str | None = None, label_selector: str | None = None, page_size: int = LIST_PAGE_SIZE,
-        resource_version: str | None = None, keep: Callable[[JSON], Any] | None = None,
+        self,
+        path: str,
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        page_size: int = LIST_PAGE_SIZE,
+        resource_version: str | None = None,
+        keep: Callable[[JSON], Any] | None = None,
     ) -> tuple[list[Any], str]:
         """Returns every item of a collection (read in pages) and the list's resourceVersion.
 
@@ -284,7 +318,12 @@ class KubeClient:
         raise Unavailable(f"could not list {path} consistently (history kept expiring); retry later")
 
     async def watch(
-        self, path: str, *, resource_version: str | None, field_selector: str | None = None, timeout_seconds: int = 300,
+        self,
+        path: str,
+        *,
+        resource_version: str | None,
+        field_selector: str | None = None,
+        timeout_seconds: int = 300,
         on_open: Callable[[], None] | None = None,
     ) -> AsyncGenerator[JSON, None]:
         """Yields the events of one watch request until the server ends it.
@@ -338,7 +377,12 @@ class KubeClient:
         return await self.get(pod_path(namespace, name))
 
     async def patch_pod_annotations(
-        self, namespace: str, name: str, annotations: dict[str, str | None], *, uid: str | None = None,
+        self,
+        namespace: str,
+        name: str,
+        annotations: dict[str, str | None],
+        *,
+        uid: str | None = None,
     ) -> JSON:
         """Sets (or, for None values, removes) only these annotations: a JSON merge patch.
 
@@ -348,21 +392,30 @@ class KubeClient:
         metadata: JSON = {"annotations": annotations}
         if uid:
             metadata["uid"] = uid
-        return await self.request("PATCH", pod_path(namespace, name), body={"metadata": metadata}, content_type=MERGE_PATCH)
+        return await self.request(
+            "PATCH", pod_path(namespace, name), body={"metadata": metadata}, content_type=MERGE_PATCH
+        )
 
     async def create_event(self, namespace: str, event: JSON) -> JSON:
         return await self.request("POST", f"/api/v1/namespaces/{quote(namespace, safe='')}/events", body=event)
 
     async def patch_event(self, namespace: str, name: str, patch: JSON) -> JSON:
         return await self.request(
-            "PATCH", f"/api/v1/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}", body=patch, content_type=MERGE_PATCH
+            "PATCH",
+            f"/api/v1/namespaces/{quote(namespace, safe='')}/events/{quote(name, safe='')}",
+            body=patch,
+            content_type=MERGE_PATCH,
         )
 
     async def get_statefulset(self, namespace: str, name: str) -> JSON | None:
-        return await self.get(f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/statefulsets/{quote(name, safe='')}")
+        return await self.get(
+            f"/apis/apps/v1/namespaces/{quote(namespace, safe='')}/statefulsets/{quote(name, safe='')}"
+        )
 
     async def get_virtual_machine(self, namespace: str, name: str) -> JSON | None:
-        return await self.get(f"/apis/kubevirt.io/v1/namespaces/{quote(namespace, safe='')}/virtualmachines/{quote(name, safe='')}")
+        return await self.get(
+            f"/apis/kubevirt.io/v1/namespaces/{quote(namespace, safe='')}/virtualmachines/{quote(name, safe='')}"
+        )
 
     async def get_virtual_machine_instance(self, namespace: str, name: str) -> JSON | None:
         return await self.get(
@@ -373,7 +426,9 @@ class KubeClient:
         items, _ = await self.list_all("/apis/apps/v1/statefulsets", resource_version="0", keep=keep)
         return items
 
-    async def list_pods(self, *, field_selector: str | None = None, keep: Callable[[JSON], Any] | None = None) -> tuple[list[Any], str]:
+    async def list_pods(
+        self, *, field_selector: str | None = None, keep: Callable[[JSON], Any] | None = None
+    ) -> tuple[list[Any], str]:
         return await self.list_all("/api/v1/pods", field_selector=field_selector, keep=keep)
 
     def lease_path(self, namespace: str, name: str | None = None) -> str:
@@ -383,7 +438,9 @@ class KubeClient:
     async def get_lease(self, namespace: str, name: str) -> JSON | None:
         return await self.get(self.lease_path(namespace, name))
 
-    async def create_lease(self, namespace: str, name: str, spec: JSON, *, annotations: dict[str, str] | None = None) -> JSON:
+    async def create_lease(
+        self, namespace: str, name: str, spec: JSON, *, annotations: dict[str, str] | None = None
+    ) -> JSON:
         """Creates the Lease ``name``; one that exists already answers ``Conflict``."""
         metadata: JSON = {"name": name, "namespace": namespace}
         if annotations:

@@ -13,7 +13,7 @@ import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ipamd.errors import IpamError
 from ipamd.k8s.client import KubeClient
@@ -55,7 +55,7 @@ class EventRecorder:
 
     async def _emit(self, *, namespace: str, pod: str, uid: str | None, reason: str, message: str) -> None:
         key = (namespace, pod, uid, reason, message)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         stamp = format_time(now)
         sent = self._sent.get(key)
         if sent is not None and time.monotonic() - sent.at < FOLD_SECONDS:

@@ -43,7 +43,9 @@ class PlacementLabels:
         self.node_watch = Informer(client, "/api/v1/nodes", field_selector=f"metadata.name={node}", name=f"node {node}")
         self._namespaces_wanted: set[str] = set()
         self.namespace_watch = Informer(
-            client, "/api/v1/namespaces", name="namespaces of this node's pods",
+            client,
+            "/api/v1/namespaces",
+            name="namespaces of this node's pods",
             wanted=lambda obj: meta(obj).get("name") in self._namespaces_wanted,
         )
         self._namespace_watch_started = False

@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.errors import IpamError
@@ -36,8 +36,15 @@ class LeaseElector:
     """Tries to hold one Lease; ``leading`` says whether it does."""
 
     def __init__(
-        self, client: KubeClient, *, namespace: str, identity: str, name: str = LEASE_NAME,
-        duration: float = 15.0, renew_every: float = 5.0, clock: Callable[[], float] = time.monotonic,
+        self,
+        client: KubeClient,
+        *,
+        namespace: str,
+        identity: str,
+        name: str = LEASE_NAME,
+        duration: float = 15.0,
+        renew_every: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -71,11 +78,15 @@ class LeaseElector:
                 asked = wait_asked(e)
             self._set_leading(won)
             self.decided.set()
-            await asyncio.sleep(max(asked, self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2)))
+            await asyncio.sleep(
+                max(asked, self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2))
+            )
 
     def _set_leading(self, won: bool) -> None:
         if won and not self.leading:
-            log.info("lease %s/%s acquired by %s: this daemon runs the reconciler", self.namespace, self.name, self.identity)
+            log.info(
+                "lease %s/%s acquired by %s: this daemon runs the reconciler", self.namespace, self.name, self.identity
+            )
             self.not_leading.clear()
             self.became_leader.set()
         elif self.leading and not won:
@@ -84,7 +95,7 @@ class LeaseElector:
         self.leading = won
 
     def _spec(self, *, transitions: int, acquired: str | None) -> dict[str, Any]:
-        now = format_time(datetime.now(timezone.utc), micro=True)
+        now = format_time(datetime.now(UTC), micro=True)
         return {
             "holderIdentity": self.identity,
             "leaseDurationSeconds": max(1, int(self.duration)),
@@ -135,7 +146,7 @@ class LeaseElector:
             spec = lease["spec"]
             spec["holderIdentity"] = None
             spec["leaseDurationSeconds"] = 1
-            spec["renewTime"] = format_time(datetime.now(timezone.utc), micro=True)
+            spec["renewTime"] = format_time(datetime.now(UTC), micro=True)
             await self.client.replace_lease(self.namespace, self.name, lease)
             log.info("lease %s/%s released by %s", self.namespace, self.name, self.identity)
         except IpamError as e:

@@ -7,7 +7,7 @@ No I/O here: these turn pods, StatefulSets and allocation bodies into the values
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.core.release import AllocationState, PodState, StatefulSetState
@@ -23,12 +23,12 @@ def parse_time(text: object) -> datetime | None:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def format_time(moment: datetime, *, micro: bool = False) -> str:
     """Returns ``moment`` as Kubernetes writes times (``MicroTime`` when ``micro``)."""
-    moment = moment.astimezone(timezone.utc)
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -51,7 +51,11 @@ def uid_of(obj: JSON) -> str | None:
 def owner_statefulset(pod: JSON) -> str | None:
     """Returns the name of the StatefulSet owning ``pod``, or None."""
     for reference in meta(pod).get("ownerReferences") or []:
-        if isinstance(reference, Mapping) and reference.get("kind") == "StatefulSet" and str(reference.get("apiVersion", "")).startswith("apps/"):
+        if (
+            isinstance(reference, Mapping)
+            and reference.get("kind") == "StatefulSet"
+            and str(reference.get("apiVersion", "")).startswith("apps/")
+        ):
             return str(reference.get("name") or "") or None
     return None
 
@@ -72,7 +76,8 @@ def owner_vm(pod: JSON) -> str | None:
         return None
     for reference in meta(pod).get("ownerReferences") or []:
         if (
-            isinstance(reference, Mapping) and reference.get("kind") == "VirtualMachineInstance"
+            isinstance(reference, Mapping)
+            and reference.get("kind") == "VirtualMachineInstance"
             and str(reference.get("apiVersion", "")).startswith("kubevirt.io/")
         ):
             return name
@@ -119,7 +124,7 @@ def statefulset_state(sts: JSON) -> StatefulSetState:
 def allocation_state(body: Mapping[str, Any]) -> AllocationState:
     """Returns the release view of an allocation as ``Ipam`` serialises it."""
     owner = body["owner"]
-    created = parse_time(body.get("createdAt")) or datetime.now(timezone.utc)
+    created = parse_time(body.get("createdAt")) or datetime.now(UTC)
     return AllocationState(
         id=int(body["id"]),
         namespace=str(owner.get("namespace") or ""),

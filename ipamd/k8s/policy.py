@@ -30,14 +30,29 @@ from typing import Any
 
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import (
-    HOLD_STATEFULSET, HOLD_VM, VM_DELETED, StatefulSetState, release_decision, statefulset_pod, vm_owner,
+    HOLD_STATEFULSET,
+    HOLD_VM,
+    VM_DELETED,
+    StatefulSetState,
+    release_decision,
+    statefulset_pod,
+    vm_owner,
 )
 from ipamd.errors import InvalidInput, IpamError, NotFound, StalePod, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
 from ipamd.k8s.labels import PlacementLabels, labels_of
-from ipamd.k8s.objects import allocation_state, live, meta, owner_statefulset, owner_vm, pod_state, statefulset_state, uid_of
+from ipamd.k8s.objects import (
+    allocation_state,
+    live,
+    meta,
+    owner_statefulset,
+    owner_vm,
+    pod_state,
+    statefulset_state,
+    uid_of,
+)
 from ipamd.k8s.singlenode import SingleNodeClaim
 from ipamd.k8s.watch import Informer
 from ipamd.k8s.writeback import AnnotationWriter
@@ -61,8 +76,16 @@ class KubernetesPolicy:
     """Reads pods for ADD, writes results back, and ties releases to the pod lifecycle."""
 
     def __init__(
-        self, ipam: Ipam, client: KubeClient, *, pods: Informer | None, writer: AnnotationWriter, recorder: EventRecorder,
-        node: str | None = None, claim: SingleNodeClaim | None = None, labels: PlacementLabels | None = None,
+        self,
+        ipam: Ipam,
+        client: KubeClient,
+        *,
+        pods: Informer | None,
+        writer: AnnotationWriter,
+        recorder: EventRecorder,
+        node: str | None = None,
+        claim: SingleNodeClaim | None = None,
+        labels: PlacementLabels | None = None,
     ) -> None:
         self.ipam = ipam
         self.labels = labels
@@ -151,7 +174,10 @@ class KubernetesPolicy:
             if self.claim is not None and self.claim.checked.is_set():
                 owner = request.owner
                 await self.recorder.warning(
-                    namespace=owner.namespace, pod=owner.pod, uid=request.pod_uid, reason=DATABASE_ELSEWHERE,
+                    namespace=owner.namespace,
+                    pod=owner.pod,
+                    uid=request.pod_uid,
+                    reason=DATABASE_ELSEWHERE,
                     message=f"ipamd could not allocate an address on {owner.interface}: {self.claim.reason}",
                 )
             raise
@@ -163,7 +189,9 @@ class KubernetesPolicy:
         await self._check_claim(request)
         pod = await self._live_pod(owner.namespace, owner.pod, request.pod_uid, fresh=False)
         uid = request.pod_uid or uid_of(pod)
-        ask = notes.parse_pod_annotations(meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface)
+        ask = notes.parse_pod_annotations(
+            meta(pod).get("annotations"), provider=owner.network_key, interface=owner.interface
+        )
         # The service refuses an attachment held for another UID (HeldByAnotherPod), and
         # confirm_takeover decides: no read of the holder on every ADD.
         changes: dict[str, Any] = {"check_uid": True, **self._placement_labels(owner.namespace, pod)}
@@ -193,10 +221,13 @@ class KubernetesPolicy:
             # An IPAM plugin cannot set a MAC: only the interface plugin can, from the
             # runtime's "mac" capability. Without it the interface keeps its own MAC.
             await self.recorder.warning(
-                namespace=owner.namespace, pod=request.kube_pod, uid=uid or None, reason=MAC_NOT_APPLIED,
+                namespace=owner.namespace,
+                pod=request.kube_pod,
+                uid=uid or None,
+                reason=MAC_NOT_APPLIED,
                 message=(
                     f"{ask.mac_key} asks for MAC {ask.mac} on {owner.interface}; ipamd records it, but the runtime passed "
-                    "no MAC, so the interface keeps the one its plugin chose: add \"capabilities\": {\"mac\": true} to the "
+                    'no MAC, so the interface keeps the one its plugin chose: add "capabilities": {"mac": true} to the '
                     "interface plugin in the NAD so Multus passes it"
                 ),
             )
@@ -239,7 +270,9 @@ class KubernetesPolicy:
         namespace_labels = self.labels.namespace_labels(namespace)
         later = {kind for kind, labels in (("node", node_labels), ("namespace", namespace_labels)) if labels is None}
         return {
-            "pod_labels": labels_of(pod), "node_labels": node_labels, "namespace_labels": namespace_labels,
+            "pod_labels": labels_of(pod),
+            "node_labels": node_labels,
+            "namespace_labels": namespace_labels,
             "labels_on_demand": frozenset(later),
         }
 
@@ -279,11 +312,18 @@ class KubernetesPolicy:
         if not ask.allocated or used_key != plain_key:
             return False
         for body in await self.ipam.list_allocations(
-            namespace=owner.namespace, pod=owner.pod, provider=owner.network_key, cluster=self.ipam.cluster,
+            namespace=owner.namespace,
+            pod=owner.pod,
+            provider=owner.network_key,
+            cluster=self.ipam.cluster,
         ):
             if body["owner"]["interface"] == owner.interface:
                 continue
-            held = body.get("mac") if what == "mac" else ",".join(a["address"] for a in sorted(body["addresses"], key=lambda a: a["family"]))
+            held = (
+                body.get("mac")
+                if what == "mac"
+                else ",".join(a["address"] for a in sorted(body["addresses"], key=lambda a: a["family"]))
+            )
             if held and held == value:
                 return True
         return False
@@ -312,7 +352,10 @@ class KubernetesPolicy:
             cached = self.pods.get(owner.namespace, request.kube_pod)
             uid = uid_of(cached) if cached is not None else None
         await self.recorder.warning(
-            namespace=owner.namespace, pod=request.kube_pod, uid=uid, reason=ACQUIRE_FAILED,
+            namespace=owner.namespace,
+            pod=request.kube_pod,
+            uid=uid,
+            reason=ACQUIRE_FAILED,
             message=f"ipamd could not allocate an address on {owner.interface} (network {owner.network_key}): {error.message}",
         )
 
@@ -333,12 +376,17 @@ class KubernetesPolicy:
             # The kubelet tears the sandbox of a pod being deleted down for good: judge it as gone.
             terminating = pod is not None and bool(meta(pod).get("deletionTimestamp"))
             decision = release_decision(
-                allocation_state(allocation), pod_state(pod) if pod is not None and not terminating else None,
-                await self._sets_for(allocation, pod), now=self.client.now(), grace=timedelta(0),
+                allocation_state(allocation),
+                pod_state(pod) if pod is not None and not terminating else None,
+                await self._sets_for(allocation, pod),
+                now=self.client.now(),
+                grace=timedelta(0),
             )
         except IpamError as e:
             # Keep the address when in doubt: the pod watch or the reconciler releases it later.
-            log.warning("DEL of %s: cannot tell whether the pod lives (%s); keeping its address", owner.label, e.message)
+            log.warning(
+                "DEL of %s: cannot tell whether the pod lives (%s); keeping its address", owner.label, e.message
+            )
             return False
         if decision is None:
             return False
@@ -384,7 +432,12 @@ class KubernetesPolicy:
             ):
                 return 0
         except IpamError as e:
-            log.warning("cannot tell whether virtual machine %s/%s still exists (%s); the reconciler decides later", namespace, vm, e.message)
+            log.warning(
+                "cannot tell whether virtual machine %s/%s still exists (%s); the reconciler decides later",
+                namespace,
+                vm,
+                e.message,
+            )
             return 0
         count = 0
         for body in await self.ipam.list_allocations(namespace=namespace, pod=vm_owner(vm), cluster=self.ipam.cluster):
@@ -409,8 +462,11 @@ class KubernetesPolicy:
                 # Taken over by a newer pod of the same name since.
                 continue
             decision = release_decision(
-                allocation_state(body), None if gone else pod_state(pod), await self._sets_for(body, pod),
-                now=self.client.now(), grace=timedelta(0),
+                allocation_state(body),
+                None if gone else pod_state(pod),
+                await self._sets_for(body, pod),
+                now=self.client.now(),
+                grace=timedelta(0),
             )
             if decision is None:
                 continue

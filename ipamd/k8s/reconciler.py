@@ -52,7 +52,13 @@ class Reconciler:
     """Runs release passes while ``elector`` holds the Lease."""
 
     def __init__(
-        self, ipam: Ipam, client: KubeClient, elector: LeaseElector | None, *, interval: float, grace: float,
+        self,
+        ipam: Ipam,
+        client: KubeClient,
+        elector: LeaseElector | None,
+        *,
+        interval: float,
+        grace: float,
     ) -> None:
         self.ipam = ipam
         self.client = client
@@ -109,6 +115,7 @@ class Reconciler:
         """(namespace, name) of every VirtualMachine and VirtualMachineInstance not being
         deleted; None when KubeVirt cannot be asked (then no VM's addresses are released).
         Listed only when some allocation is held for a VM."""
+
         def keep(obj: dict[str, Any]) -> tuple[str, str] | None:
             return object_key(obj) if live(obj) else None
 
@@ -119,7 +126,9 @@ class Reconciler:
                 found.update(items)
             return found
         except IpamError as e:
-            log.warning("reconcile: cannot list KubeVirt virtual machines (%s); keeping every VM's addresses", e.message)
+            log.warning(
+                "reconcile: cannot list KubeVirt virtual machines (%s); keeping every VM's addresses", e.message
+            )
             return None
 
     async def reconcile_once(self) -> list[Release]:
@@ -150,7 +159,12 @@ class Reconciler:
         done: list[Release] = []
         for release in plan:
             if release.pod_absent and await self.client.get_pod(release.namespace, release.pod) is not None:
-                log.info("reconcile: pod %s/%s appeared since the list; keeping allocation %d", release.namespace, release.pod, release.allocation_id)
+                log.info(
+                    "reconcile: pod %s/%s appeared since the list; keeping allocation %d",
+                    release.namespace,
+                    release.pod,
+                    release.allocation_id,
+                )
                 continue
             try:
                 await self.ipam.release(release.allocation_id, reason=release.reason)
@@ -164,6 +178,11 @@ class Reconciler:
         _count_metric(len(done))
         log.info(
             "reconcile pass %d: %d pod allocation(s), %d pod(s), %d statefulset(s): released %d (total %d)",
-            self.passes, len(allocations), listed, len(statefulsets), len(done), self.released_total,
+            self.passes,
+            len(allocations),
+            listed,
+            len(statefulsets),
+            len(done),
+            self.released_total,
         )
         return done

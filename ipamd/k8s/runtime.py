@@ -108,16 +108,27 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     pods = Informer(client, "/api/v1/pods", field_selector=f"spec.nodeName={node}", name=f"pods of node {node}")
     writer = AnnotationWriter(client)
     # A SQLite file serves one node: only the node holding the cluster-wide claim allocates.
-    claim = SingleNodeClaim(client, namespace=lease_namespace(), node=node) if ipam.database.dialect == "sqlite" else None
+    claim = (
+        SingleNodeClaim(client, namespace=lease_namespace(), node=node) if ipam.database.dialect == "sqlite" else None
+    )
     # The namespace watch starts with the first rule that needs a namespace's labels.
     labels = PlacementLabels(client, node=node, spawn=lambda name, body: mode.spawn(name, body))
     policy = KubernetesPolicy(
-        ipam, client, pods=pods, writer=writer, recorder=EventRecorder(client, host=node), node=node, claim=claim, labels=labels,
+        ipam,
+        client,
+        pods=pods,
+        writer=writer,
+        recorder=EventRecorder(client, host=node),
+        node=node,
+        claim=claim,
+        labels=labels,
     )
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
     reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
-    mode = KubernetesMode(client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node)
+    mode = KubernetesMode(
+        client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node
+    )
     mode.spawn("pod watch", pods.run)
     mode.spawn("node watch", labels.node_watch.run)
     mode.spawn("lease", elector.run)
@@ -126,6 +137,11 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
         mode.spawn("sqlite claim", claim.run)
     log.info(
         "kubernetes mode: api %s, node %s, lease %s/%s, reconcile every %gs, release grace %gs",
-        client.host, node, elector.namespace, elector.name, settings.reconcile_interval, settings.release_grace,
+        client.host,
+        node,
+        elector.namespace,
+        elector.name,
+        settings.reconcile_interval,
+        settings.release_grace,
     )
     return mode

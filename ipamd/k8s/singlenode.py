@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from ipamd.errors import IpamError
@@ -42,7 +42,13 @@ class SingleNodeClaim:
     """Whether this node may allocate from its SQLite database (``allowed``) and why not."""
 
     def __init__(
-        self, client: KubeClient, *, namespace: str, node: str, name: str = LEASE_NAME, check_every: float = CHECK_EVERY_SECONDS,
+        self,
+        client: KubeClient,
+        *,
+        namespace: str,
+        node: str,
+        name: str = LEASE_NAME,
+        check_every: float = CHECK_EVERY_SECONDS,
     ) -> None:
         self.client = client
         self.namespace = namespace
@@ -65,7 +71,12 @@ class SingleNodeClaim:
             try:
                 await self.check_once()
             except IpamError as e:
-                log.warning("SQLite claim %s: %s; keeping the last decision (%s)", self.lease, e.message, "allowed" if self.allowed else "refused")
+                log.warning(
+                    "SQLite claim %s: %s; keeping the last decision (%s)",
+                    self.lease,
+                    e.message,
+                    "allowed" if self.allowed else "refused",
+                )
                 if not self.checked.is_set():
                     # No decision yet: ask again soon rather than a whole period later.
                     await asyncio.sleep(backoff.next(e))
@@ -82,13 +93,18 @@ class SingleNodeClaim:
         return self.allowed
 
     async def _claim(self, lease: dict[str, Any] | None) -> str | None:
-        now = format_time(datetime.now(timezone.utc), micro=True)
+        now = format_time(datetime.now(UTC), micro=True)
         spec = {"holderIdentity": self.node, "acquireTime": now, "renewTime": now}
         try:
             if lease is None:
-                await self.client.create_lease(self.namespace, self.name, spec, annotations={
-                    "ipamd.io/purpose": "the node whose SQLite database serves ipamd; delete to move it (docs/deploy.md)",
-                })
+                await self.client.create_lease(
+                    self.namespace,
+                    self.name,
+                    spec,
+                    annotations={
+                        "ipamd.io/purpose": "the node whose SQLite database serves ipamd; delete to move it (docs/deploy.md)",
+                    },
+                )
             else:
                 lease["spec"] = {**(lease.get("spec") or {}), **spec}
                 # The read resourceVersion makes this a compare-and-swap: one claimant wins.
@@ -110,6 +126,8 @@ class SingleNodeClaim:
                 "or delete the Lease to move SQLite here (docs/deploy.md)"
             )
         if allowed != self.allowed or holder != self.holder or not self.checked.is_set():
-            (log.info if allowed else log.error)("SQLite claim %s: %s", self.lease, self.reason if not allowed else f"held by this node ({self.node})")
+            (log.info if allowed else log.error)(
+                "SQLite claim %s: %s", self.lease, self.reason if not allowed else f"held by this node ({self.node})"
+            )
         self.allowed, self.holder = allowed, holder
         self.checked.set()

@@ -66,8 +66,16 @@ class Informer:
     """Keeps ``cache`` equal to a collection of the API (e.g. the pods of one node)."""
 
     def __init__(
-        self, client: KubeClient, path: str, *, field_selector: str | None = None, handler: Handler | None = None,
-        watch_timeout: int = 300, name: str = "pods", min_gap: float = 1.0, lasting: float = 60.0,
+        self,
+        client: KubeClient,
+        path: str,
+        *,
+        field_selector: str | None = None,
+        handler: Handler | None = None,
+        watch_timeout: int = 300,
+        name: str = "pods",
+        min_gap: float = 1.0,
+        lasting: float = 60.0,
         wanted: Callable[[JSON], bool] | None = None,
     ) -> None:
         self.client = client
@@ -126,7 +134,12 @@ class Informer:
                     backoff.reset()
             except Gone as e:
                 self.gone += 1
-                log.info("%s watch: resourceVersion %s expired (%s); listing again", self.name, self.resource_version, e.message)
+                log.info(
+                    "%s watch: resourceVersion %s expired (%s); listing again",
+                    self.name,
+                    self.resource_version,
+                    e.message,
+                )
                 self.resource_version = None
             except IpamError as e:
                 if self.error is None or self.error[0] != e.message:
@@ -137,7 +150,10 @@ class Informer:
 
     async def _relist(self) -> None:
         items, resource_version = await self.client.list_all(
-            self.path, field_selector=self.field_selector, resource_version="0", keep=slim,
+            self.path,
+            field_selector=self.field_selector,
+            resource_version="0",
+            keep=slim,
         )
         self.lists += 1
         self.error = None
@@ -163,7 +179,10 @@ class Informer:
     async def _watch(self) -> None:
         self.watches += 1
         events = self.client.watch(
-            self.path, resource_version=self.resource_version, field_selector=self.field_selector, timeout_seconds=self.watch_timeout,
+            self.path,
+            resource_version=self.resource_version,
+            field_selector=self.field_selector,
+            timeout_seconds=self.watch_timeout,
             on_open=self._opened,
         )
         async with contextlib.aclosing(events):

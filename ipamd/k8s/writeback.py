@@ -28,7 +28,9 @@ ATTEMPTS = 10
 class AnnotationWriter:
     """Applies annotation merge patches to pods with retries."""
 
-    def __init__(self, client: KubeClient, *, attempts: int = ATTEMPTS, first_delay: float = 0.5, ceiling: float = 30.0) -> None:
+    def __init__(
+        self, client: KubeClient, *, attempts: int = ATTEMPTS, first_delay: float = 0.5, ceiling: float = 30.0
+    ) -> None:
         self.client = client
         self.attempts = attempts
         self.first_delay = first_delay
@@ -37,7 +39,9 @@ class AnnotationWriter:
         self._retries: dict[tuple[str, str, str | None], asyncio.Task[None]] = {}
         self.failures = 0
 
-    async def write(self, namespace: str, name: str, annotations: dict[str, str | None], *, uid: str | None = None) -> bool:
+    async def write(
+        self, namespace: str, name: str, annotations: dict[str, str | None], *, uid: str | None = None
+    ) -> bool:
         """Returns True when the pod (instance ``uid``) carries ``annotations`` now; False otherwise."""
         key = (namespace, name, uid)
         if key in self._retries:
@@ -53,7 +57,12 @@ class AnnotationWriter:
             return False
         except (IpamError, TimeoutError) as e:
             self.failures += 1
-            log.warning("writing annotations on pod %s/%s failed (%s); retrying in the background", namespace, name, getattr(e, "message", e))
+            log.warning(
+                "writing annotations on pod %s/%s failed (%s); retrying in the background",
+                namespace,
+                name,
+                getattr(e, "message", e),
+            )
         self._pending[key] = dict(annotations)
         self._retries[key] = asyncio.create_task(self._retry(key), name=f"annotate {namespace}/{name}")
         return False
@@ -73,7 +82,14 @@ class AnnotationWriter:
                     return
                 except IpamError as e:
                     self.failures += 1
-                    log.warning("writing annotations on pod %s/%s failed (attempt %d of %d): %s", namespace, name, attempt, self.attempts, e.message)
+                    log.warning(
+                        "writing annotations on pod %s/%s failed (attempt %d of %d): %s",
+                        namespace,
+                        name,
+                        attempt,
+                        self.attempts,
+                        e.message,
+                    )
                     error = e
                     continue
                 error = None
@@ -81,7 +97,12 @@ class AnnotationWriter:
                     log.info("annotations written on pod %s/%s after %d attempts", namespace, name, attempt)
                     return
                 # Newer values arrived during the request: write them too.
-            log.error("giving up writing annotations on pod %s/%s after %d attempts; the allocation stands", namespace, name, self.attempts)
+            log.error(
+                "giving up writing annotations on pod %s/%s after %d attempts; the allocation stands",
+                namespace,
+                name,
+                self.attempts,
+            )
         finally:
             self._pending.pop(key, None)
             self._retries.pop(key, None)

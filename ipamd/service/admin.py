@@ -26,18 +26,33 @@ class Administration(ServiceBase):
     async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
         spec = requested_subnet(raw)
         try:
+
             def run(conn: Connection) -> Any:
                 self._check_overlap(conn, spec, exclude_id=None)
                 subnet_id = (
                     conn.execute(
                         sa.insert(subnets)
-                        .values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin)
+                        .values(
+                            name=spec.name,
+                            provider=spec.provider,
+                            priority=spec.priority,
+                            spec=spec.to_json(),
+                            origin=origin,
+                        )
                         .returning(subnets.c.id)
                     )
                 ).scalar_one()
                 for layout in spec.families:
-                    space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
-                log.info("subnet created name=%s cidr=%s provider=%s origin=%s", spec.name, spec.cidr_block, spec.provider, origin)
+                    space.add_ranges(
+                        conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space()
+                    )
+                log.info(
+                    "subnet created name=%s cidr=%s provider=%s origin=%s",
+                    spec.name,
+                    spec.cidr_block,
+                    spec.provider,
+                    origin,
+                )
                 return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
 
             return await self._write(run)
@@ -68,7 +83,9 @@ class Administration(ServiceBase):
             free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
             reused = space.released_addresses(conn, subnet_id=subnet.id, family=version)
             reserved = conn.execute(
-                sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+                sa.select(reservations.c.address).where(
+                    reservations.c.subnet_id == subnet.id, reservations.c.family == version
+                )
             ).scalars()
             counts = classify(
                 layout,
@@ -94,7 +111,10 @@ class Administration(ServiceBase):
         if "name" in patch and patch["name"] != name:
             raise InvalidInput("a subnet cannot be renamed", field="name")
         if "overlap" in patch:
-            raise InvalidInput("overlap follows the NAD's network_name and enable_overlapping_ranges; edit the NAD", field="overlap")
+            raise InvalidInput(
+                "overlap follows the NAD's network_name and enable_overlapping_ranges; edit the NAD", field="overlap"
+            )
+
         def run(conn: Connection) -> Any:
             subnet = self._subnet_by_name(conn, name, lock=True)
             merged = {**subnet.spec.to_json(), **patch}
@@ -103,14 +123,24 @@ class Administration(ServiceBase):
             # Every held address must stay inside the new CIDRs and off the new gateway.
             for layout in spec.families:
                 held = records.held_addresses(conn, subnet_id=subnet.id, family=layout.version)
-                outside = [a for a in held if not int(layout.network.first) <= a <= int(layout.network.last) or a == layout.gateway]
+                outside = [
+                    a
+                    for a in held
+                    if not int(layout.network.first) <= a <= int(layout.network.last) or a == layout.gateway
+                ]
                 if outside:
-                    raise InUse(f"{ip_text(outside[0], layout.version)} is allocated and would fall outside the subnet or on its gateway")
+                    raise InUse(
+                        f"{ip_text(outside[0], layout.version)} is allocated and would fall outside the subnet or on its gateway"
+                    )
             for old in subnet.spec.families:
-                if spec.family(old.version) is None and records.count_held(conn, subnet_id=subnet.id, family=old.version):
+                if spec.family(old.version) is None and records.count_held(
+                    conn, subnet_id=subnet.id, family=old.version
+                ):
                     raise InUse(f"IPv{old.version} addresses of subnet {name} are allocated; release them first")
             conn.execute(
-                sa.update(subnets).where(subnets.c.id == subnet.id).values(
+                sa.update(subnets)
+                .where(subnets.c.id == subnet.id)
+                .values(
                     provider=spec.provider, priority=spec.priority, spec=spec.to_json(), revision=subnet.revision + 1
                 )
             )
@@ -133,10 +163,16 @@ class Administration(ServiceBase):
             held_points = records.held_addresses(conn, subnet_id=subnet.id, family=version)
             for peer, families in self._overlap_peers(conn, subnet):
                 if version in families:
-                    held_points += [a for a in records.held_addresses(conn, subnet_id=peer.id, family=version) if layout.network.first <= a <= layout.network.last]
+                    held_points += [
+                        a
+                        for a in records.held_addresses(conn, subnet_id=peer.id, family=version)
+                        if layout.network.first <= a <= layout.network.last
+                    ]
             held = iv.from_points(held_points)
             reserved_rows = conn.execute(
-                sa.select(reservations.c.address).where(reservations.c.subnet_id == subnet.id, reservations.c.family == version)
+                sa.select(reservations.c.address).where(
+                    reservations.c.subnet_id == subnet.id, reservations.c.family == version
+                )
             )
             reserved = iv.from_points(int(row.address) for row in reserved_rows)
             pooled = merge_members([spec for _, spec in pool_list], version)
@@ -147,11 +183,15 @@ class Administration(ServiceBase):
             for first, last in stale:
                 conn.execute(
                     sa.delete(released).where(
-                        released.c.subnet_id == subnet.id, released.c.family == version,
-                        released.c.address >= first, released.c.address <= last,
+                        released.c.subnet_id == subnet.id,
+                        released.c.family == version,
+                        released.c.address >= first,
+                        released.c.address <= last,
                     )
                 )
-            space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused))
+            space.add_ranges(
+                conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused)
+            )
             for pool_id, pool_spec in pool_list:
                 members = iv.subtract(pool_spec.intervals(version), [*held, *reserved, *layout.unassignable()])
                 space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
@@ -161,10 +201,17 @@ class Administration(ServiceBase):
             subnet = self._locked(conn, self._subnet_by_name(conn, name))
             rows = (conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
             if rows and not force:
-                raise InUse(f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true")
+                raise InUse(
+                    f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true"
+                )
             for row in rows:
                 # An ADD of a new sandbox may update the row after it was read: release it as it is now.
-                if self._release_current(conn, row, what=f"allocation {row.id}", reason="subnet deleted", subnet=subnet, give_back=False) is None:
+                if (
+                    self._release_current(
+                        conn, row, what=f"allocation {row.id}", reason="subnet deleted", subnet=subnet, give_back=False
+                    )
+                    is None
+                ):
                     continue
                 for family, address in records.addresses_of(row):
                     self._return_to_peers(conn, subnet.peers or [], family, address)
@@ -181,6 +228,7 @@ class Administration(ServiceBase):
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
         try:
+
             def run(conn: Connection) -> Any:
                 subnet = self._subnet_by_name(conn, subnet_name, lock=True)
                 spec = canonical_pool(raw, subnet=subnet.spec)
@@ -189,9 +237,15 @@ class Administration(ServiceBase):
                         raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
                 pool_id = (
                     conn.execute(
-                        sa.insert(pools).values(
-                            name=spec.name, subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin,
-                        ).returning(pools.c.id)
+                        sa.insert(pools)
+                        .values(
+                            name=spec.name,
+                            subnet_id=subnet.id,
+                            ips=list(spec.ips),
+                            rules=spec.placement.to_json() or None,
+                            origin=origin,
+                        )
+                        .returning(pools.c.id)
                     )
                 ).scalar_one()
                 self._rebuild_space(conn, subnet)
@@ -275,16 +329,29 @@ class Administration(ServiceBase):
                     raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
             if existing is None:
                 pool_id = conn.execute(
-                    sa.insert(pools).values(
-                        name=name, subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin,
-                    ).returning(pools.c.id)
+                    sa.insert(pools)
+                    .values(
+                        name=name,
+                        subnet_id=subnet.id,
+                        ips=list(spec.ips),
+                        rules=spec.placement.to_json() or None,
+                        origin=origin,
+                    )
+                    .returning(pools.c.id)
                 ).scalar_one()
             else:
                 pool_id = existing.id
-                old_subnet = self._subnet_by_id(conn, existing.subnet_id, lock=True) if existing.subnet_id != subnet.id else subnet
+                old_subnet = (
+                    self._subnet_by_id(conn, existing.subnet_id, lock=True)
+                    if existing.subnet_id != subnet.id
+                    else subnet
+                )
                 conn.execute(
-                    sa.update(pools).where(pools.c.id == pool_id)
-                    .values(subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin)
+                    sa.update(pools)
+                    .where(pools.c.id == pool_id)
+                    .values(
+                        subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin
+                    )
                 )
                 for row in conn.execute(records.allocation_query().where(allocations.c.pool_id == pool_id)).all():
                     if row.subnet_id != subnet.id or not all(
@@ -294,7 +361,13 @@ class Administration(ServiceBase):
                 if old_subnet is not subnet:
                     self._rebuild_space(conn, old_subnet)
             self._rebuild_space(conn, subnet)
-            log.info("pool %s name=%s subnet=%s ips=%s", "created" if existing is None else "replaced", name, subnet.name, ",".join(spec.ips))
+            log.info(
+                "pool %s name=%s subnet=%s ips=%s",
+                "created" if existing is None else "replaced",
+                name,
+                subnet.name,
+                ",".join(spec.ips),
+            )
             return self._pool_json(conn, pool_id), existing is None
 
         try:
@@ -308,6 +381,7 @@ class Administration(ServiceBase):
         subnet_name = raw.get("subnet")
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet", field="subnet")
+
         def run(conn: Connection) -> Any:
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_reservation(raw, subnet=subnet.spec)
@@ -321,10 +395,17 @@ class Administration(ServiceBase):
             space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
             reservation_id = (
                 conn.execute(
-                    sa.insert(reservations).values(
-                        subnet_id=subnet.id, family=spec.version, address=spec.address, mac=spec.mac,
-                        owner=spec.owner, note=spec.note, origin=origin,
-                    ).returning(reservations.c.id)
+                    sa.insert(reservations)
+                    .values(
+                        subnet_id=subnet.id,
+                        family=spec.version,
+                        address=spec.address,
+                        mac=spec.mac,
+                        owner=spec.owner,
+                        note=spec.note,
+                        origin=origin,
+                    )
+                    .returning(reservations.c.id)
                 )
             ).scalar_one()
             log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)

@@ -7,7 +7,7 @@ import hashlib
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -21,7 +21,14 @@ from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, re
 from ipamd.core.placement import Placement, Subject, admit, refusal, refusals_text
 from ipamd.core.subnet import SubnetSpec
 from ipamd.errors import (
-    AddressConflict, AlreadyExists, Exhausted, InvalidInput, NotAdmitted, NotFound, PreconditionFailed, Unavailable,
+    AddressConflict,
+    AlreadyExists,
+    Exhausted,
+    InvalidInput,
+    NotAdmitted,
+    NotFound,
+    PreconditionFailed,
+    Unavailable,
 )
 from ipamd.logs import allocation_fields
 from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
@@ -31,7 +38,9 @@ from ipamd.store.schema import allocations, free_ranges, pools, released, subnet
 
 # Statements of the allocation path, built once (see ipamd.store.space).
 _SUBNETS_OF_PROVIDER = (
-    sa.select(subnets).where(subnets.c.provider == sa.bindparam("provider")).order_by(subnets.c.priority, subnets.c.name)
+    sa.select(subnets)
+    .where(subnets.c.provider == sa.bindparam("provider"))
+    .order_by(subnets.c.priority, subnets.c.name)
 )
 _PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
 # A subnet with free dynamic space in one of the families asked (dual stack may still find
@@ -42,7 +51,9 @@ _HAS_SPACE = sa.or_(
         free_ranges.c.family.in_(sa.bindparam("families", expanding=True)),
         free_ranges.c.pool_id.is_(None),
     ),
-    sa.exists().where(released.c.subnet_id == subnets.c.id, released.c.family.in_(sa.bindparam("families", expanding=True))),
+    sa.exists().where(
+        released.c.subnet_id == subnets.c.id, released.c.family.in_(sa.bindparam("families", expanding=True))
+    ),
 )
 _FIRST_WITH_SPACE = (
     sa.select(subnets)
@@ -55,7 +66,9 @@ _FIRST_WITH_SPACE = (
 WALK_BATCH = 16
 _NEXT_WITH_SPACE = _FIRST_WITH_SPACE.where(
     sa.tuple_(subnets.c.priority, subnets.c.name)
-    > sa.tuple_(sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type))
+    > sa.tuple_(
+        sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type)
+    )
 ).limit(WALK_BATCH)
 EXHAUSTED_NAMES = 5
 _INSERT_ALLOCATION = sa.insert(allocations)
@@ -71,15 +84,20 @@ def _dynamic_by_provider(request: AddRequest) -> bool:
     """Whether the request asks only for the next free address of its provider's subnets:
     what ipamd.store.procedures.ALLOCATE does in one call."""
     return not (
-        request.static_ips or request.pool_name is not None or request.pool_entries or request.mac
-        or request.subnet_name is not None or request.network.inline_subnet is not None
+        request.static_ips
+        or request.pool_name is not None
+        or request.pool_entries
+        or request.mac
+        or request.subnet_name is not None
+        or request.network.inline_subnet is not None
     )
 
 
 def _held_by_another(request: AddRequest, held_uid: str) -> HeldByAnotherPod:
     return HeldByAnotherPod(
         f"{request.owner.label} is held for pod uid {held_uid}, not {request.pod_uid or 'unknown'}; "
-        "this ADD comes from another instance of the pod", held_uid=held_uid,
+        "this ADD comes from another instance of the pod",
+        held_uid=held_uid,
     )
 
 
@@ -91,8 +109,15 @@ def allocation_etag(body: dict[str, Any]) -> str:
     """
     owner = body["owner"]
     identity = [
-        body["id"], body["subnet"], body["networkKey"], owner["namespace"], owner["pod"], owner["interface"],
-        owner["podUid"], [a["address"] for a in body["addresses"]], body["createdAt"],
+        body["id"],
+        body["subnet"],
+        body["networkKey"],
+        owner["namespace"],
+        owner["pod"],
+        owner["interface"],
+        owner["podUid"],
+        [a["address"] for a in body["addresses"]],
+        body["createdAt"],
     ]
     return '"' + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20] + '"'
 
@@ -114,8 +139,12 @@ class Allocation(ServiceBase):
                     self._notify("allocated", allocation=body, request=request)
                     log.info(
                         "allocated id=%s owner=%s addresses=%s subnet=%s container=%s",
-                        body["id"], request.owner.label, ",".join(a["address"] for a in body["addresses"]),
-                        body["subnet"], request.container_id, extra=allocation_fields("allocated", body),
+                        body["id"],
+                        request.owner.label,
+                        ",".join(a["address"] for a in body["addresses"]),
+                        body["subnet"],
+                        request.container_id,
+                        extra=allocation_fields("allocated", body),
                     )
                 return body
             except Exhausted as e:
@@ -138,8 +167,11 @@ class Allocation(ServiceBase):
         if row.outcome == "expired" and not self._clock_warned:
             # Answered within the timeout, so not late: the database's clock is ahead of ours.
             self._clock_warned = True
-            log.warning("the database's clock is more than %.0f s ahead of this node's: allocating with several "
-                        "statements per request until it agrees", TRANSACTION_TIMEOUT_SECONDS)
+            log.warning(
+                "the database's clock is more than %.0f s ahead of this node's: allocating with several "
+                "statements per request until it agrees",
+                TRANSACTION_TIMEOUT_SECONDS,
+            )
         if row.outcome in ("exhausted", "overlap", "expired"):
             # Nothing was written: the errors, inline ranges sharing addresses and a skewed
             # clock are the multi-statement path's.
@@ -149,12 +181,24 @@ class Allocation(ServiceBase):
         return records.allocation_json(row, self._row_spec(row)), row.outcome == "created"
 
     async def _call_allocate(self, request: AddRequest, *, subnet_ids: list[int] | None) -> Any:
-        rows = await self._call(procedures.ALLOCATE, procedures.allocate_params(
-            subnet_ids=subnet_ids, family=request.family, owner=request.owner, cluster=self.cluster, container_id=request.container_id,
-            pod_uid=request.pod_uid, netns=request.netns, node=request.node or self.node, origin=request.origin,
-            hold=request.hold, check_uid=request.check_uid, replaces_uid=request.replaces_uid,
-            deadline=datetime.now(timezone.utc) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
-        ))
+        rows = await self._call(
+            procedures.ALLOCATE,
+            procedures.allocate_params(
+                subnet_ids=subnet_ids,
+                family=request.family,
+                owner=request.owner,
+                cluster=self.cluster,
+                container_id=request.container_id,
+                pod_uid=request.pod_uid,
+                netns=request.netns,
+                node=request.node or self.node,
+                origin=request.origin,
+                hold=request.hold,
+                check_uid=request.check_uid,
+                replaces_uid=request.replaces_uid,
+                deadline=datetime.now(UTC) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
+            ),
+        )
         return rows[0]
 
     def _admitted_ids(self, conn: Connection, request: AddRequest) -> list[int]:
@@ -180,18 +224,27 @@ class Allocation(ServiceBase):
             self._check_mac(conn, mac, network_key=owner.network_key)
 
         if request.pool_name is not None:
-            if candidates is None and conn.execute(_PROVIDER_HAS_SUBNET, {"provider": owner.network_key}).first() is None:
+            if (
+                candidates is None
+                and conn.execute(_PROVIDER_HAS_SUBNET, {"provider": owner.network_key}).first() is None
+            ):
                 raise _unserved(owner.network_key)
             return self._allocate_from_pool(conn, request, mac=mac), True
         if request.pool_entries:
-            return self._allocate_from_entries(conn, request, self._all_candidates(conn, request, candidates), mac=mac), True
+            return self._allocate_from_entries(
+                conn, request, self._all_candidates(conn, request, candidates), mac=mac
+            ), True
         if request.static_ips:
-            subnet = self._subnet_for_static(self._all_candidates(conn, request, candidates), request.static_ips, field=request.field_prefix)
+            subnet = self._subnet_for_static(
+                self._all_candidates(conn, request, candidates), request.static_ips, field=request.field_prefix
+            )
             self._check_admits(subnet, request)
             subnet = self._locked(conn, subnet)
             wanted = parse_static_request(subnet.spec, request.static_ips, field=request.field_prefix)
             self._check_family(subnet, request, wanted)
-            return self._insert(conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac), True
+            return self._insert(
+                conn, subnet, request, self._complete_static(conn, subnet, wanted, request), mac=mac
+            ), True
 
         walk = candidates if candidates is not None else self._provider_subnets_with_space(conn, request)
         for subnet in walk:
@@ -217,7 +270,8 @@ class Allocation(ServiceBase):
         more = len(every) - len(named)
         raise Exhausted(
             f"no free address in subnet {', '.join(named)}{f' and {more} more' if more else ''} (network {owner.network_key})",
-            subnets=named, **({"more": more} if more else {}),
+            subnets=named,
+            **({"more": more} if more else {}),
         )
 
     def _provider_subnets_with_space(self, conn: Connection, request: AddRequest) -> Iterator[_Subnet]:
@@ -237,7 +291,12 @@ class Allocation(ServiceBase):
             last = batch[-1]
             batch = conn.execute(
                 _NEXT_WITH_SPACE,
-                {"provider": request.network.network_key, "families": families, "priority": last.priority, "name": last.name},
+                {
+                    "provider": request.network.network_key,
+                    "families": families,
+                    "priority": last.priority,
+                    "name": last.name,
+                },
             ).all()
 
     def _all_candidates(self, conn: Connection, request: AddRequest, candidates: list[_Subnet] | None) -> list[_Subnet]:
@@ -251,8 +310,11 @@ class Allocation(ServiceBase):
 
     def _subject(self, request: AddRequest) -> Subject:
         return Subject(
-            namespace=request.owner.namespace, node=request.node or self.node, pod_labels=request.pod_labels,
-            namespace_labels=request.namespace_labels, node_labels=request.node_labels,
+            namespace=request.owner.namespace,
+            node=request.node or self.node,
+            pod_labels=request.pod_labels,
+            namespace_labels=request.namespace_labels,
+            node_labels=request.node_labels,
         )
 
     def _refusal(self, subnet: _Subnet, request: AddRequest) -> str | None:
@@ -268,7 +330,9 @@ class Allocation(ServiceBase):
     def _check_labels_known(placement: Placement, request: AddRequest, subject: Subject) -> None:
         """Raises LabelsNeeded when a rule needs labels the caller left to read on demand."""
         missing = frozenset(
-            kind for kind in placement.needs_labels & request.labels_on_demand if getattr(subject, f"{kind}_labels") is None
+            kind
+            for kind in placement.needs_labels & request.labels_on_demand
+            if getattr(subject, f"{kind}_labels") is None
         )
         if missing:
             raise LabelsNeeded(missing)
@@ -292,7 +356,9 @@ class Allocation(ServiceBase):
     def _check_admits(self, subnet: _Subnet, request: AddRequest) -> None:
         reason = self._refusal(subnet, request)
         if reason is not None:
-            raise NotAdmitted(f"subnet {subnet.name} does not admit {self._who(request)}: {reason}", subnets=[subnet.name])
+            raise NotAdmitted(
+                f"subnet {subnet.name} does not admit {self._who(request)}: {reason}", subnets=[subnet.name]
+            )
 
     def _who(self, request: AddRequest) -> str:
         """The pod and where it is, as refusals name it: ``lab/web-0 (namespace lab, node edge-1)``."""
@@ -307,7 +373,10 @@ class Allocation(ServiceBase):
         if request.family is None:
             return versions
         if request.family not in versions:
-            raise InvalidInput(f"IPv{request.family} asked, but subnet {subnet.name} is {subnet.spec.cidr_block}", field=request.family_field)
+            raise InvalidInput(
+                f"IPv{request.family} asked, but subnet {subnet.name} is {subnet.spec.cidr_block}",
+                field=request.family_field,
+            )
         return [request.family]
 
     def _check_family(self, subnet: _Subnet, request: AddRequest, wanted: dict[int, int]) -> None:
@@ -336,7 +405,9 @@ class Allocation(ServiceBase):
         savepoint.commit()
         return picks
 
-    def _complete_static(self, conn: Connection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest) -> dict[int, int]:
+    def _complete_static(
+        self, conn: Connection, subnet: _Subnet, wanted: dict[int, int], request: AddRequest
+    ) -> dict[int, int]:
         """Fills families the static request left out with dynamic picks (dual stack is all or nothing)."""
         picks = dict(wanted)
         families = self._families(subnet, request)
@@ -345,7 +416,9 @@ class Allocation(ServiceBase):
                 continue
             address = space.peek_dynamic(conn, subnet_id=subnet.id, family=layout.version)
             if address is None:
-                raise Exhausted(f"no free IPv{layout.version} address in subnet {subnet.name} to pair with the static one")
+                raise Exhausted(
+                    f"no free IPv{layout.version} address in subnet {subnet.name} to pair with the static one"
+                )
             picks[layout.version] = address
         return picks
 
@@ -369,7 +442,12 @@ class Allocation(ServiceBase):
                         f"in subnet {subnet.name}; release it before asking for {ip_text(address, family)}"
                     )
         changes = {}
-        for column, value in (("container_id", request.container_id), ("pod_uid", request.pod_uid), ("netns", request.netns), ("node", request.node or self.node)):
+        for column, value in (
+            ("container_id", request.container_id),
+            ("pod_uid", request.pod_uid),
+            ("netns", request.netns),
+            ("node", request.node or self.node),
+        ):
             if value is not None and getattr(row, column) != value:
                 changes[column] = value
         if request.origin == "cni" and row.origin != "cni":
@@ -412,11 +490,21 @@ class Allocation(ServiceBase):
             self._lock_overlap_group(conn, spec)
             subnet_id = (
                 conn.execute(
-                    sa.insert(subnets).values(name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin="inline").returning(subnets.c.id)
+                    sa.insert(subnets)
+                    .values(
+                        name=spec.name,
+                        provider=spec.provider,
+                        priority=spec.priority,
+                        spec=spec.to_json(),
+                        origin="inline",
+                    )
+                    .returning(subnets.c.id)
                 )
             ).scalar_one()
             for layout in spec.families:
-                space.add_ranges(conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space())
+                space.add_ranges(
+                    conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space()
+                )
             created = self._subnet_by_id(conn, subnet_id)
             self._join_overlap(conn, created)
             log.info("inline subnet created name=%s cidr=%s", spec.name, spec.cidr_block)
@@ -425,7 +513,9 @@ class Allocation(ServiceBase):
         if existing.spec.overlap is None and replace(existing.spec, overlap=spec.overlap) == spec:
             # Created before inline ranges shared address spaces: join its peers now.
             self._lock_overlap_group(conn, spec)
-            conn.execute(sa.update(subnets).where(subnets.c.id == row.id).values(spec=spec.to_json(), revision=row.revision + 1))
+            conn.execute(
+                sa.update(subnets).where(subnets.c.id == row.id).values(spec=spec.to_json(), revision=row.revision + 1)
+            )
             upgraded = self._subnet_by_id(conn, row.id)
             self._join_overlap(conn, upgraded)
             log.info("inline subnet %s now shares addresses with overlapping inline ranges", spec.name)
@@ -460,18 +550,33 @@ class Allocation(ServiceBase):
         names = ", ".join(f"{s.name} ({s.spec.cidr_block})" for s in candidates)
         # Blame only what is outside: in a dual-stack request one family is often right.
         fits = {
-            index: [s.name for s in candidates if (layout := s.spec.family(a.version)) is not None and a in layout.network]
+            index: [
+                s.name for s in candidates if (layout := s.spec.family(a.version)) is not None and a in layout.network
+            ]
             for index, a in enumerate(addresses)
         }
         outside = [index for index, found in fits.items() if not found]
         if outside:
             verb = "is" if len(outside) == 1 else "are"
-            raise InvalidInput(f"{', '.join(str(addresses[i]) for i in outside)} {verb} outside subnet {names}", field=field)
+            raise InvalidInput(
+                f"{', '.join(str(addresses[i]) for i in outside)} {verb} outside subnet {names}", field=field
+            )
         placed = "; ".join(f"{addresses[i]} is in {', '.join(found)}" for i, found in fits.items())
-        raise InvalidInput(f"the requested addresses are in different subnets ({placed}): one allocation takes them from one subnet", field=field)
+        raise InvalidInput(
+            f"the requested addresses are in different subnets ({placed}): one allocation takes them from one subnet",
+            field=field,
+        )
 
-    def _insert(self, conn: Connection, subnet: _Subnet, request: AddRequest, picks: dict[int, int], *,
-        mac: str | None, pool_id: int | None = None, taken: bool = False,
+    def _insert(
+        self,
+        conn: Connection,
+        subnet: _Subnet,
+        request: AddRequest,
+        picks: dict[int, int],
+        *,
+        mac: str | None,
+        pool_id: int | None = None,
+        taken: bool = False,
     ) -> dict[str, Any]:
         """Claims the picked addresses and inserts the allocation with its audit rows.
 
@@ -491,7 +596,9 @@ class Allocation(ServiceBase):
             if holder is None and peers:
                 holder = self._peer_holder(conn, peers, family, address)
             if holder is not None:
-                raise AddressConflict(f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}")
+                raise AddressConflict(
+                    f"{ip_text(address, family)} in subnet {subnet.name} is held by {self._holder_label(holder)}"
+                )
             reservation = records.reservation_at(conn, subnet_id=subnet.id, family=family, address=address)
             if reservation is not None and not reservation_admits(reservation.owner, owner):
                 raise AddressConflict(
@@ -502,11 +609,23 @@ class Allocation(ServiceBase):
                 mac = reservation.mac
             space.claim(conn, subnet_id=subnet.id, family=family, address=address)
         values = {
-            "subnet_id": subnet.id, "cluster": self.cluster, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod,
-            "interface": owner.interface, "address_v4": picks.get(4), "address_v6": picks.get(6), "mac": mac,
-            "pool_id": pool_id, "container_id": request.container_id, "pod_uid": request.pod_uid,
-            "netns": request.netns, "node": request.node or self.node, "hold": request.hold, "origin": request.origin,
-            "created_at": datetime.now(timezone.utc),
+            "subnet_id": subnet.id,
+            "cluster": self.cluster,
+            "network_key": owner.network_key,
+            "namespace": owner.namespace,
+            "pod": owner.pod,
+            "interface": owner.interface,
+            "address_v4": picks.get(4),
+            "address_v6": picks.get(6),
+            "mac": mac,
+            "pool_id": pool_id,
+            "container_id": request.container_id,
+            "pod_uid": request.pod_uid,
+            "netns": request.netns,
+            "node": request.node or self.node,
+            "hold": request.hold,
+            "origin": request.origin,
+            "created_at": datetime.now(UTC),
         }
         # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
         inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
@@ -516,9 +635,16 @@ class Allocation(ServiceBase):
             _INSERT_EVENT,
             [
                 {
-                    "action": "allocate", "subnet": subnet.name, "family": family, "address": address,
-                    "allocation_id": allocation_id, "cluster": self.cluster, "network_key": owner.network_key,
-                    "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface,
+                    "action": "allocate",
+                    "subnet": subnet.name,
+                    "family": family,
+                    "address": address,
+                    "allocation_id": allocation_id,
+                    "cluster": self.cluster,
+                    "network_key": owner.network_key,
+                    "namespace": owner.namespace,
+                    "pod": owner.pod,
+                    "interface": owner.interface,
                     "container_id": request.container_id,
                 }
                 for family, address in picks.items()
@@ -533,7 +659,9 @@ class Allocation(ServiceBase):
 
     def _check_mac(self, conn: Connection, mac: str, *, network_key: str) -> None:
         holder = (
-            conn.execute(records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key))
+            conn.execute(
+                records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key)
+            )
         ).first()
         if holder is not None:
             raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
@@ -558,30 +686,39 @@ class Allocation(ServiceBase):
         members_of = [(version, members) for version, members in spec.members if version in families]
         if not members_of:
             raise InvalidInput(
-                f"pool {spec.name} has no IPv{request.family} member", field=request.family_field,
+                f"pool {spec.name} has no IPv{request.family} member",
+                field=request.family_field,
             )
         if request.ordinal is not None:
             # A StatefulSet pod takes the member at its ordinal, in the order the pool lists them.
             for version, members in members_of:
                 address = iv.nth(members, request.ordinal)
                 if address is None:
-                    raise Exhausted(f"pool {spec.name} has {iv.size(members)} IPv{version} address(es); no member for ordinal {request.ordinal}")
+                    raise Exhausted(
+                        f"pool {spec.name} has {iv.size(members)} IPv{version} address(es); no member for ordinal {request.ordinal}"
+                    )
                 picks[version] = address
         else:
             for version, _ in members_of:
                 address = space.peek_pool(conn, pool_id=row.id, family=version)
-                while address is not None and records.reservation_at(conn, subnet_id=subnet.id, family=version, address=address):
+                while address is not None and records.reservation_at(
+                    conn, subnet_id=subnet.id, family=version, address=address
+                ):
                     # A reserved member is never free for the pool (a database written before
                     # that rule may still list one): take it out of the free members, go on.
                     space.claim(conn, subnet_id=subnet.id, family=version, address=address)
                     address = space.peek_pool(conn, pool_id=row.id, family=version)
                 if address is None:
-                    raise Exhausted(f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name)
+                    raise Exhausted(
+                        f"pool {spec.name} is exhausted (subnet {subnet.name})", subnets=[subnet.name], pool=spec.name
+                    )
                 picks[version] = address
         # Dual stack is all or nothing, whatever names the addresses: a family the pool does
         # not list comes from the subnet's dynamic space, as for a static address or an
         # ip_pool address list.
-        return self._insert(conn, subnet, request, self._complete_static(conn, subnet, picks, request), mac=mac, pool_id=row.id)
+        return self._insert(
+            conn, subnet, request, self._complete_static(conn, subnet, picks, request), mac=mac, pool_id=row.id
+        )
 
     @staticmethod
     def _check_pool_network(subnet: _Subnet, request: AddRequest) -> None:
@@ -602,7 +739,8 @@ class Allocation(ServiceBase):
                 field="ip_pool",
             )
 
-    def _allocate_from_entries(self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
+    def _allocate_from_entries(
+        self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
     ) -> dict[str, Any]:
         """Kube-OVN ``ip_pool`` as an address list: the ordinal's entry, or the first entry nobody holds."""
         entries = list(request.pool_entries)
@@ -629,7 +767,11 @@ class Allocation(ServiceBase):
         raise Exhausted(f"every address of ip_pool {', '.join(','.join(e) for e in request.pool_entries)} is held")
 
     async def release(
-        self, allocation_id: int, *, reason: str = "api", if_match: Collection[str] | None = None,
+        self,
+        allocation_id: int,
+        *,
+        reason: str = "api",
+        if_match: Collection[str] | None = None,
         container_id: str | None = None,
     ) -> dict[str, Any]:
         """Releases an allocation by id; with ``if_match``, only if its entity tag is one of them.
@@ -637,6 +779,7 @@ class Allocation(ServiceBase):
         With ``container_id``, only while the allocation still belongs to that container: a
         decision taken on an earlier read (CNI GC) must not release a new sandbox's takeover.
         """
+
         def check(row: Row[Any] | None, spec_of: Callable[[Row[Any]], SubnetSpec]) -> Row[Any]:
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
@@ -660,18 +803,25 @@ class Allocation(ServiceBase):
             return self._release_current(conn, read(), read, what=f"allocation {allocation_id}", reason=reason)
 
         body: dict[str, Any] = await self._release(
-            procedures.FOR_RELEASE_BY_ID, {"allocation_id": allocation_id}, lambda row: check(row, self._row_spec),
-            run=run, what=f"allocation {allocation_id}", reason=reason,
+            procedures.FOR_RELEASE_BY_ID,
+            {"allocation_id": allocation_id},
+            lambda row: check(row, self._row_spec),
+            run=run,
+            what=f"allocation {allocation_id}",
+            reason=reason,
         )
         self._log_release(body, reason)
         return body
 
-    async def release_owner(self, owner: Owner, *, reason: str, container_id: str | None = None) -> list[dict[str, Any]]:
+    async def release_owner(
+        self, owner: Owner, *, reason: str, container_id: str | None = None
+    ) -> list[dict[str, Any]]:
         """Releases the attachment's allocation, if any (DEL is idempotent).
 
         With ``container_id`` only an allocation made for that container is released, so a
         late DEL of an old sandbox cannot take the address of its replacement.
         """
+
         def check(row: Row[Any] | None) -> Row[Any] | None:
             if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                 return None
@@ -679,13 +829,20 @@ class Allocation(ServiceBase):
 
         def run(conn: Connection) -> Any:
             def read() -> Row[Any] | None:
-                return check(conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first())
+                return check(
+                    conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
+                )
 
             # Changed meanwhile: released (DEL is idempotent) or taken over by a new sandbox.
             return self._release_current(conn, read(), read, what=owner.label, reason=reason)
 
         body = await self._release(
-            procedures.FOR_RELEASE_BY_OWNER, records.owner_params(owner, cluster=self.cluster), check, run=run, what=owner.label, reason=reason,
+            procedures.FOR_RELEASE_BY_OWNER,
+            records.owner_params(owner, cluster=self.cluster),
+            check,
+            run=run,
+            what=owner.label,
+            reason=reason,
         )
         if body is None:
             return []
@@ -693,8 +850,14 @@ class Allocation(ServiceBase):
         return [body]
 
     async def _release(
-        self, statement: Executable, params: dict[str, Any], check: Callable[[Row[Any] | None], Row[Any] | None], *,
-        run: Callable[[Connection], Any], what: str, reason: str,
+        self,
+        statement: Executable,
+        params: dict[str, Any],
+        check: Callable[[Row[Any] | None], Row[Any] | None],
+        *,
+        run: Callable[[Connection], Any],
+        what: str,
+        reason: str,
     ) -> Any:
         """Returns the body of the allocation released, or None when ``check`` finds nothing.
 
@@ -716,14 +879,18 @@ class Allocation(ServiceBase):
                 return await self._write(run)
             # Where an address goes back depends on the pools' members only; their placement
             # rules (which ipamd_pools_of does not read) play no part in it.
-            pools = [(pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips, rules=None), spec))
-                     for pool_id, name, ips in row.subnet_pools]
+            pools = [
+                (pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips, rules=None), spec))
+                for pool_id, name, ips in row.subnet_pools
+            ]
             give_back = {}
             for family, address in records.addresses_of(row):
                 returns, pool_id = self._free_list_of(spec, pools, family, address)
                 if returns:
                     give_back[family] = pool_id
-            outcome = (await self._call(procedures.RELEASE, procedures.release_params(row, give_back=give_back, reason=reason)))[0].outcome
+            outcome = (
+                await self._call(procedures.RELEASE, procedures.release_params(row, give_back=give_back, reason=reason))
+            )[0].outcome
             if outcome == "released":
                 return records.allocation_json(row, spec)
         raise Unavailable(f"{what} kept changing while being released; retry")
@@ -744,6 +911,7 @@ class Allocation(ServiceBase):
         Reads one row: the subnet's usage (what GET /v1/subnets/{name} shows) costs
         O(pool members and free ranges), too much for every allocation.
         """
+
         def run(conn: Connection) -> str:
             row = conn.execute(_SUBNET_PROVIDER, {"name": subnet_name}).first()
             if row is None:
@@ -753,10 +921,18 @@ class Allocation(ServiceBase):
         return await self._read(run)
 
     async def list_allocations(
-        self, *, subnet: str | None = None, namespace: str | None = None, pod: str | None = None,
-        provider: str | None = None, node: str | None = None, cluster: str | None = None, limit: int | None = None,
+        self,
+        *,
+        subnet: str | None = None,
+        namespace: str | None = None,
+        pod: str | None = None,
+        provider: str | None = None,
+        node: str | None = None,
+        cluster: str | None = None,
+        limit: int | None = None,
     ) -> list[dict[str, Any]]:
         """Returns the allocations matching every filter given, of every cluster unless ``cluster`` names one."""
+
         def run(conn: Connection) -> Any:
             statement = records.allocation_query().order_by(allocations.c.id)
             if cluster is not None:
@@ -795,6 +971,7 @@ class Allocation(ServiceBase):
 
     async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
         """Returns the allocation of the attachment ``owner`` of this daemon's cluster, if any."""
+
         def run(conn: Connection) -> Any:
             row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
             if row is None:
@@ -803,16 +980,21 @@ class Allocation(ServiceBase):
 
         return await self._read(run)
 
-    async def allocations_for_network(self, network_key: str, *, origin: str | None = None, this_node: bool = False) -> list[Row[Any]]:
+    async def allocations_for_network(
+        self, network_key: str, *, origin: str | None = None, this_node: bool = False
+    ) -> list[Row[Any]]:
         """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one
         door and to the allocations this daemon's node made (a CNI GC's scope). Node names
         are unique in a cluster only: this node is this node of this daemon's cluster."""
+
         def run(conn: Connection) -> Any:
             statement = records.allocation_query().where(allocations.c.network_key == network_key)
             if origin is not None:
                 statement = statement.where(allocations.c.origin == origin)
             if this_node:
-                statement = statement.where(allocations.c.cluster == self.cluster, allocations.c.node.is_not_distinct_from(self.node))
+                statement = statement.where(
+                    allocations.c.cluster == self.cluster, allocations.c.node.is_not_distinct_from(self.node)
+                )
             return list((conn.execute(statement)).all())
 
         return await self._read(run)

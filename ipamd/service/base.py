@@ -41,14 +41,18 @@ _SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
 # leave it alone.
 _DELETE_ALLOCATION = sa.delete(allocations).where(
     allocations.c.id == sa.bindparam("allocation_id"),
-    allocations.c.container_id.is_not_distinct_from(sa.bindparam("container_id", type_=allocations.c.container_id.type)),
+    allocations.c.container_id.is_not_distinct_from(
+        sa.bindparam("container_id", type_=allocations.c.container_id.type)
+    ),
     allocations.c.pod_uid.is_not_distinct_from(sa.bindparam("pod_uid", type_=allocations.c.pod_uid.type)),
 )
 # PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
 _PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
 _INSERT_EVENT = sa.insert(address_events)
 _INLINE_SUBNETS = sa.select(subnets).where(subnets.c.origin == "inline").order_by(subnets.c.id)
-_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips, pools.c.rules).where(pools.c.subnet_id == sa.bindparam("subnet_id"))
+_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips, pools.c.rules).where(
+    pools.c.subnet_id == sa.bindparam("subnet_id")
+)
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 # While writes fail, how often a write is tried to see whether they work again.
@@ -56,7 +60,6 @@ WRITE_CHECK_SECONDS = 1.0
 # The longest a readiness answer waits for the database.
 READY_SECONDS = 3.0
 CONFLICT_RETRIES = 5
-
 
 
 class AllocationChanged(NotFound):
@@ -93,7 +96,11 @@ class ServiceBase:
     """The database plumbing and lookups every part of the service shares."""
 
     def __init__(
-        self, database: Database | AsyncEngine, *, node: str | None = None, release_on_del: bool = True,
+        self,
+        database: Database | AsyncEngine,
+        *,
+        node: str | None = None,
+        release_on_del: bool = True,
         cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
@@ -198,7 +205,11 @@ class ServiceBase:
         try:
             # Bounded like the read below: readiness answers within seconds, hung database or not.
             await asyncio.wait_for(
-                self._run(lambda: self.database.write(lambda conn: records.check_writes(conn, node=node)), "writes", counted=False),
+                self._run(
+                    lambda: self.database.write(lambda conn: records.check_writes(conn, node=node)),
+                    "writes",
+                    counted=False,
+                ),
                 READY_SECONDS,
             )
         except DatabaseFault as e:
@@ -219,7 +230,11 @@ class ServiceBase:
 
     def _row_spec(self, row: Any) -> SubnetSpec:
         """Returns the spec of the subnet a ipamd.store.procedures row names (subnet_* columns)."""
-        return self._spec(SimpleNamespace(id=row.subnet_id, revision=row.subnet_revision, spec=row.subnet_spec, origin=row.subnet_origin))
+        return self._spec(
+            SimpleNamespace(
+                id=row.subnet_id, revision=row.subnet_revision, spec=row.subnet_spec, origin=row.subnet_origin
+            )
+        )
 
     def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
         """Returns the parsed spec of a pool row (id, name, ips, rules), cached.
@@ -228,7 +243,11 @@ class ServiceBase:
         the placement rules apart, on their stored form: a release reads a pool's members
         without its rules (ipamd_pools_of), and must not evict what allocations reuse."""
         cached = self._pool_cache.get(row.id)
-        if cached is None or cached.stored != (row.name, row.ips) or not (cached.subnet is subnet or cached.subnet == subnet):
+        if (
+            cached is None
+            or cached.stored != (row.name, row.ips)
+            or not (cached.subnet is subnet or cached.subnet == subnet)
+        ):
             members = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
             cached = self._pool_cache[row.id] = _CachedPool((row.name, row.ips), subnet, members)
         if not row.rules:
@@ -260,16 +279,34 @@ class ServiceBase:
         result = conn.execute(_POOLS_OF_SUBNET, {"subnet_id": subnet.id})
         return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
 
-    def _event(self, conn: Connection, *, action: str, subnet: _Subnet, family: int, address: int,
-        allocation_id: int | None, row: Any, reason: str | None = None,
+    def _event(
+        self,
+        conn: Connection,
+        *,
+        action: str,
+        subnet: _Subnet,
+        family: int,
+        address: int,
+        allocation_id: int | None,
+        row: Any,
+        reason: str | None = None,
     ) -> None:
         """Writes one audit row; ``row`` is the allocation row the address belonged to."""
         conn.execute(
             _INSERT_EVENT,
             {
-                "action": action, "subnet": subnet.name, "family": family, "address": address,
-                "allocation_id": allocation_id, "cluster": row.cluster, "network_key": row.network_key, "namespace": row.namespace,
-                "pod": row.pod, "interface": row.interface, "container_id": row.container_id, "reason": reason,
+                "action": action,
+                "subnet": subnet.name,
+                "family": family,
+                "address": address,
+                "allocation_id": allocation_id,
+                "cluster": row.cluster,
+                "network_key": row.network_key,
+                "namespace": row.namespace,
+                "pod": row.pod,
+                "interface": row.interface,
+                "container_id": row.container_id,
+                "reason": reason,
             },
         )
 
@@ -288,7 +325,9 @@ class ServiceBase:
             # second one then sees the first's row (READ COMMITTED reads per statement).
             conn.execute(_PROVIDER_LOCK, {"key": f"ipamd subnets of provider {spec.provider}"})
         statement = sa.select(subnets)
-        statement = statement.where(subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider)
+        statement = statement.where(
+            subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider
+        )
         for row in conn.execute(statement):
             # A row of the same name is a name clash, not an overlap: the insert's unique
             # constraint reports it, and an inline subnet created meanwhile by another daemon
@@ -343,7 +382,9 @@ class ServiceBase:
         subnet.peers = peers
         return subnet
 
-    def _peer_holder(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> Row[Any] | None:
+    def _peer_holder(
+        self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int
+    ) -> Row[Any] | None:
         """Returns the allocation holding ``address`` in a peer sharing it, if any."""
         for peer, families in peers:
             layout = peer.spec.family(family)
@@ -353,7 +394,9 @@ class ServiceBase:
                     return holder
         return None
 
-    def _claim_in_peers(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> None:
+    def _claim_in_peers(
+        self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int
+    ) -> None:
         for peer, families in peers:
             layout = peer.spec.family(family)
             if family in families and layout is not None and layout.network.first <= address <= layout.network.last:
@@ -379,7 +422,9 @@ class ServiceBase:
             self._return_one(conn, subnet, family, address)
         self._return_to_peers(conn, peers, family, address)
 
-    def _return_to_peers(self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int) -> None:
+    def _return_to_peers(
+        self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int
+    ) -> None:
         for peer, families in peers:
             layout = peer.spec.family(family)
             if family not in families or layout is None or not layout.network.first <= address <= layout.network.last:
@@ -397,7 +442,9 @@ class ServiceBase:
             space.give_back(conn, subnet_id=subnet.id, family=family, address=address, pool_id=pool_id)
 
     @staticmethod
-    def _free_list_of(spec: SubnetSpec, pools: list[tuple[int, PoolSpec]], family: int, address: int) -> tuple[bool, int | None]:
+    def _free_list_of(
+        spec: SubnetSpec, pools: list[tuple[int, PoolSpec]], family: int, address: int
+    ) -> tuple[bool, int | None]:
         """Returns whether an unreserved address given back is free again, and for which
         pool (None: the subnet's dynamic space); an excluded address or the gateway is not."""
         layout = spec.family(family)
@@ -408,12 +455,15 @@ class ServiceBase:
                 return True, pool_id
         return iv.contains(layout.dynamic_space(), address), None
 
-    def _release_row(self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
+    def _release_row(
+        self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:
         if subnet is None:
             subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
         body = records.allocation_json(row, subnet.spec)
-        deleted = conn.execute(_DELETE_ALLOCATION, {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid})
+        deleted = conn.execute(
+            _DELETE_ALLOCATION, {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid}
+        )
         if deleted.rowcount == 0:
             # ``row`` was read before the subnet lock: a concurrent release (another daemon's
             # DEL, CNI GC, the API) committed meanwhile, or an ADD of a new sandbox took the
@@ -421,13 +471,30 @@ class ServiceBase:
             # while held).
             raise AllocationChanged(f"allocation {row.id} was released or changed meanwhile")
         for family, address in records.addresses_of(row):
-            self._event(conn, action="release", subnet=subnet, family=family, address=address, allocation_id=row.id, row=row, reason=reason)
+            self._event(
+                conn,
+                action="release",
+                subnet=subnet,
+                family=family,
+                address=address,
+                allocation_id=row.id,
+                row=row,
+                reason=reason,
+            )
             if give_back:
                 self._return_address(conn, subnet, family, address)
         return body
 
-    def _release_current(self, conn: Connection, row: Row[Any] | None, read_again: Callable[[], Row[Any] | None] | None = None, *,
-        what: str, reason: str, subnet: _Subnet | None = None, give_back: bool = True,
+    def _release_current(
+        self,
+        conn: Connection,
+        row: Row[Any] | None,
+        read_again: Callable[[], Row[Any] | None] | None = None,
+        *,
+        what: str,
+        reason: str,
+        subnet: _Subnet | None = None,
+        give_back: bool = True,
     ) -> dict[str, Any] | None:
         """Releases ``row``; while a concurrent writer changes or deletes it first (see
         AllocationChanged), releases what ``read_again`` (default: the row by id) finds
@@ -438,15 +505,25 @@ class ServiceBase:
             try:
                 return self._release_row(conn, row, reason=reason, subnet=subnet, give_back=give_back)
             except AllocationChanged:
-                row = read_again() if read_again is not None else conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).first()
+                row = (
+                    read_again()
+                    if read_again is not None
+                    else conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).first()
+                )
         raise Unavailable(f"{what} kept changing while being released; retry")
 
     def _log_release(self, body: dict[str, Any], reason: str) -> None:
         owner = body["owner"]
         log.info(
             "released id=%s owner=%s/%s %s (%s) addresses=%s subnet=%s reason=%s",
-            body["id"], owner["namespace"], owner["pod"], owner["interface"], body["networkKey"],
-            ",".join(a["address"] for a in body["addresses"]), body["subnet"], reason,
+            body["id"],
+            owner["namespace"],
+            owner["pod"],
+            owner["interface"],
+            body["networkKey"],
+            ",".join(a["address"] for a in body["addresses"]),
+            body["subnet"],
+            reason,
             extra=allocation_fields("released", body, reason=reason),
         )
         self._notify("released", allocation=body, reason=reason)

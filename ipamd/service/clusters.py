@@ -78,13 +78,17 @@ class Clusters(ServiceBase):
 
     def _log_join(self, joined: ClusterJoin) -> None:
         for name in joined.forgotten:
-            log.warning("cluster %s held no allocation in this SQLite database: cluster %s replaces it", name, self.cluster)
+            log.warning(
+                "cluster %s held no allocation in this SQLite database: cluster %s replaces it", name, self.cluster
+            )
         if joined.new and joined.others:
             log.warning(
                 "cluster %s joins a database shared with cluster(s) %s: addresses of shared subnets stay unique across "
                 "them, and each cluster's pods, reconciler and GC see only their own attachments. If %s is a renamed "
                 "cluster, its allocations remain under the old name",
-                self.cluster, ", ".join(joined.others), self.cluster,
+                self.cluster,
+                ", ".join(joined.others),
+                self.cluster,
             )
         elif joined.others:
             log.info("cluster %s shares this database with cluster(s) %s", self.cluster, ", ".join(joined.others))

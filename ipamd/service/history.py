@@ -16,9 +16,10 @@ from ipamd.store.schema import allocations
 class History(ServiceBase):
     """Reading an address's holders and history; deleting history older than the retention."""
 
-    async def ip_info(self, text: str, query: HistoryQuery = HistoryQuery()) -> dict[str, Any]:
+    async def ip_info(self, text: str, query: HistoryQuery | None = None) -> dict[str, Any]:
         """Returns who holds the address now and one page of who held it, with the token
         of the next page (null on the last)."""
+        query = query or HistoryQuery()
         address = parse_ip(text, field="address")
         value, family = int(address), address.version
         column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
@@ -33,7 +34,9 @@ class History(ServiceBase):
 
         holders, events, page, more = await self._read(run)
         return {
-            "address": str(address), "holders": holders, "history": spans(events, records.timestamp),
+            "address": str(address),
+            "holders": holders,
+            "history": spans(events, records.timestamp),
             "continue": query.next_token(page[-1]) if more else None,
         }
 

@@ -73,7 +73,6 @@ class HeldByAnotherPod(StalePod):
         self.held_uid = held_uid
 
 
-
 class LabelsNeeded(IpamError):
     """A placement rule needs labels the request left to be read on demand (``kinds``);
     the caller reads them and asks again. Never answered to a client."""

@@ -32,9 +32,9 @@ from sqlalchemy.sql.expression import Executable
 from ipamd.errors import DatabaseFault, InvalidInput
 from ipamd.store import engine as engines
 from ipamd.store import faults
+from ipamd.store.procedures import Procedure
 
 log = logging.getLogger("ipamd.database")
-from ipamd.store.procedures import Procedure
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
@@ -108,13 +108,17 @@ class SqliteDatabase:
                 pass
             info = os.stat(self.path)
         except OSError as e:
-            raise InvalidInput(f"cannot create or open the SQLite file {self.path}: {e.strerror or e}", field="database-url") from e
+            raise InvalidInput(
+                f"cannot create or open the SQLite file {self.path}: {e.strerror or e}", field="database-url"
+            ) from e
         self._identity = (info.st_dev, info.st_ino)
         self._rescued = False
         self.rescue_path = f"{self.path}.rescued"
         self.engine: Engine = sa.create_engine(
             "sqlite+pysqlite://",
-            creator=lambda: sqlite3.connect(f"file:{urllib.parse.quote(self.path)}?mode=rw", uri=True, timeout=30, check_same_thread=False),
+            creator=lambda: sqlite3.connect(
+                f"file:{urllib.parse.quote(self.path)}?mode=rw", uri=True, timeout=30, check_same_thread=False
+            ),
             poolclass=sa.pool.QueuePool,
             pool_size=5,
             max_overflow=5,
@@ -188,7 +192,9 @@ class SqliteDatabase:
             loop.call_soon_threadsafe(_settle, future, value, error)
 
     @staticmethod
-    def _settle_all(batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]], error: BaseException) -> None:
+    def _settle_all(
+        batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]], error: BaseException
+    ) -> None:
         for _, future, loop in batch:
             loop.call_soon_threadsafe(_settle, future, None, error)
 
@@ -207,7 +213,9 @@ class SqliteDatabase:
         if found is None:
             detail = f"{self.path} is no longer there: deleted or moved while ipamd had it open{copied}"
             return faults.fault(faults.FILE_GONE, detail, database=self.label)
-        return faults.fault(faults.FILE_REPLACED, f"{self.path} is another file than the one ipamd opened{copied}", database=self.label)
+        return faults.fault(
+            faults.FILE_REPLACED, f"{self.path} is another file than the one ipamd opened{copied}", database=self.label
+        )
 
     def check_space(self) -> DatabaseFault | None:
         try:
@@ -217,7 +225,9 @@ class SqliteDatabase:
         free = stats.f_bavail * stats.f_frsize
         if free >= MIN_FREE_BYTES:
             return None
-        return faults.fault(faults.DISK_FULL, f"{free // 1024} KiB free on the file system of {self.path}", database=self.label)
+        return faults.fault(
+            faults.DISK_FULL, f"{free // 1024} KiB free on the file system of {self.path}", database=self.label
+        )
 
     def _rescue(self) -> None:
         """Writer thread, once the file is gone or replaced: copies what this daemon sees

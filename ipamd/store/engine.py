@@ -36,11 +36,16 @@ def normalize_url(raw: str) -> URL:
     try:
         url = make_url(raw)
     except Exception as e:  # sqlalchemy.exc.ArgumentError and friends
-        raise InvalidInput("not a database URL such as sqlite:///path or postgresql://user@host/db", field="database-url") from e
+        raise InvalidInput(
+            "not a database URL such as sqlite:///path or postgresql://user@host/db", field="database-url"
+        ) from e
     backend = url.get_backend_name()
     if backend == "sqlite" and url.database in (None, "", ":memory:"):
         # Every connection would get a database of its own: writes would vanish.
-        raise InvalidInput("SQLite needs a file path (sqlite:////var/lib/ipamd/ipamd.db), not an in-memory database", field="database-url")
+        raise InvalidInput(
+            "SQLite needs a file path (sqlite:////var/lib/ipamd/ipamd.db), not an in-memory database",
+            field="database-url",
+        )
     if backend == "sqlite":
         return url.set(drivername="sqlite+aiosqlite")
     if backend in ("postgresql", "postgres"):

@@ -46,17 +46,28 @@ class Kind:
 
 
 DISK_FULL = Kind("disk full", "free space on the file system of the database; ipamd retries by itself")
-READ_ONLY = Kind("read-only", "make the database writable again (a file system remounted read-only, a PostgreSQL standby after a failover); ipamd retries by itself")
-FILE_GONE = Kind(
-    "file gone", "writes are refused, as they would be lost at the next restart: put the file back, or restart ipamd", retry_helps=False,
+READ_ONLY = Kind(
+    "read-only",
+    "make the database writable again (a file system remounted read-only, a PostgreSQL standby after a failover); ipamd retries by itself",
 )
-FILE_REPLACED = Kind(
-    "file replaced", "writes are refused, as they would go to the file ipamd opened, not to the one at its path: restart ipamd to use the new file",
+FILE_GONE = Kind(
+    "file gone",
+    "writes are refused, as they would be lost at the next restart: put the file back, or restart ipamd",
     retry_helps=False,
 )
-LOCKED = Kind("locked too long", "another writer holds the database (a backup, a stuck transaction, another process on the SQLite file); ipamd retries by itself")
+FILE_REPLACED = Kind(
+    "file replaced",
+    "writes are refused, as they would go to the file ipamd opened, not to the one at its path: restart ipamd to use the new file",
+    retry_helps=False,
+)
+LOCKED = Kind(
+    "locked too long",
+    "another writer holds the database (a backup, a stuck transaction, another process on the SQLite file); ipamd retries by itself",
+)
 UNREACHABLE = Kind("unreachable", "check the database server and the network to it; ipamd retries by itself")
-AUTHENTICATION = Kind("authentication failed", "fix the credentials of --database-url (or the server's pg_hba.conf)", retry_helps=False)
+AUTHENTICATION = Kind(
+    "authentication failed", "fix the credentials of --database-url (or the server's pg_hba.conf)", retry_helps=False
+)
 FAILED = Kind("failed", "see the daemon log; ipamd retries by itself")
 
 _SQLITE = {
@@ -162,9 +173,20 @@ class Health:
         outage = self._outages[channel]
         if outage is None or outage.fault.fault != error.fault:
             if outage is None:
-                log.warning("database %s fail: %s; answering 503 (CNI code %d) until they work again", channel, error.message, error.cni_code)
+                log.warning(
+                    "database %s fail: %s; answering 503 (CNI code %d) until they work again",
+                    channel,
+                    error.message,
+                    error.cni_code,
+                )
             else:
-                log.warning("database %s fail now: %s (%d request(s) failed with %s before)", channel, error.message, outage.failed, outage.fault.fault)
+                log.warning(
+                    "database %s fail now: %s (%d request(s) failed with %s before)",
+                    channel,
+                    error.message,
+                    outage.failed,
+                    outage.fault.fault,
+                )
             outage = self._outages[channel] = _Outage(error, time.monotonic())
         outage.fault = error
         outage.failed += counted
@@ -175,5 +197,8 @@ class Health:
             self._outages[channel] = None
             log.info(
                 "database %s work again after %.1f s of %s; %d request(s) failed meanwhile",
-                channel, time.monotonic() - outage.since, outage.fault.fault, outage.failed,
+                channel,
+                time.monotonic() - outage.since,
+                outage.fault.fault,
+                outage.failed,
             )

@@ -36,7 +36,9 @@ def _older_than(conn: Connection, retention_seconds: float) -> sa.ColumnElement[
     if conn.dialect.name == "sqlite":
         # CURRENT_TIMESTAMP stamped the rows as 'YYYY-MM-DD HH:MM:SS' UTC; datetime() writes
         # the same form, and SQLite compares the text.
-        cutoff: sa.ColumnElement[Any] = sa.func.datetime("now", sa.literal(f"-{retention_seconds:f} seconds", sa.String))
+        cutoff: sa.ColumnElement[Any] = sa.func.datetime(
+            "now", sa.literal(f"-{retention_seconds:f} seconds", sa.String)
+        )
     else:
         cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, 0, 0, 0, sa.literal(retention_seconds, sa.Float))
     return _EVENTS.at < cutoff
@@ -45,7 +47,10 @@ def _older_than(conn: Connection, retention_seconds: float) -> sa.ColumnElement[
 def prune_batch(conn: Connection, *, retention_seconds: float, batch: int) -> tuple[int, bool]:
     """Deletes at most ``batch`` of the oldest events older than the retention; returns how
     many it deleted and whether older ones may remain."""
-    if conn.dialect.name == "postgresql" and not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(PRUNE_LOCK_KEY))).scalar():
+    if (
+        conn.dialect.name == "postgresql"
+        and not conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(PRUNE_LOCK_KEY))).scalar()
+    ):
         return 0, False  # another daemon is pruning right now
     expired = _older_than(conn, retention_seconds)
     window = conn.execute(sa.select(_EVENTS.id, expired.label("expired")).order_by(_EVENTS.id).limit(batch)).all()
@@ -78,7 +83,9 @@ def span_ids(conn: Connection, *, family: int, address: int, query: HistoryQuery
         .group_by(_EVENTS.allocation_id)
     )
     if query.after is not None:
-        statement = statement.where(_EVENTS.allocation_id < query.after if query.newest_first else _EVENTS.allocation_id > query.after)
+        statement = statement.where(
+            _EVENTS.allocation_id < query.after if query.newest_first else _EVENTS.allocation_id > query.after
+        )
     # Spans overlapping [since, until): started before until (or before the kept history),
     # and not released before since.
     if query.until is not None:
@@ -91,7 +98,9 @@ def span_ids(conn: Connection, *, family: int, address: int, query: HistoryQuery
     return [row.allocation_id for row in conn.execute(statement.order_by(order).limit(query.limit + 1))]
 
 
-def span_events(conn: Connection, *, family: int, address: int, ids: Sequence[int], newest_first: bool) -> list[Row[Any]]:
+def span_events(
+    conn: Connection, *, family: int, address: int, ids: Sequence[int], newest_first: bool
+) -> list[Row[Any]]:
     """Returns the events of the allocations ``ids`` on the address, grouped by allocation
     in the order of ``ids``, each group oldest event first."""
     if not ids:

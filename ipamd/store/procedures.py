@@ -18,7 +18,7 @@ import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -39,8 +39,22 @@ class Procedure:
 
 
 _ALLOCATE_PARAMETERS = (
-    "subnet_ids", "family", "cluster", "network_key", "namespace", "pod", "interface", "container_id", "pod_uid",
-    "netns", "node", "origin", "hold", "check_uid", "replaces_uid", "deadline",
+    "subnet_ids",
+    "family",
+    "cluster",
+    "network_key",
+    "namespace",
+    "pod",
+    "interface",
+    "container_id",
+    "pod_uid",
+    "netns",
+    "node",
+    "origin",
+    "hold",
+    "check_uid",
+    "replaces_uid",
+    "deadline",
 )
 # Outcomes: 'created', 'existing' (the attachment's allocation, sandbox facts refreshed),
 # 'held' (another instance of the pod holds it; the row is its), 'exhausted' (no candidate
@@ -51,7 +65,10 @@ _ALLOCATE_PARAMETERS = (
 _ALLOCATE_ON_POSTGRESQL = sa.text(
     f"SELECT * FROM ipamd_allocate({', '.join(':' + name for name in _ALLOCATE_PARAMETERS)})"
 ).columns(
-    address_v4=IPAddressBytes, address_v6=IPAddressBytes, created_at=sa.DateTime(timezone=True), subnet_spec=sa.JSON,
+    address_v4=IPAddressBytes,
+    address_v6=IPAddressBytes,
+    created_at=sa.DateTime(timezone=True),
+    subnet_spec=sa.JSON,
 )
 AllocationResult = namedtuple(
     "AllocationResult",
@@ -100,7 +117,7 @@ _RESULT = (
 
 def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[AllocationResult]:
     """ipamd_allocate (migration 0009) for SQLite; see that function for the rules."""
-    if datetime.now(timezone.utc) > params["deadline"]:
+    if datetime.now(UTC) > params["deadline"]:
         return [_NOTHING._replace(outcome="expired")]
     owner = (params["cluster"], params["network_key"], params["namespace"], params["pod"], params["interface"])
     sandbox = (params["container_id"], params["pod_uid"], params["netns"], params["node"])
@@ -108,10 +125,19 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
     if held is not None:
         held_id, *held_sandbox, held_origin, held_hold = held
         held_uid = held_sandbox[1]
-        if params["check_uid"] and held_uid is not None and params["pod_uid"] != held_uid and held_uid != params["replaces_uid"]:
+        if (
+            params["check_uid"]
+            and held_uid is not None
+            and params["pod_uid"] != held_uid
+            and held_uid != params["replaces_uid"]
+        ):
             return [_result(db, "held", held_id)]
         changed = any(new is not None and new != old for new, old in zip(sandbox, held_sandbox))
-        if changed or (params["origin"] == "cni" and held_origin != "cni") or (params["hold"] is not None and params["hold"] != held_hold):
+        if (
+            changed
+            or (params["origin"] == "cni" and held_origin != "cni")
+            or (params["hold"] is not None and params["hold"] != held_hold)
+        ):
             db.execute(_REFRESH, (*sandbox, params["origin"], params["hold"], held_id))
         return [_result(db, "existing", held_id)]
 
@@ -131,15 +157,28 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
         picks = _take_in_subnet(db, subnet_id, _families(spec, params["family"]))
         if picks is None:
             continue
-        created_at = datetime.now(timezone.utc)
-        allocation_id = db.execute(_INSERT, (
-            subnet_id, *owner, _blob(picks.get(4)), _blob(picks.get(6)), *sandbox, params["origin"], params["hold"],
-            created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
-        )).lastrowid
+        created_at = datetime.now(UTC)
+        allocation_id = db.execute(
+            _INSERT,
+            (
+                subnet_id,
+                *owner,
+                _blob(picks.get(4)),
+                _blob(picks.get(6)),
+                *sandbox,
+                params["origin"],
+                params["hold"],
+                created_at.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            ),
+        ).lastrowid
         assert allocation_id is not None
-        db.executemany(_INSERT_EVENT, [
-            (subnet_name, family, _blob(address), allocation_id, *owner, params["container_id"]) for family, address in picks.items()
-        ])
+        db.executemany(
+            _INSERT_EVENT,
+            [
+                (subnet_name, family, _blob(address), allocation_id, *owner, params["container_id"])
+                for family, address in picks.items()
+            ],
+        )
         return [_result(db, "created", allocation_id)]
     return [_NOTHING._replace(outcome="exhausted")]
 
@@ -178,7 +217,9 @@ def _take_in_subnet(db: sqlite3.Connection, subnet_id: int, families: list[int])
         if first == last:
             db.execute("DELETE FROM free_ranges WHERE id = ?", (range_id,))
         else:
-            db.execute("UPDATE free_ranges SET first = ? WHERE id = ?", (_blob(int.from_bytes(first, "big") + 1), range_id))
+            db.execute(
+                "UPDATE free_ranges SET first = ? WHERE id = ?", (_blob(int.from_bytes(first, "big") + 1), range_id)
+            )
         picks[family] = int.from_bytes(first, "big")
     for family, (released_id, address) in reused.items():
         db.execute("DELETE FROM released WHERE id = ?", (released_id,))
@@ -187,12 +228,45 @@ def _take_in_subnet(db: sqlite3.Connection, subnet_id: int, families: list[int])
 
 
 def _result(db: sqlite3.Connection, outcome: str, allocation_id: int) -> AllocationResult:
-    (allocation_id, subnet_id, cluster, network_key, namespace, pod, interface, address_v4, address_v6, *middle, created_at,
-     subnet_name, pool_name, revision, spec, subnet_origin) = db.execute(_RESULT, (allocation_id,)).fetchone()
-    return AllocationResult._make([
-        outcome, allocation_id, subnet_id, cluster, network_key, namespace, pod, interface, _integer(address_v4), _integer(address_v6),
-        *middle, datetime.fromisoformat(created_at), subnet_name, pool_name, revision, json.loads(spec), subnet_origin,
-    ])
+    (
+        allocation_id,
+        subnet_id,
+        cluster,
+        network_key,
+        namespace,
+        pod,
+        interface,
+        address_v4,
+        address_v6,
+        *middle,
+        created_at,
+        subnet_name,
+        pool_name,
+        revision,
+        spec,
+        subnet_origin,
+    ) = db.execute(_RESULT, (allocation_id,)).fetchone()
+    return AllocationResult._make(
+        [
+            outcome,
+            allocation_id,
+            subnet_id,
+            cluster,
+            network_key,
+            namespace,
+            pod,
+            interface,
+            _integer(address_v4),
+            _integer(address_v6),
+            *middle,
+            datetime.fromisoformat(created_at),
+            subnet_name,
+            pool_name,
+            revision,
+            json.loads(spec),
+            subnet_origin,
+        ]
+    )
 
 
 def _blob(address: int | None) -> bytes | None:
@@ -207,24 +281,46 @@ ALLOCATE = Procedure(postgresql=_ALLOCATE_ON_POSTGRESQL, sqlite=_allocate_on_sql
 
 
 def allocate_params(
-    *, subnet_ids: list[int] | None, family: int | None, owner: Any, cluster: str, container_id: str | None, pod_uid: str | None,
-    netns: str | None, node: str | None, origin: str, hold: str | None, check_uid: bool, replaces_uid: str | None,
+    *,
+    subnet_ids: list[int] | None,
+    family: int | None,
+    owner: Any,
+    cluster: str,
+    container_id: str | None,
+    pod_uid: str | None,
+    netns: str | None,
+    node: str | None,
+    origin: str,
+    hold: str | None,
+    check_uid: bool,
+    replaces_uid: str | None,
     deadline: datetime,
 ) -> dict[str, Any]:
     """Returns ALLOCATE's parameters; ``subnet_ids`` None: the provider's subnets by priority.
     Past ``deadline`` (UTC) the database allocates nothing: the caller has given up by then."""
     return {
-        "subnet_ids": subnet_ids, "family": family, **records.owner_params(owner, cluster=cluster), "container_id": container_id,
-        "pod_uid": pod_uid, "netns": netns, "node": node, "origin": origin, "hold": hold, "check_uid": check_uid,
-        "replaces_uid": replaces_uid, "deadline": deadline,
+        "subnet_ids": subnet_ids,
+        "family": family,
+        **records.owner_params(owner, cluster=cluster),
+        "container_id": container_id,
+        "pod_uid": pod_uid,
+        "netns": netns,
+        "node": node,
+        "origin": origin,
+        "hold": hold,
+        "check_uid": check_uid,
+        "replaces_uid": replaces_uid,
+        "deadline": deadline,
     }
 
 
 # An allocation with what a release decides on: the subnet's revision and spec, and its
 # pools as ipamd_release compares them (a change since the read makes it answer 'stale').
 _FOR_RELEASE = records.allocation_query().add_columns(
-    subnets.c.revision.label("subnet_revision"), subnets.c.spec.label("subnet_spec"),
-    subnets.c.origin.label("subnet_origin"), sa.func.ipamd_pools_of(allocations.c.subnet_id, type_=JSONB).label("subnet_pools"),
+    subnets.c.revision.label("subnet_revision"),
+    subnets.c.spec.label("subnet_spec"),
+    subnets.c.origin.label("subnet_origin"),
+    sa.func.ipamd_pools_of(allocations.c.subnet_id, type_=JSONB).label("subnet_pools"),
 )
 FOR_RELEASE_BY_ID = _FOR_RELEASE.where(allocations.c.id == sa.bindparam("allocation_id"))
 FOR_RELEASE_BY_OWNER = _FOR_RELEASE.where(*records.BY_OWNER)
@@ -240,7 +336,11 @@ def release_params(row: Any, *, give_back: dict[int, int | None], reason: str) -
     """Returns RELEASE's parameters for ``row`` (read by FOR_RELEASE_*): each family in
     ``give_back`` returns to that pool id, or to the reuse queue for None."""
     return {
-        "allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid,
-        "subnet_revision": row.subnet_revision, "pools": row.subnet_pools,
-        "give_back": {str(family): pool_id for family, pool_id in give_back.items()}, "reason": reason,
+        "allocation_id": row.id,
+        "container_id": row.container_id,
+        "pod_uid": row.pod_uid,
+        "subnet_revision": row.subnet_revision,
+        "pools": row.subnet_pools,
+        "give_back": {str(family): pool_id for family, pool_id in give_back.items()},
+        "reason": reason,
     }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,8 +20,8 @@ def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def check_writes(conn: Connection, *, node: str) -> None:
@@ -32,9 +32,10 @@ def check_writes(conn: Connection, *, node: str) -> None:
 
 
 def allocation_query() -> sa.Select[Any]:
-    return (
-        sa.select(*ALLOCATION_COLUMNS)
-        .select_from(allocations.join(subnets, allocations.c.subnet_id == subnets.c.id).outerjoin(pools, allocations.c.pool_id == pools.c.id))
+    return sa.select(*ALLOCATION_COLUMNS).select_from(
+        allocations.join(subnets, allocations.c.subnet_id == subnets.c.id).outerjoin(
+            pools, allocations.c.pool_id == pools.c.id
+        )
     )
 
 
@@ -52,7 +53,13 @@ ALLOCATION_BY_ID = allocation_query().where(allocations.c.id == sa.bindparam("al
 
 def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:
     """Returns the parameters of ALLOCATION_BY_OWNER: the attachment ``owner`` in ``cluster``."""
-    return {"cluster": cluster, "network_key": owner.network_key, "namespace": owner.namespace, "pod": owner.pod, "interface": owner.interface}
+    return {
+        "cluster": cluster,
+        "network_key": owner.network_key,
+        "namespace": owner.namespace,
+        "pod": owner.pod,
+        "interface": owner.interface,
+    }
 
 
 def addresses_of(row: Any) -> list[tuple[int, int]]:
@@ -115,7 +122,9 @@ def reservation_json(row: Row[Any], subnet_name: str) -> dict[str, Any]:
 
 
 _HOLDER = {
-    family: allocation_query().where(allocations.c.subnet_id == sa.bindparam("subnet_id"), column == sa.bindparam("address"))
+    family: allocation_query().where(
+        allocations.c.subnet_id == sa.bindparam("subnet_id"), column == sa.bindparam("address")
+    )
     for family, column in ((4, allocations.c.address_v4), (6, allocations.c.address_v6))
 }
 _RESERVATION_AT = sa.select(reservations).where(

@@ -19,7 +19,6 @@ from sqlalchemy.engine import Connection
 from ipamd.core.intervals import Interval
 from ipamd.store.schema import free_ranges, released
 
-
 # The hot path runs prebuilt statements with bound parameters: building a statement
 # object costs several times more than executing it on SQLite.
 _LOWEST_FREE = (
@@ -46,7 +45,9 @@ _OLDEST_RELEASED = (
 )
 _DELETE_RANGE = sa.delete(free_ranges).where(free_ranges.c.id == sa.bindparam("range_id"))
 _ADVANCE_RANGE = (
-    sa.update(free_ranges).where(free_ranges.c.id == sa.bindparam("range_id")).values(first=sa.bindparam("new_first", type_=free_ranges.c.first.type))
+    sa.update(free_ranges)
+    .where(free_ranges.c.id == sa.bindparam("range_id"))
+    .values(first=sa.bindparam("new_first", type_=free_ranges.c.first.type))
 )
 _DELETE_RELEASED = sa.delete(released).where(released.c.id == sa.bindparam("released_id"))
 _INSERT_RELEASED = sa.insert(released)
@@ -119,17 +120,19 @@ def claim(conn: Connection, *, subnet_id: int, family: int, address: int) -> Non
             )
         return
     conn.execute(
-        sa.delete(released).where(released.c.subnet_id == subnet_id, released.c.family == family, released.c.address == address)
+        sa.delete(released).where(
+            released.c.subnet_id == subnet_id, released.c.family == family, released.c.address == address
+        )
     )
 
 
-def give_back(
-    conn: Connection, *, subnet_id: int, family: int, address: int, pool_id: int | None
-) -> None:
+def give_back(conn: Connection, *, subnet_id: int, family: int, address: int, pool_id: int | None) -> None:
     """Returns a released address: to its pool's free members, or to the reuse queue."""
     if pool_id is not None:
         conn.execute(
-            sa.insert(free_ranges).values(subnet_id=subnet_id, family=family, pool_id=pool_id, first=address, last=address)
+            sa.insert(free_ranges).values(
+                subnet_id=subnet_id, family=family, pool_id=pool_id, first=address, last=address
+            )
         )
     else:
         conn.execute(_INSERT_RELEASED, {"subnet_id": subnet_id, "family": family, "address": address})

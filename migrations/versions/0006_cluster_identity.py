@@ -42,7 +42,9 @@ def _restore_sqlite_sequence(seq: int | None) -> None:
     # The recreated table's counter starts at its highest row: ids released above it before
     # the migration would be given out again, and a stale DELETE by id would then hit them.
     if seq is not None:
-        op.execute(sa.text("UPDATE sqlite_sequence SET seq = max(seq, :seq) WHERE name = 'allocations'").bindparams(seq=seq))
+        op.execute(
+            sa.text("UPDATE sqlite_sequence SET seq = max(seq, :seq) WHERE name = 'allocations'").bindparams(seq=seq)
+        )
 
 
 def upgrade() -> None:

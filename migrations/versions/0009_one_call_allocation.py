@@ -313,7 +313,10 @@ FUNCTIONS = [
     ("ipamd_next_address(bytea)", NEXT_ADDRESS),
     ("ipamd_take_dynamic(integer, smallint)", TAKE_DYNAMIC),
     ("ipamd_take_in_subnet(integer, smallint)", TAKE_IN_SUBNET),
-    ("ipamd_allocate(integer[], smallint, text, text, text, text, text, text, text, text, text, text, text, boolean, text, timestamptz)", ALLOCATE),
+    (
+        "ipamd_allocate(integer[], smallint, text, text, text, text, text, text, text, text, text, text, text, boolean, text, timestamptz)",
+        ALLOCATE,
+    ),
     ("ipamd_pools_of(integer)", POOLS_OF),
     ("ipamd_release(integer, text, text, integer, jsonb, jsonb, text)", RELEASE),
 ]

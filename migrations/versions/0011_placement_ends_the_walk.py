@@ -24,13 +24,18 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
-_spec = importlib.util.spec_from_file_location("ipamd_migration_0009", Path(__file__).with_name("0009_one_call_allocation.py"))
+_spec = importlib.util.spec_from_file_location(
+    "ipamd_migration_0009", Path(__file__).with_name("0009_one_call_allocation.py")
+)
 assert _spec is not None and _spec.loader is not None
 _0009 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_0009)
 
 # The rule fields of ipamd.core.placement.RULE_FIELDS, as of this revision.
-RULED = " OR ".join(f"s.spec->'{key}' IS NOT NULL" for key in ("namespaces", "namespaceSelector", "nodeSelector", "podSelector", "nodeNames"))
+RULED = " OR ".join(
+    f"s.spec->'{key}' IS NOT NULL"
+    for key in ("namespaces", "namespaceSelector", "nodeSelector", "podSelector", "nodeNames")
+)
 
 WALK_0009 = """
             FOR candidate IN
@@ -78,8 +83,10 @@ ALLOCATE = _changed(
     _0009.ALLOCATE,
     (WALK_0009, WALK),
     ("    candidate integer;\n", "    candidate integer;\n    ruled boolean;\n"),
-    ("IF take_outcome = 'overlap' THEN\n            result_outcome := 'overlap';",
-     "IF take_outcome IN ('overlap', 'placement') THEN\n            result_outcome := take_outcome;"),
+    (
+        "IF take_outcome = 'overlap' THEN\n            result_outcome := 'overlap';",
+        "IF take_outcome IN ('overlap', 'placement') THEN\n            result_outcome := take_outcome;",
+    ),
 )
 
 

@@ -34,7 +34,14 @@ def cni_add(daemon: Daemon, pod: str, *, ifname: str = "net1", provider: str = "
 def cni_del(daemon: Daemon, pod: str, *, ifname: str = "net1"):
     return daemon.client.post(
         "/v1/cni/del",
-        {"containerId": f"c-{pod}", "ifName": ifname, "network": "macvlan", "ipam": {"type": "ipamd", "provider": "macvlan.default"}, "podNamespace": "default", "podName": pod},
+        {
+            "containerId": f"c-{pod}",
+            "ifName": ifname,
+            "network": "macvlan",
+            "ipam": {"type": "ipamd", "provider": "macvlan.default"},
+            "podNamespace": "default",
+            "podName": pod,
+        },
     )
 
 
@@ -44,7 +51,12 @@ def test_create_subnet_exactly_as_documented(daemon: Daemon):
     assert {key: reply.body[key] for key in NET1} == NET1
     usage = reply.body["usage"]["v4"]
     assert usage == {
-        "total": 254, "used": 0, "available": 244, "excluded": 10, "reserved": 0, "pooled": 0,
+        "total": 254,
+        "used": 0,
+        "available": 244,
+        "excluded": 10,
+        "reserved": 0,
+        "pooled": 0,
         "freeRanges": ["192.0.2.11-192.0.2.254"],
     }
     assert daemon.client.get("/v1/subnets/net1").body["cidrBlock"] == "192.0.2.0/24"
@@ -85,7 +97,10 @@ def test_static_conflicts_name_the_holder_and_change_nothing(daemon: Daemon):
     assert cni_add(daemon, "a", ips=["192.0.2.5"]).body["ips"][0]["address"] == "192.0.2.5/24"
     clash = cni_add(daemon, "b", ips=["192.0.2.5/24"])
     assert clash.status == 409
-    assert clash.body["error"]["message"] == "192.0.2.5 in subnet net1 is held by default/a net1 (network macvlan.default, allocation 1)"
+    assert (
+        clash.body["error"]["message"]
+        == "192.0.2.5 in subnet net1 is held by default/a net1 (network macvlan.default, allocation 1)"
+    )
     gateway = cni_add(daemon, "b", ips=["192.0.2.1"])
     assert (gateway.status, gateway.body["error"]["message"]) == (409, "192.0.2.1 is the gateway of subnet net1")
     outside = cni_add(daemon, "b", ips=["198.51.100.7"])
@@ -99,7 +114,9 @@ def test_pools_reservations_and_providers(daemon: Daemon):
     pool = daemon.client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.11..192.0.2.12"]})
     assert pool.status == 201, pool.body
     assert pool.body["usage"] == {"total": 2, "used": 0, "available": 2, "freeRanges": ["192.0.2.11-192.0.2.12"]}
-    reservation = daemon.client.post("/v1/reservations", {"subnet": "net1", "address": "192.0.2.13", "owner": "default/router", "note": "lab router"})
+    reservation = daemon.client.post(
+        "/v1/reservations", {"subnet": "net1", "address": "192.0.2.13", "owner": "default/router", "note": "lab router"}
+    )
     assert reservation.status == 201
     # Dynamic allocation skips the pool and the reservation.
     assert cni_add(daemon, "x").body["ips"][0]["address"] == "192.0.2.14/24"
@@ -107,7 +124,9 @@ def test_pools_reservations_and_providers(daemon: Daemon):
     assert taken.status == 409 and "reserved" in taken.body["error"]["message"]
     assert cni_add(daemon, "router", ips=["192.0.2.13"]).status == 200
 
-    allocate = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "vm-1", "interface": "eth1"}})
+    allocate = daemon.client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "vm-1", "interface": "eth1"}}
+    )
     assert allocate.status == 201
     assert allocate.body["addresses"][0]["address"] == "192.0.2.15"
     assert daemon.client.delete(f"/v1/allocations/{allocate.body['id']}").status == 200
@@ -115,7 +134,9 @@ def test_pools_reservations_and_providers(daemon: Daemon):
 
     # Same CIDR under another provider is a separate L2 domain; under the same one it overlaps.
     assert daemon.client.post("/v1/subnets", {**NET1, "name": "net2", "provider": "other.default"}).status == 201
-    overlap = daemon.client.post("/v1/subnets", {**NET1, "name": "net3", "cidrBlock": "192.0.2.128/25", "gateway": None, "excludeIps": []})
+    overlap = daemon.client.post(
+        "/v1/subnets", {**NET1, "name": "net3", "cidrBlock": "192.0.2.128/25", "gateway": None, "excludeIps": []}
+    )
     assert overlap.status == 409 and "overlaps 192.0.2.0/24 of subnet net1" in overlap.body["error"]["message"]
 
     history = daemon.client.get("/v1/ips/192.0.2.15").body
@@ -129,8 +150,13 @@ def test_pools_reservations_and_providers(daemon: Daemon):
 
 
 def test_priority_fallthrough_and_dual_stack(daemon: Daemon):
-    daemon.client.post("/v1/subnets", {"name": "small", "cidrBlock": "203.0.113.0/30", "provider": "p.ns", "priority": 0})
-    daemon.client.post("/v1/subnets", {"name": "big", "cidrBlock": "198.51.100.0/24,2001:db8:4::/64", "provider": "p.ns", "priority": 10})
+    daemon.client.post(
+        "/v1/subnets", {"name": "small", "cidrBlock": "203.0.113.0/30", "provider": "p.ns", "priority": 0}
+    )
+    daemon.client.post(
+        "/v1/subnets",
+        {"name": "big", "cidrBlock": "198.51.100.0/24,2001:db8:4::/64", "provider": "p.ns", "priority": 10},
+    )
     first = cni_add(daemon, "a", provider="p.ns")
     assert first.body["subnet"] == "small"
     second = cni_add(daemon, "b", provider="p.ns")
@@ -139,7 +165,12 @@ def test_priority_fallthrough_and_dual_stack(daemon: Daemon):
 
 
 def test_a_dual_stack_static_request_blames_only_the_address_outside(daemon: Daemon):
-    assert daemon.client.post("/v1/subnets", {"name": "ds", "cidrBlock": "198.51.100.0/24,2001:db8:4::/64", "provider": "ds.ns"}).status == 201
+    assert (
+        daemon.client.post(
+            "/v1/subnets", {"name": "ds", "cidrBlock": "198.51.100.0/24,2001:db8:4::/64", "provider": "ds.ns"}
+        ).status
+        == 201
+    )
     before = daemon.client.get("/v1/allocations").body
     for ips, blamed in (
         (["198.51.100.7", "2001:db8:99::7"], "2001:db8:99::7 is outside subnet ds"),
@@ -154,7 +185,12 @@ def test_a_dual_stack_static_request_blames_only_the_address_outside(daemon: Dae
     reply = cni_add(daemon, "s", provider="ds.ns", ips=["203.0.113.7", "2001:db8:99::7"])
     assert "203.0.113.7, 2001:db8:99::7 are outside subnet ds" in reply.body["error"]["message"], reply.body
     # Each inside a different subnet of the provider: said so, not "outside".
-    assert daemon.client.post("/v1/subnets", {"name": "v6only", "cidrBlock": "2001:db8:6::/64", "provider": "ds.ns"}).status == 201
+    assert (
+        daemon.client.post(
+            "/v1/subnets", {"name": "v6only", "cidrBlock": "2001:db8:6::/64", "provider": "ds.ns"}
+        ).status
+        == 201
+    )
     reply = cni_add(daemon, "s", provider="ds.ns", ips=["198.51.100.7", "2001:db8:6::7"])
     assert reply.status == 400 and "in different subnets" in reply.body["error"]["message"], reply.body
     assert "2001:db8:6::7 is in v6only" in reply.body["error"]["message"]
@@ -162,12 +198,27 @@ def test_a_dual_stack_static_request_blames_only_the_address_outside(daemon: Dae
 
 
 def test_inline_whereabouts_network_owned_by_the_daemon(daemon: Daemon):
-    ipam = {"type": "ipamd", "range": "198.51.100.0/24", "range_start": "198.51.100.50", "range_end": "198.51.100.51", "network_name": "tenant-a"}
+    ipam = {
+        "type": "ipamd",
+        "range": "198.51.100.0/24",
+        "range_start": "198.51.100.50",
+        "range_end": "198.51.100.51",
+        "network_name": "tenant-a",
+    }
     body = {"containerId": "c1", "ifName": "net1", "network": "wb", "ipam": ipam}
     assert daemon.client.post("/v1/cni/add", body).body["ips"][0]["address"] == "198.51.100.50/24"
-    assert daemon.client.post("/v1/cni/add", {**body, "containerId": "c2"}).body["ips"][0]["address"] == "198.51.100.51/24"
+    assert (
+        daemon.client.post("/v1/cni/add", {**body, "containerId": "c2"}).body["ips"][0]["address"] == "198.51.100.51/24"
+    )
     assert daemon.client.post("/v1/cni/add", {**body, "containerId": "c3"}).body["error"]["code"] == "exhausted"
-    clash = daemon.client.post("/v1/cni/add", {**body, "containerId": "c4", "ipam": {**ipam, "range": "203.0.113.0/24", "range_start": None, "range_end": None}})
+    clash = daemon.client.post(
+        "/v1/cni/add",
+        {
+            **body,
+            "containerId": "c4",
+            "ipam": {**ipam, "range": "203.0.113.0/24", "range_start": None, "range_end": None},
+        },
+    )
     assert clash.status == 409 and "give one of them its own network_name" in clash.body["error"]["message"]
 
 
@@ -177,9 +228,19 @@ def test_inline_whereabouts_network_owned_by_the_daemon(daemon: Daemon):
         pytest.param(b"{not json", 400, "invalid_input", id="malformed"),
         pytest.param(b"[1,2]", 400, "invalid_input", id="not-object"),
         pytest.param(b'{"name": "\xff"}', 400, "invalid_input", id="bad-utf8"),
-        pytest.param(b'{"name":"x","cidrBlock":"192.0.2.0/24","priority":' + b"9" * 5000 + b"}", 400, "invalid_input", id="huge-number"),
+        pytest.param(
+            b'{"name":"x","cidrBlock":"192.0.2.0/24","priority":' + b"9" * 5000 + b"}",
+            400,
+            "invalid_input",
+            id="huge-number",
+        ),
         pytest.param(b'{"a":' + b"[" * 100000 + b"]" * 100000 + b"}", 400, "invalid_input", id="deep"),
-        pytest.param(b'{"name":"x","cidrBlock":"192.0.2.0/24","pad":"' + b"x" * (1024 * 1024 + 10) + b'"}', 413, "payload_too_large", id="oversized"),
+        pytest.param(
+            b'{"name":"x","cidrBlock":"192.0.2.0/24","pad":"' + b"x" * (1024 * 1024 + 10) + b'"}',
+            413,
+            "payload_too_large",
+            id="oversized",
+        ),
     ],
 )
 def test_bad_bodies_get_clear_errors_and_change_nothing(daemon: Daemon, raw: bytes, status: int, code: str):
@@ -200,7 +261,9 @@ def test_replacing_a_pool_is_one_step_and_keeps_held_addresses(daemon: Daemon):
     daemon.client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.20..192.0.2.21"]})
     held = cni_add(daemon, "db-a", **{"ipam": {"type": "ipamd", "provider": "macvlan.default"}})
     assert held.status == 200
-    allocate = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "vm"}, "address": "192.0.2.20"})
+    allocate = daemon.client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"pod": "vm"}, "address": "192.0.2.20"}
+    )
     assert allocate.status == 201
     replaced = daemon.client.request("PUT", "/v1/pools/db", {"subnet": "net1", "ips": ["192.0.2.21..192.0.2.23"]})
     assert replaced.status == 200, replaced.body

@@ -12,8 +12,13 @@ RANGE = "203.0.113.0/28"
 
 def add(daemon: Daemon, network: str, pod: str, ipam: dict[str, Any], **extra: Any):
     body = {
-        "containerId": f"c-{network}-{pod}", "ifName": "net1", "network": network,
-        "ipam": {"type": "whereabouts", **ipam}, "podNamespace": "default", "podName": pod, **extra,
+        "containerId": f"c-{network}-{pod}",
+        "ifName": "net1",
+        "network": network,
+        "ipam": {"type": "whereabouts", **ipam},
+        "podNamespace": "default",
+        "podName": pod,
+        **extra,
     }
     return daemon.client.post("/v1/cni/add", body)
 
@@ -25,8 +30,12 @@ def address(reply) -> str:
 
 def delete(daemon: Daemon, network: str, pod: str, ipam: dict[str, Any]):
     body = {
-        "containerId": f"c-{network}-{pod}", "ifName": "net1", "network": network,
-        "ipam": {"type": "whereabouts", **ipam}, "podNamespace": "default", "podName": pod,
+        "containerId": f"c-{network}-{pod}",
+        "ifName": "net1",
+        "network": network,
+        "ipam": {"type": "whereabouts", **ipam},
+        "podNamespace": "default",
+        "podName": pod,
     }
     return daemon.client.post("/v1/cni/del", body)
 
@@ -90,10 +99,17 @@ def test_provider_subnets_keep_separate_l2_domains(daemon: Daemon):
     for name, provider in (("l2-a", "macvlan.a"), ("l2-b", "macvlan.b")):
         assert daemon.client.post("/v1/subnets", {"name": name, "cidrBlock": RANGE, "provider": provider}).status == 201
     replies = [
-        daemon.client.post("/v1/cni/add", {
-            "containerId": f"c-{p}", "ifName": "net1", "network": p, "ipam": {"type": "ipamd", "provider": p},
-            "podNamespace": "default", "podName": "x",
-        })
+        daemon.client.post(
+            "/v1/cni/add",
+            {
+                "containerId": f"c-{p}",
+                "ifName": "net1",
+                "network": p,
+                "ipam": {"type": "ipamd", "provider": p},
+                "podNamespace": "default",
+                "podName": "x",
+            },
+        )
         for p in ("macvlan.a", "macvlan.b")
     ]
     assert [address(r) for r in replies] == ["203.0.113.2", "203.0.113.2"]
@@ -104,16 +120,36 @@ def test_provider_subnets_keep_separate_l2_domains(daemon: Daemon):
 
 
 def test_provider_form_routes_join_the_subnets_and_unknown_keys_are_refused(daemon: Daemon):
-    subnet = {"name": "routed", "cidrBlock": "198.51.100.0/24", "provider": "routed.default",
-              "routes": [{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}]}
+    subnet = {
+        "name": "routed",
+        "cidrBlock": "198.51.100.0/24",
+        "provider": "routed.default",
+        "routes": [{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}],
+    }
     assert daemon.client.post("/v1/subnets", subnet).status == 201
-    ipam = {"type": "kube-ovn", "provider": "routed.default", "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
-            "routes": [{"dst": "198.18.0.0/15", "gw": "198.51.100.253"}, {"dst": "203.0.113.0/24", "gw": "198.51.100.254"}]}
-    body = {"containerId": "c1", "ifName": "net1", "network": "routed", "ipam": ipam, "podNamespace": "default", "podName": "p"}
+    ipam = {
+        "type": "kube-ovn",
+        "provider": "routed.default",
+        "server_socket": "/run/openvswitch/kube-ovn-daemon.sock",
+        "routes": [{"dst": "198.18.0.0/15", "gw": "198.51.100.253"}, {"dst": "203.0.113.0/24", "gw": "198.51.100.254"}],
+    }
+    body = {
+        "containerId": "c1",
+        "ifName": "net1",
+        "network": "routed",
+        "ipam": ipam,
+        "podNamespace": "default",
+        "podName": "p",
+    }
     reply = daemon.client.post("/v1/cni/add", body)
     assert reply.status == 200, reply.body
-    assert reply.body["routes"] == [{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}, {"dst": "198.18.0.0/15", "gw": "198.51.100.253"}]
-    unknown = daemon.client.post("/v1/cni/add", {**body, "podName": "q", "ipam": {**ipam, "excludeIps": ["198.51.100.9"]}})
+    assert reply.body["routes"] == [
+        {"dst": "203.0.113.0/24", "gw": "198.51.100.254"},
+        {"dst": "198.18.0.0/15", "gw": "198.51.100.253"},
+    ]
+    unknown = daemon.client.post(
+        "/v1/cni/add", {**body, "podName": "q", "ipam": {**ipam, "excludeIps": ["198.51.100.9"]}}
+    )
     assert unknown.status == 400 and unknown.body["error"]["details"]["field"] == "ipam.excludeIps", unknown.body
     assert "known fields are" in unknown.body["error"]["message"]
     assert len(daemon.client.get("/v1/allocations").body["items"]) == 1
@@ -121,14 +157,26 @@ def test_provider_form_routes_join_the_subnets_and_unknown_keys_are_refused(daem
 
 def test_host_local_resolv_conf_becomes_the_result_dns(daemon: Daemon, tmp_path):
     resolv = tmp_path / "resolv.conf"
-    resolv.write_text("# node resolver\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lab.example example\noptions ndots:2\n")
-    ipam = {"type": "host-local", "ranges": [[{"subnet": "203.0.113.0/24"}]], "resolvConf": str(resolv),
-            "dns": {"domain": "lab.example"}}
+    resolv.write_text(
+        "# node resolver\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch lab.example example\noptions ndots:2\n"
+    )
+    ipam = {
+        "type": "host-local",
+        "ranges": [[{"subnet": "203.0.113.0/24"}]],
+        "resolvConf": str(resolv),
+        "dns": {"domain": "lab.example"},
+    }
     body = {"containerId": "c1", "ifName": "net1", "network": "hl-dns", "ipam": ipam}
     reply = daemon.client.post("/v1/cni/add", body)
     assert reply.status == 200, reply.body
-    assert reply.body["dns"] == {"nameservers": ["192.0.2.53", "2001:db8::53"], "search": ["lab.example", "example"],
-                                 "options": ["ndots:2"], "domain": "lab.example"}
-    missing = daemon.client.post("/v1/cni/add", {**body, "containerId": "c2", "ipam": {**ipam, "resolvConf": str(tmp_path / "nope")}})
+    assert reply.body["dns"] == {
+        "nameservers": ["192.0.2.53", "2001:db8::53"],
+        "search": ["lab.example", "example"],
+        "options": ["ndots:2"],
+        "domain": "lab.example",
+    }
+    missing = daemon.client.post(
+        "/v1/cni/add", {**body, "containerId": "c2", "ipam": {**ipam, "resolvConf": str(tmp_path / "nope")}}
+    )
     assert missing.status == 400 and "cannot be read by ipamd" in missing.body["error"]["message"]
     assert len(daemon.client.get("/v1/allocations").body["items"]) == 1

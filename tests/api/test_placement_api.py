@@ -16,7 +16,12 @@ from tests.support.daemon import Daemon
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugin" / "bin" / "ipamd"
 PROVIDER = "edge.default"
-EAST = {"name": "site-east", "cidrBlock": "192.0.2.0/28", "provider": PROVIDER, "nodeSelector": {"matchLabels": {"site": "east"}}}
+EAST = {
+    "name": "site-east",
+    "cidrBlock": "192.0.2.0/28",
+    "provider": PROVIDER,
+    "nodeSelector": {"matchLabels": {"site": "east"}},
+}
 WEST = {"name": "site-west", "cidrBlock": "198.51.100.0/28", "provider": PROVIDER, "nodeNames": ["west-1", "west-2"]}
 
 
@@ -26,10 +31,18 @@ def allocate(daemon: Daemon, subnet: str, pod: str, **extra: Any):
 
 def plugin_add(daemon: Daemon, *, pod: str, namespace: str = "lab", provider: str = PROVIDER) -> tuple[int, Any]:
     """One CNI ADD through plugin/bin/ipamd, as a runtime runs it."""
-    config = {"cniVersion": "1.0.0", "name": "edge", "ipam": {"type": "ipamd", "server_socket": daemon.socket, "provider": provider}}
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "edge",
+        "ipam": {"type": "ipamd", "server_socket": daemon.socket, "provider": provider},
+    }
     env = {
-        "CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"ctr-{pod}", "CNI_IFNAME": "net1", "CNI_NETNS": "/var/run/netns/x",
-        "CNI_PATH": "/opt/cni/bin", "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod}",
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": f"ctr-{pod}",
+        "CNI_IFNAME": "net1",
+        "CNI_NETNS": "/var/run/netns/x",
+        "CNI_PATH": "/opt/cni/bin",
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod}",
     }
     done = subprocess.run([str(PLUGIN)], input=json.dumps(config).encode(), env=env, capture_output=True, timeout=60)
     return done.returncode, json.loads(done.stdout)
@@ -39,7 +52,8 @@ def plugin_add(daemon: Daemon, *, pod: str, namespace: str = "lab", provider: st
 def sites(tmp_path: Path, postgres_url: str):
     """Two daemons on one PostgreSQL database, one per site's node."""
     daemons = [
-        Daemon(tmp_path, postgres_url, name=node, extra_args=("--node-name", node)).start() for node in ("east-1", "west-1")
+        Daemon(tmp_path, postgres_url, name=node, extra_args=("--node-name", node)).start()
+        for node in ("east-1", "west-1")
     ]
     yield daemons
     for daemon in daemons:
@@ -91,12 +105,20 @@ def test_rest_allocations_name_node_labels_and_namespace(daemon: Daemon):
     assert bad.status == 400 and bad.message.startswith("labels.node.site: 'no spaces' is not a label value")
     # The node named is checked by the rule a CNI request's node meets (ipamd.core.identity).
     forged = allocate(daemon, "site-east", "router-e", node="edge-9\nforged", labels={"node": {"site": "east"}})
-    assert forged.status == 400 and forged.message.startswith("node: 'edge-9\\nforged' contains the control character '\\n'")
+    assert forged.status == 400 and forged.message.startswith(
+        "node: 'edge-9\\nforged' contains the control character '\\n'"
+    )
     assert [a["owner"]["pod"] for a in daemon.client.get("/v1/allocations").body["items"]] == ["router"]
 
 
 def test_namespace_bound_subnet_refuses_other_namespaces_and_exhaustion_is_another_error(daemon: Daemon):
-    tenant = {"name": "tenant-a", "cidrBlock": "203.0.113.0/30", "provider": "tenants", "namespaces": ["team-a"], "gateway": "none"}
+    tenant = {
+        "name": "tenant-a",
+        "cidrBlock": "203.0.113.0/30",
+        "provider": "tenants",
+        "namespaces": ["team-a"],
+        "gateway": "none",
+    }
     reply = daemon.client.post("/v1/subnets", tenant)
     assert reply.status == 201 and reply.body["namespaces"] == ["team-a"]
     other = daemon.client.post("/v1/allocations", {"subnet": "tenant-a", "owner": {"namespace": "team-b", "pod": "p"}})
@@ -108,7 +130,12 @@ def test_namespace_bound_subnet_refuses_other_namespaces_and_exhaustion_is_anoth
         "namespaces [team-a] does not include namespace team-b"
     )
     for pod in ("p1", "p2"):
-        assert daemon.client.post("/v1/allocations", {"subnet": "tenant-a", "owner": {"namespace": "team-a", "pod": pod}}).status == 201
+        assert (
+            daemon.client.post(
+                "/v1/allocations", {"subnet": "tenant-a", "owner": {"namespace": "team-a", "pod": pod}}
+            ).status
+            == 201
+        )
     full = daemon.client.post("/v1/allocations", {"subnet": "tenant-a", "owner": {"namespace": "team-a", "pod": "p3"}})
     assert full.error_code == "exhausted"
     # Unbinding (PATCH to null) lets every namespace in again.
@@ -117,9 +144,22 @@ def test_namespace_bound_subnet_refuses_other_namespaces_and_exhaustion_is_anoth
 
 
 def test_cni_add_walks_past_refusing_subnets_in_priority_order(daemon: Daemon):
-    daemon.client.post("/v1/subnets", {"name": "a-first", "cidrBlock": "198.18.0.0/30", "provider": "p", "priority": 1, "namespaces": ["other"]})
-    daemon.client.post("/v1/subnets", {"name": "b-second", "cidrBlock": "198.18.1.0/30", "provider": "p", "priority": 2, "gateway": "none"})
-    body = {"containerId": "c1", "ifName": "net1", "network": "n", "ipam": {"type": "ipamd", "provider": "p"}, "podNamespace": "lab", "podName": "x"}
+    daemon.client.post(
+        "/v1/subnets",
+        {"name": "a-first", "cidrBlock": "198.18.0.0/30", "provider": "p", "priority": 1, "namespaces": ["other"]},
+    )
+    daemon.client.post(
+        "/v1/subnets",
+        {"name": "b-second", "cidrBlock": "198.18.1.0/30", "provider": "p", "priority": 2, "gateway": "none"},
+    )
+    body = {
+        "containerId": "c1",
+        "ifName": "net1",
+        "network": "n",
+        "ipam": {"type": "ipamd", "provider": "p"},
+        "podNamespace": "lab",
+        "podName": "x",
+    }
     reply = daemon.client.post("/v1/cni/add", body)
     assert reply.status == 200, reply.body
     assert reply.body["subnet"] == "b-second"

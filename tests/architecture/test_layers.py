@@ -12,7 +12,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_import_contracts_hold():
     """import-linter contracts in pyproject.toml: the core is pure, storage sits below the service."""
-    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports")], cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "broken" in result.stdout and ", 0 broken" in result.stdout
 
@@ -24,7 +26,10 @@ def test_the_plugin_is_small_and_uses_only_the_go_standard_library():
     assert "require" not in (plugin / "go.mod").read_text()
     done = subprocess.run(
         ["go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "."],
-        cwd=plugin, capture_output=True, text=True, env={**os.environ, "CGO_ENABLED": "0", "GOCACHE": os.environ.get("GOCACHE", "/tmp/ipamd-go-build")},
+        cwd=plugin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CGO_ENABLED": "0", "GOCACHE": os.environ.get("GOCACHE", "/tmp/ipamd-go-build")},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ipamd/plugin"], done.stdout

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from helmrender import CHART_DIR, NAMESPACE, RELEASE, Rendered, helm
 
 

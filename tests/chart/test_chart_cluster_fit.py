@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from helmrender import NAMESPACE, RELEASE
+from helmrender import NAMESPACE
 from test_chart_render import VALUE_SETS
 
-validate = pytest.importorskip("kubernetes_validate.utils", reason="kubernetes-validate (the test extra) is not installed")
+validate = pytest.importorskip(
+    "kubernetes_validate.utils", reason="kubernetes-validate (the test extra) is not installed"
+)
 
 OLDEST = "1.27.0"
 NEWEST = validate.latest_version()
@@ -46,7 +47,9 @@ def test_the_admission_policy_renders_valid_for_the_newest_api(render: Any) -> N
     sa = rendered.one("ServiceAccount")["metadata"]["name"]
     assert condition["expression"] == f'request.userInfo.username == "system:serviceaccount:{NAMESPACE}:{sa}"'
     rules = policy["spec"]["matchConstraints"]["resourceRules"]
-    assert rules == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods", "pods/status"]}]
+    assert rules == [
+        {"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"], "resources": ["pods", "pods/status"]}
+    ]
     expressions = " ".join(v["expression"] for v in policy["spec"]["validations"])
     assert "authentication.kubernetes.io/node-name" in " ".join(v["expression"] for v in policy["spec"]["variables"])
     assert "(allocated|ip_address|mac_address|cidr|gateway)" in expressions
@@ -62,5 +65,7 @@ def test_the_pod_runs_as_spc_t_unless_told_otherwise(render: Any) -> None:
 
 
 def test_max_surge_is_refused(render_error: Any) -> None:
-    error = render_error({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}})
+    error = render_error(
+        {"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}
+    )
     assert "maxSurge" in error

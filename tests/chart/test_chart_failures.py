@@ -68,11 +68,20 @@ def test_duplicate_pool_names_fail(render_error: Any) -> None:
 # --------------------------------------------------------------------------- values.schema.json
 
 SCHEMA_CASES = {
-    "database type enum": ({"database": {"type": "mysql"}}, "at '/database/type': value must be one of 'sqlite', 'postgresql'"),
+    "database type enum": (
+        {"database": {"type": "mysql"}},
+        "at '/database/type': value must be one of 'sqlite', 'postgresql'",
+    ),
     "log format enum": ({"log": {"format": "xml"}}, "at '/log/format': value must be one of 'text', 'json'"),
     "log level enum": ({"log": {"level": "verbose"}}, "at '/log/level': value must be one of"),
-    "subnet needs cidrBlock": ({"ipam": {"subnets": [{"name": "a"}]}}, "at '/ipam/subnets/0': missing property 'cidrBlock'"),
-    "subnet needs name": ({"ipam": {"subnets": [{"cidrBlock": "192.0.2.0/24"}]}}, "at '/ipam/subnets/0': missing property 'name'"),
+    "subnet needs cidrBlock": (
+        {"ipam": {"subnets": [{"name": "a"}]}},
+        "at '/ipam/subnets/0': missing property 'cidrBlock'",
+    ),
+    "subnet needs name": (
+        {"ipam": {"subnets": [{"cidrBlock": "192.0.2.0/24"}]}},
+        "at '/ipam/subnets/0': missing property 'name'",
+    ),
     "subnet field typo": (
         {"ipam": {"subnets": [{"name": "a", "cidrBlock": "192.0.2.0/24", "excludeIPs": []}]}},
         "at '/ipam/subnets/0': additional properties 'excludeIPs' not allowed",
@@ -81,18 +90,33 @@ SCHEMA_CASES = {
         {"ipam": {"subnets": [{"name": "a", "cidrBlock": "192.0.2.0/24", "priority": "high"}]}},
         "at '/ipam/subnets/0/priority': got string, want integer",
     ),
-    "pool needs ips": ({"ipam": {"pools": [{"name": "p", "subnet": "a"}]}}, "at '/ipam/pools/0': missing property 'ips'"),
-    "reservation needs address": ({"ipam": {"reservations": [{"subnet": "a"}]}}, "at '/ipam/reservations/0': missing property 'address'"),
+    "pool needs ips": (
+        {"ipam": {"pools": [{"name": "p", "subnet": "a"}]}},
+        "at '/ipam/pools/0': missing property 'ips'",
+    ),
+    "reservation needs address": (
+        {"ipam": {"reservations": [{"subnet": "a"}]}},
+        "at '/ipam/reservations/0': missing property 'address'",
+    ),
     "reservation mac shape": (
         {"ipam": {"reservations": [{"subnet": "a", "address": "192.0.2.3", "mac": "zz"}]}},
         "at '/ipam/reservations/0/mac': 'zz' does not match pattern",
     ),
     "unknown top-level key": ({"replicaCount": 2}, "additional properties 'replicaCount' not allowed"),
-    "relative CNI dir": ({"cni": {"binDir": "opt/cni/bin"}}, "at '/cni/binDir': 'opt/cni/bin' does not match pattern '^/'"),
-    "kube-ovn alias is a boolean": ({"cni": {"alsoAsKubeOvn": "yes"}}, "at '/cni/alsoAsKubeOvn': got string, want boolean"),
+    "relative CNI dir": (
+        {"cni": {"binDir": "opt/cni/bin"}},
+        "at '/cni/binDir': 'opt/cni/bin' does not match pattern '^/'",
+    ),
+    "kube-ovn alias is a boolean": (
+        {"cni": {"alsoAsKubeOvn": "yes"}},
+        "at '/cni/alsoAsKubeOvn': got string, want boolean",
+    ),
     "listener port type": ({"listener": {"port": "9733"}}, "at '/listener/port': got string, want integer"),
     "privileged listener port": ({"listener": {"port": 80}}, "at '/listener/port': minimum: got 80, want 1"),
-    "cluster name is a DNS label": ({"cluster": {"name": "Prod_East"}}, "at '/cluster/name': 'Prod_East' does not match pattern"),
+    "cluster name is a DNS label": (
+        {"cluster": {"name": "Prod_East"}},
+        "at '/cluster/name': 'Prod_East' does not match pattern",
+    ),
     "node count positive": ({"cluster": {"nodeCount": 0}}, "at '/cluster/nodeCount': minimum: got 0, want 1"),
     "socket group numeric": ({"socket": {"group": "wheel"}}, "at '/socket/group'"),
     "history retention unit": ({"history": {"retention": "30 days"}}, "at '/history/retention'"),
@@ -115,7 +139,14 @@ def test_schema_validation_alone_agrees(chart: Any) -> None:
         {
             "database": {"type": "postgresql", "existingSecret": "db", "secretKey": "url"},
             "ipam": {
-                "subnets": [{"name": "a", "cidrBlock": "192.0.2.0/24", "routes": [{"dst": "198.51.100.0/24"}], "dns": {"nameservers": ["192.0.2.53"]}}],
+                "subnets": [
+                    {
+                        "name": "a",
+                        "cidrBlock": "192.0.2.0/24",
+                        "routes": [{"dst": "198.51.100.0/24"}],
+                        "dns": {"nameservers": ["192.0.2.53"]},
+                    }
+                ],
                 "pools": [{"name": "p", "subnet": "a", "ips": ["192.0.2.50..192.0.2.59"]}],
                 "reservations": [{"subnet": "a", "address": "192.0.2.7", "mac": "02:00:00:00:00:07"}],
             },

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from helmrender import CHART_DIR, NAMESPACE, RELEASE, helm
 
 
@@ -83,11 +82,15 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                     if prefix.startswith("/apis/"):
                         group_version = prefix.removeprefix("/apis/")
                         version = {"groupVersion": group_version, "version": group_version.split("/")[1]}
-                        groups.append({"name": group_version.split("/")[0], "versions": [version], "preferredVersion": version})
+                        groups.append(
+                            {"name": group_version.split("/")[0], "versions": [version], "preferredVersion": version}
+                        )
                 return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
             if path in DISCOVERY:
                 group_version = "v1" if path == "/api/v1" else path.removeprefix("/apis/")
-                return self._send(200, {"kind": "APIResourceList", "groupVersion": group_version, "resources": DISCOVERY[path]})
+                return self._send(
+                    200, {"kind": "APIResourceList", "groupVersion": group_version, "resources": DISCOVERY[path]}
+                )
             if path == "/openapi/v2":
                 # An empty protobuf Document: no schemas, so kubectl's validation skips.
                 return self._send(200, b"", "application/octet-stream")
@@ -95,11 +98,16 @@ def _handler(cluster: FakeCluster) -> type[BaseHTTPRequestHandler]:
                 return self._send(200, {"kind": "NodeList", "apiVersion": "v1", "metadata": {}, "items": cluster.nodes})
             if path in cluster.objects:
                 return self._send(200, cluster.objects[path])
-            return self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404})
+            return self._send(
+                404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
+            )
 
         def do_POST(self) -> None:  # noqa: N802
             # A dry run never creates anything.
-            self._send(500, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "unexpected write"})
+            self._send(
+                500,
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "unexpected write"},
+            )
 
         do_PUT = do_PATCH = do_DELETE = do_POST  # noqa: N815
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from helmrender import CHART_DIR, NAMESPACE, check_api_types, helm
 
 REPO = CHART_DIR.parents[1]
@@ -38,7 +37,13 @@ SUBNETS = {
         ],
         "pools": [{"name": "db", "subnet": "macvlan-net", "ips": ["192.0.2.50..192.0.2.59"]}],
         "reservations": [
-            {"subnet": "macvlan-net", "address": "192.0.2.7", "mac": "02:00:00:00:00:07", "owner": "default/router-a", "note": "lab router"}
+            {
+                "subnet": "macvlan-net",
+                "address": "192.0.2.7",
+                "mac": "02:00:00:00:00:07",
+                "owner": "default/router-a",
+                "note": "lab router",
+            }
         ],
     }
 }
@@ -50,14 +55,24 @@ VALUE_SETS = {
     "api": API,
     "cni-dir": CNI_DIR,
     "subnets": SUBNETS,
-    "everything": {**POSTGRES, **METRICS, **API, **CNI_DIR, **SUBNETS, "socket": {"group": 1234}, "log": {"format": "json"}},
+    "everything": {
+        **POSTGRES,
+        **METRICS,
+        **API,
+        **CNI_DIR,
+        **SUBNETS,
+        "socket": {"group": 1234},
+        "log": {"format": "json"},
+    },
 }
 
 
 # --------------------------------------------------------------------------- lint, types
 
 
-@pytest.mark.parametrize("values", [{}, POSTGRES, {**POSTGRES, **METRICS, **API}], ids=["default", "postgresql", "all-on"])
+@pytest.mark.parametrize(
+    "values", [{}, POSTGRES, {**POSTGRES, **METRICS, **API}], ids=["default", "postgresql", "all-on"]
+)
 def test_lint_passes(chart: Any, values: dict[str, Any]) -> None:
     report = helm.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE)
     assert report["errors"] == []
@@ -81,7 +96,14 @@ def test_every_object_matches_the_kubernetes_api_types(render: Any, name: str) -
 def test_default_render_objects(render: Any) -> None:
     rendered = render()
     assert rendered.kinds() == {
-        "DaemonSet", "ConfigMap", "Secret", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+        "DaemonSet",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
     }
     ds = rendered.one("DaemonSet")
     assert ds["metadata"]["name"] == "ipamd"
@@ -205,11 +227,17 @@ def test_rbac_grants_exactly_what_the_daemon_uses(render: Any) -> None:
     }
     role = rendered.one("Role")
     assert role["metadata"]["namespace"] == NAMESPACE
-    assert role["rules"] == [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}]
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+    ]
     sa = rendered.one("ServiceAccount")
     for binding, target in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
         obj = rendered.one(binding)
-        assert obj["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": target, "name": rendered.one(target)["metadata"]["name"]}
+        assert obj["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": target,
+            "name": rendered.one(target)["metadata"]["name"],
+        }
         assert obj["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
 
 
@@ -275,7 +303,10 @@ def test_daemon_args_parse_with_the_daemons_own_parser(render: Any, name: str) -
 
 def test_every_rendered_flag_is_documented_in_cli_md(render: Any) -> None:
     documented = set(re.findall(r"(--[a-z][a-z-]*)", (REPO / "docs" / "cli.md").read_text()))
-    rendered = render(VALUE_SETS["everything"] | {"database": {"type": "sqlite", "migrateOnStart": False}, "cluster": {"nodeCount": 1}})
+    rendered = render(
+        VALUE_SETS["everything"]
+        | {"database": {"type": "sqlite", "migrateOnStart": False}, "cluster": {"nodeCount": 1}}
+    )
     for container in (rendered.daemon, rendered.init):
         for arg in container["args"]:
             if arg.startswith("--"):
@@ -306,7 +337,9 @@ def test_postgresql_url_comes_from_the_secret(render: Any) -> None:
 
 
 def test_postgresql_secret_key_and_migrations(render: Any) -> None:
-    rendered = render({"database": {"type": "postgresql", "existingSecret": "pg", "secretKey": "uri", "migrateOnStart": False}})
+    rendered = render(
+        {"database": {"type": "postgresql", "existingSecret": "pg", "secretKey": "uri", "migrateOnStart": False}}
+    )
     env = rendered.env(rendered.daemon)
     assert env["IPAMD_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "uri"}
     assert "--no-migrate" in rendered.daemon["args"]
@@ -373,11 +406,22 @@ def test_cni_dir_changed_and_kube_ovn_alias(render: Any) -> None:
 
 def test_kube_ovn_socket_link(render: Any) -> None:
     assert "kube-ovn-socket-dir" not in str(render({}).objects)
-    rendered = render({"cni": {"binDir": "/opt/cni/bin", "alsoAsKubeOvn": True, "kubeOvnSocket": True}, "socket": {"hostDir": "/var/run/ipamd"}})
-    assert rendered.volume("kube-ovn-socket-dir")["hostPath"] == {"path": "/run/openvswitch", "type": "DirectoryOrCreate"}
+    rendered = render(
+        {
+            "cni": {"binDir": "/opt/cni/bin", "alsoAsKubeOvn": True, "kubeOvnSocket": True},
+            "socket": {"hostDir": "/var/run/ipamd"},
+        }
+    )
+    assert rendered.volume("kube-ovn-socket-dir")["hostPath"] == {
+        "path": "/run/openvswitch",
+        "type": "DirectoryOrCreate",
+    }
     assert rendered.mounts(rendered.init)["/host/run/openvswitch"]["name"] == "kube-ovn-socket-dir"
     # The link's target is read on the host, where the shim connects: the host-side path.
-    assert rendered.init["args"][-1] == "--link-socket=/host/run/openvswitch/kube-ovn-daemon.sock=/var/run/ipamd/ipamd.sock"
+    assert (
+        rendered.init["args"][-1]
+        == "--link-socket=/host/run/openvswitch/kube-ovn-daemon.sock=/var/run/ipamd/ipamd.sock"
+    )
     assert "/run/openvswitch/kube-ovn-daemon.sock links to the daemon's socket" in rendered.notes
 
 
@@ -391,7 +435,9 @@ def test_socket_group_and_host_dir(render: Any) -> None:
 
 
 def test_log_and_reconciler_settings(render: Any) -> None:
-    rendered = render({"log": {"format": "json", "level": "debug"}, "kubernetes": {"reconcileInterval": 30, "releaseGrace": 5}})
+    rendered = render(
+        {"log": {"format": "json", "level": "debug"}, "kubernetes": {"reconcileInterval": 30, "releaseGrace": 5}}
+    )
     assert rendered.flag("log-format") == "json"
     assert rendered.flag("log-level") == "debug"
     assert rendered.flag("reconcile-interval") == "30"

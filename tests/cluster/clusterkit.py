@@ -49,8 +49,14 @@ class Reply:
 
 
 async def request(
-    socket_path: str, method: str, url: str, body: Any = None, *, raw: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout: float = 30.0,
+    socket_path: str,
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
 ) -> Reply:
     """Sends one request on a fresh connection and returns the reply.
 
@@ -117,7 +123,9 @@ async def _connect(socket_path: str) -> socket.socket:
         raise
 
 
-def add_body(pod: str, *, provider: str, namespace: str = "ns", interface: str = "net1", container: str | None = None) -> dict[str, Any]:
+def add_body(
+    pod: str, *, provider: str, namespace: str = "ns", interface: str = "net1", container: str | None = None
+) -> dict[str, Any]:
     """Returns the POST /v1/cni/add body the shim sends for a pod attaching to ``provider``."""
     return {
         "containerId": container or f"c-{namespace}-{pod}",
@@ -143,13 +151,17 @@ def socket_dir() -> Iterator[Path]:
 class Cluster:
     """Daemons sharing one database, each on its own socket (one per 'node')."""
 
-    def __init__(self, workdir: Path, database_url: str, size: int, *, extra_args: tuple[str, ...] = (), repo: Path = REPO) -> None:
+    def __init__(
+        self, workdir: Path, database_url: str, size: int, *, extra_args: tuple[str, ...] = (), repo: Path = REPO
+    ) -> None:
         self.daemons = [
-            Daemon(workdir, database_url, name=f"node{i}", extra_args=("--node-name", f"node{i}", *extra_args), repo=repo)
+            Daemon(
+                workdir, database_url, name=f"node{i}", extra_args=("--node-name", f"node{i}", *extra_args), repo=repo
+            )
             for i in range(size)
         ]
 
-    def start(self, timeout: float = 60.0) -> "Cluster":
+    def start(self, timeout: float = 60.0) -> Cluster:
         for daemon in self.daemons:
             daemon.start(wait=False)
         for daemon in self.daemons:
@@ -169,8 +181,14 @@ class Cluster:
 
 
 async def call_anywhere(
-    sockets: list[str], method: str, url: str, body: Any = None, *, deadline: float = 60.0,
-    retry_statuses: tuple[int, ...] = (503,), rng: random.Random | None = None,
+    sockets: list[str],
+    method: str,
+    url: str,
+    body: Any = None,
+    *,
+    deadline: float = 60.0,
+    retry_statuses: tuple[int, ...] = (503,),
+    rng: random.Random | None = None,
 ) -> tuple[Reply, int]:
     """Sends the request to a random daemon, moving on to another while they fail.
 
@@ -223,7 +241,7 @@ def listening_tcp_ports(pid: int) -> list[int]:
         except OSError:
             continue
         if target.startswith("socket:["):
-            inodes.add(target[len("socket:["):-1])
+            inodes.add(target[len("socket:[") : -1])
     ports = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in Path(table).read_text().splitlines()[1:]:
@@ -271,6 +289,7 @@ async def postgres_snapshot(url: str) -> dict[str, list[tuple[Any, ...]]]:
 
 
 # ----------------------------------------------------------------------------- invariants
+
 
 def check_subnet_consistency(client_get: Callable[[str], Any], subnet: str) -> dict[str, Any]:
     """Asserts that a subnet's usage agrees with its allocation rows; returns the rows.

@@ -27,4 +27,3 @@ def many_files() -> None:
     wanted = min(hard, 16384) if hard != resource.RLIM_INFINITY else 16384
     if soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-

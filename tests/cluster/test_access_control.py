@@ -66,7 +66,9 @@ def _tcp(port: int, method: str, path: str, *, token: str | None, body: bytes | 
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     try:
-        connection.request(method, path, body=body if body is not None else (b"{}" if method not in SAFE else None), headers=headers)
+        connection.request(
+            method, path, body=body if body is not None else (b"{}" if method not in SAFE else None), headers=headers
+        )
         response = connection.getresponse()
         data = response.read()
     finally:
@@ -90,7 +92,9 @@ def test_socket_is_0660_and_owned_by_the_socket_group(tmp_path: Path, sockdir: P
     finally:
         daemon.stop()
     # A numeric gid works too.
-    daemon = Daemon(sockdir, f"sqlite:///{tmp_path / 'ipamd.db'}", extra_args=("--socket-group", str(group.gr_gid))).start()
+    daemon = Daemon(
+        sockdir, f"sqlite:///{tmp_path / 'ipamd.db'}", extra_args=("--socket-group", str(group.gr_gid))
+    ).start()
     try:
         assert os.stat(daemon.socket).st_gid == group.gr_gid
     finally:
@@ -103,7 +107,9 @@ def tcp_daemon(tmp_path: Path, sockdir: Path) -> Iterator[tuple[Daemon, int]]:
     tokens.write_text(f"# ipamd tokens\nadmin {ADMIN_TOKEN}\n\nreadonly {READONLY_TOKEN}\n")
     port = free_port()
     daemon = Daemon(
-        sockdir, f"sqlite:///{tmp_path / 'ipamd.db'}", extra_args=("--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)),
+        sockdir,
+        f"sqlite:///{tmp_path / 'ipamd.db'}",
+        extra_args=("--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)),
     ).start()
     try:
         yield daemon, port
@@ -119,10 +125,20 @@ def test_tcp_listener_needs_the_admin_token_to_change_state(tcp_daemon: tuple[Da
     writes = [(m, p) for m, p in routes if m not in SAFE]
     reads = [(m, p) for m, p in routes if m in SAFE]
     expected_writes = {
-        ("POST", "/v1/subnets"), ("PATCH", "/v1/subnets/nosuch"), ("DELETE", "/v1/subnets/nosuch"),
-        ("POST", "/v1/pools"), ("DELETE", "/v1/pools/nosuch"), ("POST", "/v1/reservations"), ("DELETE", "/v1/reservations/999"),
-        ("POST", "/v1/allocations"), ("DELETE", "/v1/allocations/999"),
-        ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"), ("POST", "/v1/cni/exec"),
+        ("POST", "/v1/subnets"),
+        ("PATCH", "/v1/subnets/nosuch"),
+        ("DELETE", "/v1/subnets/nosuch"),
+        ("POST", "/v1/pools"),
+        ("DELETE", "/v1/pools/nosuch"),
+        ("POST", "/v1/reservations"),
+        ("DELETE", "/v1/reservations/999"),
+        ("POST", "/v1/allocations"),
+        ("DELETE", "/v1/allocations/999"),
+        ("POST", "/v1/cni/add"),
+        ("POST", "/v1/cni/del"),
+        ("POST", "/v1/cni/check"),
+        ("POST", "/v1/cni/gc"),
+        ("POST", "/v1/cni/exec"),
     }
     assert expected_writes <= set(writes), sorted(expected_writes - set(writes))
 
@@ -156,6 +172,7 @@ def test_tcp_listener_needs_the_admin_token_to_change_state(tcp_daemon: tuple[Da
 
 # ----------------------------------------------------------------------------- the password
 
+
 @pytest.fixture(scope="module")
 def password_postgres() -> Iterator[PostgresServer]:
     """A PostgreSQL server that checks passwords on TCP (the shared one trusts everyone)."""
@@ -163,9 +180,22 @@ def password_postgres() -> Iterator[PostgresServer]:
     try:
         socket_dir = server.data_dir.parent
         subprocess.run(
-            ["psql", "-h", str(socket_dir), "-p", str(server.port), "-U", "postgres", "-v", "ON_ERROR_STOP=1", "-q",
-             "-c", "ALTER USER postgres PASSWORD 'RightPassw0rd'"],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "psql",
+                "-h",
+                str(socket_dir),
+                "-p",
+                str(server.port),
+                "-U",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-q",
+                "-c",
+                "ALTER USER postgres PASSWORD 'RightPassw0rd'",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         (server.data_dir / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n")
         server.pg_ctl("reload")
@@ -197,8 +227,11 @@ async def _ask_everything(socket_path: str) -> list:
 
 def _start_serving_without_database(daemon: Daemon) -> None:
     daemon.start(wait=False)
-    wait_until(lambda: daemon.process is not None and (daemon.process.poll() is not None or os.path.exists(daemon.socket)),
-               timeout=30, what="the socket")
+    wait_until(
+        lambda: daemon.process is not None and (daemon.process.poll() is not None or os.path.exists(daemon.socket)),
+        timeout=30,
+        what="the socket",
+    )
     assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
     # Serving, but not ready.
     wait_until(lambda: _healthz(daemon.socket), timeout=30, what="healthz")
@@ -220,7 +253,9 @@ def test_database_password_never_leaks(where: str, password_postgres: PostgresSe
     assert starting.process is not None
     if where == "nothing-listening":
         # A database that is not up yet: the daemon waits for it and says why, again and again.
-        wait_until(lambda: starting.log().count("database not reachable yet") >= 2, timeout=60, what="the retry warnings")
+        wait_until(
+            lambda: starting.log().count("database not reachable yet") >= 2, timeout=60, what="the retry warnings"
+        )
         assert starting.process.poll() is None, "the daemon should wait for its database, not exit"
         starting.stop()
     else:
@@ -245,7 +280,17 @@ def test_right_password_works_and_is_not_logged(password_postgres: PostgresServe
     url = f"postgresql://postgres:RightPassw0rd@127.0.0.1:{password_postgres.port}/postgres"
     daemon = Daemon(sockdir, url, extra_args=("--log-level", "debug")).start()
     try:
-        assert asyncio.run(request(daemon.socket, "POST", "/v1/subnets", {"name": "pw", "cidrBlock": "203.0.113.0/24", "provider": "pw.ns"})).status == 201
+        assert (
+            asyncio.run(
+                request(
+                    daemon.socket,
+                    "POST",
+                    "/v1/subnets",
+                    {"name": "pw", "cidrBlock": "203.0.113.0/24", "provider": "pw.ns"},
+                )
+            ).status
+            == 201
+        )
         assert asyncio.run(request(daemon.socket, "POST", "/v1/cni/add", add_body("p", provider="pw.ns"))).status == 200
     finally:
         daemon.stop()
@@ -256,7 +301,11 @@ def test_right_password_works_and_is_not_logged(password_postgres: PostgresServe
 def test_db_upgrade_command_keeps_the_password(sockdir: Path) -> None:
     url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{free_port()}/postgres"
     result = subprocess.run(
-        [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url], cwd=REPO, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode != 0
     assert PASSWORD not in result.stdout + result.stderr, (result.stdout + result.stderr)[-2000:]

@@ -77,7 +77,9 @@ def test_four_daemons_allocate_concurrently_without_duplicates(postgres_url: str
         # ADD is idempotent across daemons: asking another node gives the same address.
         async def again() -> None:
             for index, pod in enumerate(list(granted["big"])[:20]):
-                reply = await request(cluster.sockets[(index + 1) % 4], "POST", "/v1/cni/add", add_body(pod, provider="big.ns"))
+                reply = await request(
+                    cluster.sockets[(index + 1) % 4], "POST", "/v1/cni/add", add_body(pod, provider="big.ns")
+                )
                 assert reply.status == 200 and reply.body["ips"][0]["address"].partition("/")[0] == granted["big"][pod]
 
         asyncio.run(again())
@@ -189,16 +191,24 @@ def test_concurrent_releases_give_each_address_back_once(postgres_url: str, sock
             assert (await request(sockets[0], "POST", "/v1/pools", pool)).status == 201
             ids = {}
             for i in range(60):
-                ids[f"d{i}"] = (await request(sockets[0], "POST", "/v1/cni/add", add_body(f"d{i}", provider="rel.ns"))).body["allocationId"]
+                ids[f"d{i}"] = (
+                    await request(sockets[0], "POST", "/v1/cni/add", add_body(f"d{i}", provider="rel.ns"))
+                ).body["allocationId"]
             for i in range(40):
                 # Static pool members through the REST API: given back to the pool's free list.
-                body = {"subnet": "rel", "owner": {"namespace": "ns", "pod": f"m{i}"}, "address": f"198.51.100.{200 + i}"}
+                body = {
+                    "subnet": "rel",
+                    "owner": {"namespace": "ns", "pod": f"m{i}"},
+                    "address": f"198.51.100.{200 + i}",
+                }
                 reply = await request(sockets[1], "POST", "/v1/allocations", body)
                 assert reply.status == 201, reply.body
                 ids[f"m{i}"] = reply.body["id"]
             reservations = []
             for i in range(20):
-                reply = await request(sockets[2], "POST", "/v1/reservations", {"subnet": "rel", "address": f"198.51.100.{150 + i}"})
+                reply = await request(
+                    sockets[2], "POST", "/v1/reservations", {"subnet": "rel", "address": f"198.51.100.{150 + i}"}
+                )
                 assert reply.status == 201, reply.body
                 reservations.append(reply.body["id"])
 
@@ -206,11 +216,15 @@ def test_concurrent_releases_give_each_address_back_once(postgres_url: str, sock
             for index, (pod, allocation_id) in enumerate(ids.items()):
                 if pod.startswith("d"):
                     calls.append(request(sockets[index % 4], "POST", "/v1/cni/del", add_body(pod, provider="rel.ns")))
-                    calls.append(request(sockets[(index + 1) % 4], "POST", "/v1/cni/del", add_body(pod, provider="rel.ns")))
+                    calls.append(
+                        request(sockets[(index + 1) % 4], "POST", "/v1/cni/del", add_body(pod, provider="rel.ns"))
+                    )
                 calls.append(request(sockets[(index + 2) % 4], "DELETE", f"/v1/allocations/{allocation_id}"))
                 calls.append(request(sockets[(index + 3) % 4], "DELETE", f"/v1/allocations/{allocation_id}"))
             for index, reservation_id in enumerate(reservations):
-                calls += [request(sockets[(index + k) % 4], "DELETE", f"/v1/reservations/{reservation_id}") for k in range(3)]
+                calls += [
+                    request(sockets[(index + k) % 4], "DELETE", f"/v1/reservations/{reservation_id}") for k in range(3)
+                ]
             replies = await asyncio.gather(*calls)
             return collections.Counter((r.status, r.error_code) for r in replies)
 
@@ -223,9 +237,15 @@ def test_concurrent_releases_give_each_address_back_once(postgres_url: str, sock
         assert (usage["used"], usage["reserved"], usage["pooled"], usage["available"]) == (0, 0, 40, 213), usage
         pool_usage = get("/v1/pools/relpool")["usage"]
         assert (pool_usage["total"], pool_usage["used"], pool_usage["available"]) == (40, 0, 40), pool_usage
+
         # Every address can be handed out exactly once again.
         async def refill() -> list[str]:
-            replies = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", add_body(f"again{i}", provider="rel.ns")) for i in range(220)))
+            replies = await asyncio.gather(
+                *(
+                    request(sockets[i % 4], "POST", "/v1/cni/add", add_body(f"again{i}", provider="rel.ns"))
+                    for i in range(220)
+                )
+            )
             granted = [r.body["ips"][0]["address"] for r in replies if r.status == 200]
             assert all(r.status in (200, 409) for r in replies), [r.body for r in replies if r.status not in (200, 409)]
             return granted
@@ -245,22 +265,46 @@ def test_overlapping_subnets_of_one_provider_cannot_be_created_at_once(postgres_
         sockets = cluster.sockets
 
         async def run() -> None:
-            creates = await asyncio.gather(*(
-                request(sockets[i % 4], "POST", "/v1/subnets", {"name": f"o{i}", "cidrBlock": "192.0.2.0/24" if i % 2 else "192.0.2.0/25", "provider": "same.ns"})
-                for i in range(8)
-            ))
+            creates = await asyncio.gather(
+                *(
+                    request(
+                        sockets[i % 4],
+                        "POST",
+                        "/v1/subnets",
+                        {
+                            "name": f"o{i}",
+                            "cidrBlock": "192.0.2.0/24" if i % 2 else "192.0.2.0/25",
+                            "provider": "same.ns",
+                        },
+                    )
+                    for i in range(8)
+                )
+            )
             outcomes = collections.Counter((r.status, r.error_code) for r in creates)
             assert outcomes == {(201, None): 1, (409, "already_exists"): 7}, outcomes
             # Moving subnets under one provider at once: at most one of them gets there.
             for i in range(4):
-                assert (await request(sockets[0], "POST", "/v1/subnets", {"name": f"m{i}", "cidrBlock": "203.0.113.0/24", "provider": f"m{i}.ns"})).status == 201
-            moves = await asyncio.gather(*(request(sockets[i], "PATCH", f"/v1/subnets/m{i}", {"provider": "target.ns"}) for i in range(4)))
+                assert (
+                    await request(
+                        sockets[0],
+                        "POST",
+                        "/v1/subnets",
+                        {"name": f"m{i}", "cidrBlock": "203.0.113.0/24", "provider": f"m{i}.ns"},
+                    )
+                ).status == 201
+            moves = await asyncio.gather(
+                *(request(sockets[i], "PATCH", f"/v1/subnets/m{i}", {"provider": "target.ns"}) for i in range(4))
+            )
             outcomes = collections.Counter((r.status, r.error_code) for r in moves)
             assert outcomes == {(200, None): 1, (409, "already_exists"): 3}, outcomes
+
             # The first ADDs of an inline (Whereabouts-style) network, on every node at once:
             # one daemon creates its subnet, the others find it; nobody is refused.
             def inline(i: int) -> dict[str, object]:
-                return {**add_body(f"w{i}", provider="unused"), "ipam": {"type": "ipamd", "range": "198.18.4.0/24", "network_name": "wbnet"}}
+                return {
+                    **add_body(f"w{i}", provider="unused"),
+                    "ipam": {"type": "ipamd", "range": "198.18.4.0/24", "network_name": "wbnet"},
+                }
 
             adds = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", inline(i)) for i in range(16)))
             assert all(r.status == 200 for r in adds), [r.body for r in adds if r.status != 200]
@@ -284,10 +328,13 @@ def test_one_attachment_added_through_every_daemon_at_once_gets_one_address(post
         _create(sockets[0], {"name": "same", "cidrBlock": "198.51.100.0/24,2001:db8:6::/64", "provider": "same.ns"})
 
         async def run() -> None:
-            replies = await asyncio.gather(*(
-                request(sockets[k % 4], "POST", "/v1/cni/add", add_body(f"p{i}", provider="same.ns"))
-                for i in range(30) for k in range(4)
-            ))
+            replies = await asyncio.gather(
+                *(
+                    request(sockets[k % 4], "POST", "/v1/cni/add", add_body(f"p{i}", provider="same.ns"))
+                    for i in range(30)
+                    for k in range(4)
+                )
+            )
             assert all(r.status == 200 for r in replies), [r.body for r in replies if r.status != 200]
             by_pod: dict[str, set[str]] = collections.defaultdict(set)
             for index, reply in enumerate(replies):
@@ -295,10 +342,17 @@ def test_one_attachment_added_through_every_daemon_at_once_gets_one_address(post
             assert all(len(answers) == 1 for answers in by_pod.values()), by_pod
             assert len({next(iter(a)) for a in by_pod.values()}) == 30
 
-            static = await asyncio.gather(*(
-                request(sockets[i % 4], "POST", "/v1/cni/add", {**add_body(f"s{i}", provider="same.ns"), "ips": ["198.51.100.200"]})
-                for i in range(8)
-            ))
+            static = await asyncio.gather(
+                *(
+                    request(
+                        sockets[i % 4],
+                        "POST",
+                        "/v1/cni/add",
+                        {**add_body(f"s{i}", provider="same.ns"), "ips": ["198.51.100.200"]},
+                    )
+                    for i in range(8)
+                )
+            )
             outcomes = collections.Counter((r.status, r.error_code) for r in static)
             assert outcomes == {(200, None): 1, (409, "address_conflict"): 7}, outcomes
 
@@ -319,22 +373,32 @@ def test_overlapping_inline_ranges_on_four_daemons_never_share_an_address(postgr
 
         def body(i: int) -> dict[str, object]:
             network = sorted(ranges)[i % 3]
-            return {**add_body(f"p{i}", provider="unused"), "network": network, "ipam": {"type": "ipamd", "range": ranges[network]}}
+            return {
+                **add_body(f"p{i}", provider="unused"),
+                "network": network,
+                "ipam": {"type": "ipamd", "range": ranges[network]},
+            }
 
         async def run() -> None:
             # 30 allocatable in the /27 (no gateway), 14 of them in the /28: 40 ask. How many
             # nad-c gets depends on the interleaving; what it never gets is a held address.
             adds = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", body(i)) for i in range(40)))
             held = [r.body["ips"][0]["address"].split("/")[0] for r in adds if r.status == 200]
-            assert all(r.status == 200 or r.error_code == "exhausted" for r in adds), [r.body for r in adds if r.status != 200]
+            assert all(r.status == 200 or r.error_code == "exhausted" for r in adds), [
+                r.body for r in adds if r.status != 200
+            ]
             assert len(held) >= 27 and len(set(held)) == len(held)
             # Release a third of them on every daemon at once, then fill again: still unique.
             winners = [i for i, r in enumerate(adds) if r.status == 200]
             freed = winners[::3]
             dels = await asyncio.gather(*(request(sockets[(i + 1) % 4], "POST", "/v1/cni/del", body(i)) for i in freed))
             assert all(r.status == 200 and r.body["released"] == 1 for r in dels), [r.body for r in dels]
-            refill = await asyncio.gather(*(request(sockets[i % 4], "POST", "/v1/cni/add", body(i)) for i in range(100, 100 + 3 * len(freed))))
-            assert all(r.status == 200 or r.error_code == "exhausted" for r in refill), [r.body for r in refill if r.status != 200]
+            refill = await asyncio.gather(
+                *(request(sockets[i % 4], "POST", "/v1/cni/add", body(i)) for i in range(100, 100 + 3 * len(freed)))
+            )
+            assert all(r.status == 200 or r.error_code == "exhausted" for r in refill), [
+                r.body for r in refill if r.status != 200
+            ]
             # Two thirds of the refill can use the whole /27: every free address is taken again.
             live = json_getter(sockets[2])("/v1/allocations")["items"]
             addresses = [a["addresses"][0]["address"] for a in live]

@@ -84,19 +84,35 @@ def test_a_full_disk_is_named_makes_the_daemon_unready_and_clears_by_itself(smal
             assert len(refused) == 5, "the disk never filled up"
             for body in refused:
                 error = body["error"]
-                assert (error["code"], error["cniCode"], error["details"]) == ("unavailable", 11, {"fault": "disk full"}), error
+                assert (error["code"], error["cniCode"], error["details"]) == (
+                    "unavailable",
+                    11,
+                    {"fault": "disk full"},
+                ), error
                 assert error["message"].startswith(f"database {database}: disk full ("), error["message"]
             ready = daemon.client.get("/readyz")
-            assert ready.status == 503 and "database writes fail" in ready.message and "disk full" in ready.message, ready.body
+            assert ready.status == 503 and "database writes fail" in ready.message and "disk full" in ready.message, (
+                ready.body
+            )
             # Reads still work while writes do not.
             assert daemon.client.get("/v1/subnets/f").status == 200
 
             filler.unlink()
-            wait_until(lambda: daemon.client.get("/readyz").status == 200, timeout=30, what="readiness after space was freed")
+            wait_until(
+                lambda: daemon.client.get("/readyz").status == 200, timeout=30, what="readiness after space was freed"
+            )
             assert add(daemon, "after")[0] == 200
             log = daemon.log()
             assert log.count("database writes fail") == 1, log[-4000:]
-            assert len(re.findall(r"database writes work again after [0-9.]+ s of disk full; \d+ request\(s\) failed meanwhile", log)) == 1, log[-4000:]
+            assert (
+                len(
+                    re.findall(
+                        r"database writes work again after [0-9.]+ s of disk full; \d+ request\(s\) failed meanwhile",
+                        log,
+                    )
+                )
+                == 1
+            ), log[-4000:]
             assert "database reads fail" not in log
         finally:
             daemon.stop()
@@ -131,7 +147,11 @@ def test_the_database_file_deleted_under_the_daemon_refuses_writes_naming_it(tmp
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{database}{suffix}").unlink(missing_ok=True)
             deleted_at = time.monotonic()
-            wait_until(lambda: sum(sent > deleted_at for sent, *_ in answers) >= 10, timeout=30, what="writes after the deletion")
+            wait_until(
+                lambda: sum(sent > deleted_at for sent, *_ in answers) >= 10,
+                timeout=30,
+                what="writes after the deletion",
+            )
             stop.set()
             for thread in threads:
                 thread.join()

@@ -13,7 +13,6 @@ import json
 import socket
 import urllib.parse
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -66,8 +65,14 @@ class Target:
             assert self.client.post("/v1/reservations", SEED_RESERVATION).status == 201
         for i in range(3):
             for provider in ("p1.ns", "dual.ns"):
-                body = {"containerId": f"seed{i}", "ifName": "net1", "network": "n", "podNamespace": "seed",
-                        "podName": f"seed{i}", "ipam": {"type": "ipamd", "provider": provider}}
+                body = {
+                    "containerId": f"seed{i}",
+                    "ifName": "net1",
+                    "network": "n",
+                    "podNamespace": "seed",
+                    "podName": f"seed{i}",
+                    "ipam": {"type": "ipamd", "provider": provider},
+                }
                 assert self.client.post("/v1/cni/add", body).status == 200
 
     def ids(self, kind: str) -> list[int]:
@@ -116,8 +121,12 @@ def examples(target: Target, sqlite: int = 120, postgres: int = 30) -> Callable[
 
 HUGE_INTS = st.sampled_from([2**63, -(2**63) - 1, 2**64, 10**40, -(10**40), 2**128 + 1])
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), HUGE_INTS,
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    HUGE_INTS,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
     st.sampled_from(["", " ", "0", "-1", "1e400", "null", "\u0000", "\ud800", "x" * 300, "é" * 70]),
 )
 JSON = st.recursive(
@@ -125,43 +134,130 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
-ADDRESSES = st.sampled_from([
-    "192.0.2.1", "192.0.2.0", "192.0.2.255", "192.0.2.10", "192.0.2.77", "192.0.2.201", "192.0.2.300", "192.0.2.5/24",
-    "198.51.100.7", "2001:db8:9::1", "2001:db8:9::ffff:ffff:ffff:ffff", "2001:db8:9::/64",
-    "203.0.113.5", "::ffff:192.0.2.1", "fe80::1%eth0", "198.51.100.7,2001:db8:9::7", "192.0.2.2..192.0.2.9",
-    "192.0.2.9..192.0.2.2", "1.2.3", "", "x",
-])
-CIDRS = st.sampled_from([
-    "192.0.2.0/24", "192.0.2.0/25", "192.0.2.128/25", "203.0.113.0/24", "203.0.113.0/31", "203.0.113.7/32",
-    "203.0.113.0/30", "198.18.0.0/15", "198.18.0.0/16", "2001:db8:a::/64", "2001:db8:a::/127", "2001:db8::/32",
-    "2001:db8:b::/128", "203.0.113.0/24,2001:db8:c::/64", "203.0.113.0/24,198.18.0.0/16", "203.0.113.5/24", "203.0.113.0/²4", "203.0.113.0/24\u0000",
-    "192.0.2.0/33", "2001:db8::/129", "garbage",
-])
-NAMES = st.one_of(st.sampled_from(["net1", "dual", "pool1", "new1", "p1.ns", "dual.ns", "seed0", "a" * 254]), st.text(max_size=20))
+ADDRESSES = st.sampled_from(
+    [
+        "192.0.2.1",
+        "192.0.2.0",
+        "192.0.2.255",
+        "192.0.2.10",
+        "192.0.2.77",
+        "192.0.2.201",
+        "192.0.2.300",
+        "192.0.2.5/24",
+        "198.51.100.7",
+        "2001:db8:9::1",
+        "2001:db8:9::ffff:ffff:ffff:ffff",
+        "2001:db8:9::/64",
+        "203.0.113.5",
+        "::ffff:192.0.2.1",
+        "fe80::1%eth0",
+        "198.51.100.7,2001:db8:9::7",
+        "192.0.2.2..192.0.2.9",
+        "192.0.2.9..192.0.2.2",
+        "1.2.3",
+        "",
+        "x",
+    ]
+)
+CIDRS = st.sampled_from(
+    [
+        "192.0.2.0/24",
+        "192.0.2.0/25",
+        "192.0.2.128/25",
+        "203.0.113.0/24",
+        "203.0.113.0/31",
+        "203.0.113.7/32",
+        "203.0.113.0/30",
+        "198.18.0.0/15",
+        "198.18.0.0/16",
+        "2001:db8:a::/64",
+        "2001:db8:a::/127",
+        "2001:db8::/32",
+        "2001:db8:b::/128",
+        "203.0.113.0/24,2001:db8:c::/64",
+        "203.0.113.0/24,198.18.0.0/16",
+        "203.0.113.5/24",
+        "203.0.113.0/²4",
+        "203.0.113.0/24\u0000",
+        "192.0.2.0/33",
+        "2001:db8::/129",
+        "garbage",
+    ]
+)
+NAMES = st.one_of(
+    st.sampled_from(["net1", "dual", "pool1", "new1", "p1.ns", "dual.ns", "seed0", "a" * 254]), st.text(max_size=20)
+)
 
 
 def plausible(field: str) -> st.SearchStrategy[Any]:
     """Values shaped like what a field expects, mixed with anything at all."""
     by_field: dict[str, st.SearchStrategy[Any]] = {
-        "cidrBlock": CIDRS, "range": CIDRS, "subnet": st.one_of(NAMES, CIDRS),
-        "gateway": ADDRESSES, "address": ADDRESSES, "rangeStart": ADDRESSES, "rangeEnd": ADDRESSES,
-        "range_start": ADDRESSES, "range_end": ADDRESSES,
-        "excludeIps": st.lists(st.one_of(ADDRESSES, CIDRS), max_size=4), "exclude": st.lists(st.one_of(ADDRESSES, CIDRS), max_size=3),
-        "ips": st.lists(ADDRESSES, max_size=3), "name": NAMES, "provider": NAMES, "network": NAMES, "network_name": NAMES,
-        "podName": NAMES, "podNamespace": NAMES, "containerId": NAMES, "ifName": st.sampled_from(["eth0", "net1", "", "x" * 70]),
+        "cidrBlock": CIDRS,
+        "range": CIDRS,
+        "subnet": st.one_of(NAMES, CIDRS),
+        "gateway": ADDRESSES,
+        "address": ADDRESSES,
+        "rangeStart": ADDRESSES,
+        "rangeEnd": ADDRESSES,
+        "range_start": ADDRESSES,
+        "range_end": ADDRESSES,
+        "excludeIps": st.lists(st.one_of(ADDRESSES, CIDRS), max_size=4),
+        "exclude": st.lists(st.one_of(ADDRESSES, CIDRS), max_size=3),
+        "ips": st.lists(ADDRESSES, max_size=3),
+        "name": NAMES,
+        "provider": NAMES,
+        "network": NAMES,
+        "network_name": NAMES,
+        "podName": NAMES,
+        "podNamespace": NAMES,
+        "containerId": NAMES,
+        "ifName": st.sampled_from(["eth0", "net1", "", "x" * 70]),
         "priority": st.one_of(st.integers(-5, 5), HUGE_INTS),
-        "mac": st.sampled_from(["02:00:00:00:00:01", "02-00-00-00-00-02", "0200.0000.0003", "ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "zz", ""]),
-        "routes": st.lists(st.fixed_dictionaries({}, optional={"dst": st.one_of(CIDRS, JSON), "gw": st.one_of(ADDRESSES, JSON)}), max_size=3),
-        "dns": st.fixed_dictionaries({}, optional={"nameservers": st.lists(ADDRESSES, max_size=2), "domain": JSON, "search": JSON, "options": JSON}),
+        "mac": st.sampled_from(
+            [
+                "02:00:00:00:00:01",
+                "02-00-00-00-00-02",
+                "0200.0000.0003",
+                "ff:ff:ff:ff:ff:ff",
+                "01:00:5e:00:00:01",
+                "zz",
+                "",
+            ]
+        ),
+        "routes": st.lists(
+            st.fixed_dictionaries({}, optional={"dst": st.one_of(CIDRS, JSON), "gw": st.one_of(ADDRESSES, JSON)}),
+            max_size=3,
+        ),
+        "dns": st.fixed_dictionaries(
+            {},
+            optional={"nameservers": st.lists(ADDRESSES, max_size=2), "domain": JSON, "search": JSON, "options": JSON},
+        ),
         "owner": st.one_of(
             st.sampled_from(["lab/router", "router", "", "a/b/c"]),
             st.fixed_dictionaries({}, optional={"namespace": NAMES, "pod": NAMES, "interface": NAMES}),
         ),
         "ipam": ipam_sections(),
-        "validAttachments": st.lists(st.fixed_dictionaries({}, optional={"containerId": NAMES, "ifName": NAMES}), max_size=3),
-        "prevResult": st.fixed_dictionaries({}, optional={"ips": st.lists(st.fixed_dictionaries({}, optional={"address": ADDRESSES}), max_size=2)}),
-        "ipRanges": st.lists(st.fixed_dictionaries({}, optional={"range": CIDRS, "range_start": ADDRESSES, "exclude": st.lists(ADDRESSES, max_size=2)}), max_size=3),
-        "ranges": st.lists(st.lists(st.fixed_dictionaries({}, optional={"subnet": CIDRS, "rangeStart": ADDRESSES, "rangeEnd": ADDRESSES, "gateway": ADDRESSES}), max_size=2), max_size=2),
+        "validAttachments": st.lists(
+            st.fixed_dictionaries({}, optional={"containerId": NAMES, "ifName": NAMES}), max_size=3
+        ),
+        "prevResult": st.fixed_dictionaries(
+            {}, optional={"ips": st.lists(st.fixed_dictionaries({}, optional={"address": ADDRESSES}), max_size=2)}
+        ),
+        "ipRanges": st.lists(
+            st.fixed_dictionaries(
+                {}, optional={"range": CIDRS, "range_start": ADDRESSES, "exclude": st.lists(ADDRESSES, max_size=2)}
+            ),
+            max_size=3,
+        ),
+        "ranges": st.lists(
+            st.lists(
+                st.fixed_dictionaries(
+                    {}, optional={"subnet": CIDRS, "rangeStart": ADDRESSES, "rangeEnd": ADDRESSES, "gateway": ADDRESSES}
+                ),
+                max_size=2,
+            ),
+            max_size=2,
+        ),
     }
     return st.one_of(by_field.get(field, JSON), JSON)
 
@@ -176,7 +272,10 @@ def ipam_sections(draw: st.DrawFn) -> Any:
     keys = sorted(WHEREABOUTS_KEYS if style == "whereabouts" else HOST_LOCAL_KEYS)
     wanted = draw(st.lists(st.sampled_from(keys), max_size=5, unique=True))
     section = {"type": "ipamd", **{key: draw(plausible(key)) for key in wanted}}
-    section.setdefault("range" if style == "whereabouts" else "ranges", draw(plausible("range" if style == "whereabouts" else "ranges")))
+    section.setdefault(
+        "range" if style == "whereabouts" else "ranges",
+        draw(plausible("range" if style == "whereabouts" else "ranges")),
+    )
     return section
 
 
@@ -187,10 +286,24 @@ def bodies(draw: st.DrawFn, fields: frozenset[str]) -> bytes:
     if shape == "bytes":
         return draw(st.binary(max_size=200))
     if shape == "text":
-        return draw(st.sampled_from([
-            b"", b"{", b"[]", b"null", b"{\"a\": NaN}", b"{\"priority\": Infinity}", b"\xff\xfe{}", b"{\"name\": \"\xed\xa0\x80\"}",
-            b"{\"x\": " + b"9" * 5000 + b"}", b"[" * 5000 + b"]" * 5000, b"{\"name\": \"a\"} trailing", b"{\"a\": 1, \"a\": 2}",
-        ]))
+        return draw(
+            st.sampled_from(
+                [
+                    b"",
+                    b"{",
+                    b"[]",
+                    b"null",
+                    b'{"a": NaN}',
+                    b'{"priority": Infinity}',
+                    b"\xff\xfe{}",
+                    b'{"name": "\xed\xa0\x80"}',
+                    b'{"x": ' + b"9" * 5000 + b"}",
+                    b"[" * 5000 + b"]" * 5000,
+                    b'{"name": "a"} trailing',
+                    b'{"a": 1, "a": 2}',
+                ]
+            )
+        )
     if shape == "json":
         return json.dumps(draw(JSON)).encode()
     chosen = draw(st.lists(st.sampled_from(sorted(fields)), max_size=len(fields), unique=True))
@@ -203,23 +316,51 @@ def bodies(draw: st.DrawFn, fields: frozenset[str]) -> bytes:
 def segment() -> st.SearchStrategy[str]:
     """A path segment: existing names and ids, or anything, percent-encoded."""
     return st.one_of(
-        st.sampled_from(["net1", "dual", "pool1", "1", "2", "3", "0", "-1", "¹", "2147483648", "99999999999999999999", "192.0.2.77", "2001:db8:9::1", "\ud800"]),
+        st.sampled_from(
+            [
+                "net1",
+                "dual",
+                "pool1",
+                "1",
+                "2",
+                "3",
+                "0",
+                "-1",
+                "¹",
+                "2147483648",
+                "99999999999999999999",
+                "192.0.2.77",
+                "2001:db8:9::1",
+                "\ud800",
+            ]
+        ),
         st.text(min_size=1, max_size=30),
     ).map(lambda text: urllib.parse.quote(text, safe="", errors="surrogatepass"))
 
 
 def query() -> st.SearchStrategy[str]:
-    pairs = st.lists(st.tuples(st.one_of(st.sampled_from(["subnet", "namespace", "pod", "provider", "node", "force"]), st.text(max_size=8)), st.text(max_size=12)), max_size=3)
+    pairs = st.lists(
+        st.tuples(
+            st.one_of(
+                st.sampled_from(["subnet", "namespace", "pod", "provider", "node", "force"]), st.text(max_size=8)
+            ),
+            st.text(max_size=12),
+        ),
+        max_size=3,
+    )
     return pairs.map(lambda items: urllib.parse.urlencode(items))
 
 
 # ----------------------------------------------------------------------------- the property
 
+
 def exchange(target: Target, method: str, url: str, body: bytes | None) -> Reply:
     reply = target.client.request(method, url, raw=body if body is not None else None)
     assert reply.status < 500, f"{method} {url} {body[:300] if body else b''!r} -> {reply.status} {reply.raw[:500]!r}"
     if reply.status >= 400:
-        assert isinstance(reply.body, dict) and isinstance(reply.body.get("error", {}).get("code"), str), reply.raw[:300]
+        assert isinstance(reply.body, dict) and isinstance(reply.body.get("error", {}).get("code"), str), reply.raw[
+            :300
+        ]
     return reply
 
 
@@ -267,20 +408,38 @@ def plugin_requests(draw: st.DrawFn) -> bytes:
     if shape == "json":
         return json.dumps(draw(JSON)).encode()
     env = {
-        "CNI_COMMAND": draw(st.one_of(st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]), st.text(max_size=8))),
-        "CNI_CONTAINERID": draw(NAMES), "CNI_IFNAME": draw(plausible("ifName")), "CNI_NETNS": "/var/run/netns/fuzz",
-        "CNI_ARGS": draw(st.one_of(st.just("IgnoreUnknown=1;K8S_POD_NAMESPACE=fuzz;K8S_POD_NAME=p1"), st.text(max_size=40))),
+        "CNI_COMMAND": draw(
+            st.one_of(st.sampled_from(["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"]), st.text(max_size=8))
+        ),
+        "CNI_CONTAINERID": draw(NAMES),
+        "CNI_IFNAME": draw(plausible("ifName")),
+        "CNI_NETNS": "/var/run/netns/fuzz",
+        "CNI_ARGS": draw(
+            st.one_of(st.just("IgnoreUnknown=1;K8S_POD_NAMESPACE=fuzz;K8S_POD_NAME=p1"), st.text(max_size=40))
+        ),
     }
     env = {key: value for key, value in env.items() if draw(st.integers(0, 9))}  # now and then one is missing
     config: dict[str, Any] = {
         "cniVersion": draw(st.one_of(st.sampled_from(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0", "9.9.9"]), JSON)),
-        "name": draw(NAMES), "ipam": draw(ipam_sections()),
+        "name": draw(NAMES),
+        "ipam": draw(ipam_sections()),
     }
     for key, strategy in (
-        ("runtimeConfig", st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=3), "mac": plausible("mac")})),
-        ("args", st.fixed_dictionaries({"cni": st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=2)})})),
+        (
+            "runtimeConfig",
+            st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=3), "mac": plausible("mac")}),
+        ),
+        (
+            "args",
+            st.fixed_dictionaries(
+                {"cni": st.fixed_dictionaries({}, optional={"ips": st.lists(ADDRESSES, max_size=2)})}
+            ),
+        ),
         ("prevResult", plausible("prevResult")),
-        ("cni.dev/valid-attachments", st.lists(st.fixed_dictionaries({}, optional={"containerID": NAMES, "ifname": NAMES}), max_size=2)),
+        (
+            "cni.dev/valid-attachments",
+            st.lists(st.fixed_dictionaries({}, optional={"containerID": NAMES, "ifname": NAMES}), max_size=2),
+        ),
     ):
         if draw(st.booleans()):
             config[key] = draw(strategy)
@@ -346,7 +505,15 @@ def test_fuzzed_paths_and_queries(target: Target, method: str, template: str) ->
 
 @pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE", "POST", "OPTIONS", "BREW"])
 def test_wrong_methods_and_unknown_paths(target: Target, method: str) -> None:
-    for path in ("/v1/subnets", "/v1/pools/pool1", "/v1/cni/add", "/v1/ips/192.0.2.1", "/v2/anything", "/", "/v1/subnets/net1/extra"):
+    for path in (
+        "/v1/subnets",
+        "/v1/pools/pool1",
+        "/v1/cni/add",
+        "/v1/ips/192.0.2.1",
+        "/v2/anything",
+        "/",
+        "/v1/subnets/net1/extra",
+    ):
         head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n".encode()
         before = target.snapshot()
         status, data = raw_exchange(target.daemon.socket, head, iter([b"{}"]))
@@ -357,6 +524,7 @@ def test_wrong_methods_and_unknown_paths(target: Target, method: str) -> None:
 
 
 # ----------------------------------------------------------------------------- big bodies
+
 
 def raw_exchange(socket_path: str, head: bytes, body_chunks: Iterator[bytes]) -> tuple[int, bytes]:
     """Sends a request as fast as the daemon takes it and returns (status, response)."""
@@ -380,10 +548,21 @@ def raw_exchange(socket_path: str, head: bytes, body_chunks: Iterator[bytes]) ->
     return int(data.split()[1]), data
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("POST", "/v1/subnets"), ("PATCH", "/v1/subnets/net1"), ("POST", "/v1/pools"), ("POST", "/v1/reservations"),
-    ("POST", "/v1/allocations"), ("POST", "/v1/cni/add"), ("POST", "/v1/cni/del"), ("POST", "/v1/cni/check"), ("POST", "/v1/cni/gc"), ("POST", "/v1/cni/exec"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/subnets"),
+        ("PATCH", "/v1/subnets/net1"),
+        ("POST", "/v1/pools"),
+        ("POST", "/v1/reservations"),
+        ("POST", "/v1/allocations"),
+        ("POST", "/v1/cni/add"),
+        ("POST", "/v1/cni/del"),
+        ("POST", "/v1/cni/check"),
+        ("POST", "/v1/cni/gc"),
+        ("POST", "/v1/cni/exec"),
+    ],
+)
 def test_bodies_over_one_mib_are_refused_with_413(target: Target, method: str, path: str) -> None:
     before = target.snapshot()
     size = MiB + 1
@@ -391,11 +570,15 @@ def test_bodies_over_one_mib_are_refused_with_413(target: Target, method: str, p
     payload = b'{"name": "big", "pad": "' + b"x" * size + b'"}'
     # Declared length: refused from the header.
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-    status, data = raw_exchange(target.daemon.socket, head, iter([payload[i:i + 65536] for i in range(0, len(payload), 65536)]))
+    status, data = raw_exchange(
+        target.daemon.socket, head, iter([payload[i : i + 65536] for i in range(0, len(payload), 65536)])
+    )
     assert status == 413 and b"payload_too_large" in data, data[:300]
     # Chunked, no length announced: refused once the limit is crossed while reading.
     head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".encode()
-    chunks = [b"%x\r\n%s\r\n" % (len(payload[i:i + 65536]), payload[i:i + 65536]) for i in range(0, len(payload), 65536)] + [b"0\r\n\r\n"]
+    chunks = [
+        b"%x\r\n%s\r\n" % (len(payload[i : i + 65536]), payload[i : i + 65536]) for i in range(0, len(payload), 65536)
+    ] + [b"0\r\n\r\n"]
     status, data = raw_exchange(target.daemon.socket, head, iter(chunks))
     assert status == 413 and b"payload_too_large" in data, data[:300]
     assert target.snapshot() == before
@@ -405,7 +588,14 @@ def test_bodies_over_one_mib_are_refused_with_413(target: Target, method: str, p
 def test_a_batch_of_refused_requests_changes_nothing(target: Target) -> None:
     """The brief's snapshot check through the API too: subnets and allocations as listed."""
     target.seed()
-    listed = lambda: (target.client.get("/v1/subnets").body, target.client.get("/v1/allocations").body, target.client.get("/v1/pools").body)  # noqa: E731
+
+    def listed() -> tuple[object, ...]:
+        return (
+            target.client.get("/v1/subnets").body,
+            target.client.get("/v1/allocations").body,
+            target.client.get("/v1/pools").body,
+        )
+
     before = listed()
     bad = [
         ("POST", "/v1/subnets", b'{"name": "net1", "cidrBlock": "203.0.113.0/24"}'),  # name taken
@@ -416,8 +606,16 @@ def test_a_batch_of_refused_requests_changes_nothing(target: Target) -> None:
         ("POST", "/v1/pools", b'{"name": "p2", "subnet": "net1", "ips": ["192.0.2.205"]}'),  # overlaps pool1
         ("POST", "/v1/reservations", b'{"subnet": "net1", "address": "192.0.2.77"}'),  # already reserved
         ("POST", "/v1/allocations", b'{"subnet": "net1", "owner": {"pod": "z"}, "address": "192.0.2.77"}'),  # reserved
-        ("POST", "/v1/cni/add", b'{"containerId": "c", "ifName": "eth0", "network": "n", "ipam": {"provider": "p1.ns"}, "ips": ["192.0.2.1"]}'),
-        ("POST", "/v1/cni/add", b'{"containerId": "c", "ifName": "eth0", "network": "n", "ipam": {"provider": "p1.ns"}, "mac": "nope"}'),
+        (
+            "POST",
+            "/v1/cni/add",
+            b'{"containerId": "c", "ifName": "eth0", "network": "n", "ipam": {"provider": "p1.ns"}, "ips": ["192.0.2.1"]}',
+        ),
+        (
+            "POST",
+            "/v1/cni/add",
+            b'{"containerId": "c", "ifName": "eth0", "network": "n", "ipam": {"provider": "p1.ns"}, "mac": "nope"}',
+        ),
         ("POST", "/v1/cni/add", b"\xff\xfe\x00"),
         ("POST", "/v1/cni/gc", b'{"network": "n", "ipam": {"provider": "p1.ns"}, "validAttachments": "all"}'),
         ("DELETE", "/v1/allocations/abc", None),

@@ -60,8 +60,16 @@ def exchange(port: int, data: bytes, *, replies: int = 1) -> list[tuple[int, byt
     return answers
 
 
-def request_bytes(method: str, path: str, body: bytes = b"", *, headers: tuple[bytes, ...] = (), token: bytes | None = None,
-                  length: bool = True, close: bool = True) -> bytes:
+def request_bytes(
+    method: str,
+    path: str,
+    body: bytes = b"",
+    *,
+    headers: tuple[bytes, ...] = (),
+    token: bytes | None = None,
+    length: bool = True,
+    close: bool = True,
+) -> bytes:
     head = [f"{method} {path} HTTP/1.1".encode(), b"Host: ipamd"]
     if token is not None:
         head.append(b"Authorization: Bearer " + token)
@@ -101,7 +109,8 @@ def listener(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Daemon,
     tokens.write_text(f"admin {ADMIN_TOKEN}\nadmin {UNICODE_TOKEN}\n", encoding="utf-8")
     port = free_port()
     daemon = Daemon(
-        Path(directory), f"sqlite:///{directory / 'ipamd.db'}",
+        Path(directory),
+        f"sqlite:///{directory / 'ipamd.db'}",
         extra_args=("--listen", f"127.0.0.1:{port}", "--token-file", str(tokens)),
     ).start()
     wait_listening(daemon, port)
@@ -123,10 +132,17 @@ def subnets(port: int) -> list[str]:
     return sorted(item["name"] for item in body["items"])
 
 
-@pytest.mark.parametrize("token", [
-    b"\xff\xfe\xfd-not-utf8-at-all-0000", b"\xc3\x28-broken-sequence-00000", b"admin-Zq8Jx2Lw9Pt4Rk7N\x80",
-    "ключ-доступа-неверный".encode(), "🔑".encode() * 8,
-], ids=["latin1", "bad-sequence", "valid-then-junk", "cyrillic-wrong", "emoji"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        b"\xff\xfe\xfd-not-utf8-at-all-0000",
+        b"\xc3\x28-broken-sequence-00000",
+        b"admin-Zq8Jx2Lw9Pt4Rk7N\x80",
+        "ключ-доступа-неверный".encode(),
+        "🔑".encode() * 8,
+    ],
+    ids=["latin1", "bad-sequence", "valid-then-junk", "cyrillic-wrong", "emoji"],
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_tokens_that_are_not_ascii_get_401(listener: tuple[Daemon, int], token: bytes, method: str) -> None:
     _, port = listener
@@ -149,18 +165,28 @@ def _gzip_bomb() -> bytes:
     return gzip.compress(b'{"name": "bomb", "pad": "' + b"x" * (8 * 1024 * 1024) + b'"}')
 
 
-@pytest.mark.parametrize(("encoding", "body", "expected"), [
-    (b"deflate", b"this is not deflate data at all", 400),
-    (b"deflate", zlib.compress(json.dumps(SUBNET).encode())[:-6], 400),  # cut short
-    (b"gzip", b"\x1f\x8b\x08\x00garbage-after-the-magic", 400),
-    (b"gzip", gzip.compress(json.dumps(SUBNET).encode())[:20], 400),
-    (b"br", b"\x8b\x02\x80garbage", 400),
-    (b"gzip", _gzip_bomb(), 413),
-], ids=["deflate-garbage", "deflate-truncated", "gzip-garbage", "gzip-truncated", "brotli-garbage", "gzip-bomb"])
-def test_bodies_that_do_not_decode_are_refused(listener: tuple[Daemon, int], encoding: bytes, body: bytes, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("encoding", "body", "expected"),
+    [
+        (b"deflate", b"this is not deflate data at all", 400),
+        (b"deflate", zlib.compress(json.dumps(SUBNET).encode())[:-6], 400),  # cut short
+        (b"gzip", b"\x1f\x8b\x08\x00garbage-after-the-magic", 400),
+        (b"gzip", gzip.compress(json.dumps(SUBNET).encode())[:20], 400),
+        (b"br", b"\x8b\x02\x80garbage", 400),
+        (b"gzip", _gzip_bomb(), 413),
+    ],
+    ids=["deflate-garbage", "deflate-truncated", "gzip-garbage", "gzip-truncated", "brotli-garbage", "gzip-bomb"],
+)
+def test_bodies_that_do_not_decode_are_refused(
+    listener: tuple[Daemon, int], encoding: bytes, body: bytes, expected: int
+) -> None:
     _, port = listener
-    status, reply = one(port, request_bytes("POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(),
-                                            headers=(b"Content-Encoding: " + encoding,)))
+    status, reply = one(
+        port,
+        request_bytes(
+            "POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(), headers=(b"Content-Encoding: " + encoding,)
+        ),
+    )
     assert status == expected, reply
     assert "h1" not in subnets(port) and "bomb" not in subnets(port)
 
@@ -169,32 +195,53 @@ def test_bodies_that_do_not_decode_are_refused(listener: tuple[Daemon, int], enc
 def test_compressed_bodies_that_decode_are_served(listener: tuple[Daemon, int], encoding: str) -> None:
     _, port = listener
     name = f"z{encoding}"
-    spec = json.dumps({"name": name, "cidrBlock": "198.18.%d.0/24" % (1 if encoding == "gzip" else 2), "provider": f"{name}.ns"}).encode()
+    spec = json.dumps(
+        {"name": name, "cidrBlock": f"198.18.{1 if encoding == 'gzip' else 2}.0/24", "provider": f"{name}.ns"}
+    ).encode()
     body = gzip.compress(spec) if encoding == "gzip" else zlib.compress(spec)
-    status, reply = one(port, request_bytes("POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(),
-                                            headers=(f"Content-Encoding: {encoding}".encode(),)))
+    status, reply = one(
+        port,
+        request_bytes(
+            "POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(), headers=(f"Content-Encoding: {encoding}".encode(),)
+        ),
+    )
     assert status == 201, reply
     assert name in subnets(port)
 
 
 def test_content_length_with_transfer_encoding_is_refused_and_smuggles_nothing(listener: tuple[Daemon, int]) -> None:
     _, port = listener
-    smuggled = request_bytes("POST", "/v1/subnets", json.dumps({**SUBNET, "name": "smuggled"}).encode(), token=ADMIN_TOKEN.encode())
+    smuggled = request_bytes(
+        "POST", "/v1/subnets", json.dumps({**SUBNET, "name": "smuggled"}).encode(), token=ADMIN_TOKEN.encode()
+    )
     # CL covers the smuggled request; TE says the body ends at the first (empty) chunk.
     body = b"0\r\n\r\n" + smuggled
-    data = request_bytes("POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(), close=False,
-                         headers=(b"Transfer-Encoding: chunked",))
+    data = request_bytes(
+        "POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(), close=False, headers=(b"Transfer-Encoding: chunked",)
+    )
     answers = exchange(port, data, replies=2)
     assert answers and answers[0][0] == 400, answers
     assert all(status < 500 for status, _ in answers), answers
     assert len(answers) == 1, "a second request was read out of the first one's body"
     # The other order, and a TE that is not chunked.
-    for headers in ((b"Transfer-Encoding: gzip, chunked",), (b"Transfer-Encoding: identity",), (b"Transfer-Encoding: chunked, identity",)):
+    for headers in (
+        (b"Transfer-Encoding: gzip, chunked",),
+        (b"Transfer-Encoding: identity",),
+        (b"Transfer-Encoding: chunked, identity",),
+    ):
         status, _ = one(port, request_bytes("POST", "/v1/subnets", body, token=ADMIN_TOKEN.encode(), headers=headers))
         assert status == 400 or 400 <= status < 500, (headers, status)
     # Two different Content-Lengths.
-    status, _ = one(port, request_bytes("POST", "/v1/subnets", json.dumps(SUBNET).encode(), token=ADMIN_TOKEN.encode(),
-                                        headers=(b"Content-Length: 5",)))
+    status, _ = one(
+        port,
+        request_bytes(
+            "POST",
+            "/v1/subnets",
+            json.dumps(SUBNET).encode(),
+            token=ADMIN_TOKEN.encode(),
+            headers=(b"Content-Length: 5",),
+        ),
+    )
     assert status == 400
     assert "smuggled" not in subnets(port) and "h1" not in subnets(port)
 
@@ -204,7 +251,13 @@ def test_pipelined_requests_are_answered_in_order(listener: tuple[Daemon, int]) 
     token = ADMIN_TOKEN.encode()
     batch = (
         request_bytes("GET", "/healthz", close=False)
-        + request_bytes("POST", "/v1/subnets", json.dumps({**SUBNET, "name": "pipe", "provider": "pipe.ns"}).encode(), token=token, close=False)
+        + request_bytes(
+            "POST",
+            "/v1/subnets",
+            json.dumps({**SUBNET, "name": "pipe", "provider": "pipe.ns"}).encode(),
+            token=token,
+            close=False,
+        )
         + request_bytes("GET", "/v1/subnets/pipe", token=token, close=False)
         + request_bytes("POST", "/v1/subnets", b'{"broken', token=token, close=False)
         + request_bytes("GET", "/v1/subnets/nosuch", token=token, close=False)
@@ -223,8 +276,12 @@ def test_oversized_bodies_and_heads_are_refused(listener: tuple[Daemon, int]) ->
     status, reply = one(port, request_bytes("POST", "/v1/subnets", big, token=token))
     assert status == 413 and reply["error"]["code"] == "payload_too_large", reply
     # An announced length far beyond anything, with no body behind it.
-    status, reply = one(port, request_bytes("POST", "/v1/subnets", token=token, length=False,
-                                            headers=(b"Content-Length: 99999999999999999999",)))
+    status, reply = one(
+        port,
+        request_bytes(
+            "POST", "/v1/subnets", token=token, length=False, headers=(b"Content-Length: 99999999999999999999",)
+        ),
+    )
     assert 400 <= status < 500, reply
     # A header line of 64 KiB.
     status, _ = one(port, request_bytes("GET", "/v1/subnets", token=token, headers=(b"X-Pad: " + b"y" * 65536,)))
@@ -234,11 +291,24 @@ def test_oversized_bodies_and_heads_are_refused(listener: tuple[Daemon, int]) ->
 
 # ----------------------------------------------------------------------------- start-up rules
 
+
 def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"),
-         "--database-url", f"sqlite:///{tmp_path / 'ipamd.db'}", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'ipamd.db'}",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -251,11 +321,18 @@ def test_listen_without_tokens_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "s.sock").exists() and not (tmp_path / "ipamd.db").exists()
 
 
-@pytest.mark.parametrize(("listen", "expected"), [
-    (":8080", "needs an explicit host"), ("8080", "needs an explicit host"), ("127.0.0.1:", "port from 1 to 65535"),
-    ("127.0.0.1:99999", "port from 1 to 65535"), ("::1:8080", "in brackets"), ("[nonsense]:8080", "IPv6 address in brackets"),
-    ("127.0.0.1:８０", "port from 1 to 65535"),
-])
+@pytest.mark.parametrize(
+    ("listen", "expected"),
+    [
+        (":8080", "needs an explicit host"),
+        ("8080", "needs an explicit host"),
+        ("127.0.0.1:", "port from 1 to 65535"),
+        ("127.0.0.1:99999", "port from 1 to 65535"),
+        ("::1:8080", "in brackets"),
+        ("[nonsense]:8080", "IPv6 address in brackets"),
+        ("127.0.0.1:８０", "port from 1 to 65535"),
+    ],
+)
 def test_listen_needs_an_explicit_host_and_port(tmp_path: Path, listen: str, expected: str) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"admin {ADMIN_TOKEN}\n")
@@ -271,7 +348,11 @@ def test_insecure_read_only_needs_a_listener(tmp_path: Path) -> None:
 
 def test_insecure_read_only_serves_reads_warns_and_refuses_writes(tmp_path: Path) -> None:
     port = free_port()
-    daemon = Daemon(tmp_path, f"sqlite:///{tmp_path / 'ipamd.db'}", extra_args=("--listen", f"127.0.0.1:{port}", "--insecure-read-only")).start()
+    daemon = Daemon(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'ipamd.db'}",
+        extra_args=("--listen", f"127.0.0.1:{port}", "--insecure-read-only"),
+    ).start()
     try:
         wait_listening(daemon, port)
         assert daemon.client.post("/v1/subnets", SUBNET).status == 201  # the socket still writes

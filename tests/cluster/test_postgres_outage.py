@@ -36,11 +36,25 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
     try:
         pids = [d.process.pid for d in cluster.daemons if d.process]
         first = cluster.sockets[0]
-        assert asyncio.run(request(first, "POST", "/v1/subnets", {"name": "n", "cidrBlock": "203.0.113.0/24", "provider": "n.ns"})).status == 201
+        assert (
+            asyncio.run(
+                request(first, "POST", "/v1/subnets", {"name": "n", "cidrBlock": "203.0.113.0/24", "provider": "n.ns"})
+            ).status
+            == 201
+        )
 
         async def adds(prefix: str, count: int) -> list[Reply]:
             return await asyncio.gather(
-                *(request(cluster.sockets[i % 2], "POST", "/v1/cni/add", add_body(f"{prefix}{i}", provider="n.ns"), timeout=30) for i in range(count))
+                *(
+                    request(
+                        cluster.sockets[i % 2],
+                        "POST",
+                        "/v1/cni/add",
+                        add_body(f"{prefix}{i}", provider="n.ns"),
+                        timeout=30,
+                    )
+                    for i in range(count)
+                )
             )
 
         before = asyncio.run(adds("before", 10))
@@ -54,13 +68,31 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
             round_number = 0
             while time.monotonic() - stopped_at < OUTAGE_SECONDS:
                 batch = [
-                    ("add", request(cluster.sockets[round_number % 2], "POST", "/v1/cni/add", add_body(f"during{round_number}-{i}", provider="n.ns"), timeout=30))
+                    (
+                        "add",
+                        request(
+                            cluster.sockets[round_number % 2],
+                            "POST",
+                            "/v1/cni/add",
+                            add_body(f"during{round_number}-{i}", provider="n.ns"),
+                            timeout=30,
+                        ),
+                    )
                     for i in range(4)
                 ] + [
                     ("readyz", request(cluster.sockets[round_number % 2], "GET", "/readyz", timeout=30)),
                     ("status", request(cluster.sockets[round_number % 2], "GET", "/v1/cni/status", timeout=30)),
                     ("list", request(cluster.sockets[round_number % 2], "GET", "/v1/subnets", timeout=30)),
-                    ("del", request(cluster.sockets[round_number % 2], "POST", "/v1/cni/del", add_body("before0", provider="n.ns"), timeout=30)),
+                    (
+                        "del",
+                        request(
+                            cluster.sockets[round_number % 2],
+                            "POST",
+                            "/v1/cni/del",
+                            add_body("before0", provider="n.ns"),
+                            timeout=30,
+                        ),
+                    ),
                 ]
                 replies = await asyncio.gather(*(call for _, call in batch))
                 seen += [(kind, reply) for (kind, _), reply in zip(batch, replies)]
@@ -72,7 +104,10 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
         slowest = max(reply.seconds for _, reply in seen)
         assert slowest < FAST_SECONDS, f"a request took {slowest:.1f}s while the database was down"
         for kind, reply in seen:
-            assert reply.status == 503 and reply.error_code == "unavailable" and reply.cni_code == 11, (kind, reply.body)
+            assert reply.status == 503 and reply.error_code == "unavailable" and reply.cni_code == 11, (
+                kind,
+                reply.body,
+            )
 
         own_postgres.restart()
         restarted_at = time.monotonic()
@@ -101,13 +136,19 @@ def test_database_outage_fails_fast_and_recovers(own_postgres: PostgresServer, s
         # The outage is logged, named, when it starts and when it ends, with the count of
         # refused requests: not once per refused request.
         logs = [daemon.log() for daemon in cluster.daemons]
-        assert any("database reads fail: database postgresql+asyncpg://" in log and ": unreachable (" in log for log in logs), logs
+        assert any(
+            "database reads fail: database postgresql+asyncpg://" in log and ": unreachable (" in log for log in logs
+        ), logs
         for log in logs:
             for channel in ("reads", "writes"):
-                assert log.count(f"database {channel} fail: ") == log.count(f"database {channel} work again after ") >= 1, log[-3000:]
+                assert (
+                    log.count(f"database {channel} fail: ") == log.count(f"database {channel} work again after ") >= 1
+                ), log[-3000:]
                 assert log.count(f"database {channel} fail") <= 3, log[-3000:]
         assert "request(s) failed meanwhile" in logs[0]
-        print(f"{len(seen)} requests during the outage, slowest {slowest:.2f}s; recovered {recovered_in:.2f}s after restart")
+        print(
+            f"{len(seen)} requests during the outage, slowest {slowest:.2f}s; recovered {recovered_in:.2f}s after restart"
+        )
     finally:
         cluster.stop()
 
@@ -139,16 +180,28 @@ def test_hung_database_requests_end_in_bounded_time(own_postgres: PostgresServer
     cluster = Cluster(sockdir, url, 1).start()
     try:
         socket = cluster.sockets[0]
-        assert asyncio.run(request(socket, "POST", "/v1/subnets", {"name": "n", "cidrBlock": "203.0.113.0/24", "provider": "n.ns"})).status == 201
+        assert (
+            asyncio.run(
+                request(socket, "POST", "/v1/subnets", {"name": "n", "cidrBlock": "203.0.113.0/24", "provider": "n.ns"})
+            ).status
+            == 201
+        )
         assert asyncio.run(request(socket, "POST", "/v1/cni/add", add_body("warm", provider="n.ns"))).status == 200
 
         frozen = _postgres_pids(own_postgres)
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         try:
+
             async def while_hung() -> list[tuple[str, Reply]]:
-                calls = [("add", request(socket, "POST", "/v1/cni/add", add_body(f"hung{i}", provider="n.ns"), timeout=30)) for i in range(6)]
-                calls += [("readyz", request(socket, "GET", "/readyz", timeout=30)), ("get", request(socket, "GET", "/v1/subnets/n", timeout=30))]
+                calls = [
+                    ("add", request(socket, "POST", "/v1/cni/add", add_body(f"hung{i}", provider="n.ns"), timeout=30))
+                    for i in range(6)
+                ]
+                calls += [
+                    ("readyz", request(socket, "GET", "/readyz", timeout=30)),
+                    ("get", request(socket, "GET", "/v1/subnets/n", timeout=30)),
+                ]
                 replies = await asyncio.gather(*(call for _, call in calls))
                 # The daemon itself stays responsive meanwhile.
                 health = await request(socket, "GET", "/healthz", timeout=2)

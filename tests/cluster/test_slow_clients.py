@@ -85,12 +85,25 @@ def test_idle_and_slow_connections_are_bounded(tmp_path: Path, sockdir: Path) ->
     try:
         assert daemon.process is not None
         pid = daemon.process.pid
-        assert asyncio.run(request(daemon.socket, "POST", "/v1/subnets", {"name": "n", "cidrBlock": "198.18.0.0/16", "provider": "n.ns"})).status == 201
+        assert (
+            asyncio.run(
+                request(
+                    daemon.socket,
+                    "POST",
+                    "/v1/subnets",
+                    {"name": "n", "cidrBlock": "198.18.0.0/16", "provider": "n.ns"},
+                )
+            ).status
+            == 201
+        )
 
         async def serve_others(prefix: str, count: int) -> float:
             slowest = 0.0
             for i in range(count):
-                for method, url, body in (("POST", "/v1/cni/add", add_body(f"{prefix}{i}", provider="n.ns")), ("GET", "/v1/subnets/n", None)):
+                for method, url, body in (
+                    ("POST", "/v1/cni/add", add_body(f"{prefix}{i}", provider="n.ns")),
+                    ("GET", "/v1/subnets/n", None),
+                ):
                     reply = await request(daemon.socket, method, url, body, timeout=10)
                     assert reply.status == 200, reply.body
                     slowest = max(slowest, reply.seconds)
@@ -102,7 +115,9 @@ def test_idle_and_slow_connections_are_bounded(tmp_path: Path, sockdir: Path) ->
         opened_at = time.monotonic()
         # Clients stuck in the request head, and in a body they announced but never send.
         held += [_trickle(daemon.socket, b"", stop) for _ in range(3)]
-        body_head = b"POST /v1/cni/add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"
+        body_head = (
+            b"POST /v1/cni/add HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"
+        )
         held += [_trickle(daemon.socket, body_head, stop) for _ in range(3)]
         held += _open_idle(daemon.socket, IDLE_CONNECTIONS)
 

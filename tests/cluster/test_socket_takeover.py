@@ -22,8 +22,21 @@ from tests.support.daemon import REPO, Daemon
 
 def _serve(socket_path: str, database: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", socket_path, "--database-url", f"sqlite:///{database}", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            socket_path,
+            "--database-url",
+            f"sqlite:///{database}",
+            *args,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -50,7 +63,10 @@ def test_a_second_daemon_refuses_a_live_socket_and_the_first_keeps_serving(sockd
         assert not second_db.exists()
         assert _inode(first.socket) == inode
         assert first.client.get("/readyz").status == 200
-        assert first.client.post("/v1/subnets", {"name": "n1", "cidrBlock": "192.0.2.0/24", "provider": "n1.ns"}).status == 201
+        assert (
+            first.client.post("/v1/subnets", {"name": "n1", "cidrBlock": "192.0.2.0/24", "provider": "n1.ns"}).status
+            == 201
+        )
         # Through the Daemon helper as well: a real process that exits, while the first serves on.
         second = Daemon(tmp_path, f"sqlite:///{second_db}", name="second")
         second.socket = first.socket

@@ -11,7 +11,14 @@ import random
 import sqlite3
 from pathlib import Path
 
-from tests.cluster.clusterkit import add_body, call_anywhere, check_subnet_consistency, json_getter, request, sqlite_integrity
+from tests.cluster.clusterkit import (
+    add_body,
+    call_anywhere,
+    check_subnet_consistency,
+    json_getter,
+    request,
+    sqlite_integrity,
+)
 from tests.support.daemon import Daemon
 
 SUBNETS = (

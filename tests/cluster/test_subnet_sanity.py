@@ -55,8 +55,16 @@ def test_rest_refuses_naming_the_rule_unless_forced(daemon: Daemon, cidr: str, r
     refused = daemon.client.post("/v1/subnets", body)
     assert refused.status == 400, refused.body
     error = refused.body["error"]
-    assert (error["code"], error["cniCode"], error["details"]) == ("invalid_input", 7, {"field": "cidrBlock", "rule": rule})
-    assert error["message"].startswith(f"cidrBlock: {cidr} ") and f"(rule {rule})" in error["message"] and '"force": true' in error["message"]
+    assert (error["code"], error["cniCode"], error["details"]) == (
+        "invalid_input",
+        7,
+        {"field": "cidrBlock", "rule": rule},
+    )
+    assert (
+        error["message"].startswith(f"cidrBlock: {cidr} ")
+        and f"(rule {rule})" in error["message"]
+        and '"force": true' in error["message"]
+    )
     assert sqlite_snapshot(database_of(daemon)) == before
     forced = daemon.client.post("/v1/subnets", {**body, "force": True})
     assert forced.status == 201 and forced.body["cidrBlock"] == cidr and "force" not in forced.body
@@ -64,13 +72,24 @@ def test_rest_refuses_naming_the_rule_unless_forced(daemon: Daemon, cidr: str, r
 
 
 def test_a_patch_is_checked_for_the_cidrs_it_brings_only(daemon: Daemon):
-    assert daemon.client.post("/v1/subnets", {"name": "wide", "cidrBlock": "0.0.0.0/0", "gateway": "none", "provider": "wide.ns", "force": True}).status == 201
+    assert (
+        daemon.client.post(
+            "/v1/subnets",
+            {"name": "wide", "cidrBlock": "0.0.0.0/0", "gateway": "none", "provider": "wide.ns", "force": True},
+        ).status
+        == 201
+    )
     # Its other fields change without force; a new family is checked.
     assert daemon.client.patch("/v1/subnets/wide", {"excludeIps": ["192.0.2.9"]}).status == 200
     grown = daemon.client.patch("/v1/subnets/wide", {"cidrBlock": "0.0.0.0/0,::/0"})
     assert grown.status == 400 and grown.body["error"]["details"]["rule"] == "minimum-prefix"
     assert daemon.client.patch("/v1/subnets/wide", {"cidrBlock": "0.0.0.0/0,::/0", "force": True}).status == 200
-    assert daemon.client.post("/v1/subnets", {"name": "narrow", "cidrBlock": "192.0.2.0/24", "provider": "narrow.ns"}).status == 201
+    assert (
+        daemon.client.post(
+            "/v1/subnets", {"name": "narrow", "cidrBlock": "192.0.2.0/24", "provider": "narrow.ns"}
+        ).status
+        == 201
+    )
     moved = daemon.client.patch("/v1/subnets/narrow", {"cidrBlock": "127.0.0.0/24", "gateway": "none"})
     assert moved.status == 400 and moved.body["error"]["details"]["rule"] == "loopback"
     assert daemon.client.get("/v1/subnets/narrow").body["cidrBlock"] == "192.0.2.0/24"
@@ -88,17 +107,29 @@ def test_a_patch_is_checked_for_the_cidrs_it_brings_only(daemon: Daemon):
 )
 def test_inline_nad_ranges_are_refused_through_the_plugin(daemon: Daemon, ipam: dict[str, object], field: str):
     before = sqlite_snapshot(database_of(daemon))
-    config = {"cniVersion": "1.0.0", "name": "inline", "ipam": {"type": "ipamd", "server_socket": daemon.socket, **ipam}}
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "inline",
+        "ipam": {"type": "ipamd", "server_socket": daemon.socket, **ipam},
+    }
     done = run_shim("ADD", config, container_id="c1", ifname="net1")
     assert done.returncode == 1, done
-    assert done.output["code"] == 7 and done.output["msg"].startswith(f"{field}: ") and "(rule " in done.output["msg"], done.output
+    assert (
+        done.output["code"] == 7 and done.output["msg"].startswith(f"{field}: ") and "(rule " in done.output["msg"]
+    ), done.output
     assert "cannot be forced" in done.output["msg"]
     assert sqlite_snapshot(database_of(daemon)) == before
 
 
-def test_ipamctl_apply_refuses_unless_the_manifest_forces(daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
-    manifest = {"apiVersion": "ipamd.io/v1", "kind": "Subnet", "metadata": {"name": "everything"},
-                "spec": {"cidrBlock": "::/0", "gateway": "none", "provider": "everything.ns"}}
+def test_ipamctl_apply_refuses_unless_the_manifest_forces(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    manifest = {
+        "apiVersion": "ipamd.io/v1",
+        "kind": "Subnet",
+        "metadata": {"name": "everything"},
+        "spec": {"cidrBlock": "::/0", "gateway": "none", "provider": "everything.ns"},
+    }
     path = tmp_path / "subnet.yaml"
 
     def apply(document: dict[str, object]) -> tuple[int, str, str]:
@@ -124,11 +155,27 @@ def test_the_config_file_is_refused_unless_it_forces(tmp_path: Path):
     with socket_dir() as sockets:
         database = f"sqlite:///{tmp_path / 'ipamd.db'}"
         refused = subprocess.run(
-            [sys.executable, "-m", "ipamd", "serve", "--socket", str(sockets / "a.sock"), "--database-url", database, "--config", str(config)],
-            capture_output=True, text=True, cwd=REPO, timeout=60,
+            [
+                sys.executable,
+                "-m",
+                "ipamd",
+                "serve",
+                "--socket",
+                str(sockets / "a.sock"),
+                "--database-url",
+                database,
+                "--config",
+                str(config),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
         )
         assert refused.returncode != 0
-        assert "subnets[0]: cidrBlock: 127.0.0.0/24 overlaps loopback space 127.0.0.0/8 (rule loopback)" in refused.stderr, refused.stderr
+        assert (
+            "subnets[0]: cidrBlock: 127.0.0.0/24 overlaps loopback space 127.0.0.0/8 (rule loopback)" in refused.stderr
+        ), refused.stderr
 
         config.write_text(yaml.safe_dump({"subnets": [{**entry, "force": True}]}))
         daemon = Daemon(sockets, database, extra_args=("--config", str(config))).start()
@@ -138,6 +185,10 @@ def test_the_config_file_is_refused_unless_it_forces(tmp_path: Path):
             # Re-applied unchanged: force is a permission, not part of the spec.
             assert daemon.process is not None
             daemon.process.send_signal(signal.SIGHUP)
-            wait_until(lambda: "0 change(s), 0 kept, 0 error(s)" in daemon.log().split("SIGHUP", 1)[-1], timeout=30, what="the reload")
+            wait_until(
+                lambda: "0 change(s), 0 kept, 0 error(s)" in daemon.log().split("SIGHUP", 1)[-1],
+                timeout=30,
+                what="the reload",
+            )
         finally:
             daemon.stop()

@@ -9,7 +9,9 @@ from ipamd.core.pool import canonical_pool
 from ipamd.core.subnet import canonical_subnet
 from ipamd.errors import AddressConflict, InvalidInput
 
-SUBNET = canonical_subnet({"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "excludeIps": ["192.0.2.2..192.0.2.10"]})
+SUBNET = canonical_subnet(
+    {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "excludeIps": ["192.0.2.2..192.0.2.10"]}
+)
 
 
 def ip(text):
@@ -25,9 +27,18 @@ def test_static_request_may_use_an_excluded_address():
     [
         pytest.param("192.0.2.1", AddressConflict, "192.0.2.1 is the gateway of subnet net1", id="gateway"),
         pytest.param("192.0.2.0", AddressConflict, "192.0.2.0 is the network address of subnet net1", id="network"),
-        pytest.param("192.0.2.255", AddressConflict, "192.0.2.255 is the broadcast address of subnet net1", id="broadcast"),
-        pytest.param("198.51.100.7", InvalidInput, "ips[0]: 198.51.100.7 is outside subnet net1 (192.0.2.0/24)", id="outside"),
-        pytest.param("192.0.2.7/25", InvalidInput, "ips[0]: 192.0.2.7/25 has prefix /25 but subnet net1 is 192.0.2.0/24", id="prefix"),
+        pytest.param(
+            "192.0.2.255", AddressConflict, "192.0.2.255 is the broadcast address of subnet net1", id="broadcast"
+        ),
+        pytest.param(
+            "198.51.100.7", InvalidInput, "ips[0]: 198.51.100.7 is outside subnet net1 (192.0.2.0/24)", id="outside"
+        ),
+        pytest.param(
+            "192.0.2.7/25",
+            InvalidInput,
+            "ips[0]: 192.0.2.7/25 has prefix /25 but subnet net1 is 192.0.2.0/24",
+            id="prefix",
+        ),
     ],
 )
 def test_static_requests_that_can_never_be_granted(address, error, message):
@@ -37,7 +48,9 @@ def test_static_requests_that_can_never_be_granted(address, error, message):
 
 
 def test_pool_members_must_be_inside_and_never_include_the_gateway():
-    pool = canonical_pool({"name": "db", "subnet": "net1", "ips": ["192.0.2.0/30", "2001:db8:1::10..2001:db8:1::11"]}, subnet=SUBNET)
+    pool = canonical_pool(
+        {"name": "db", "subnet": "net1", "ips": ["192.0.2.0/30", "2001:db8:1::10..2001:db8:1::11"]}, subnet=SUBNET
+    )
     assert pool.intervals(4) == ((ip("192.0.2.2"), ip("192.0.2.3")),)
     assert pool.intervals(6) == ((ip("2001:db8:1::10"), ip("2001:db8:1::11")),)
     with pytest.raises(InvalidInput, match="outside subnet net1"):
@@ -54,7 +67,13 @@ def test_statefulset_ordinal_and_macs():
 
 def test_whereabouts_inline_range_becomes_a_subnet_confined_to_its_bounds():
     request = parse_network_request(
-        {"type": "ipamd", "range": "192.0.2.0/24", "range_start": "192.0.2.20", "range_end": "192.0.2.30", "exclude": ["192.0.2.24/30"]},
+        {
+            "type": "ipamd",
+            "range": "192.0.2.0/24",
+            "range_start": "192.0.2.20",
+            "range_end": "192.0.2.30",
+            "exclude": ["192.0.2.24/30"],
+        },
         network_name="tenant-a",
     )
     assert request.network_key == "tenant-a"
@@ -71,7 +90,13 @@ def test_whereabouts_out_of_range_start_is_an_error_not_ignored():
 
 def test_host_local_ranges_dual_stack():
     request = parse_network_request(
-        {"type": "ipamd", "ranges": [[{"subnet": "198.51.100.0/24", "rangeStart": "198.51.100.100", "gateway": "198.51.100.1"}], [{"subnet": "2001:db8:2::/64"}]]},
+        {
+            "type": "ipamd",
+            "ranges": [
+                [{"subnet": "198.51.100.0/24", "rangeStart": "198.51.100.100", "gateway": "198.51.100.1"}],
+                [{"subnet": "2001:db8:2::/64"}],
+            ],
+        },
         network_name="hl",
     )
     spec = request.inline_subnet

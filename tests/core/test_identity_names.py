@@ -11,12 +11,22 @@ from ipamd.errors import InvalidInput
 @pytest.mark.parametrize(
     "check, value",
     [
-        (identity.namespace, "kube-system"), (identity.namespace, "n" * 63), (identity.namespace, "0"),
-        (identity.pod, "web-0"), (identity.pod, "a.b-c.d"), (identity.pod, ("p" * 63 + ".") * 3 + "p" * 61),
-        (identity.interface, "eth0"), (identity.interface, "e" * 15), (identity.interface, "net1.100"), (identity.interface, "ethé"),
-        (identity.container_id, "3f6940ab5ab4"), (identity.container_id, "Abc_1.2-x"),
-        (identity.network_name, "macvlan-conf"), (identity.pod_uid, "7d6e0ba1-4c1d-4a3b-9f0e-8f1b1f1b1f1b"),
-        (identity.netns, "/var/run/netns/cni-1234"), (identity.node, "worker-1.example.net"),
+        (identity.namespace, "kube-system"),
+        (identity.namespace, "n" * 63),
+        (identity.namespace, "0"),
+        (identity.pod, "web-0"),
+        (identity.pod, "a.b-c.d"),
+        (identity.pod, ("p" * 63 + ".") * 3 + "p" * 61),
+        (identity.interface, "eth0"),
+        (identity.interface, "e" * 15),
+        (identity.interface, "net1.100"),
+        (identity.interface, "ethé"),
+        (identity.container_id, "3f6940ab5ab4"),
+        (identity.container_id, "Abc_1.2-x"),
+        (identity.network_name, "macvlan-conf"),
+        (identity.pod_uid, "7d6e0ba1-4c1d-4a3b-9f0e-8f1b1f1b1f1b"),
+        (identity.netns, "/var/run/netns/cni-1234"),
+        (identity.node, "worker-1.example.net"),
     ],
 )
 def test_names_the_rules_allow(check, value):
@@ -44,7 +54,11 @@ def test_names_the_rules_allow(check, value):
         (identity.interface, "eth0:1", "is not an interface name"),
         (identity.interface, "eth 0", "is not an interface name"),
         (identity.interface, "eth\u00a00", "contains the non-printable character '\\xa0' at offset 3"),
-        (identity.container_id, "_c1", "is not an alphanumeric character, then alphanumerics, '_', '.' or '-' (CNI SPEC)"),
+        (
+            identity.container_id,
+            "_c1",
+            "is not an alphanumeric character, then alphanumerics, '_', '.' or '-' (CNI SPEC)",
+        ),
         (identity.container_id, "c1/../x", "(CNI SPEC)"),
         (identity.network_name, "net work", "(CNI SPEC)"),
         (identity.pod_uid, "u" * 65, "is 65 characters long; at most 64"),
@@ -65,7 +79,13 @@ def test_a_long_value_is_shown_cut():
 
 @given(st.text())
 def test_whatever_is_accepted_is_one_printable_bounded_line(value):
-    for check, limit in ((identity.namespace, 63), (identity.pod, 253), (identity.container_id, 253), (identity.pod_uid, 64), (identity.netns, 1024)):
+    for check, limit in (
+        (identity.namespace, 63),
+        (identity.pod, 253),
+        (identity.container_id, 253),
+        (identity.pod_uid, 64),
+        (identity.netns, 1024),
+    ):
         try:
             accepted = check(value, field="f")
         except InvalidInput as e:
@@ -100,7 +120,9 @@ def test_a_cluster_name_that_is_not_a_dns_label_is_refused_by_every_door(value, 
     from ipamd import declarative
     from ipamd.config import Settings, cluster_name
 
-    settings = Settings("s", None, "sqlite://", True, None, None, None, False, None, "n", 1, 1, "text", "info", cluster_name=value)
+    settings = Settings(
+        "s", None, "sqlite://", True, None, None, None, False, None, "n", 1, 1, "text", "info", cluster_name=value
+    )
     for refuse in (
         lambda: identity.cluster_name(value),
         lambda: cluster_name(settings, from_file=None),

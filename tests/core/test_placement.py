@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ipamd.core.placement import (
-    LabelSelector, Placement, Requirement, Subject, admit, parse_labels, parse_placement, parse_selector, refusal,
+    LabelSelector,
+    Placement,
+    Requirement,
+    Subject,
+    admit,
+    parse_labels,
+    parse_placement,
+    parse_selector,
+    refusal,
     refusals_text,
 )
 from ipamd.core.subnet import canonical_subnet
@@ -16,11 +24,17 @@ keys = st.sampled_from(["site", "rack", "tier", "example.com/zone"])
 values = st.sampled_from(["east", "west", "a", "b", ""])
 label_maps = st.dictionaries(keys, values, max_size=4)
 requirements = st.one_of(
-    st.builds(lambda k, op, vs: {"key": k, "operator": op, "values": vs}, keys, st.sampled_from(["In", "NotIn"]),
-              st.lists(values, min_size=1, max_size=3)),
+    st.builds(
+        lambda k, op, vs: {"key": k, "operator": op, "values": vs},
+        keys,
+        st.sampled_from(["In", "NotIn"]),
+        st.lists(values, min_size=1, max_size=3),
+    ),
     st.builds(lambda k, op: {"key": k, "operator": op}, keys, st.sampled_from(["Exists", "DoesNotExist"])),
 )
-selectors = st.fixed_dictionaries({}, optional={"matchLabels": label_maps, "matchExpressions": st.lists(requirements, max_size=3)})
+selectors = st.fixed_dictionaries(
+    {}, optional={"matchLabels": label_maps, "matchExpressions": st.lists(requirements, max_size=3)}
+)
 
 
 def model_matches(selector: dict, labels: dict) -> bool:
@@ -78,22 +92,34 @@ def test_namespaces_bind_like_kube_ovn(namespaces, namespace):
     [
         pytest.param({}, Subject(), None, id="no-rules-admit-anything"),
         pytest.param(
-            {"namespaces": ["tenant-a"]}, Subject(namespace="tenant-b"),
-            "namespaces [tenant-a] does not include namespace tenant-b", id="namespaces",
+            {"namespaces": ["tenant-a"]},
+            Subject(namespace="tenant-b"),
+            "namespaces [tenant-a] does not include namespace tenant-b",
+            id="namespaces",
         ),
         pytest.param(
-            {"namespaces": ["tenant-a"]}, Subject(), "namespaces [tenant-a] does not include namespace none", id="no-namespace",
+            {"namespaces": ["tenant-a"]},
+            Subject(),
+            "namespaces [tenant-a] does not include namespace none",
+            id="no-namespace",
         ),
         pytest.param(
-            {"nodeNames": ["edge-1", "edge-2"]}, Subject(node="core-1"),
-            "nodeNames [edge-1, edge-2] does not include node core-1", id="node-names",
+            {"nodeNames": ["edge-1", "edge-2"]},
+            Subject(node="core-1"),
+            "nodeNames [edge-1, edge-2] does not include node core-1",
+            id="node-names",
         ),
         pytest.param(
-            {"nodeNames": ["edge-1"]}, Subject(), "nodeNames [edge-1] does not include node unknown", id="node-unknown",
+            {"nodeNames": ["edge-1"]},
+            Subject(),
+            "nodeNames [edge-1] does not include node unknown",
+            id="node-unknown",
         ),
         pytest.param(
-            {"nodeSelector": {"matchLabels": {"site": "east"}}}, Subject(node="n", node_labels={"site": "west"}),
-            "nodeSelector site=east does not match (site=east not met by the node's labels)", id="node-selector",
+            {"nodeSelector": {"matchLabels": {"site": "east"}}},
+            Subject(node="n", node_labels={"site": "west"}),
+            "nodeSelector site=east does not match (site=east not met by the node's labels)",
+            id="node-selector",
         ),
         pytest.param(
             {"namespaceSelector": {"matchExpressions": [{"key": "tenant", "operator": "In", "values": ["a", "b"]}]}},
@@ -102,16 +128,22 @@ def test_namespaces_bind_like_kube_ovn(namespaces, namespace):
             id="namespace-selector",
         ),
         pytest.param(
-            {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}}, Subject(namespace="x"),
-            "podSelector app cannot be checked: the pod's labels are unknown", id="labels-unknown",
+            {"podSelector": {"matchExpressions": [{"key": "app", "operator": "Exists"}]}},
+            Subject(namespace="x"),
+            "podSelector app cannot be checked: the pod's labels are unknown",
+            id="labels-unknown",
         ),
         pytest.param(
-            {"podSelector": {}}, Subject(pod_labels={}), None, id="empty-selector-matches-everything",
+            {"podSelector": {}},
+            Subject(pod_labels={}),
+            None,
+            id="empty-selector-matches-everything",
         ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "debug", "operator": "DoesNotExist"}]}},
             Subject(pod_labels={"debug": "1"}),
-            "podSelector !debug does not match (!debug not met by the pod's labels)", id="does-not-exist",
+            "podSelector !debug does not match (!debug not met by the pod's labels)",
+            id="does-not-exist",
         ),
     ],
 )
@@ -131,47 +163,80 @@ def test_refusals_text_names_a_few_and_counts_the_rest():
     ("raw", "message"),
     [
         pytest.param({"namespaces": "lab"}, "namespaces: expected a list of names", id="namespaces-not-list"),
-        pytest.param({"nodeNames": ["Edge_1"]}, "nodeNames[0]: 'Edge_1' is not a DNS-1123 subdomain", id="bad-node-name"),
-        pytest.param({"nodeNames": ["edge..1"]}, "nodeNames[0]: 'edge..1' is not a DNS-1123 subdomain", id="empty-node-label"),
-        # The rules a request's names meet (ipamd.core.identity): a namespace is a DNS label.
-        pytest.param({"namespaces": ["lab.east"]}, "namespaces[0]: 'lab.east' is not a DNS-1123 label", id="dotted-namespace"),
-        pytest.param({"namespaces": ["n" * 64]}, "namespaces[0]: " + repr("n" * 64) + " is 64 characters long", id="long-namespace"),
-        # A '$'-anchored pattern lets a trailing newline through; every name is matched whole.
-        pytest.param({"namespaces": ["lab\n"]}, "namespaces[0]: 'lab\\n' contains the control character", id="namespace-newline"),
         pytest.param(
-            {"podSelector": {"matchLabels": {"app\n": "x"}}}, "podSelector.matchLabels: 'app\\n' is not a label key", id="key-newline",
+            {"nodeNames": ["Edge_1"]}, "nodeNames[0]: 'Edge_1' is not a DNS-1123 subdomain", id="bad-node-name"
+        ),
+        pytest.param(
+            {"nodeNames": ["edge..1"]}, "nodeNames[0]: 'edge..1' is not a DNS-1123 subdomain", id="empty-node-label"
+        ),
+        # The rules a request's names meet (ipamd.core.identity): a namespace is a DNS label.
+        pytest.param(
+            {"namespaces": ["lab.east"]}, "namespaces[0]: 'lab.east' is not a DNS-1123 label", id="dotted-namespace"
+        ),
+        pytest.param(
+            {"namespaces": ["n" * 64]},
+            "namespaces[0]: " + repr("n" * 64) + " is 64 characters long",
+            id="long-namespace",
+        ),
+        # A '$'-anchored pattern lets a trailing newline through; every name is matched whole.
+        pytest.param(
+            {"namespaces": ["lab\n"]}, "namespaces[0]: 'lab\\n' contains the control character", id="namespace-newline"
+        ),
+        pytest.param(
+            {"podSelector": {"matchLabels": {"app\n": "x"}}},
+            "podSelector.matchLabels: 'app\\n' is not a label key",
+            id="key-newline",
         ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["x\n"]}]}},
-            "podSelector.matchExpressions[0].values[0]: 'x\\n' is not a label value", id="value-newline",
+            "podSelector.matchExpressions[0].values[0]: 'x\\n' is not a label value",
+            id="value-newline",
         ),
         pytest.param({"nodeSelector": {"matchLabel": {}}}, "nodeSelector.matchLabel: unknown field", id="typo"),
         # A wrong type is refused, not read as empty: an empty selector matches everything.
-        pytest.param({"nodeSelector": {"matchLabels": ""}}, "nodeSelector.matchLabels: expected an object", id="labels-empty-string"),
-        pytest.param({"nodeSelector": {"matchLabels": []}}, "nodeSelector.matchLabels: expected an object", id="labels-empty-list"),
-        pytest.param({"nodeSelector": {"matchExpressions": {}}}, "nodeSelector.matchExpressions: expected a list", id="expressions-object"),
+        pytest.param(
+            {"nodeSelector": {"matchLabels": ""}},
+            "nodeSelector.matchLabels: expected an object",
+            id="labels-empty-string",
+        ),
+        pytest.param(
+            {"nodeSelector": {"matchLabels": []}},
+            "nodeSelector.matchLabels: expected an object",
+            id="labels-empty-list",
+        ),
+        pytest.param(
+            {"nodeSelector": {"matchExpressions": {}}},
+            "nodeSelector.matchExpressions: expected a list",
+            id="expressions-object",
+        ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": {}}]}},
-            "podSelector.matchExpressions[0].values: expected a list", id="values-object",
+            "podSelector.matchExpressions[0].values: expected a list",
+            id="values-object",
         ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "in", "values": ["x"]}]}},
-            "podSelector.matchExpressions[0].operator: 'in' is not an operator", id="operator-case",
+            "podSelector.matchExpressions[0].operator: 'in' is not an operator",
+            id="operator-case",
         ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}},
-            "podSelector.matchExpressions[0].values: operator In needs at least one value", id="in-without-values",
+            "podSelector.matchExpressions[0].values: operator In needs at least one value",
+            id="in-without-values",
         ),
         pytest.param(
             {"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}},
-            "podSelector.matchExpressions[0].values: operator Exists takes no values", id="exists-with-values",
+            "podSelector.matchExpressions[0].values: operator Exists takes no values",
+            id="exists-with-values",
         ),
         pytest.param(
-            {"namespaceSelector": {"matchLabels": {"bad key": "x"}}}, "namespaceSelector.matchLabels: 'bad key' is not a label key",
+            {"namespaceSelector": {"matchLabels": {"bad key": "x"}}},
+            "namespaceSelector.matchLabels: 'bad key' is not a label key",
             id="bad-key",
         ),
         pytest.param(
-            {"namespaceSelector": {"matchLabels": {"k": "-x"}}}, "namespaceSelector.matchLabels.k: '-x' is not a label value",
+            {"namespaceSelector": {"matchLabels": {"k": "-x"}}},
+            "namespaceSelector.matchLabels.k: '-x' is not a label value",
             id="bad-value",
         ),
     ],
@@ -187,8 +252,12 @@ def test_subnet_spec_carries_rules_and_shows_them_only_when_set():
     assert not plain.placement.binds
     assert not {"namespaces", "nodeNames", "nodeSelector"} & set(plain.to_json())
     raw = {
-        "name": "site-east", "cidrBlock": "192.0.2.0/24", "provider": "macvlan.default", "namespaces": ["lab"],
-        "nodeSelector": {"matchLabels": {"site": "east"}}, "nodeNames": ["edge-1"],
+        "name": "site-east",
+        "cidrBlock": "192.0.2.0/24",
+        "provider": "macvlan.default",
+        "namespaces": ["lab"],
+        "nodeSelector": {"matchLabels": {"site": "east"}},
+        "nodeNames": ["edge-1"],
     }
     spec = canonical_subnet(raw)
     assert spec.placement.namespaces == ("lab",)
@@ -201,7 +270,8 @@ def test_subnet_spec_carries_rules_and_shows_them_only_when_set():
 
 def test_requirement_text_reads_like_kubectl():
     selector = LabelSelector(
-        (("site", "east"),), (Requirement("tier", "NotIn", ("a", "b")), Requirement("gpu", "Exists")),
+        (("site", "east"),),
+        (Requirement("tier", "NotIn", ("a", "b")), Requirement("gpu", "Exists")),
     )
     assert selector.text == "site=east,tier notin (a,b),gpu"
     assert LabelSelector().text == "everything"
@@ -219,8 +289,13 @@ def test_pool_spec_carries_rules():
     from ipamd.core.pool import canonical_pool
 
     subnet = canonical_subnet({"name": "net1", "cidrBlock": "192.0.2.0/24"})
-    pool = canonical_pool({"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"], "namespaces": ["db"]}, subnet=subnet)
+    pool = canonical_pool(
+        {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"], "namespaces": ["db"]}, subnet=subnet
+    )
     assert pool.placement.namespaces == ("db",)
     assert pool.to_json() == {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"], "namespaces": ["db"]}
     with pytest.raises(InvalidInput, match="^podSelector.matchLabels: 'a b' is not a label key"):
-        canonical_pool({"name": "db", "subnet": "net1", "ips": ["192.0.2.50"], "podSelector": {"matchLabels": {"a b": "x"}}}, subnet=subnet)
+        canonical_pool(
+            {"name": "db", "subnet": "net1", "ips": ["192.0.2.50"], "podSelector": {"matchLabels": {"a b": "x"}}},
+            subnet=subnet,
+        )

@@ -17,7 +17,17 @@ def test_gateway_defaults_to_first_usable_and_is_never_dynamic():
 
 def test_exclusions_accept_ranges_cidrs_and_single_addresses_clipped_to_the_cidr():
     spec = canonical_subnet(
-        {"name": "net1", "cidrBlock": "192.0.2.0/24", "excludeIps": ["192.0.2.2..192.0.2.10", "192.0.2.128/30", "192.0.2.200", "198.51.100.0/24", "192.0.2.250..192.0.3.20"]}
+        {
+            "name": "net1",
+            "cidrBlock": "192.0.2.0/24",
+            "excludeIps": [
+                "192.0.2.2..192.0.2.10",
+                "192.0.2.128/30",
+                "192.0.2.200",
+                "198.51.100.0/24",
+                "192.0.2.250..192.0.3.20",
+            ],
+        }
     )
     assert spec.family(4).dynamic_space() == [
         (IP("192.0.2.11"), IP("192.0.2.127")),
@@ -38,18 +48,44 @@ def test_dual_stack_orders_families_and_defaults_each_gateway():
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.5/24"}, "cidrBlock: '192.0.2.5/24' has host bits set; did you mean 192.0.2.0/24?", id="host-bits"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/33"}, "cidrBlock: '192.0.2.0/33' has an invalid prefix length", id="prefix"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24,198.51.100.0/24"}, "cidrBlock: '192.0.2.0/24,198.51.100.0/24': at most one IPv4 and one IPv6 CIDR", id="two-v4"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24", "gateway": "198.51.100.1"}, "gateway: 198.51.100.1 is not inside 192.0.2.0/24", id="gateway-outside"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24", "gateway": "192.0.2.255"}, "gateway: 192.0.2.255 is the network or broadcast address of 192.0.2.0/24", id="gateway-broadcast"),
         pytest.param(
-            {"name": "x", "cidrBlock": "198.51.100.0/24", "gateway": "198.51.100.1,198.51.100.2"},
-            "gateway: 198.51.100.1 and 198.51.100.2 are both IPv4 gateways; give at most one per family", id="two-v4-gateways",
+            {"name": "x", "cidrBlock": "192.0.2.5/24"},
+            "cidrBlock: '192.0.2.5/24' has host bits set; did you mean 192.0.2.0/24?",
+            id="host-bits",
         ),
         pytest.param(
-            {"name": "x", "cidrBlock": "198.51.100.0/24,2001:db8:5::/64", "gateway": "2001:db8:5::1, 198.51.100.1,2001:db8:5::2"},
-            "gateway: 2001:db8:5::1 and 2001:db8:5::2 are both IPv6 gateways", id="two-v6-gateways",
+            {"name": "x", "cidrBlock": "192.0.2.0/33"},
+            "cidrBlock: '192.0.2.0/33' has an invalid prefix length",
+            id="prefix",
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24,198.51.100.0/24"},
+            "cidrBlock: '192.0.2.0/24,198.51.100.0/24': at most one IPv4 and one IPv6 CIDR",
+            id="two-v4",
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24", "gateway": "198.51.100.1"},
+            "gateway: 198.51.100.1 is not inside 192.0.2.0/24",
+            id="gateway-outside",
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24", "gateway": "192.0.2.255"},
+            "gateway: 192.0.2.255 is the network or broadcast address of 192.0.2.0/24",
+            id="gateway-broadcast",
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "198.51.100.0/24", "gateway": "198.51.100.1,198.51.100.2"},
+            "gateway: 198.51.100.1 and 198.51.100.2 are both IPv4 gateways; give at most one per family",
+            id="two-v4-gateways",
+        ),
+        pytest.param(
+            {
+                "name": "x",
+                "cidrBlock": "198.51.100.0/24,2001:db8:5::/64",
+                "gateway": "2001:db8:5::1, 198.51.100.1,2001:db8:5::2",
+            },
+            "gateway: 2001:db8:5::1 and 2001:db8:5::2 are both IPv6 gateways",
+            id="two-v6-gateways",
         ),
         pytest.param(
             {"name": "x", "cidrBlock": "198.51.100.0/24", "routes": [{"dst": "0.0.0.0/0", "gw": "2001:db8::1"}]},
@@ -57,14 +93,30 @@ def test_dual_stack_orders_families_and_defaults_each_gateway():
             id="route-v4-via-v6",
         ),
         pytest.param(
-            {"name": "x", "cidrBlock": "198.51.100.0/24,2001:db8:5::/64",
-             "routes": [{"dst": "::/0", "gw": "2001:db8:5::1"}, {"dst": "2001:db8:77::/48", "gw": "198.51.100.1"}]},
-            "routes[1].gw: route to 2001:db8:77::/48 (IPv6) cannot go via 198.51.100.1 (IPv4)", id="route-v6-via-v4",
+            {
+                "name": "x",
+                "cidrBlock": "198.51.100.0/24,2001:db8:5::/64",
+                "routes": [{"dst": "::/0", "gw": "2001:db8:5::1"}, {"dst": "2001:db8:77::/48", "gw": "198.51.100.1"}],
+            },
+            "routes[1].gw: route to 2001:db8:77::/48 (IPv6) cannot go via 198.51.100.1 (IPv4)",
+            id="route-v6-via-v4",
         ),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24", "excludeIps": ["192.0.2.9..192.0.2.3"]}, "excludeIps[0]: range '192.0.2.9..192.0.2.3' ends before it starts", id="backwards-range"),
-        pytest.param({"name": "Bad Name", "cidrBlock": "192.0.2.0/24"}, "name: 'Bad Name' is not a valid name", id="name"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24", "colour": "red"}, "colour: unknown field", id="unknown-field"),
-        pytest.param({"name": "x", "cidrBlock": "192.0.2.0/24", "priority": "high"}, "priority: expected a 32-bit integer", id="priority"),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24", "excludeIps": ["192.0.2.9..192.0.2.3"]},
+            "excludeIps[0]: range '192.0.2.9..192.0.2.3' ends before it starts",
+            id="backwards-range",
+        ),
+        pytest.param(
+            {"name": "Bad Name", "cidrBlock": "192.0.2.0/24"}, "name: 'Bad Name' is not a valid name", id="name"
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24", "colour": "red"}, "colour: unknown field", id="unknown-field"
+        ),
+        pytest.param(
+            {"name": "x", "cidrBlock": "192.0.2.0/24", "priority": "high"},
+            "priority: expected a 32-bit integer",
+            id="priority",
+        ),
     ],
 )
 def test_invalid_subnets_are_rejected_with_the_field_and_the_value(raw, message):

@@ -37,7 +37,17 @@ SPECIAL_ADDRESSES = {"0.0.0.0", "127.0.0.1"}
 SHIM_TYPES = {"ipamd", "kube-ovn"}
 CNI_VERSIONS = {"0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"}
 TRANSPORT_KEYS = {"type", "server_socket", "provider", "timeout", "log_file", "log_level"}
-WHEREABOUTS_KEYS = {"range", "range_start", "range_end", "exclude", "gateway", "network_name", "ipRanges", "routes", "dns"}
+WHEREABOUTS_KEYS = {
+    "range",
+    "range_start",
+    "range_end",
+    "exclude",
+    "gateway",
+    "network_name",
+    "ipRanges",
+    "routes",
+    "dns",
+}
 HOST_LOCAL_KEYS = {"ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "routes", "dns"}
 ANNOTATION_KEYS = {"ip_address", "mac_address", "ip_pool", "logical_switch"}
 MAC = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")
@@ -251,7 +261,9 @@ def test_shim_reads_the_config(where: str, config: dict[str, Any], tmp_path: Pat
     assert out["cniVersion"] == config["cniVersion"]
     assert config["cniVersion"] in out["supportedVersions"]
     # The daemon's side of an ADD reads it without a complaint.
-    invocation = protocol.parse_invocation({"wire": protocol.WIRE_VERSION, "env": env_of("ADD"), "config": json.dumps(config)})
+    invocation = protocol.parse_invocation(
+        {"wire": protocol.WIRE_VERSION, "env": env_of("ADD"), "config": json.dumps(config)}
+    )
     assert protocol.attachment_request(invocation)["ipam"] == config["ipam"]
     # ADD against a socket nobody serves: everything the plugin checks locally passes, so
     # the only failure left is "daemon unreachable, try again later" (11), not a config

@@ -38,7 +38,9 @@ def cni_bin() -> Iterator[Path]:
             (directory / plugin.name).symlink_to(plugin)
         done = subprocess.run(
             [sys.executable, "-m", "ipamd", "install-cni", "--dest", str(directory), "--also-as", "kube-ovn"],
-            cwd=REPO, capture_output=True, text=True,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
         )
         assert done.returncode == 0, f"install-cni failed: {done.stdout}{done.stderr}"
         yield directory

@@ -273,8 +273,18 @@ def ping(netns: str, address: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True)
 
 
-def macvlan_config(name: str, master: str, ipam: dict[str, Any], *, mode: str = "bridge", version: str = "1.0.0", **extra: Any) -> dict[str, Any]:
-    return {"cniVersion": version, "name": name, "type": "macvlan", "master": master, "mode": mode, "ipam": ipam, **extra}
+def macvlan_config(
+    name: str, master: str, ipam: dict[str, Any], *, mode: str = "bridge", version: str = "1.0.0", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "cniVersion": version,
+        "name": name,
+        "type": "macvlan",
+        "master": master,
+        "mode": mode,
+        "ipam": ipam,
+        **extra,
+    }
 
 
 def ipamd_ipam(socket: str, provider: str, **extra: Any) -> dict[str, Any]:

@@ -53,8 +53,11 @@ def test_static_address_through_runtime_config_ips(cni, ipamd, subnet, topo):
     net = subnet("192.0.2.0/24")
     master, _ = topo.veth()
     config = macvlan_config(
-        "static", master, ipamd_ipam(ipamd.socket, net["provider"]),
-        capabilities={"ips": True}, runtimeConfig={"ips": ["192.0.2.77/24"]},
+        "static",
+        master,
+        ipamd_ipam(ipamd.socket, net["provider"]),
+        capabilities={"ips": True},
+        runtimeConfig={"ips": ["192.0.2.77/24"]},
     )
     pod = Attachment(cni, "macvlan", config, topo.netns())
     result = pod.add().expect_ok()
@@ -92,8 +95,12 @@ def _fill(cni, config: dict, count: int) -> list[str]:
 def test_whereabouts_style_inline_config(cni, ipamd, topo):
     network_name = unique("wb-")
     ipam = {
-        "type": "ipamd", "server_socket": ipamd.socket, "network_name": network_name,
-        "range": "198.18.50.0/24", "range_start": "198.18.50.10", "range_end": "198.18.50.20",
+        "type": "ipamd",
+        "server_socket": ipamd.socket,
+        "network_name": network_name,
+        "range": "198.18.50.0/24",
+        "range_start": "198.18.50.10",
+        "range_end": "198.18.50.20",
         "exclude": ["198.18.50.10/31", "198.18.50.15/32"],
         "routes": [{"dst": "203.0.113.0/24", "gw": "198.18.50.254"}],
     }
@@ -122,9 +129,18 @@ def test_whereabouts_style_inline_config(cni, ipamd, topo):
 def test_host_local_style_inline_config(cni, ipamd, topo):
     network = unique("hl-")  # the network name names the subnet: no network_name here
     ipam = {
-        "type": "ipamd", "server_socket": ipamd.socket,
-        "ranges": [[{"subnet": "198.18.51.0/24", "rangeStart": "198.18.51.100", "rangeEnd": "198.18.51.102",
-                     "gateway": "198.18.51.254"}]],
+        "type": "ipamd",
+        "server_socket": ipamd.socket,
+        "ranges": [
+            [
+                {
+                    "subnet": "198.18.51.0/24",
+                    "rangeStart": "198.18.51.100",
+                    "rangeEnd": "198.18.51.102",
+                    "gateway": "198.18.51.254",
+                }
+            ]
+        ],
         "routes": [{"dst": "203.0.113.0/24"}],
     }
     master, _ = topo.veth()
@@ -155,10 +171,18 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
     net = subnet("198.18.52.0/24", provider=provider)
     master, _ = topo.veth()
     config = {
-        "cniVersion": "0.3.0", "name": nad, "type": "macvlan", "master": master, "mode": "bridge",
-        "ipam": {"type": "kube-ovn", "server_socket": ipamd.socket, "provider": provider,
-                 # Kube-OVN's provider form may carry routes: they reach the interface.
-                 "routes": [{"dst": "203.0.113.0/24", "gw": "198.18.52.254"}]},
+        "cniVersion": "0.3.0",
+        "name": nad,
+        "type": "macvlan",
+        "master": master,
+        "mode": "bridge",
+        "ipam": {
+            "type": "kube-ovn",
+            "server_socket": ipamd.socket,
+            "provider": provider,
+            # Kube-OVN's provider form may carry routes: they reach the interface.
+            "routes": [{"dst": "203.0.113.0/24", "gw": "198.18.52.254"}],
+        },
     }
     installed = cni_bin / "kube-ovn"
     # The same static binary under the name Kube-OVN NADs call.
@@ -178,8 +202,12 @@ def test_kube_ovn_nad_unchanged(cni, cni_bin: Path, ipamd, subnet, topo):
 
 def test_overlapping_whereabouts_ranges_share_addresses_unless_network_names_differ(cni, ipamd, topo):
     master, _ = topo.veth()
-    wide = macvlan_config(unique("wb-wide-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/28"})
-    narrow = macvlan_config(unique("wb-narrow-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/29"})
+    wide = macvlan_config(
+        unique("wb-wide-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/28"}
+    )
+    narrow = macvlan_config(
+        unique("wb-narrow-"), master, {"type": "ipamd", "server_socket": ipamd.socket, "range": "198.18.54.0/29"}
+    )
     pods = [Attachment(cni, "macvlan", config, topo.netns()) for config in (narrow, wide)]
     first = [pod.add().expect_ok()["ips"][0]["address"].split("/")[0] for pod in pods]
     assert first == ["198.18.54.1", "198.18.54.2"]
@@ -193,8 +221,16 @@ def test_overlapping_whereabouts_ranges_share_addresses_unless_network_names_dif
 
     # Different network_names are different address spaces: both may hand out .1.
     tenants = [
-        macvlan_config(unique("wb-t-"), master, {"type": "ipamd", "server_socket": ipamd.socket,
-                                                  "range": "198.18.55.0/28", "network_name": unique("tenant-")})
+        macvlan_config(
+            unique("wb-t-"),
+            master,
+            {
+                "type": "ipamd",
+                "server_socket": ipamd.socket,
+                "range": "198.18.55.0/28",
+                "network_name": unique("tenant-"),
+            },
+        )
         for _ in range(2)
     ]
     assert [_fill(cni, config, 1) for config in tenants] == [["198.18.55.1/28"], ["198.18.55.1/28"]]

@@ -26,7 +26,9 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(skip_reason() is not None, re
 def test_del_then_add_of_the_same_attachment(cni, ipamd, subnet, topo):
     net = subnet("192.0.2.0/24")
     master, _ = topo.veth()
-    pod = Attachment(cni, "macvlan", macvlan_config("readd", master, ipamd_ipam(ipamd.socket, net["provider"])), topo.netns())
+    pod = Attachment(
+        cni, "macvlan", macvlan_config("readd", master, ipamd_ipam(ipamd.socket, net["provider"])), topo.netns()
+    )
     first = pod.add().expect_ok()
     pod.delete().expect_ok()
     assert allocations(ipamd, net["name"]) == []
@@ -75,11 +77,15 @@ def test_gc_releases_only_what_the_valid_attachments_list_omits(cni, ipamd, subn
     pods = [Attachment(cni, "macvlan", config, topo.netns()) for _ in range(3)]
     addresses = [pod.add().expect_ok()["ips"][0]["address"].split("/")[0] for pod in pods]
     # A pod of another network, absent from the list, is not this network's to collect.
-    outsider = Attachment(cni, "macvlan", macvlan_config("gc-other", master, ipamd_ipam(ipamd.socket, other["provider"])), topo.netns())
+    outsider = Attachment(
+        cni, "macvlan", macvlan_config("gc-other", master, ipamd_ipam(ipamd.socket, other["provider"])), topo.netns()
+    )
     outsider.add().expect_ok()
 
     gc_config = {
-        "cniVersion": "1.1.0", "name": "gc-net", "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
+        "cniVersion": "1.1.0",
+        "name": "gc-net",
+        "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
         "cni.dev/valid-attachments": [{"containerID": pod.container_id, "ifname": pod.ifname} for pod in pods[:2]]
         # plus an attachment of the list the daemon never saw: harmless
         + [{"containerID": unique("c", 16), "ifname": "net1"}],

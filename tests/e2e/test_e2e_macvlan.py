@@ -35,7 +35,11 @@ def test_bridge_mode_three_namespaces_distinct_addresses_gateway_routes_and_ping
         assert {"dst": "203.0.113.0/24", "gw": "192.0.2.254"} in result["routes"]
         interface = ipaddress.ip_interface(ip["address"])
         assert interface.network == ipaddress.ip_network("192.0.2.0/24")
-        assert interface.ip not in (ipaddress.ip_address("192.0.2.0"), ipaddress.ip_address("192.0.2.1"), ipaddress.ip_address("192.0.2.255"))
+        assert interface.ip not in (
+            ipaddress.ip_address("192.0.2.0"),
+            ipaddress.ip_address("192.0.2.1"),
+            ipaddress.ip_address("192.0.2.255"),
+        )
         # What macvlan configured in the namespace is exactly what ipamd returned.
         assert ns_addresses(pod.netns) == [ip["address"]]
         routes = ns_routes(pod.netns)
@@ -69,7 +73,9 @@ def test_passthru_one_namespace_per_master_second_attach_fails_and_leaks_nothing
     ipam = ipamd_ipam(ipamd.socket, net["provider"])
 
     on_first = Attachment(cni, "macvlan", macvlan_config("passthru", first_master, ipam, mode="passthru"), topo.netns())
-    on_second = Attachment(cni, "macvlan", macvlan_config("passthru", second_master, ipam, mode="passthru"), topo.netns())
+    on_second = Attachment(
+        cni, "macvlan", macvlan_config("passthru", second_master, ipam, mode="passthru"), topo.netns()
+    )
     first = on_first.add().expect_ok()
     second = on_second.add().expect_ok()
     assert ns_addresses(on_first.netns) == [first["ips"][0]["address"]]
@@ -95,7 +101,8 @@ def test_passthru_one_namespace_per_master_second_attach_fails_and_leaks_nothing
     # The pod that owned the master keeps working: its DEL frees the master for another.
     on_first.delete().expect_ok()
     assert len(allocations(ipamd, net["name"])) == 1
-    replacement = Attachment(cni, "macvlan", macvlan_config("passthru", first_master, ipam, mode="passthru"), topo.netns())
+    replacement = Attachment(
+        cni, "macvlan", macvlan_config("passthru", first_master, ipam, mode="passthru"), topo.netns()
+    )
     replacement.add().expect_ok()
     assert len(allocations(ipamd, net["name"])) == 2
-

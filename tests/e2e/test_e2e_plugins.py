@@ -27,8 +27,13 @@ def test_bridge_plugin(cni, ipamd, subnet, topo):
     bridge = topo.adopt_link(unique("e2ebr", 8))  # the plugin creates it; cleanup removes it
     assert len(bridge) <= 15
     config = {
-        "cniVersion": "1.0.0", "name": "bridge-net", "type": "bridge", "bridge": bridge,
-        "isGateway": False, "ipMasq": False, "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
+        "cniVersion": "1.0.0",
+        "name": "bridge-net",
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": False,
+        "ipMasq": False,
+        "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
     }
     pods = [Attachment(cni, "bridge", config, topo.netns(), ifname="eth1") for _ in range(2)]
     results = [pod.add().expect_ok() for pod in pods]
@@ -53,8 +58,13 @@ def test_bridge_plugin(cni, ipamd, subnet, topo):
 
 def test_ptp_plugin(cni, ipamd, subnet, topo):
     net = subnet("198.18.11.0/24")
-    config = {"cniVersion": "1.0.0", "name": "ptp-net", "type": "ptp", "ipMasq": False,
-              "ipam": ipamd_ipam(ipamd.socket, net["provider"])}
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "ptp-net",
+        "type": "ptp",
+        "ipMasq": False,
+        "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
+    }
     pod = Attachment(cni, "ptp", config, topo.netns())
     result = pod.add().expect_ok()
     (configured,) = result["ips"]
@@ -74,8 +84,13 @@ def test_ptp_plugin(cni, ipamd, subnet, topo):
 def test_host_device_plugin(cni, ipamd, subnet, topo):
     net = subnet("198.18.12.0/24")
     _, device = topo.veth()
-    config = {"cniVersion": "1.0.0", "name": "hostdev-net", "type": "host-device", "device": device,
-              "ipam": ipamd_ipam(ipamd.socket, net["provider"])}
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "hostdev-net",
+        "type": "host-device",
+        "device": device,
+        "ipam": ipamd_ipam(ipamd.socket, net["provider"]),
+    }
     pod = Attachment(cni, "host-device", config, topo.netns())
     result = pod.add().expect_ok()
     (configured,) = result["ips"]
@@ -102,11 +117,25 @@ def test_ipvlan_and_vlan(kind, cni, ipamd, subnet, topo):
     net = subnet("198.18.13.0/24" if kind == "ipvlan" else "198.18.14.0/24")
     ipam = ipamd_ipam(ipamd.socket, net["provider"])
     if kind == "ipvlan":
-        config = {"cniVersion": "1.0.0", "name": "ipvlan-net", "type": "ipvlan", "master": master, "mode": "l2", "ipam": ipam}
+        config = {
+            "cniVersion": "1.0.0",
+            "name": "ipvlan-net",
+            "type": "ipvlan",
+            "master": master,
+            "mode": "l2",
+            "ipam": ipam,
+        }
         pods = [Attachment(cni, "ipvlan", config, topo.netns()) for _ in range(2)]
     else:
         # A VLAN link takes its master's name space: one pod per VLAN id and master.
-        config = {"cniVersion": "1.0.0", "name": "vlan-net", "type": "vlan", "master": master, "vlanId": 42, "ipam": ipam}
+        config = {
+            "cniVersion": "1.0.0",
+            "name": "vlan-net",
+            "type": "vlan",
+            "master": master,
+            "vlanId": 42,
+            "ipam": ipam,
+        }
         pods = [Attachment(cni, "vlan", config, topo.netns())]
     results = [pod.add().expect_ok() for pod in pods]
     addresses = []

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 from e2e_support import (
-    SUPPORTED_VERSIONS,
     NETNS_DIR,
+    SUPPORTED_VERSIONS,
     Attachment,
     allocations,
     ipamd_ipam,
@@ -27,7 +27,12 @@ pytestmark = [pytest.mark.root, pytest.mark.skipif(skip_reason() is not None, re
 def test_result_shape_through_macvlan(version, cni, ipamd, subnet, topo):
     net = subnet("192.0.2.0/24", routes=[{"dst": "203.0.113.0/24", "gw": "192.0.2.254"}])
     master, _ = topo.veth()
-    pod = Attachment(cni, "macvlan", macvlan_config("versions", master, ipamd_ipam(ipamd.socket, net["provider"]), version=version), topo.netns())
+    pod = Attachment(
+        cni,
+        "macvlan",
+        macvlan_config("versions", master, ipamd_ipam(ipamd.socket, net["provider"]), version=version),
+        topo.netns(),
+    )
     result = pod.add().expect_ok()
 
     assert result["cniVersion"] == version
@@ -64,11 +69,20 @@ def _shim_config(version: str, socket: str, provider: str, **extra):
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
 def test_dual_stack_result_shape_of_the_shim_itself(version, cni, ipamd, subnet):
     """The IPAM result as the shim prints it, before any interface plugin touches it."""
-    net = subnet("198.51.100.0/24,2001:db8:20::/64", routes=[{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}],
-                 dns={"nameservers": ["198.51.100.53"], "domain": "example.net"})
+    net = subnet(
+        "198.51.100.0/24,2001:db8:20::/64",
+        routes=[{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}],
+        dns={"nameservers": ["198.51.100.53"], "domain": "example.net"},
+    )
     container = unique("c", 16)
-    done = cni.run("ipamd", "ADD", _shim_config(version, ipamd.socket, net["provider"]), container_id=container,
-                   netns=unique("gone-"), pod=unique("pod-"))
+    done = cni.run(
+        "ipamd",
+        "ADD",
+        _shim_config(version, ipamd.socket, net["provider"]),
+        container_id=container,
+        netns=unique("gone-"),
+        pod=unique("pod-"),
+    )
     result = done.expect_ok()
     assert set(result) == {"cniVersion", "ips", "routes", "dns"}, result  # no interfaces
     assert result["cniVersion"] == version
@@ -115,7 +129,12 @@ def test_a_version_macvlan_does_not_speak_is_refused_by_it(cni, ipamd, subnet, t
     """1.1.0 is the shim's, not Debian's 1.1.1 plugins': macvlan refuses before any IPAM call."""
     net = subnet("198.18.41.0/24")
     master, _ = topo.veth()
-    pod = Attachment(cni, "macvlan", macvlan_config("v110", master, ipamd_ipam(ipamd.socket, net["provider"]), version="1.1.0"), topo.netns())
+    pod = Attachment(
+        cni,
+        "macvlan",
+        macvlan_config("v110", master, ipamd_ipam(ipamd.socket, net["provider"]), version="1.1.0"),
+        topo.netns(),
+    )
     refused = pod.add()
     assert refused.returncode != 0 and refused.code == 1, refused.describe()
     assert allocations(ipamd, net["name"]) == []

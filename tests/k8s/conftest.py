@@ -62,12 +62,23 @@ class Cluster:
     daemon: Daemon
     containers: dict[str, int] = field(default_factory=dict)
 
-    def pod(self, name: str, *, annotations: dict[str, str] | None = None, owner: dict[str, Any] | None = None,
-            namespace: str = "default", node: str = NODE, labels: dict[str, str] | None = None) -> dict[str, Any]:
-        return self.api.create_pod(name, namespace, node_name=node, annotations=annotations, owner=owner,
-                                   labels=labels, phase="Running")
+    def pod(
+        self,
+        name: str,
+        *,
+        annotations: dict[str, str] | None = None,
+        owner: dict[str, Any] | None = None,
+        namespace: str = "default",
+        node: str = NODE,
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        return self.api.create_pod(
+            name, namespace, node_name=node, annotations=annotations, owner=owner, labels=labels, phase="Running"
+        )
 
-    def statefulset_pod(self, sts: dict[str, Any], ordinal: int, *, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    def statefulset_pod(
+        self, sts: dict[str, Any], ordinal: int, *, annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         name = f"{sts['metadata']['name']}-{ordinal}"
         labels = {**sts["spec"]["template"]["metadata"]["labels"], "statefulset.kubernetes.io/pod-name": name}
         return self.pod(name, annotations=annotations, owner=self.api.owner_reference(sts), labels=labels)
@@ -96,18 +107,25 @@ class Cluster:
         config keys, e.g. runtimeConfig); returns its exit code and what it printed."""
         metadata = pod["metadata"]
         network = {
-            "cniVersion": "1.0.0", "name": "macvlan",
-            "ipam": {"type": "ipamd", "server_socket": self.daemon.socket, "provider": PROVIDER}, **config,
+            "cniVersion": "1.0.0",
+            "name": "macvlan",
+            "ipam": {"type": "ipamd", "server_socket": self.daemon.socket, "provider": PROVIDER},
+            **config,
         }
         env = {
-            "CNI_COMMAND": command, "CNI_CONTAINERID": f"sandbox-{metadata['uid']}", "CNI_IFNAME": ifname,
-            "CNI_NETNS": f"/var/run/netns/{metadata['name']}", "CNI_PATH": "/opt/cni/bin",
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": f"sandbox-{metadata['uid']}",
+            "CNI_IFNAME": ifname,
+            "CNI_NETNS": f"/var/run/netns/{metadata['name']}",
+            "CNI_PATH": "/opt/cni/bin",
             "CNI_ARGS": (
                 f"IgnoreUnknown=1;K8S_POD_NAMESPACE={metadata['namespace']};K8S_POD_NAME={metadata['name']};"
                 f"K8S_POD_UID={metadata['uid']}"
             ),
         }
-        done = subprocess.run([str(PLUGIN)], input=json.dumps(network).encode(), env=env, capture_output=True, timeout=60)
+        done = subprocess.run(
+            [str(PLUGIN)], input=json.dumps(network).encode(), env=env, capture_output=True, timeout=60
+        )
         return done.returncode, json.loads(done.stdout) if done.stdout.strip() else None
 
     def delete(self, pod: dict[str, Any], *, ifname: str = "net1") -> Reply:
@@ -145,7 +163,9 @@ class Cluster:
     def kube_patch(self, path: str, body: dict[str, Any]) -> int:
         """Sends one JSON merge patch to the API double; returns the status."""
         request = urllib.request.Request(
-            self.api.url + path, method="PATCH", data=json.dumps(body).encode(),
+            self.api.url + path,
+            method="PATCH",
+            data=json.dumps(body).encode(),
             headers={"Content-Type": "application/merge-patch+json"},
         )
         try:
@@ -186,15 +206,29 @@ def make_cluster(kube: ThreadedKubeApi, tmp_path: Path) -> Iterator[Callable[...
     kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
 
     def start(
-        *, reconcile_interval: float = 1.0, release_grace: float = 1.0, subnet: dict[str, Any] | None = NET1,
-        database_url: str | None = None, extra_args: tuple[str, ...] = (),
+        *,
+        reconcile_interval: float = 1.0,
+        release_grace: float = 1.0,
+        subnet: dict[str, Any] | None = NET1,
+        database_url: str | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> Cluster:
         daemon = Daemon(
-            tmp_path, database_url or f"sqlite:///{tmp_path / 'ipamd.db'}",
+            tmp_path,
+            database_url or f"sqlite:///{tmp_path / 'ipamd.db'}",
             extra_args=(
-                "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", NODE,
-                "--reconcile-interval", str(reconcile_interval), "--release-grace", str(release_grace),
-                "--log-level", "debug", *extra_args,
+                "--kubernetes",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--node-name",
+                NODE,
+                "--reconcile-interval",
+                str(reconcile_interval),
+                "--release-grace",
+                str(release_grace),
+                "--log-level",
+                "debug",
+                *extra_args,
             ),
         ).start()
         daemons.append(daemon)

@@ -12,7 +12,9 @@ from ipamd.k8s.watch import Backoff
 
 
 def status(code: int, reason: str, message: str) -> bytes:
-    return json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}).encode()
+    return json.dumps(
+        {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}
+    ).encode()
 
 
 @pytest.mark.parametrize(
@@ -40,7 +42,11 @@ def test_subclasses_stay_ipamd_errors():
 
 
 def test_refusals_point_at_rbac():
-    error = error_for(403, status(403, "Forbidden", 'pods is forbidden: User "x" cannot list resource "pods"'), what="GET /api/v1/pods")
+    error = error_for(
+        403,
+        status(403, "Forbidden", 'pods is forbidden: User "x" cannot list resource "pods"'),
+        what="GET /api/v1/pods",
+    )
     assert error.message.endswith("grant ipamd's service account the RBAC rules of docs/kubernetes.md")
 
 
@@ -50,7 +56,9 @@ def test_a_body_that_is_not_a_status():
 
 
 def test_every_backoff_waits_at_least_what_a_429_asks():
-    busy = error_for(429, status(429, "TooManyRequests", "too many requests"), what="GET /api/v1/pods", headers={"Retry-After": "20"})
+    busy = error_for(
+        429, status(429, "TooManyRequests", "too many requests"), what="GET /api/v1/pods", headers={"Retry-After": "20"}
+    )
     assert wait_asked(busy) == 20 and wait_asked(Unavailable("down")) == 0
     backoff = Backoff(first=0.2, ceiling=1.0)
     assert backoff.next(busy) == 20

@@ -8,7 +8,9 @@ from typing import Any
 from tests.k8s.conftest import Cluster, note, wait_for
 
 
-def _recreate(cluster: Cluster, name: str, sts: dict[str, Any], ordinal: int) -> tuple[dict[str, Any], dict[str, Any], list]:
+def _recreate(
+    cluster: Cluster, name: str, sts: dict[str, Any], ordinal: int
+) -> tuple[dict[str, Any], dict[str, Any], list]:
     """Gives ``name`` an address, force-deletes the pod and recreates it; the new one ADDs."""
     old = cluster.statefulset_pod(sts, ordinal)
     address = cluster.add(old).body["ips"]
@@ -94,7 +96,9 @@ def test_the_stale_add_through_the_cni_shim_exits_with_code_105(cluster: Cluster
     sts = cluster.api.create_statefulset("shimmed", replicas=1)
     old, new, address = _recreate(cluster, "shimmed-0", sts, 0)
     config = {
-        "cniVersion": "1.0.0", "name": "macvlan", "type": "macvlan",
+        "cniVersion": "1.0.0",
+        "name": "macvlan",
+        "type": "macvlan",
         "ipam": {"type": "ipamd", "server_socket": cluster.daemon.socket, "provider": "macvlan.default"},
     }
     args = f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=shimmed-0;K8S_POD_INFRA_CONTAINER_ID=late;K8S_POD_UID={old['metadata']['uid']}"

@@ -30,30 +30,57 @@ def kubeconfig(cluster: Cluster, tmp_path: Path) -> str:
 
 
 def status(name: str, interface: str, ip: str) -> str:
-    return json.dumps([
-        {"name": "kube-ovn", "interface": "eth0", "ips": ["198.18.1.5"], "default": True},
-        {"name": name, "interface": interface, "ips": [ip], "mac": "02:00:00:00:01:01"},
-    ])
+    return json.dumps(
+        [
+            {"name": "kube-ovn", "interface": "eth0", "ips": ["198.18.1.5"], "default": True},
+            {"name": name, "interface": interface, "ips": [ip], "mac": "02:00:00:00:01:01"},
+        ]
+    )
 
 
 def nad(cluster: Cluster, name: str, config: dict[str, Any], namespace: str = "default") -> dict[str, Any]:
-    body = {"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"config": json.dumps(config)}}
+    body = {
+        "apiVersion": "k8s.cni.cncf.io/v1",
+        "kind": "NetworkAttachmentDefinition",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"config": json.dumps(config)},
+    }
     return cluster.api.create("network-attachment-definitions", body, namespace=namespace)
 
 
 def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
-    cluster: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+    cluster: Cluster,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ):
-    running = {note("allocated"): "true", note("ip_address"): "192.0.2.11", note("mac_address"): "02:00:00:00:00:11",
-               STATUS: status("default/macvlan", "net2", "192.0.2.11"),
-               "ovn.kubernetes.io/allocated": "true", "ovn.kubernetes.io/ip_address": "198.18.1.5"}
+    running = {
+        note("allocated"): "true",
+        note("ip_address"): "192.0.2.11",
+        note("mac_address"): "02:00:00:00:00:11",
+        STATUS: status("default/macvlan", "net2", "192.0.2.11"),
+        "ovn.kubernetes.io/allocated": "true",
+        "ovn.kubernetes.io/ip_address": "198.18.1.5",
+    }
     cluster.pod("legacy-a", annotations=running)
     cluster.pod("legacy-b", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.12"})
-    cluster.api.create_pod("finished", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.13"}, phase="Succeeded")
-    cluster.api.create("ips", {"apiVersion": "kubeovn.io/v1", "kind": "IP", "metadata": {"name": "legacy-b.default.macvlan.default"},
-                               "spec": {"podName": "legacy-b", "namespace": "default", "containerID": "sandbox-of-b", "ipAddress": "192.0.2.12"}},
-                       namespace=None)
+    cluster.api.create_pod(
+        "finished", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.13"}, phase="Succeeded"
+    )
+    cluster.api.create(
+        "ips",
+        {
+            "apiVersion": "kubeovn.io/v1",
+            "kind": "IP",
+            "metadata": {"name": "legacy-b.default.macvlan.default"},
+            "spec": {
+                "podName": "legacy-b",
+                "namespace": "default",
+                "containerID": "sandbox-of-b",
+                "ipAddress": "192.0.2.12",
+            },
+        },
+        namespace=None,
+    )
     # ipamd already gave 192.0.2.11 to a new pod: that pod's old address is a conflict.
     assert cluster.add(cluster.pod("newcomer")).body["ips"][0]["address"] == "192.0.2.11/24"
     cluster.pod("legacy-c", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.11"})
@@ -68,7 +95,9 @@ def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
     assert "conflict  default/legacy-a net2 192.0.2.11" in out and "held by default/newcomer net1" in out
     assert "conflict  default/legacy-c net1 192.0.2.11" in out
     assert "adopted   default/legacy-b net1 192.0.2.12" in out
-    assert "skipped   pod default/legacy-a annotations of provider ovn: provider ovn is Kube-OVN's own OVN network" in out
+    assert (
+        "skipped   pod default/legacy-a annotations of provider ovn: provider ovn is Kube-OVN's own OVN network" in out
+    )
     assert "finished" not in out
     # Nothing was overwritten: the newcomer keeps its address.
     [kept] = cluster.allocations("newcomer")
@@ -77,9 +106,14 @@ def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
     assert adopted["addresses"][0]["address"] == "192.0.2.12"
     assert adopted["owner"]["containerId"] == "sandbox-of-b" and adopted["networkKey"] == "macvlan.default"
     # A CNI GC that lists none of them leaves adopted attachments alone (no runtime made them).
-    gc = cluster.daemon.client.post("/v1/cni/gc", {
-        "network": "macvlan", "ipam": {"type": "ipamd", "provider": "macvlan.default"},
-        "validAttachments": [{"containerId": kept["owner"]["containerId"], "ifName": "net1"}]})
+    gc = cluster.daemon.client.post(
+        "/v1/cni/gc",
+        {
+            "network": "macvlan",
+            "ipam": {"type": "ipamd", "provider": "macvlan.default"},
+            "validAttachments": [{"containerId": kept["owner"]["containerId"], "ifName": "net1"}],
+        },
+    )
     assert gc.status == 200 and gc.body == {"released": 0}, gc.body
     assert cluster.allocations("legacy-b")
 
@@ -94,26 +128,45 @@ def test_kube_ovn_pods_are_adopted_and_a_new_pod_never_gets_their_addresses(
 
 
 def test_whereabouts_ippools_from_saved_objects(cluster: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path):
-    config = {"cniVersion": "0.3.1", "name": "wb-net", "type": "macvlan", "master": "eth1",
-              "ipam": {"type": "whereabouts", "range": "198.51.100.0/28", "exclude": ["198.51.100.0/31"]}}
+    config = {
+        "cniVersion": "0.3.1",
+        "name": "wb-net",
+        "type": "macvlan",
+        "master": "eth1",
+        "ipam": {"type": "whereabouts", "range": "198.51.100.0/28", "exclude": ["198.51.100.0/31"]},
+    }
     nads = [nad(cluster, "wb-net", config)]
     pods = [
         cluster.pod("wb-1", annotations={STATUS: status("default/wb-net", "net1", "198.51.100.3")}),
         cluster.pod("wb-2"),
         cluster.pod("wb-odd"),
     ]
-    pool = {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
-            "metadata": {"name": "198.51.100.0-28", "namespace": "kube-system"},
-            "spec": {"range": "198.51.100.0/28", "allocations": {
+    pool = {
+        "apiVersion": "whereabouts.cni.cncf.io/v1alpha1",
+        "kind": "IPPool",
+        "metadata": {"name": "198.51.100.0-28", "namespace": "kube-system"},
+        "spec": {
+            "range": "198.51.100.0/28",
+            "allocations": {
                 "3": {"id": "cid-wb-1", "podref": "default/wb-1", "ifname": "net1"},
                 "4": {"id": "cid-wb-2", "podref": "default/wb-2"},
                 "5": {"id": "cid-gone", "podref": "default/deleted-long-ago"},
-            }}}
+            },
+        },
+    }
     reservations = [
-        {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "OverlappingRangeIPReservation",
-         "metadata": {"name": "198.51.100.3", "namespace": "kube-system"}, "spec": {"podref": "default/wb-1", "ifname": "net1"}},
-        {"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "OverlappingRangeIPReservation",
-         "metadata": {"name": "198.51.100.9", "namespace": "kube-system"}, "spec": {"podref": "default/wb-odd", "ifname": "net1"}},
+        {
+            "apiVersion": "whereabouts.cni.cncf.io/v1alpha1",
+            "kind": "OverlappingRangeIPReservation",
+            "metadata": {"name": "198.51.100.3", "namespace": "kube-system"},
+            "spec": {"podref": "default/wb-1", "ifname": "net1"},
+        },
+        {
+            "apiVersion": "whereabouts.cni.cncf.io/v1alpha1",
+            "kind": "OverlappingRangeIPReservation",
+            "metadata": {"name": "198.51.100.9", "namespace": "kube-system"},
+            "spec": {"podref": "default/wb-odd", "ifname": "net1"},
+        },
     ]
     saved = tmp_path / "whereabouts.json"
     saved.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [*nads, *pods, pool, *reservations]}))
@@ -131,9 +184,17 @@ def test_whereabouts_ippools_from_saved_objects(cluster: Cluster, capsys: pytest
     def add(pod: str, container: str) -> str:
         if cluster.api.get_pod(pod) is None:
             cluster.pod(pod)
-        reply = cluster.daemon.client.post("/v1/cni/add", {
-            "containerId": container, "ifName": "net1", "network": "wb-net", "ipam": {**config["ipam"], "type": "ipamd"},
-            "podNamespace": "default", "podName": pod})
+        reply = cluster.daemon.client.post(
+            "/v1/cni/add",
+            {
+                "containerId": container,
+                "ifName": "net1",
+                "network": "wb-net",
+                "ipam": {**config["ipam"], "type": "ipamd"},
+                "podNamespace": "default",
+                "podName": pod,
+            },
+        )
         assert reply.status == 200, reply.body
         return str(reply.body["ips"][0]["address"])
 
@@ -142,10 +203,23 @@ def test_whereabouts_ippools_from_saved_objects(cluster: Cluster, capsys: pytest
     assert fresh == ["198.51.100.2/28", "198.51.100.5/28", "198.51.100.6/28"]
 
 
-def test_host_local_leases_from_its_data_directory(cluster: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path):
-    config = {"cniVersion": "1.0.0", "name": "hl-net", "plugins": [
-        {"type": "bridge", "bridge": "br0",
-         "ipam": {"type": "host-local", "ranges": [[{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.10"}]]}}]}
+def test_host_local_leases_from_its_data_directory(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str], tmp_path: Path
+):
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "hl-net",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "br0",
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": "203.0.113.0/24", "rangeStart": "203.0.113.10"}]],
+                },
+            }
+        ],
+    }
     nad(cluster, "hl-net", config)
     cluster.pod("hl-pod", annotations={STATUS: status("default/hl-net", "net1", "203.0.113.10")})
     leases = tmp_path / "networks" / "hl-net"
@@ -157,8 +231,15 @@ def test_host_local_leases_from_its_data_directory(cluster: Cluster, capsys: pyt
     (tmp_path / "networks" / "orphan-net").mkdir()
     (tmp_path / "networks" / "orphan-net" / "198.18.0.5").write_text("cid-x\r\neth0")
 
-    code, out, err = ipamctl(cluster, capsys, "host-local", "--kubeconfig", kubeconfig(cluster, tmp_path),
-                             "--data-dir", str(tmp_path / "networks"))
+    code, out, err = ipamctl(
+        cluster,
+        capsys,
+        "host-local",
+        "--kubeconfig",
+        kubeconfig(cluster, tmp_path),
+        "--data-dir",
+        str(tmp_path / "networks"),
+    )
     assert code == 0, (out, err)
     assert "adopted   default/hl-pod net1 203.0.113.10" in out
     assert "adopted   container cid-unknown eth0 203.0.113.11" in out
@@ -166,9 +247,17 @@ def test_host_local_leases_from_its_data_directory(cluster: Cluster, capsys: pyt
     assert [a["owner"]["containerId"] for a in cluster.allocations("hl-pod")] == ["cid-hl-pod"]
 
     cluster.pod("hl-next")
-    reply = cluster.daemon.client.post("/v1/cni/add", {
-        "containerId": "c-next", "ifName": "net1", "network": "hl-net", "ipam": {**config["plugins"][0]["ipam"], "type": "ipamd"},
-        "podNamespace": "default", "podName": "hl-next"})
+    reply = cluster.daemon.client.post(
+        "/v1/cni/add",
+        {
+            "containerId": "c-next",
+            "ifName": "net1",
+            "network": "hl-net",
+            "ipam": {**config["plugins"][0]["ipam"], "type": "ipamd"},
+            "podNamespace": "default",
+            "podName": "hl-next",
+        },
+    )
     assert reply.status == 200, reply.body
     assert reply.body["ips"][0]["address"] == "203.0.113.12/24"
 
@@ -188,12 +277,31 @@ def test_adopt_annotations_before_serving(make_cluster, kube, tmp_path: Path):
     config = tmp_path / "ipamd.yaml"
     config.write_text(json.dumps({"subnets": [{**NET1}]}))
     api = kube.api
-    live = {note("allocated"): "true", note("ip_address"): "192.0.2.11", note("mac_address"): "02:00:00:00:00:11",
-            STATUS: status("default/macvlan", "net1", "192.0.2.11")}
+    live = {
+        note("allocated"): "true",
+        note("ip_address"): "192.0.2.11",
+        note("mac_address"): "02:00:00:00:00:11",
+        STATUS: status("default/macvlan", "net1", "192.0.2.11"),
+    }
     first = api.create_pod("running-a", node_name=NODE, annotations=live, phase="Running")
-    api.create_pod("running-b", node_name=NODE, annotations={note("allocated"): "true", note("ip_address"): "192.0.2.12"}, phase="Running")
-    api.create_pod("outside", node_name=NODE, annotations={note("allocated"): "true", note("ip_address"): "203.0.113.9"}, phase="Running")
-    api.create_pod("elsewhere", node_name="n2", annotations={note("allocated"): "true", note("ip_address"): "192.0.2.20"}, phase="Running")
+    api.create_pod(
+        "running-b",
+        node_name=NODE,
+        annotations={note("allocated"): "true", note("ip_address"): "192.0.2.12"},
+        phase="Running",
+    )
+    api.create_pod(
+        "outside",
+        node_name=NODE,
+        annotations={note("allocated"): "true", note("ip_address"): "203.0.113.9"},
+        phase="Running",
+    )
+    api.create_pod(
+        "elsewhere",
+        node_name="n2",
+        annotations={note("allocated"): "true", note("ip_address"): "192.0.2.20"},
+        phase="Running",
+    )
 
     cluster = make_cluster(subnet=None, extra_args=("--config", str(config), "--adopt-annotations"))
     [a] = cluster.allocations("running-a")

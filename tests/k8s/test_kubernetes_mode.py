@@ -12,7 +12,9 @@ from tests.k8s.conftest import NET1, Cluster, note, wait_for
 
 
 def test_static_ip_and_mac_annotations_are_honoured_and_written_back(cluster: Cluster):
-    pod = cluster.pod("static", annotations={note("ip_address"): "192.0.2.50", note("mac_address"): "02:00:00:00:00:50"})
+    pod = cluster.pod(
+        "static", annotations={note("ip_address"): "192.0.2.50", note("mac_address"): "02:00:00:00:00:50"}
+    )
     reply = cluster.add(pod)
     assert reply.status == 200, reply.body
     assert reply.body["ips"] == [{"address": "192.0.2.50/24", "gateway": "192.0.2.1", "family": 4}]
@@ -102,7 +104,9 @@ def test_conflicting_mac_fails(cluster: Cluster):
 def test_unusable_annotations_fail_with_a_clear_message_and_an_event(cluster: Cluster):
     outside = cluster.add(cluster.pod("outside", annotations={note("ip_address"): "203.0.113.5"}))
     assert outside.status == 400
-    assert outside.message == "macvlan.default.kubernetes.io/ip_address: 203.0.113.5 is outside subnet net1 (192.0.2.0/24)"
+    assert (
+        outside.message == "macvlan.default.kubernetes.io/ip_address: 203.0.113.5 is outside subnet net1 (192.0.2.0/24)"
+    )
     assert "203.0.113.5 is outside subnet net1" in cluster.events("outside")[0]["message"]
 
     garbage = cluster.add(cluster.pod("garbage", annotations={note("ip_address"): "192.0.2.x"}))
@@ -119,12 +123,21 @@ def test_a_pod_unknown_to_the_api_server_is_refused_without_an_event(cluster: Cl
     ghost = {"metadata": {"name": "ghost", "namespace": "default", "uid": "no-such-uid"}}
     reply = cluster.add(ghost)
     assert reply.status == 404
-    assert reply.message == "pod default/ghost not found in Kubernetes; the runtime passed a pod that the API server does not know"
+    assert (
+        reply.message
+        == "pod default/ghost not found in Kubernetes; the runtime passed a pod that the API server does not know"
+    )
     assert not cluster.events("ghost")
 
 
 def test_logical_switch_picks_the_subnet(cluster: Cluster):
-    backup = {**NET1, "name": "net1-backup", "cidrBlock": "198.51.100.0/24", "gateway": "198.51.100.1", "excludeIps": []}
+    backup = {
+        **NET1,
+        "name": "net1-backup",
+        "cidrBlock": "198.51.100.0/24",
+        "gateway": "198.51.100.1",
+        "excludeIps": [],
+    }
     assert cluster.daemon.client.post("/v1/subnets", backup).status == 201
     reply = cluster.add(cluster.pod("switched", annotations={note("logical_switch"): "net1-backup"}))
     assert reply.status == 200, reply.body
@@ -136,7 +149,13 @@ def test_logical_switch_picks_the_subnet(cluster: Cluster):
 
 
 def test_ip_pool_list_for_deployment_pods_takes_the_first_free_and_exhausts(cluster: Cluster):
-    replicaset = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d4f", "uid": "rs-uid", "controller": True}
+    replicaset = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "name": "web-5d4f",
+        "uid": "rs-uid",
+        "controller": True,
+    }
     pool = {note("ip_pool"): "192.0.2.80, 192.0.2.81"}
     first = cluster.add(cluster.pod("web-5d4f-abcde", annotations=pool, owner=replicaset))
     second = cluster.add(cluster.pod("web-5d4f-fghij", annotations=pool, owner=replicaset))
@@ -150,7 +169,10 @@ def test_ip_pool_list_for_deployment_pods_takes_the_first_free_and_exhausts(clus
     # A freed member goes to the next pod.
     cluster.api.delete_pod("web-5d4f-abcde", grace_period_seconds=0)
     cluster.wait_released("web-5d4f-abcde")
-    assert cluster.add(cluster.pod("web-5d4f-pqrst", annotations=pool, owner=replicaset)).body["ips"][0]["address"] == "192.0.2.80/24"
+    assert (
+        cluster.add(cluster.pod("web-5d4f-pqrst", annotations=pool, owner=replicaset)).body["ips"][0]["address"]
+        == "192.0.2.80/24"
+    )
 
 
 def test_ip_pool_list_for_statefulset_pods_goes_by_ordinal(cluster: Cluster):
@@ -162,18 +184,27 @@ def test_ip_pool_list_for_statefulset_pods_goes_by_ordinal(cluster: Cluster):
     assert "2001:db8::90" in refused.message or "2001:db8::92" in refused.message
     v4_pool = {note("ip_pool"): "192.0.2.90;192.0.2.91;192.0.2.92"}
     sts2 = cluster.api.create_statefulset("cache", replicas=3)
-    got = {n: cluster.add(cluster.statefulset_pod(sts2, n, annotations=v4_pool)).body["ips"][0]["address"] for n in (2, 0)}
+    got = {
+        n: cluster.add(cluster.statefulset_pod(sts2, n, annotations=v4_pool)).body["ips"][0]["address"] for n in (2, 0)
+    }
     assert got == {2: "192.0.2.92/24", 0: "192.0.2.90/24"}
     [allocation] = cluster.allocations("cache-2")
     assert allocation["hold"] == "statefulset"
-    beyond = cluster.add(cluster.statefulset_pod(cluster.api.create_statefulset("big", replicas=5), 4, annotations=v4_pool))
+    beyond = cluster.add(
+        cluster.statefulset_pod(cluster.api.create_statefulset("big", replicas=5), 4, annotations=v4_pool)
+    )
     assert beyond.status == 409
     assert beyond.message == "ip_pool lists 3 entries; none for ordinal 4"
     assert cluster.events("big-4")
 
 
 def test_ip_pool_by_name_takes_the_ordinal_member_or_the_first_free(cluster: Cluster):
-    assert cluster.daemon.client.post("/v1/pools", {"name": "db-pool", "subnet": "net1", "ips": ["192.0.2.100..192.0.2.102"]}).status == 201
+    assert (
+        cluster.daemon.client.post(
+            "/v1/pools", {"name": "db-pool", "subnet": "net1", "ips": ["192.0.2.100..192.0.2.102"]}
+        ).status
+        == 201
+    )
     sts = cluster.api.create_statefulset("pg", replicas=3)
     by_ordinal = cluster.add(cluster.statefulset_pod(sts, 1, annotations={note("ip_pool"): "db-pool"}))
     assert by_ordinal.body["ips"][0]["address"] == "192.0.2.101/24"
@@ -188,7 +219,12 @@ def test_ip_pool_by_name_takes_the_ordinal_member_or_the_first_free(cluster: Clu
 def test_a_pool_of_another_network_is_refused_with_an_event(cluster: Cluster):
     other = {"name": "other", "cidrBlock": "198.51.100.0/24", "provider": "other-net"}
     assert cluster.daemon.client.post("/v1/subnets", other).status == 201
-    assert cluster.daemon.client.post("/v1/pools", {"name": "other-pool", "subnet": "other", "ips": ["198.51.100.10"]}).status == 201
+    assert (
+        cluster.daemon.client.post(
+            "/v1/pools", {"name": "other-pool", "subnet": "other", "ips": ["198.51.100.10"]}
+        ).status
+        == 201
+    )
     reply = cluster.add(cluster.pod("stray", annotations={note("ip_pool"): "other-pool"}))
     assert reply.status == 400, reply.body
     assert reply.message == (
@@ -201,8 +237,13 @@ def test_a_pool_of_another_network_is_refused_with_an_event(cluster: Cluster):
     # logical_switch and ip_pool must agree too.
     backup = {**NET1, "name": "net1-backup", "cidrBlock": "203.0.113.0/24", "gateway": "203.0.113.1", "excludeIps": []}
     assert cluster.daemon.client.post("/v1/subnets", backup).status == 201
-    assert cluster.daemon.client.post("/v1/pools", {"name": "net1-pool", "subnet": "net1", "ips": ["192.0.2.120"]}).status == 201
-    crossed = cluster.add(cluster.pod("crossed", annotations={note("ip_pool"): "net1-pool", note("logical_switch"): "net1-backup"}))
+    assert (
+        cluster.daemon.client.post("/v1/pools", {"name": "net1-pool", "subnet": "net1", "ips": ["192.0.2.120"]}).status
+        == 201
+    )
+    crossed = cluster.add(
+        cluster.pod("crossed", annotations={note("ip_pool"): "net1-pool", note("logical_switch"): "net1-backup"})
+    )
     assert crossed.status == 400 and "subnet net1-backup named by logical_switch" in crossed.message
 
 
@@ -246,7 +287,9 @@ def test_terminal_and_evicted_pods_release(cluster: Cluster):
     evicted = cluster.pod("evicted")
     assert cluster.add(done).status == 200 and cluster.add(evicted).status == 200
     cluster.api.set_pod_phase("job", phase="Succeeded")
-    cluster.api.set_pod_phase("evicted", phase="Failed", reason="Evicted", message="The node was low on resource: memory.")
+    cluster.api.set_pod_phase(
+        "evicted", phase="Failed", reason="Evicted", message="The node was low on resource: memory."
+    )
     cluster.wait_released("job")
     cluster.wait_released("evicted")
 
@@ -288,7 +331,9 @@ def test_deleting_the_statefulset_releases_its_pods(cluster: Cluster):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_pod_deleted_while_the_daemon_was_stopped_is_released_after_restart(
-    make_cluster: Callable[..., Cluster], backend: str, request: pytest.FixtureRequest,
+    make_cluster: Callable[..., Cluster],
+    backend: str,
+    request: pytest.FixtureRequest,
 ):
     url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
     cluster = make_cluster(reconcile_interval=1.0, release_grace=1.0, database_url=url)
@@ -325,7 +370,8 @@ def test_the_daemon_takes_the_reconciler_lease_and_gives_it_up_on_stop(cluster: 
 def _node_requests(cluster: Cluster, *, watch: bool) -> list:
     """The daemon's list (or watch) requests for its node's pods, in order."""
     return [
-        r for r in cluster.api.recorded("GET", "/api/v1/pods")
+        r
+        for r in cluster.api.recorded("GET", "/api/v1/pods")
         if r.query.get("fieldSelector") == "spec.nodeName=n1" and bool(r.query.get("watch")) == watch
     ]
 
@@ -396,7 +442,9 @@ def test_through_the_cni_shim(cluster: Cluster):
 
     def shim(command: str, pod: dict, container: str):
         config = {
-            "cniVersion": "1.0.0", "name": "macvlan", "type": "macvlan",
+            "cniVersion": "1.0.0",
+            "name": "macvlan",
+            "type": "macvlan",
             "ipam": {"type": "ipamd", "server_socket": cluster.daemon.socket, "provider": "macvlan.default"},
         }
         args = (
@@ -443,9 +491,15 @@ def test_routes_annotation_joins_the_result_and_bad_routes_are_refused(cluster: 
 
 
 def test_ip_family_on_a_single_stack_subnet(cluster: Cluster):
-    assert cluster.add(cluster.pod("v4", annotations={note("ip_family"): "ipv4"})).body["ips"][0]["address"] == "192.0.2.11/24"
+    assert (
+        cluster.add(cluster.pod("v4", annotations={note("ip_family"): "ipv4"})).body["ips"][0]["address"]
+        == "192.0.2.11/24"
+    )
     v6 = cluster.add(cluster.pod("v6", annotations={note("ip_family"): "ipv6"}))
-    assert v6.status == 400 and v6.message == f"{note('ip_family')}: IPv6 asked, but no subnet of network macvlan.default has IPv6"
+    assert (
+        v6.status == 400
+        and v6.message == f"{note('ip_family')}: IPv6 asked, but no subnet of network macvlan.default has IPv6"
+    )
     assert "IPv6 asked" in cluster.events("v6")[0]["message"]
     odd = cluster.add(cluster.pod("odd", annotations={note("ip_family"): "dual"}))
     assert odd.status == 400 and odd.message == f"{note('ip_family')}: 'dual': expected ipv4 or ipv6"
@@ -458,11 +512,16 @@ def test_ip_family_and_pools_on_a_dual_stack_subnet(make_cluster):
     assert [ip["family"] for ip in both] == [4, 6]
     only6 = cluster.add(cluster.pod("only6", annotations={note("ip_family", "net1"): "ipv6"}))
     assert [ip["address"] for ip in only6.body["ips"]] == ["2001:db8:7::3/64"], only6.body
-    clash = cluster.add(cluster.pod("clash", annotations={note("ip_family"): "ipv4", note("ip_address"): "2001:db8:7::50"}))
+    clash = cluster.add(
+        cluster.pod("clash", annotations={note("ip_family"): "ipv4", note("ip_address"): "2001:db8:7::50"})
+    )
     assert clash.status == 400 and "ip_family asks for IPv4 only" in clash.message
     # One dual-stack rule for every pool form: a family the pool does not list comes from
     # the subnet's dynamic space.
-    assert cluster.daemon.client.post("/v1/pools", {"name": "v4-only", "subnet": "net1", "ips": ["192.0.2.100"]}).status == 201
+    assert (
+        cluster.daemon.client.post("/v1/pools", {"name": "v4-only", "subnet": "net1", "ips": ["192.0.2.100"]}).status
+        == 201
+    )
     named = cluster.add(cluster.pod("named", annotations={note("ip_pool"): "v4-only"})).body["ips"]
     listed = cluster.add(cluster.pod("listed", annotations={note("ip_pool"): "192.0.2.110"})).body["ips"]
     assert [(ip["family"], ip["address"]) for ip in named] == [(4, "192.0.2.100/24"), (6, "2001:db8:7::4/64")]
@@ -476,12 +535,19 @@ def test_a_mac_annotation_without_the_runtime_mac_raises_an_event(cluster: Clust
     assert reply.status == 200 and reply.body["mac"] == "02:00:00:00:00:51"
     [event] = cluster.events("macless", reason="MacNotApplied")
     assert '"capabilities": {"mac": true}' in event["message"] and "02:00:00:00:00:51 on net1" in event["message"]
-    passed = cluster.add(cluster.pod("macful", annotations={note("mac_address"): "02:00:00:00:00:52"}), mac="02:00:00:00:00:52")
+    passed = cluster.add(
+        cluster.pod("macful", annotations={note("mac_address"): "02:00:00:00:00:52"}), mac="02:00:00:00:00:52"
+    )
     assert passed.status == 200 and not cluster.events("macful", reason="MacNotApplied")
 
 
 def test_statefulset_ordinals_start_counts_pool_members_from_start(cluster: Cluster):
-    assert cluster.daemon.client.post("/v1/pools", {"name": "db-pool", "subnet": "net1", "ips": ["192.0.2.100..192.0.2.102"]}).status == 201
+    assert (
+        cluster.daemon.client.post(
+            "/v1/pools", {"name": "db-pool", "subnet": "net1", "ips": ["192.0.2.100..192.0.2.102"]}
+        ).status
+        == 201
+    )
     sts = cluster.api.create_statefulset("pg", replicas=3)
     cluster.api.update("statefulsets", "pg", lambda obj: obj["spec"].__setitem__("ordinals", {"start": 5}))
     pod = cluster.statefulset_pod(sts, 6, annotations={note("ip_pool"): "db-pool"})

@@ -12,7 +12,9 @@ from tests.k8s.conftest import NODE, PROVIDER, Cluster, wait_for
 MAC = "02:00:00:00:0a:01"
 
 
-def plugin(cluster: Cluster, command: str, pod: dict[str, Any], *, mac: str | None = MAC, **config: Any) -> tuple[int, Any]:
+def plugin(
+    cluster: Cluster, command: str, pod: dict[str, Any], *, mac: str | None = MAC, **config: Any
+) -> tuple[int, Any]:
     """The plugin as Multus runs it for a VM's secondary network (KubeVirt's pod interface name)."""
     if mac:
         # KubeVirt puts the VM interface's MAC into the network selection; Multus passes it.
@@ -31,7 +33,9 @@ def vm_allocations(cluster: Cluster, vm: str) -> list[dict[str, Any]]:
     return [a for a in cluster.allocations() if a["owner"]["pod"] == f"vm/{vm}"]
 
 
-def start(cluster: Cluster, vm: dict[str, Any], *, suffix: str, node: str = NODE) -> tuple[dict[str, Any], dict[str, Any]]:
+def start(
+    cluster: Cluster, vm: dict[str, Any], *, suffix: str, node: str = NODE
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The VM controller's and virt-controller's work: an instance, then its launcher pod."""
     vmi = cluster.api.create_virtual_machine_instance(vm)
     return vmi, cluster.api.launcher_pod(vmi, suffix=suffix, node_name=node)
@@ -52,7 +56,9 @@ def test_a_restarted_vm_keeps_its_address_and_mac_under_a_new_launcher_pod(clust
     [allocation] = vm_allocations(cluster, "db")
     assert (allocation["hold"], allocation["mac"]) == ("vm", MAC)
     # Results go to the launcher pod, where KubeVirt's users read them.
-    assert cluster.annotations(first["metadata"]["name"])[f"{PROVIDER}.kubernetes.io/ip_address"] == address.split("/")[0]
+    assert (
+        cluster.annotations(first["metadata"]["name"])[f"{PROVIDER}.kubernetes.io/ip_address"] == address.split("/")[0]
+    )
 
     stop(cluster, vmi, first)
     cluster.barrier()
@@ -125,7 +131,11 @@ def test_without_kubevirt_the_reconciler_keeps_vm_addresses_and_still_releases_p
     assert cluster.kube_request("GET", "/apis/kubevirt.io/v1/virtualmachines") == 404
     assert cluster.kube_request("GET", "/apis/kubevirt.io") == 404
     # A launcher pod of an instance the API server no longer serves (its owner reference stays).
-    vmi = {"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance", "metadata": {"name": "old", "namespace": "default", "uid": "4f1c0e5e-0000-4000-8000-000000000001"}}
+    vmi = {
+        "apiVersion": "kubevirt.io/v1",
+        "kind": "VirtualMachineInstance",
+        "metadata": {"name": "old", "namespace": "default", "uid": "4f1c0e5e-0000-4000-8000-000000000001"},
+    }
     launcher = cluster.api.launcher_pod(vmi, suffix="aaaaa", node_name=NODE)
     plain = cluster.pod("plain")
     add(cluster, launcher)
@@ -138,6 +148,9 @@ def test_without_kubevirt_the_reconciler_keeps_vm_addresses_and_still_releases_p
     for pod in (launcher, plain):
         cluster.api.delete_pod(pod["metadata"]["name"], grace_period_seconds=0)
     cluster.daemon.start()
-    wait_for(lambda: not [a for a in cluster.allocations() if a["owner"]["pod"] == "plain"], what="the reconciler releasing the plain pod")
+    wait_for(
+        lambda: not [a for a in cluster.allocations() if a["owner"]["pod"] == "plain"],
+        what="the reconciler releasing the plain pod",
+    )
     assert [a["id"] for a in vm_allocations(cluster, "old")] == [held["id"]]
     assert "cannot list KubeVirt virtual machines" in cluster.daemon.log()

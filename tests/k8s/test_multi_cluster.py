@@ -79,10 +79,23 @@ def make_groups(postgres_url: str) -> Iterator[Callable[..., tuple[Group, Group]
             group = Group(name, kube)
             for node in nodes:
                 daemon = Daemon(
-                    workdir, postgres_url, name=f"{name}-{node}",
+                    workdir,
+                    postgres_url,
+                    name=f"{name}-{node}",
                     extra_args=(
-                        "--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", node, "--cluster-name", name,
-                        "--reconcile-interval", "1", "--release-grace", "1", "--log-level", "debug",
+                        "--kubernetes",
+                        "--kubeconfig",
+                        str(kubeconfig),
+                        "--node-name",
+                        node,
+                        "--cluster-name",
+                        name,
+                        "--reconcile-interval",
+                        "1",
+                        "--release-grace",
+                        "1",
+                        "--log-level",
+                        "debug",
                     ),
                 )
                 daemons.append(daemon)
@@ -102,7 +115,9 @@ def make_groups(postgres_url: str) -> Iterator[Callable[..., tuple[Group, Group]
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(make_groups: Callable[..., tuple[Group, Group]]):
+def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(
+    make_groups: Callable[..., tuple[Group, Group]],
+):
     east, west = make_groups()
     east_body = east.add(east.pod("db-0"))
     west_body = west.add(west.pod("db-0"))
@@ -110,7 +125,10 @@ def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(ma
     assert east_address != west_address
     assert east_body["subnet"] == west_body["subnet"] == "net1"
     # An ADD again (a sandbox restart) is the same attachment of the same cluster.
-    assert east.first.add(east.first.api.get_pod("db-0", "prod"), new_sandbox=True).body["ips"][0]["address"] == east_address
+    assert (
+        east.first.add(east.first.api.get_pod("db-0", "prod"), new_sandbox=True).body["ips"][0]["address"]
+        == east_address
+    )
     # Each API server's pod carries its own cluster's result.
     assert east.first.annotations("db-0", "prod")[f"{PROVIDER}.kubernetes.io/ip_address"] == east_address.split("/")[0]
     assert west.first.annotations("db-0", "prod")[f"{PROVIDER}.kubernetes.io/ip_address"] == west_address.split("/")[0]
@@ -118,7 +136,8 @@ def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(ma
     # REST shows every cluster, and filters by one.
     everything = east.first.daemon.client.get("/v1/allocations?pod=db-0").body["items"]
     assert sorted((body["cluster"], body["addresses"][0]["address"]) for body in everything) == [
-        ("east", east_address.split("/")[0]), ("west", west_address.split("/")[0]),
+        ("east", east_address.split("/")[0]),
+        ("west", west_address.split("/")[0]),
     ]
     assert [body["cluster"] for body in west.allocations()] == ["west"]
     bad = east.first.daemon.client.get("/v1/allocations?cluster=East_1")
@@ -129,7 +148,9 @@ def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(ma
     assert [h["cluster"] for h in holder["holders"]] == ["east"]
     assert [span["cluster"] for span in holder["history"]] == ["east"]
     # A static request for the other cluster's address names the holder with its cluster.
-    taken = west.first.daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "lab"}, "address": east_address.split("/")[0]})
+    taken = west.first.daemon.client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"pod": "lab"}, "address": east_address.split("/")[0]}
+    )
     assert taken.status == 409, taken.body
     assert f"is held by prod/db-0 net1 (cluster east, network {PROVIDER}" in taken.message
 
@@ -139,7 +160,10 @@ def test_the_same_pod_in_two_clusters_gets_two_addresses_of_the_shared_subnet(ma
     assert samples[("ipamd_allocations_total", (("cluster", "east"), ("subnet", "net1")))] == 1
     assert ("ipamd_allocations_total", (("cluster", "west"), ("subnet", "net1"))) not in samples
     for cluster in ("east", "west"):
-        assert samples[("ipamd_cluster_used_addresses", (("cluster", cluster), ("family", "ipv4"), ("subnet", "net1")))] == 1
+        assert (
+            samples[("ipamd_cluster_used_addresses", (("cluster", cluster), ("family", "ipv4"), ("subnet", "net1")))]
+            == 1
+        )
 
     assert "cluster east registered in this database" in east.log()
     assert "cluster west joins a database shared with cluster(s) east" in west.log()
@@ -161,7 +185,9 @@ def test_each_reconciler_releases_only_its_own_clusters_deleted_pods(make_groups
 
     # West also holds prod/web-2 through REST: no pod UID, so only the cluster tells east's
     # pod watch that it is not east's web-2 (west's CNI allocation differs by UID as well).
-    rest = west.first.daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "prod", "pod": "web-2", "interface": "rest0"}})
+    rest = west.first.daemon.client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"namespace": "prod", "pod": "web-2", "interface": "rest0"}}
+    )
     assert rest.status == 201, rest.body
 
     # East's pod watch sees its web-2 deleted: east's web-2 is released, west's are not.
@@ -187,7 +213,11 @@ def test_cni_gc_in_one_cluster_leaves_the_other_untouched(make_groups: Callable[
     # Node n1 of east collects what its runtime no longer runs; west also has a node n1.
     reply = east.first.daemon.client.post(
         "/v1/cni/gc",
-        {"network": "macvlan", "ipam": {"type": "ipamd", "provider": PROVIDER}, "validAttachments": [{"containerId": "live-sandbox-1", "ifName": "net1"}]},
+        {
+            "network": "macvlan",
+            "ipam": {"type": "ipamd", "provider": PROVIDER},
+            "validAttachments": [{"containerId": "live-sandbox-1", "ifName": "net1"}],
+        },
     )
     assert reply.status == 200, reply.body
     assert reply.body == {"released": 1}
@@ -200,7 +230,8 @@ def test_concurrent_bursts_from_both_clusters_leave_no_duplicate(make_groups: Ca
     per_daemon = 12
     pods = {
         (group.name, node): [group.pod(f"burst-{node}-{i}", node=node) for i in range(per_daemon)]
-        for group in (east, west) for node in ("n1", "n2")
+        for group in (east, west)
+        for node in ("n1", "n2")
     }
     failures: list[Any] = []
     start = threading.Barrier(4)
@@ -218,7 +249,12 @@ def test_concurrent_bursts_from_both_clusters_leave_no_duplicate(make_groups: Ca
     for thread in threads:
         thread.join()
     assert failures == []
-    held = [(body["cluster"], a["address"]) for group in (east, west) for body in group.allocations() for a in body["addresses"]]
+    held = [
+        (body["cluster"], a["address"])
+        for group in (east, west)
+        for body in group.allocations()
+        for a in body["addresses"]
+    ]
     assert len(held) == 4 * per_daemon
     assert len({address for _, address in held}) == len(held), "an address is held twice"
     assert sorted({cluster for cluster, _ in held}) == ["east", "west"]
@@ -229,9 +265,21 @@ def test_concurrent_bursts_from_both_clusters_leave_no_duplicate(make_groups: Ca
 
 def _serve(workdir: Path, url: str, cluster: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(workdir / f"{cluster}.sock"), "--database-url", url,
-         "--cluster-name", cluster],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(workdir / f"{cluster}.sock"),
+            "--database-url",
+            url,
+            "--cluster-name",
+            cluster,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
     )
 
 
@@ -241,7 +289,12 @@ def test_sqlite_refuses_a_second_cluster_name_at_start(tmp_path: Path):
     try:
         first = Daemon(workdir, url, name="east", extra_args=("--cluster-name", "east")).start()
         assert first.client.post("/v1/subnets", NET1).status == 201
-        assert first.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "prod", "pod": "db-0"}}).status == 201
+        assert (
+            first.client.post(
+                "/v1/allocations", {"subnet": "net1", "owner": {"namespace": "prod", "pod": "db-0"}}
+            ).status
+            == 201
+        )
         first.stop()
 
         refused = _serve(workdir, url, "west")
@@ -292,14 +345,21 @@ def test_without_migrating_the_daemon_registers_its_cluster_once_the_schema_is_u
     engine.dispose()
     daemon = Daemon(workdir, url, name="late", extra_args=("--no-migrate", "--cluster-name", "east")).start(wait=False)
     try:
-        wait_for(lambda: "cannot register cluster east yet (database schema at 0005, expected" in daemon.log(), what="the wait for the schema")
+        wait_for(
+            lambda: "cannot register cluster east yet (database schema at 0005, expected" in daemon.log(),
+            what="the wait for the schema",
+        )
         wait_for(lambda: Path(daemon.socket).exists(), what="the socket")
         assert daemon.client.get("/healthz").status == 200
         assert daemon.client.get("/readyz").status == 503
         # (Nothing is allocated before the upgrade: this code's subnets and pools need
         # columns that schema 0005 lacks.)
         upgraded = subprocess.run(
-            [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url], capture_output=True, text=True, cwd=REPO, timeout=60,
+            [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", url],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
         )
         assert upgraded.returncode == 0, upgraded.stderr
         daemon.wait_ready(timeout=60)

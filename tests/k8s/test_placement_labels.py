@@ -33,7 +33,12 @@ def test_a_nodes_site_label_picks_its_sites_subnet_and_follows_a_relabel(make_cl
     assert code == 0, result
     assert address(result) == "192.0.2.2/24"
 
-    cluster.api.update("nodes", NODE, lambda node: node["metadata"]["labels"].update({"topology.kubernetes.io/zone": "west"}), namespace="")
+    cluster.api.update(
+        "nodes",
+        NODE,
+        lambda node: node["metadata"]["labels"].update({"topology.kubernetes.io/zone": "west"}),
+        namespace="",
+    )
     # The watch brings the new label: a later pod gets the west subnet, the first keeps its address.
     names = (f"b-{n}" for n in itertools.count())
 
@@ -70,7 +75,9 @@ def test_namespace_bound_subnet_refuses_other_namespaces_with_an_event(make_clus
     assert event["message"] == f"ipamd could not allocate an address on net1 (network {PROVIDER}): {message}"
 
     # Relabelling the namespace (the namespace watch keeps it current) lets its next pod in.
-    cluster.api.update("namespaces", "tenant-b", lambda ns: ns["metadata"]["labels"].update({"tenant": "a"}), namespace="")
+    cluster.api.update(
+        "namespaces", "tenant-b", lambda ns: ns["metadata"]["labels"].update({"tenant": "a"}), namespace=""
+    )
 
     def admitted() -> Any:
         code, result = cluster.plugin("ADD", intruder)
@@ -81,7 +88,12 @@ def test_namespace_bound_subnet_refuses_other_namespaces_with_an_event(make_clus
 
 def test_pod_selector_uses_the_pods_own_labels(make_cluster):
     cluster = make_cluster(subnet=None)
-    routers = subnet("routers", "198.18.0.0/24", priority=1, podSelector={"matchExpressions": [{"key": "app", "operator": "In", "values": ["router"]}]})
+    routers = subnet(
+        "routers",
+        "198.18.0.0/24",
+        priority=1,
+        podSelector={"matchExpressions": [{"key": "app", "operator": "In", "values": ["router"]}]},
+    )
     rest = subnet("everyone-else", "198.18.1.0/24", priority=2)
     for body in (routers, rest):
         assert cluster.daemon.client.post("/v1/subnets", body).status == 201
@@ -91,7 +103,9 @@ def test_pod_selector_uses_the_pods_own_labels(make_cluster):
     assert (code, address(result)) == (0, "198.18.1.2/24")
 
 
-def test_kube_ovn_subnet_with_namespaces_applied_unchanged_binds_the_same(make_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_kube_ovn_subnet_with_namespaces_applied_unchanged_binds_the_same(
+    make_cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     cluster = make_cluster(subnet=None)
     manifest = tmp_path / "subnet.yaml"
     manifest.write_text(
@@ -123,7 +137,12 @@ spec:
 def test_a_pool_bound_to_pods_by_label_refuses_others_that_name_it(make_cluster):
     cluster = make_cluster(subnet=None)
     assert cluster.daemon.client.post("/v1/subnets", subnet("net1", "192.0.2.0/24")).status == 201
-    pool = {"name": "routers", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.51"], "podSelector": {"matchLabels": {"app": "router"}}}
+    pool = {
+        "name": "routers",
+        "subnet": "net1",
+        "ips": ["192.0.2.50..192.0.2.51"],
+        "podSelector": {"matchLabels": {"app": "router"}},
+    }
     reply = cluster.daemon.client.post("/v1/pools", pool)
     assert reply.status == 201 and reply.body["podSelector"] == {"matchLabels": {"app": "router"}}
     ask = {f"{PROVIDER}.kubernetes.io/ip_pool": "routers"}

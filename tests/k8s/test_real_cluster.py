@@ -20,13 +20,26 @@ def _daemon(kube: ThreadedKubeApi, tmp_path: Path, node: str, *extra: str) -> Da
     workdir.mkdir()
     kubeconfig = kube.write_kubeconfig(workdir / "kubeconfig")
     return Daemon(
-        workdir, f"sqlite:///{workdir / 'ipamd.db'}",
-        extra_args=("--kubernetes", "--kubeconfig", str(kubeconfig), "--node-name", node, "--log-level", "debug", *extra),
+        workdir,
+        f"sqlite:///{workdir / 'ipamd.db'}",
+        extra_args=(
+            "--kubernetes",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--node-name",
+            node,
+            "--log-level",
+            "debug",
+            *extra,
+        ),
     )
 
 
 def _wait_serving(daemon: Daemon) -> None:
-    wait_for(lambda: os.path.exists(daemon.socket) and daemon.client.get("/healthz").status == 200, what="the daemon to serve")
+    wait_for(
+        lambda: os.path.exists(daemon.socket) and daemon.client.get("/healthz").status == 200,
+        what="the daemon to serve",
+    )
 
 
 # ----------------------------------------------------------------- SQLite serves one node
@@ -74,17 +87,25 @@ def test_two_nodes_with_their_own_sqlite_files_never_both_allocate(kube: Threade
 
 
 def test_the_claim_moves_only_when_the_lease_is_deleted(kube: ThreadedKubeApi, tmp_path: Path):
-    kube.api.create("leases", {
-        "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-        "metadata": {"name": "ipamd-sqlite", "namespace": "kube-system"}, "spec": {"holderIdentity": "gone-node"},
-    }, namespace="kube-system")
+    kube.api.create(
+        "leases",
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "ipamd-sqlite", "namespace": "kube-system"},
+            "spec": {"holderIdentity": "gone-node"},
+        },
+        namespace="kube-system",
+    )
     daemon = _daemon(kube, tmp_path, "n1", "--reconcile-interval", "600").start(wait=False)
     try:
         _wait_serving(daemon)
         assert "node gone-node holds it" in daemon.client.get("/readyz").message
         # The operator moves SQLite here: deletes the Lease, and the daemon's next check (here
         # its restart's) claims it.
-        request = urllib.request.Request(kube.url + "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/ipamd-sqlite", method="DELETE")
+        request = urllib.request.Request(
+            kube.url + "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/ipamd-sqlite", method="DELETE"
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         daemon.stop()
@@ -99,7 +120,9 @@ def test_the_claim_moves_only_when_the_lease_is_deleted(kube: ThreadedKubeApi, t
 
 def _shim_status(cluster: Cluster) -> ShimRun:
     config = {
-        "cniVersion": "1.1.0", "name": "macvlan", "type": "macvlan",
+        "cniVersion": "1.1.0",
+        "name": "macvlan",
+        "type": "macvlan",
         "ipam": {"type": "ipamd", "server_socket": cluster.daemon.socket, "provider": "macvlan.default"},
     }
     return run_shim("STATUS", config, container_id=None, ifname=None, netns=None)
@@ -107,9 +130,14 @@ def _shim_status(cluster: Cluster) -> ShimRun:
 
 def test_a_403_on_pods_makes_readyz_and_status_fail(cluster: Cluster):
     assert cluster.daemon.client.get("/readyz").status == 200
-    cluster.api.inject_error("GET", r"^/api/v1/pods$", code=403, reason="Forbidden",
-                             message='pods is forbidden: User "system:serviceaccount:kube-system:ipamd" cannot watch resource "pods"',
-                             times=1_000_000)
+    cluster.api.inject_error(
+        "GET",
+        r"^/api/v1/pods$",
+        code=403,
+        reason="Forbidden",
+        message='pods is forbidden: User "system:serviceaccount:kube-system:ipamd" cannot watch resource "pods"',
+        times=1_000_000,
+    )
     cluster.api.drop_watches(abrupt=True)
     not_ready = wait_for(lambda: (r := cluster.daemon.client.get("/readyz")).status == 503 and r, what="readyz to fail")
     assert "watch failing" in not_ready.message and "403 Forbidden" in not_ready.message
@@ -141,8 +169,11 @@ def test_readyz_waits_for_the_api_server(kube: ThreadedKubeApi, tmp_path: Path):
 
 
 def _node_lists(cluster: Cluster) -> list:
-    return [r for r in cluster.api.recorded("GET", "/api/v1/pods")
-            if r.query.get("fieldSelector") == f"spec.nodeName={NODE}" and not r.query.get("watch")]
+    return [
+        r
+        for r in cluster.api.recorded("GET", "/api/v1/pods")
+        if r.query.get("fieldSelector") == f"spec.nodeName={NODE}" and not r.query.get("watch")
+    ]
 
 
 def test_the_node_watch_lists_from_the_watch_cache(cluster: Cluster):
@@ -155,7 +186,9 @@ def test_the_node_watch_lists_from_the_watch_cache(cluster: Cluster):
 def test_a_429_is_retried_after_the_delay_it_asks_for(cluster: Cluster):
     # A pod of another node is not in this node's watch cache: the ADD GETs it.
     pod = cluster.pod("busy", node="n2")
-    cluster.api.inject_error("GET", r"/pods/busy$", code=429, reason="TooManyRequests", message="too many requests", retry_after=1)
+    cluster.api.inject_error(
+        "GET", r"/pods/busy$", code=429, reason="TooManyRequests", message="too many requests", retry_after=1
+    )
     reply = cluster.add(pod)
     assert reply.status == 200, reply.body
     first, second = cluster.api.recorded("GET", "/pods/busy")
@@ -165,8 +198,15 @@ def test_a_429_is_retried_after_the_delay_it_asks_for(cluster: Cluster):
 def test_a_429_on_the_watch_waits_retry_after(make_cluster: Callable[..., Cluster]):
     cluster = make_cluster(reconcile_interval=600.0)
     cluster.barrier()
-    cluster.api.inject_error("GET", r"^/api/v1/pods$", code=429, reason="TooManyRequests", message="too many requests",
-                             times=2, retry_after=2)
+    cluster.api.inject_error(
+        "GET",
+        r"^/api/v1/pods$",
+        code=429,
+        reason="TooManyRequests",
+        message="too many requests",
+        times=2,
+        retry_after=2,
+    )
     cut = time.monotonic()
     cluster.api.drop_watches(abrupt=True)
     cluster.barrier()
@@ -181,8 +221,10 @@ def test_watches_ended_at_once_are_not_reopened_in_a_tight_loop(cluster: Cluster
     for _ in range(4):
         count = len([r for r in cluster.api.recorded("GET", "/api/v1/pods") if r.query.get("watch")])
         cluster.api.drop_watches(abrupt=False)  # a clean end, as at the server's timeout
-        wait_for(lambda c=count: len([r for r in cluster.api.recorded("GET", "/api/v1/pods") if r.query.get("watch")]) > c,
-                 what="the watch to be reopened")
+        wait_for(
+            lambda c=count: len([r for r in cluster.api.recorded("GET", "/api/v1/pods") if r.query.get("watch")]) > c,
+            what="the watch to be reopened",
+        )
     watches = [r for r in cluster.api.recorded("GET", "/api/v1/pods") if r.query.get("watch") and r.at >= start]
     gaps = [b.at - a.at for a, b in zip(watches, watches[1:])]
     assert gaps and min(gaps) >= 0.95, gaps

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -16,22 +16,44 @@ from ipamd.core.release import (
     statefulset_pod,
 )
 
-NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 OLD = NOW - timedelta(minutes=10)
 GRACE = timedelta(seconds=60)
 
 
-def alloc(id: int, pod: str, *, namespace: str = "default", hold: str | None = None, created_at: datetime = OLD) -> AllocationState:
+def alloc(
+    id: int, pod: str, *, namespace: str = "default", hold: str | None = None, created_at: datetime = OLD
+) -> AllocationState:
     return AllocationState(
-        id=id, namespace=namespace, pod=pod, interface="net1", network_key="macvlan.default",
-        created_at=created_at, pod_uid=f"uid-{pod}", hold=hold,
+        id=id,
+        namespace=namespace,
+        pod=pod,
+        interface="net1",
+        network_key="macvlan.default",
+        created_at=created_at,
+        pod_uid=f"uid-{pod}",
+        hold=hold,
     )
 
 
-def pod(name: str, *, namespace: str = "default", phase: str = "Running", reason: str | None = None,
-        deleting_since: datetime | None = None, statefulset: str | None = None) -> PodState:
-    return PodState(namespace=namespace, name=name, uid=f"uid-{name}", phase=phase, reason=reason,
-                    deletion_deadline=deleting_since, statefulset=statefulset)
+def pod(
+    name: str,
+    *,
+    namespace: str = "default",
+    phase: str = "Running",
+    reason: str | None = None,
+    deleting_since: datetime | None = None,
+    statefulset: str | None = None,
+) -> PodState:
+    return PodState(
+        namespace=namespace,
+        name=name,
+        uid=f"uid-{name}",
+        phase=phase,
+        reason=reason,
+        deletion_deadline=deleting_since,
+        statefulset=statefulset,
+    )
 
 
 def plan(pods, allocations, statefulsets=(), *, now=NOW, grace=GRACE) -> list[tuple[int, str]]:
@@ -48,7 +70,11 @@ def plan(pods, allocations, statefulsets=(), *, now=NOW, grace=GRACE) -> list[tu
         pytest.param([pod("web", phase="Failed")], [(1, "pod terminal")], id="failed-releases"),
         pytest.param([pod("web", phase="Failed", reason="Evicted")], [(1, "pod terminal")], id="evicted-releases"),
         pytest.param([pod("web", deleting_since=NOW - timedelta(seconds=30))], [], id="terminating-within-grace-keeps"),
-        pytest.param([pod("web", deleting_since=NOW - timedelta(seconds=61))], [(1, "pod stuck terminating")], id="stuck-terminating-releases"),
+        pytest.param(
+            [pod("web", deleting_since=NOW - timedelta(seconds=61))],
+            [(1, "pod stuck terminating")],
+            id="stuck-terminating-releases",
+        ),
         pytest.param([pod("web", namespace="other")], [(1, "pod gone")], id="same-name-other-namespace-is-not-the-pod"),
     ],
 )
@@ -72,12 +98,37 @@ def test_a_recreated_pod_with_the_same_name_owns_the_allocation():
     ("statefulsets", "pods", "expected"),
     [
         pytest.param([StatefulSetState("default", "db", 3)], [], [], id="gone-pod-of-valid-set-keeps"),
-        pytest.param([StatefulSetState("default", "db", 3)], [pod("db-1", phase="Failed", statefulset="db")], [], id="failed-pod-of-valid-set-keeps"),
-        pytest.param([StatefulSetState("default", "db", 1)], [], [(1, "statefulset scaled down")], id="scaled-below-ordinal-releases"),
-        pytest.param([StatefulSetState("default", "db", 1)], [pod("db-1", statefulset="db")], [], id="scaled-down-but-pod-alive-keeps"),
+        pytest.param(
+            [StatefulSetState("default", "db", 3)],
+            [pod("db-1", phase="Failed", statefulset="db")],
+            [],
+            id="failed-pod-of-valid-set-keeps",
+        ),
+        pytest.param(
+            [StatefulSetState("default", "db", 1)],
+            [],
+            [(1, "statefulset scaled down")],
+            id="scaled-below-ordinal-releases",
+        ),
+        pytest.param(
+            [StatefulSetState("default", "db", 1)],
+            [pod("db-1", statefulset="db")],
+            [],
+            id="scaled-down-but-pod-alive-keeps",
+        ),
         pytest.param([], [], [(1, "statefulset deleted")], id="set-deleted-releases"),
-        pytest.param([StatefulSetState("default", "db", 3, deleting=True)], [], [(1, "statefulset deleted")], id="set-being-deleted-releases"),
-        pytest.param([StatefulSetState("other", "db", 3)], [], [(1, "statefulset deleted")], id="set-of-another-namespace-does-not-count"),
+        pytest.param(
+            [StatefulSetState("default", "db", 3, deleting=True)],
+            [],
+            [(1, "statefulset deleted")],
+            id="set-being-deleted-releases",
+        ),
+        pytest.param(
+            [StatefulSetState("other", "db", 3)],
+            [],
+            [(1, "statefulset deleted")],
+            id="set-of-another-namespace-does-not-count",
+        ),
     ],
 )
 def test_statefulset_holds(statefulsets, pods, expected):
@@ -88,12 +139,19 @@ def test_owner_reference_name_wins_over_the_pod_name():
     # A pod "a-b-0" owned by StatefulSet "a-b": the name split would say the same; an
     # owner named differently from the prefix is looked up by its own name.
     sets = [StatefulSetState("default", "real", 2)]
-    assert plan([pod("alias-0", phase="Failed", statefulset="real")], [alloc(1, "alias-0", hold=HOLD_STATEFULSET)], sets) == []
+    assert (
+        plan([pod("alias-0", phase="Failed", statefulset="real")], [alloc(1, "alias-0", hold=HOLD_STATEFULSET)], sets)
+        == []
+    )
 
 
 def test_plan_is_in_allocation_order_and_flags_absent_pods():
     releases = plan_releases(
-        [pod("b", phase="Succeeded")], [alloc(3, "c"), alloc(1, "a"), alloc(2, "b")], [], NOW, 60,
+        [pod("b", phase="Succeeded")],
+        [alloc(3, "c"), alloc(1, "a"), alloc(2, "b")],
+        [],
+        NOW,
+        60,
     )
     assert releases == [
         Release(1, "default", "a", "pod gone", "pod default/a gone", pod_absent=True),
@@ -103,7 +161,9 @@ def test_plan_is_in_allocation_order_and_flags_absent_pods():
 
 
 def test_details_name_the_statefulset():
-    [release] = plan_releases([], [alloc(1, "db-4", hold=HOLD_STATEFULSET)], [StatefulSetState("default", "db", 2)], NOW, GRACE)
+    [release] = plan_releases(
+        [], [alloc(1, "db-4", hold=HOLD_STATEFULSET)], [StatefulSetState("default", "db", 2)], NOW, GRACE
+    )
     assert release.detail == "pod default/db-4 gone; statefulset default/db scaled to 2 (ordinal 4)"
 
 

@@ -15,8 +15,7 @@ from .server import KubeApiDouble
 
 
 async def _serve(port: int, kubeconfig: str | None, bookmark_interval: float | None) -> None:
-    async with KubeApiDouble(port=port, bookmark_interval=bookmark_interval,
-                             auto_finalize_interval=0.5) as api:
+    async with KubeApiDouble(port=port, bookmark_interval=bookmark_interval, auto_finalize_interval=0.5) as api:
         if kubeconfig:
             api.write_kubeconfig(kubeconfig)
         print(f"kube double serving on {api.url}", flush=True)

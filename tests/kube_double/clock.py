@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class TestClock:

@@ -75,10 +75,7 @@ def already_exists(resource: str, group: str, name: str) -> ApiError:
 
 
 def conflict(resource: str, group: str, name: str, why: str | None = None) -> ApiError:
-    why = why or (
-        "the object has been modified; please apply your changes to the latest "
-        "version and try again"
-    )
+    why = why or ("the object has been modified; please apply your changes to the latest version and try again")
     return ApiError(
         409,
         "Conflict",
@@ -97,9 +94,7 @@ def invalid(kind: str, group: str, name: str, causes: list[tuple[str, str, str]]
     if group:
         details["group"] = group
     details["kind"] = kind
-    details["causes"] = [
-        {"reason": reason, "message": message, "field": field} for field, reason, message in causes
-    ]
+    details["causes"] = [{"reason": reason, "message": message, "field": field} for field, reason, message in causes]
     return ApiError(422, "Invalid", f'{kind}{"." + group if group else ""} "{name}" is invalid: {text}', details)
 
 
@@ -114,9 +109,7 @@ def gone(message: str) -> ApiError:
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
-    )
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def path_not_found() -> ApiError:

@@ -13,9 +13,9 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import format_datetime
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -209,7 +209,12 @@ class Handlers:
         return response
 
     async def _dispatch(
-        self, request: web.Request, raw: bytes, body: Any, query: dict[str, str], recorded: RecordedRequest | None = None,
+        self,
+        request: web.Request,
+        raw: bytes,
+        body: Any,
+        query: dict[str, str],
+        recorded: RecordedRequest | None = None,
     ) -> web.StreamResponse:
         segments = [s for s in request.path.split("/") if s]
         method = request.method
@@ -234,7 +239,9 @@ class Handlers:
                     return await self._watch(request, target, query, fmt)
                 listed = self._list(target, query, fmt)
                 if recorded is not None:
-                    recorded.served_from = "cache" if query.get("resourceVersion") == "0" and not query.get("continue") else "etcd"
+                    recorded.served_from = (
+                        "cache" if query.get("resourceVersion") == "0" and not query.get("continue") else "etcd"
+                    )
                 return _json(listed)
             obj = self.registry.get(resource, target.namespace or "", target.name)
             return _json(self._render_one(resource, obj, fmt, query))
@@ -302,8 +309,10 @@ class Handlers:
                 # Answered with a '.' for the '@': Go's mime parser (as in
                 # kubectl) rejects '@' in a Content-Type, and kube-openapi
                 # does the same.
-                return web.Response(body=openapi.swagger_v2_protobuf(self._version_string()),
-                                    content_type=openapi.PROTOBUF_V2.replace("@", "."))
+                return web.Response(
+                    body=openapi.swagger_v2_protobuf(self._version_string()),
+                    content_type=openapi.PROTOBUF_V2.replace("@", "."),
+                )
             return _json(openapi.swagger_v2_json(self._version_string()))
         return None
 
@@ -338,11 +347,15 @@ class Handlers:
                     504,
                     "Timeout",
                     f"Too large resource version: {wanted}, current: {current}",
-                    {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
-                     "retryAfterSeconds": 1},
+                    {
+                        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                        "retryAfterSeconds": 1,
+                    },
                 )
         elif match == "Exact":
-            raise errors.bad_request("resourceVersionMatch: Forbidden: resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"")
+            raise errors.bad_request(
+                'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for resourceVersion "0"'
+            )
 
         list_rv = at_rv if at_rv is not None else current
         meta: JSON = {"resourceVersion": str(list_rv)}
@@ -352,16 +365,26 @@ class Handlers:
             # default in 1.34) ignores limit: the whole collection in one answer.
             limit = 0
         objects, remaining = self.registry.list_page(
-            resource, target.namespace, at_rv, lambda o: labels.matches(o["metadata"].get("labels")) and fields.matches(o),
-            start_after, limit,
+            resource,
+            target.namespace,
+            at_rv,
+            lambda o: labels.matches(o["metadata"].get("labels")) and fields.matches(o),
+            start_after,
+            limit,
         )
         if remaining:
             last = objects[-1]["metadata"]
             meta["continue"] = self._encode_continue(list_rv, (last.get("namespace", ""), last["name"]))
             meta["remainingItemCount"] = remaining
         if fmt.as_ == "Table":
-            return to_table(resource.kind, objects, self.double.clock.now(), meta,
-                            query.get("includeObject") or "PartialObjectMetadata", fmt.table_version)
+            return to_table(
+                resource.kind,
+                objects,
+                self.double.clock.now(),
+                meta,
+                query.get("includeObject") or "PartialObjectMetadata",
+                fmt.table_version,
+            )
         if fmt.as_ == "PartialObjectMetadata":
             return {
                 "kind": "PartialObjectMetadataList",
@@ -377,8 +400,14 @@ class Handlers:
 
     def _render_one(self, resource: ResourceType, obj: JSON, fmt: OutputFormat, query: dict[str, str]) -> JSON:
         if fmt.as_ == "Table":
-            return to_table(resource.kind, [obj], self.double.clock.now(), {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                            query.get("includeObject") or "PartialObjectMetadata", fmt.table_version)
+            return to_table(
+                resource.kind,
+                [obj],
+                self.double.clock.now(),
+                {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                query.get("includeObject") or "PartialObjectMetadata",
+                fmt.table_version,
+            )
         if fmt.as_ == "PartialObjectMetadata":
             return partial_metadata(obj)
         return obj
@@ -386,7 +415,9 @@ class Handlers:
     @staticmethod
     def _parse_rv(value: str) -> int:
         if not value.isdigit():
-            raise ApiError(400, "BadRequest", f'resourceVersion: Invalid value: "{value}": must be a non-negative integer')
+            raise ApiError(
+                400, "BadRequest", f'resourceVersion: Invalid value: "{value}": must be a non-negative integer'
+            )
         return int(value)
 
     @staticmethod
@@ -412,7 +443,9 @@ class Handlers:
 
     # -- watch --------------------------------------------------------------------
 
-    async def _watch(self, request: web.Request, target: Target, query: dict[str, str], fmt: OutputFormat) -> web.StreamResponse:
+    async def _watch(
+        self, request: web.Request, target: Target, query: dict[str, str], fmt: OutputFormat
+    ) -> web.StreamResponse:
         resource = target.resource
         labels, fields = self._selectors(resource, query)
         store = self.double.store
@@ -438,17 +471,19 @@ class Handlers:
                 if watcher.matches(obj):
                     initial.append({"type": "ADDED", "object": obj})
             if _truthy(query.get("sendInitialEvents")) and watcher.bookmarks:
-                initial.append({
-                    "type": "BOOKMARK",
-                    "object": {
-                        "kind": resource.kind,
-                        "apiVersion": resource.api_version,
-                        "metadata": {
-                            "resourceVersion": str(store.resource_version),
-                            "annotations": {"k8s.io/initial-events-end": "true"},
+                initial.append(
+                    {
+                        "type": "BOOKMARK",
+                        "object": {
+                            "kind": resource.kind,
+                            "apiVersion": resource.api_version,
+                            "metadata": {
+                                "resourceVersion": str(store.resource_version),
+                                "annotations": {"k8s.io/initial-events-end": "true"},
+                            },
                         },
-                    },
-                })
+                    }
+                )
         else:
             since = self._parse_rv(rv_param)
             changes = store.changes_after(since)
@@ -463,7 +498,9 @@ class Handlers:
         if expired is None:
             store.add_watcher(watcher)
 
-        response = web.StreamResponse(status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"})
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        )
         response.enable_chunked_encoding()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -472,9 +509,14 @@ class Handlers:
             if fmt.as_ == "Table" and event["type"] != "BOOKMARK" and event["type"] != "ERROR":
                 event = {
                     "type": event["type"],
-                    "object": to_table(resource.kind, [event["object"]], self.double.clock.now(),
-                                       {"resourceVersion": event["object"]["metadata"].get("resourceVersion", "")},
-                                       query.get("includeObject") or "PartialObjectMetadata", fmt.table_version),
+                    "object": to_table(
+                        resource.kind,
+                        [event["object"]],
+                        self.double.clock.now(),
+                        {"resourceVersion": event["object"]["metadata"].get("resourceVersion", "")},
+                        query.get("includeObject") or "PartialObjectMetadata",
+                        fmt.table_version,
+                    ),
                 }
             elif fmt.as_ == "PartialObjectMetadata" and event["type"] in ("ADDED", "MODIFIED", "DELETED"):
                 event = {"type": event["type"], "object": partial_metadata(event["object"])}
@@ -495,7 +537,7 @@ class Handlers:
                     break
                 try:
                     item = await asyncio.wait_for(watcher.queue.get(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if item is CLOSE:
                     break
@@ -521,7 +563,9 @@ class Handlers:
         items = []
         for obj in self.registry.list_objects(resource, target.namespace):
             if labels.matches(obj["metadata"].get("labels")) and fields.matches(obj):
-                answer = self.registry.delete(resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], options)
+                answer = self.registry.delete(
+                    resource, obj["metadata"].get("namespace", ""), obj["metadata"]["name"], options
+                )
                 if answer.get("kind") != "Status":
                     answer.pop("kind", None)
                     answer.pop("apiVersion", None)
@@ -535,7 +579,9 @@ class Handlers:
 
     # -- scale subresource -------------------------------------------------------
 
-    async def _scale(self, request: web.Request, target: Target, raw: bytes, body: Any, query: dict[str, str]) -> web.Response:
+    async def _scale(
+        self, request: web.Request, target: Target, raw: bytes, body: Any, query: dict[str, str]
+    ) -> web.Response:
         assert target.resource is STATEFULSETS and target.name is not None and target.namespace is not None
         namespace, name = target.namespace, target.name
         if request.method == "GET":
@@ -553,7 +599,9 @@ class Handlers:
                 raise errors.unsupported_media_type(content_type)
             patch = json.loads(raw or b"null")
             try:
-                patched = {"merge": merge_patch, "strategic": strategic_merge_patch, "json": json_patch}[flavour](current, patch)
+                patched = {"merge": merge_patch, "strategic": strategic_merge_patch, "json": json_patch}[flavour](
+                    current, patch
+                )
             except PatchError as exc:
                 raise ApiError(422, "Invalid", str(exc)) from exc
             replicas = (patched.get("spec") or {}).get("replicas", 0)

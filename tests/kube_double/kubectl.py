@@ -45,7 +45,7 @@ class Kubectl:
         return subprocess.Popen([*self.base, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def client_version(binary: str | None = None) -> tuple[int, int, bool]:
     """(major, minor, is_dispatcher) of a kubectl binary.
 

@@ -47,7 +47,9 @@ def _operation(resource: ResourceType, action: str, with_write_params: bool) -> 
     return op
 
 
-def group_version_document(group: str, version: str, server_version: str, served: Sequence[ResourceType]) -> JSON | None:
+def group_version_document(
+    group: str, version: str, server_version: str, served: Sequence[ResourceType]
+) -> JSON | None:
     resources = group_versions(served).get((group, version))
     if resources is None:
         return None

@@ -124,8 +124,13 @@ class Registry:
         return [self.to_view(resource, obj) for obj in objects]
 
     def list_page(
-        self, resource: ResourceType, namespace: str | None, at_rv: int | None, matches: Callable[[JSON], bool],
-        after: tuple[str, str] | None, limit: int,
+        self,
+        resource: ResourceType,
+        namespace: str | None,
+        at_rv: int | None,
+        matches: Callable[[JSON], bool],
+        after: tuple[str, str] | None,
+        limit: int,
     ) -> tuple[list[JSON], int]:
         """One page of a list: the objects ``matches`` keeps after ``after``, at most ``limit``
         (0: all), and how many more match. Only the page is copied, so a page of a large
@@ -135,7 +140,11 @@ class Registry:
             objects = [o for o in self.list_objects(resource, namespace, at_rv) if matches(o)]
             views = False
         else:
-            objects = self.store.peek_objects(resource.key, namespace) if at_rv is None else self._snapshot(resource, namespace, at_rv, copy_all=False)
+            objects = (
+                self.store.peek_objects(resource.key, namespace)
+                if at_rv is None
+                else self._snapshot(resource, namespace, at_rv, copy_all=False)
+            )
             objects = [o for o in objects if matches(o)]
             views = True
         if after is not None:
@@ -152,7 +161,9 @@ class Registry:
         changes = self.store.changes_after(rv)
         if changes is None:
             raise errors.gone(f"too old resource version: {rv} ({self.store.oldest_resumable})")
-        current = self.store.list_objects(resource.key, None) if copy_all else self.store.peek_objects(resource.key, None)
+        current = (
+            self.store.list_objects(resource.key, None) if copy_all else self.store.peek_objects(resource.key, None)
+        )
         state = {(o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in current}
         for change in reversed(changes):
             if change.resource_key != resource.key:
@@ -342,7 +353,9 @@ class Registry:
             raise errors.conflict(resource.plural, resource.group, name)
         if meta.get("uid") and meta["uid"] != old["metadata"]["uid"]:
             raise errors.conflict(
-                resource.plural, resource.group, name,
+                resource.plural,
+                resource.group,
+                name,
                 f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {old['metadata']['uid']}",
             )
 
@@ -401,12 +414,16 @@ class Registry:
         meta = old["metadata"]
         if options.precondition_uid and options.precondition_uid != meta["uid"]:
             raise errors.conflict(
-                resource.plural, resource.group, name,
+                resource.plural,
+                resource.group,
+                name,
                 f"Precondition failed: UID in precondition: {options.precondition_uid}, UID in object meta: {meta['uid']}",
             )
         if options.precondition_rv and options.precondition_rv != meta["resourceVersion"]:
             raise errors.conflict(
-                resource.plural, resource.group, name,
+                resource.plural,
+                resource.group,
+                name,
                 f"Precondition failed: ResourceVersion in precondition: {options.precondition_rv}, "
                 f"ResourceVersion in object meta: {meta['resourceVersion']}",
             )
@@ -494,7 +511,9 @@ class Registry:
 def _mentions_rv(patch: Any, flavour: str) -> bool:
     if flavour == "json":
         return any(
-            isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion" and op.get("op") in ("add", "replace")
+            isinstance(op, dict)
+            and op.get("path") == "/metadata/resourceVersion"
+            and op.get("op") in ("add", "replace")
             for op in patch
         )
     return isinstance(patch.get("metadata"), dict) and bool(patch["metadata"].get("resourceVersion"))

@@ -235,8 +235,11 @@ def _validate_event(event: JSON, old: JSON | None) -> list[Cause]:
         involved_ns = involved.get("namespace")
         if involved_ns and involved_ns != namespace:
             causes.append(
-                ("involvedObject.namespace", "FieldValueInvalid",
-                 f'Invalid value: "{involved_ns}": does not match event.namespace')
+                (
+                    "involvedObject.namespace",
+                    "FieldValueInvalid",
+                    f'Invalid value: "{involved_ns}": does not match event.namespace',
+                )
             )
     return causes
 
@@ -390,28 +393,46 @@ def _validate_statefulset(sts: JSON, old: JSON | None) -> list[Cause]:
     spec = sts.get("spec") or {}
     replicas = spec.get("replicas")
     if not isinstance(replicas, int) or replicas < 0:
-        causes.append(("spec.replicas", "FieldValueInvalid",
-                       f"Invalid value: {replicas}: must be greater than or equal to 0"))
+        causes.append(
+            ("spec.replicas", "FieldValueInvalid", f"Invalid value: {replicas}: must be greater than or equal to 0")
+        )
     selector = spec.get("selector")
     if not selector:
         causes.append(("spec.selector", "FieldValueRequired", "Required value"))
     else:
         labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
         if not selector_from_label_selector_object(selector).matches(labels):
-            causes.append(("spec.template.metadata.labels", "FieldValueInvalid",
-                           "Invalid value: `selector` does not match template `labels`"))
+            causes.append(
+                (
+                    "spec.template.metadata.labels",
+                    "FieldValueInvalid",
+                    "Invalid value: `selector` does not match template `labels`",
+                )
+            )
     if old is not None:
         old_spec = old.get("spec") or {}
         # The apiserver forbids changing anything but a handful of fields.
-        mutable = {"replicas", "template", "updateStrategy", "minReadySeconds",
-                   "persistentVolumeClaimRetentionPolicy", "ordinals", "revisionHistoryLimit"}
+        mutable = {
+            "replicas",
+            "template",
+            "updateStrategy",
+            "minReadySeconds",
+            "persistentVolumeClaimRetentionPolicy",
+            "ordinals",
+            "revisionHistoryLimit",
+        }
         frozen_new = {k: v for k, v in spec.items() if k not in mutable}
         frozen_old = {k: v for k, v in old_spec.items() if k not in mutable}
         if frozen_new != frozen_old:
-            causes.append(("spec", "FieldValueForbidden",
-                           "Forbidden: updates to statefulset spec for fields other than 'replicas', "
-                           "'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', "
-                           "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"))
+            causes.append(
+                (
+                    "spec",
+                    "FieldValueForbidden",
+                    "Forbidden: updates to statefulset spec for fields other than 'replicas', "
+                    "'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', "
+                    "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                )
+            )
     return causes
 
 
@@ -439,8 +460,9 @@ STATEFULSETS = ResourceType(
 def _validate_lease(lease: JSON, old: JSON | None) -> list[Cause]:
     duration = (lease.get("spec") or {}).get("leaseDurationSeconds")
     if duration is not None and (not isinstance(duration, int) or duration <= 0):
-        return [("spec.leaseDurationSeconds", "FieldValueInvalid",
-                 f"Invalid value: {duration}: must be greater than 0")]
+        return [
+            ("spec.leaseDurationSeconds", "FieldValueInvalid", f"Invalid value: {duration}: must be greater than 0")
+        ]
     return []
 
 
@@ -539,9 +561,19 @@ KUBE_OVN_IPS = ResourceType(
 
 
 ALL_RESOURCES: list[ResourceType] = [
-    PODS, EVENTS, NAMESPACES, NODES, STATEFULSETS, LEASES, EVENTS_V1,
-    NETWORK_ATTACHMENT_DEFINITIONS, WHEREABOUTS_IPPOOLS, WHEREABOUTS_RESERVATIONS, KUBE_OVN_IPS,
-    VIRTUAL_MACHINES, VIRTUAL_MACHINE_INSTANCES,
+    PODS,
+    EVENTS,
+    NAMESPACES,
+    NODES,
+    STATEFULSETS,
+    LEASES,
+    EVENTS_V1,
+    NETWORK_ATTACHMENT_DEFINITIONS,
+    WHEREABOUTS_IPPOOLS,
+    WHEREABOUTS_RESERVATIONS,
+    KUBE_OVN_IPS,
+    VIRTUAL_MACHINES,
+    VIRTUAL_MACHINE_INSTANCES,
 ]
 
 
@@ -553,7 +585,9 @@ def group_versions(served: Sequence[ResourceType] = ALL_RESOURCES) -> dict[tuple
     return grouped
 
 
-def lookup(group: str, version: str, plural: str, served: Sequence[ResourceType] = ALL_RESOURCES) -> ResourceType | None:
+def lookup(
+    group: str, version: str, plural: str, served: Sequence[ResourceType] = ALL_RESOURCES
+) -> ResourceType | None:
     for resource in served:
         if (resource.group, resource.version, resource.plural) == (group, version, plural):
             return resource
@@ -564,12 +598,14 @@ def check_name(resource: ResourceType, name: str) -> list[Cause]:
     if not name:
         return [("metadata.name", "FieldValueRequired", "Required value: name or generateName is required")]
     if len(name) > 253 or not resource.name_rule.match(name):
-        return [(
-            "metadata.name",
-            "FieldValueInvalid",
-            f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
-            "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-        )]
+        return [
+            (
+                "metadata.name",
+                "FieldValueInvalid",
+                f'Invalid value: "{name}": a lowercase RFC 1123 subdomain must consist of lower case '
+                "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+            )
+        ]
     return []
 
 

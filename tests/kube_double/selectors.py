@@ -122,9 +122,7 @@ def parse_label_selector(text: str | None) -> LabelSelector:
         set_match = _SET_RE.match(term)
         if set_match:
             key = _check_key(text, set_match["key"])
-            values = tuple(
-                _check_value(text, v.strip()) for v in set_match["values"].split(",") if v.strip()
-            )
+            values = tuple(_check_value(text, v.strip()) for v in set_match["values"].split(",") if v.strip())
             if not values and set_match["op"] == "in":
                 raise _label_error(text, "for 'in', 'notin' operators, values set can't be empty")
             requirements.append(Requirement(key, set_match["op"], values))
@@ -156,9 +154,7 @@ def selector_from_label_selector_object(selector: JSON | None) -> LabelSelector:
     requirements = [Requirement(k, "=", (v,)) for k, v in (selector.get("matchLabels") or {}).items()]
     op_names = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
     for expr in selector.get("matchExpressions") or []:
-        requirements.append(
-            Requirement(expr["key"], op_names[expr["operator"]], tuple(expr.get("values") or ()))
-        )
+        requirements.append(Requirement(expr["key"], op_names[expr["operator"]], tuple(expr.get("values") or ())))
     return LabelSelector(tuple(requirements))
 
 
@@ -242,7 +238,7 @@ def parse_field_selector(text: str | None, getters: Mapping[str, FieldGetter]) -
         term = term.strip()
         if not term:
             continue
-        for symbol, equal in (("!=", False), ("==", True), ("=", True)):
+        for symbol, equal in (("!=", False), ("==", True), ("=", True)):  # noqa: B007 - read after the break
             index = _find_unescaped(term, symbol)
             if index >= 0:
                 field = term[:index].strip()
@@ -251,7 +247,7 @@ def parse_field_selector(text: str | None, getters: Mapping[str, FieldGetter]) -
         else:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{term}'")
         if field not in getters:
-            raise bad_request(f'field label not supported: {field}')
+            raise bad_request(f"field label not supported: {field}")
         requirements.append(FieldRequirement(field, equal, value))
     return FieldSelector(tuple(requirements), getters)
 

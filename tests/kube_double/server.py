@@ -44,7 +44,15 @@ from .handlers import InjectedFault, RecordedRequest, make_app
 from .realistic import managed_fields, realistic_spec
 from .registry import DeleteOptions, Registry
 from .resources import (
-    ALL_RESOURCES, EVENTS, EVENTS_V1, NAMESPACES, NODES, PODS, STATEFULSETS, VIRTUAL_MACHINE_INSTANCES, VIRTUAL_MACHINES,
+    ALL_RESOURCES,
+    EVENTS,
+    EVENTS_V1,
+    NAMESPACES,
+    NODES,
+    PODS,
+    STATEFULSETS,
+    VIRTUAL_MACHINE_INSTANCES,
+    VIRTUAL_MACHINES,
     ResourceType,
 )
 from .store import ABORT, CLOSE, Store
@@ -137,8 +145,7 @@ class KubeApiDouble:
         self._loop_thread = threading.get_ident()
         # handler_cancellation: a watch whose client went away must unregister
         # at once, not at its next write.
-        self._runner = web.AppRunner(make_app(self), handler_cancellation=True, access_log=None,
-                                     shutdown_timeout=1.0)
+        self._runner = web.AppRunner(make_app(self), handler_cancellation=True, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -148,7 +155,9 @@ class KubeApiDouble:
         if self._bookmark_interval:
             self._tasks.append(asyncio.create_task(self._every(self._bookmark_interval, self.store.bookmark_all)))
         if self._auto_finalize_interval:
-            self._tasks.append(asyncio.create_task(self._every(self._auto_finalize_interval, self.process_due_deletions)))
+            self._tasks.append(
+                asyncio.create_task(self._every(self._auto_finalize_interval, self.process_due_deletions))
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -196,7 +205,10 @@ class KubeApiDouble:
             "clusters": [{"name": "kube-double", "cluster": {"server": self.url}}],
             "users": [{"name": "kube-double", "user": {"token": token}}],
             "contexts": [
-                {"name": "kube-double", "context": {"cluster": "kube-double", "user": "kube-double", "namespace": namespace}}
+                {
+                    "name": "kube-double",
+                    "context": {"cluster": "kube-double", "user": "kube-double", "namespace": namespace},
+                }
             ],
             "current-context": "kube-double",
             "preferences": {},
@@ -237,12 +249,14 @@ class KubeApiDouble:
         return self.registry.list_objects(res, namespace if res.namespaced else None)
 
     @_on_loop
-    def update(self, resource: str, name: str, change: Callable[[JSON], None], namespace: str = "default",
-               status: bool = False) -> JSON:
+    def update(
+        self, resource: str, name: str, change: Callable[[JSON], None], namespace: str = "default", status: bool = False
+    ) -> JSON:
         """Edit an object in place through ``change``; writes ``status`` when asked."""
         res = self._resource(resource)
-        return self.registry.mutate(res, namespace if res.namespaced else "", name, change,
-                                    "status" if status else None)
+        return self.registry.mutate(
+            res, namespace if res.namespaced else "", name, change, "status" if status else None
+        )
 
     @_on_loop
     def delete(self, resource: str, name: str, namespace: str = "default") -> JSON:
@@ -310,7 +324,9 @@ class KubeApiDouble:
         if realistic:
             metadata["managedFields"] = managed_fields(rfc3339(self.clock.now()))
             metadata.setdefault("labels", {}).update({"app": name.rsplit("-", 2)[0], "pod-template-hash": "5d4f8c7b9d"})
-        pod = self.registry.create(PODS, namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec})
+        pod = self.registry.create(
+            PODS, namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": pod_spec}
+        )
         if phase is not None or pod_ip is not None:
             pod = self.set_pod_phase(name, namespace, phase or "Pending", pod_ip=pod_ip)
         return pod
@@ -357,8 +373,13 @@ class KubeApiDouble:
                     "ready": ready,
                     "restartCount": 0,
                     "started": ready,
-                    "state": {"running": {}} if ready else ({"terminated": {"exitCode": 0 if phase == "Succeeded" else 1}}
-                                                             if phase in ("Succeeded", "Failed") else {"waiting": {}}),
+                    "state": {"running": {}}
+                    if ready
+                    else (
+                        {"terminated": {"exitCode": 0 if phase == "Succeeded" else 1}}
+                        if phase in ("Succeeded", "Failed")
+                        else {"waiting": {}}
+                    ),
                 }
                 for c in (pod.get("spec") or {}).get("containers") or []
             ]
@@ -392,12 +413,14 @@ class KubeApiDouble:
     # -- events -----------------------------------------------------------------
 
     @_on_loop
-    def events(self, namespace: str | None = None, *, involved_name: str | None = None,
-               reason: str | None = None) -> list[JSON]:
+    def events(
+        self, namespace: str | None = None, *, involved_name: str | None = None, reason: str | None = None
+    ) -> list[JSON]:
         """Stored core/v1 Events (also those created via events.k8s.io/v1)."""
         found = self.registry.list_objects(EVENTS, namespace)
         return [
-            e for e in found
+            e
+            for e in found
             if (involved_name is None or (e.get("involvedObject") or {}).get("name") == involved_name)
             and (reason is None or e.get("reason") == reason)
         ]
@@ -446,8 +469,9 @@ class KubeApiDouble:
         return self.registry.mutate(STATEFULSETS, namespace, name, change)
 
     @_on_loop
-    def set_statefulset_status(self, name: str, namespace: str = "default", *, replicas: int,
-                               ready_replicas: int | None = None) -> JSON:
+    def set_statefulset_status(
+        self, name: str, namespace: str = "default", *, replicas: int, ready_replicas: int | None = None
+    ) -> JSON:
         def change(sts: JSON) -> None:
             sts["status"] = {
                 "replicas": replicas,
@@ -472,15 +496,27 @@ class KubeApiDouble:
             "blockOwnerDeletion": True,
         }
 
-    def statefulset_pod(self, sts: JSON, ordinal: int, *, node_name: str | None = None, phase: str | None = None,
-                        pod_ip: str | None = None) -> JSON:
+    def statefulset_pod(
+        self,
+        sts: JSON,
+        ordinal: int,
+        *,
+        node_name: str | None = None,
+        phase: str | None = None,
+        pod_ip: str | None = None,
+    ) -> JSON:
         """Create pod ``<sts>-<ordinal>`` the way the StatefulSet controller names and labels it."""
         name = f"{sts['metadata']['name']}-{ordinal}"
         labels = dict((sts["spec"]["template"].get("metadata") or {}).get("labels") or {})
         labels["statefulset.kubernetes.io/pod-name"] = name
         labels["apps.kubernetes.io/pod-index"] = str(ordinal)
         return self.create_pod(
-            name, sts["metadata"]["namespace"], node_name=node_name, labels=labels, phase=phase, pod_ip=pod_ip,
+            name,
+            sts["metadata"]["namespace"],
+            node_name=node_name,
+            labels=labels,
+            phase=phase,
+            pod_ip=pod_ip,
             owner=self.owner_reference(sts),
         )
 
@@ -490,8 +526,13 @@ class KubeApiDouble:
     def create_virtual_machine(self, name: str, namespace: str = "default", *, running: bool = True) -> JSON:
         """A VirtualMachine as ``kubectl apply`` creates one (the VM controller is not simulated)."""
         body = {
-            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine", "metadata": {"name": name},
-            "spec": {"running": running, "template": {"metadata": {"labels": {"kubevirt.io/vm": name}}, "spec": {"domain": {"devices": {}}}}},
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": name},
+            "spec": {
+                "running": running,
+                "template": {"metadata": {"labels": {"kubevirt.io/vm": name}}, "spec": {"domain": {"devices": {}}}},
+            },
         }
         return self.registry.create(VIRTUAL_MACHINES, namespace, body)
 
@@ -499,21 +540,40 @@ class KubeApiDouble:
     def create_virtual_machine_instance(self, vm: JSON) -> JSON:
         """The VirtualMachineInstance the VM controller starts for ``vm``: same name, owned by it."""
         body = {
-            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-            "metadata": {"name": vm["metadata"]["name"], "labels": {"kubevirt.io/vm": vm["metadata"]["name"]},
-                         "ownerReferences": [self.owner_reference(vm)]},
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachineInstance",
+            "metadata": {
+                "name": vm["metadata"]["name"],
+                "labels": {"kubevirt.io/vm": vm["metadata"]["name"]},
+                "ownerReferences": [self.owner_reference(vm)],
+            },
             "spec": {"domain": {"devices": {}}},
         }
         return self.registry.create(VIRTUAL_MACHINE_INSTANCES, vm["metadata"]["namespace"], body)
 
-    def launcher_pod(self, vmi: JSON, *, suffix: str, node_name: str | None = None, phase: str = "Running",
-                     annotations: dict[str, str] | None = None) -> JSON:
+    def launcher_pod(
+        self,
+        vmi: JSON,
+        *,
+        suffix: str,
+        node_name: str | None = None,
+        phase: str = "Running",
+        annotations: dict[str, str] | None = None,
+    ) -> JSON:
         """A virt-launcher pod of ``vmi``, as virt-controller creates one (a migration target is a second one)."""
         name = vmi["metadata"]["name"]
         return self.create_pod(
-            f"virt-launcher-{name}-{suffix}", vmi["metadata"]["namespace"], node_name=node_name, phase=phase,
-            labels={"kubevirt.io": "virt-launcher", "vm.kubevirt.io/name": name, "kubevirt.io/created-by": vmi["metadata"]["uid"]},
-            annotations=annotations, owner=self.owner_reference(vmi),
+            f"virt-launcher-{name}-{suffix}",
+            vmi["metadata"]["namespace"],
+            node_name=node_name,
+            phase=phase,
+            labels={
+                "kubevirt.io": "virt-launcher",
+                "vm.kubevirt.io/name": name,
+                "kubevirt.io/created-by": vmi["metadata"]["uid"],
+            },
+            annotations=annotations,
+            owner=self.owner_reference(vmi),
         )
 
     # -- watch control ------------------------------------------------------------
@@ -566,8 +626,16 @@ class KubeApiDouble:
     # -- fault injection ------------------------------------------------------------
 
     @_on_loop
-    def inject_error(self, method: str, path_pattern: str, code: int = 500, reason: str = "InternalError",
-                     message: str = "injected failure", times: int = 1, retry_after: int | None = None) -> None:
+    def inject_error(
+        self,
+        method: str,
+        path_pattern: str,
+        code: int = 500,
+        reason: str = "InternalError",
+        message: str = "injected failure",
+        times: int = 1,
+        retry_after: int | None = None,
+    ) -> None:
         """Answer the next ``times`` matching requests with a Status error.
 
         ``path_pattern`` is a regular expression searched in the URL path.
@@ -575,8 +643,9 @@ class KubeApiDouble:
         as API Priority and Fairness does with its 429s.
         """
         details = {"retryAfterSeconds": retry_after} if retry_after is not None else None
-        self._faults.append(InjectedFault(method.upper(), re.compile(path_pattern),
-                                          ApiError(code, reason, message, details), times))
+        self._faults.append(
+            InjectedFault(method.upper(), re.compile(path_pattern), ApiError(code, reason, message, details), times)
+        )
 
     @_on_loop
     def clear_faults(self) -> int:
@@ -596,8 +665,11 @@ class KubeApiDouble:
 
     @_on_loop
     def recorded(self, method: str | None = None, path_contains: str | None = None) -> list[RecordedRequest]:
-        return [r for r in self.requests
-                if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)]
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and (path_contains is None or path_contains in r.path)
+        ]
 
 
 class ThreadedKubeApi:

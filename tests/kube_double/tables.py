@@ -128,7 +128,11 @@ def _namespace_row(ns: JSON, now: dt.datetime) -> list[Any]:
     return [ns["metadata"]["name"], (ns.get("status") or {}).get("phase", ""), _age(ns, now)]
 
 
-_NAMESPACE_COLUMNS: list[Column] = [("Name", "string", "name", 0), ("Status", "string", "", 0), ("Age", "string", "", 0)]
+_NAMESPACE_COLUMNS: list[Column] = [
+    ("Name", "string", "name", 0),
+    ("Status", "string", "", 0),
+    ("Age", "string", "", 0),
+]
 
 
 def _event_row(event: JSON, now: dt.datetime) -> list[Any]:

@@ -65,4 +65,3 @@ def kubectl(kube_thread: ThreadedKubeApi, tmp_path: Path) -> Kubectl:
         pytest.skip("kubectl is not installed")
     kubeconfig = kube_thread.write_kubeconfig(tmp_path / "kubeconfig")
     return Kubectl(kubeconfig, tmp_path / "kube-cache")
-

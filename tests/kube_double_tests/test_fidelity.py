@@ -22,11 +22,10 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi, async_wait_until, wait_until
+from tests.kube_double.errors import ApiError
+from tests.kube_double.kubectl import Kubectl
 from tests.kube_double.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from tests.kube_double.selectors import parse_field_selector, parse_label_selector
-from tests.kube_double.errors import ApiError
-
-from tests.kube_double.kubectl import Kubectl
 
 JSON = dict[str, Any]
 
@@ -153,20 +152,32 @@ def test_kubectl_patch_merge_strategic_and_json(kube_thread: ThreadedKubeApi, ku
     pod = api.get_pod("web-0")
     assert pod is not None and pod["metadata"]["labels"] == {"app": "web", "s": "1"}
 
-    ops = '[{"op":"test","path":"/metadata/labels/s","value":"1"},{"op":"remove","path":"/metadata/labels/s"},' \
-          '{"op":"add","path":"/metadata/annotations/j~1k","value":"v"}]'
+    ops = (
+        '[{"op":"test","path":"/metadata/labels/s","value":"1"},{"op":"remove","path":"/metadata/labels/s"},'
+        '{"op":"add","path":"/metadata/annotations/j~1k","value":"v"}]'
+    )
     kubectl.run("patch", "pod", "web-0", "--type", "json", "-p", ops)
     pod = api.get_pod("web-0")
     assert pod is not None
     assert pod["metadata"]["labels"] == {"app": "web"}
     assert pod["metadata"]["annotations"]["j/k"] == "v"
 
-    failed = kubectl.run("patch", "pod", "web-0", "--type", "json", "-p",
-                         '[{"op":"test","path":"/metadata/labels/app","value":"nope"}]', check=False)
+    failed = kubectl.run(
+        "patch",
+        "pod",
+        "web-0",
+        "--type",
+        "json",
+        "-p",
+        '[{"op":"test","path":"/metadata/labels/app","value":"nope"}]',
+        check=False,
+    )
     assert failed.returncode == 1
 
 
-def test_kubectl_patch_cannot_change_status_through_main_resource(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
+def test_kubectl_patch_cannot_change_status_through_main_resource(
+    kube_thread: ThreadedKubeApi, kubectl: Kubectl
+) -> None:
     api = kube_thread.api
     api.create_pod("web-0", node_name="n1", phase="Running")
     rv = api.get_pod("web-0")["metadata"]["resourceVersion"]  # type: ignore[index]
@@ -176,8 +187,17 @@ def test_kubectl_patch_cannot_change_status_through_main_resource(kube_thread: T
     pod = api.get_pod("web-0")
     assert pod is not None and pod["status"]["phase"] == "Running" and pod["metadata"]["resourceVersion"] == rv
     if kubectl.minor_version() >= 24:  # --subresource arrived in kubectl 1.24
-        kubectl.run("patch", "pod", "web-0", "--subresource", "status", "--type", "merge", "-p",
-                    '{"status":{"phase":"Succeeded"}}')
+        kubectl.run(
+            "patch",
+            "pod",
+            "web-0",
+            "--subresource",
+            "status",
+            "--type",
+            "merge",
+            "-p",
+            '{"status":{"phase":"Succeeded"}}',
+        )
         assert api.get_pod("web-0")["status"]["phase"] == "Succeeded"  # type: ignore[index]
 
 
@@ -261,8 +281,9 @@ def test_kubectl_get_watch_streams_changes(kube_thread: ThreadedKubeApi, kubectl
         api.set_pod_phase("web-0", phase="Running")
         api.create_pod("web-1", node_name="n1")
         api.delete_pod("web-1", grace_period_seconds=0)
-        wait_until(lambda: any(line.split()[:2] == ["DELETED", "web-1"] for line in lines if line.strip()),
-                   what="DELETED line")
+        wait_until(
+            lambda: any(line.split()[:2] == ["DELETED", "web-1"] for line in lines if line.strip()), what="DELETED line"
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -298,13 +319,19 @@ def test_kubectl_create_apply_scale_statefulset(kube_thread: ThreadedKubeApi, ku
 def test_kubectl_create_and_replace_conflict(kube_thread: ThreadedKubeApi, kubectl: Kubectl, tmp_path: Path) -> None:
     api = kube_thread.api
     manifest = tmp_path / "pod.json"
-    manifest.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "made", "labels": {"app": "x"}},
-        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
-    }))
+    manifest.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "made", "labels": {"app": "x"}},
+                "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "busybox"}]},
+            }
+        )
+    )
     assert kubectl.run("create", "-f", str(manifest)).stdout.strip() == "pod/made created"
     again = kubectl.run("create", "-f", str(manifest), check=False)
-    assert 'Error from server (AlreadyExists): error when creating' in again.stderr
+    assert "Error from server (AlreadyExists): error when creating" in again.stderr
     assert 'pods "made" already exists' in again.stderr
     stale = api.get_pod("made")
     assert stale is not None
@@ -313,23 +340,31 @@ def test_kubectl_create_and_replace_conflict(kube_thread: ThreadedKubeApi, kubec
     manifest.write_text(json.dumps(stale))
     conflict = kubectl.run("replace", "-f", str(manifest), check=False)
     assert conflict.returncode == 1
-    assert "Operation cannot be fulfilled on pods \"made\": the object has been modified" in conflict.stderr
+    assert 'Operation cannot be fulfilled on pods "made": the object has been modified' in conflict.stderr
 
 
 def test_kubectl_events_and_leases(kube_thread: ThreadedKubeApi, kubectl: Kubectl, tmp_path: Path) -> None:
     api = kube_thread.api
     pod = api.create_pod("web-0", node_name="n1")
-    api.create("events", {
-        "metadata": {"name": "web-0.1"},
-        "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web-0", "uid": pod["metadata"]["uid"]},
-        "reason": "AddressAllocated", "message": "192.0.2.5 on net1", "type": "Normal",
-        "source": {"component": "ipamd"},
-    })
+    api.create(
+        "events",
+        {
+            "metadata": {"name": "web-0.1"},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": "web-0", "uid": pod["metadata"]["uid"]},
+            "reason": "AddressAllocated",
+            "message": "192.0.2.5 on net1",
+            "type": "Normal",
+            "source": {"component": "ipamd"},
+        },
+    )
     out = kubectl.run("get", "events", "--field-selector", "involvedObject.name=web-0").stdout.splitlines()
     assert out[0].split()[:4] == ["LAST", "SEEN", "TYPE", "REASON"]
     assert "AddressAllocated" in out[1] and "pod/web-0" in out[1] and "192.0.2.5 on net1" in out[1]
-    api.create("leases", {"metadata": {"name": "ipamd-leader"}, "spec": {"holderIdentity": "node-a", "leaseDurationSeconds": 15}},
-               namespace="kube-system")
+    api.create(
+        "leases",
+        {"metadata": {"name": "ipamd-leader"}, "spec": {"holderIdentity": "node-a", "leaseDurationSeconds": 15}},
+        namespace="kube-system",
+    )
     leases = kubectl.run("get", "leases", "-n", "kube-system").stdout.splitlines()
     assert leases[1].split()[:2] == ["ipamd-leader", "node-a"]
 
@@ -378,8 +413,9 @@ async def test_list_then_watch_from_list_resource_version(kube_api: KubeApiDoubl
     kube_api.set_pod_phase("a", phase="Running")
     kube_api.delete_pod("b", grace_period_seconds=0)
     stream = watch.Watch()
-    events = await _collect(stream.stream(core.list_namespaced_pod, "default", resource_version=list_rv,
-                                          timeout_seconds=30), 3)
+    events = await _collect(
+        stream.stream(core.list_namespaced_pod, "default", resource_version=list_rv, timeout_seconds=30), 3
+    )
     assert _summary(events) == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
     assert rvs == sorted(rvs) and rvs[0] > int(list_rv)
@@ -392,10 +428,14 @@ async def test_list_then_watch_from_list_resource_version(kube_api: KubeApiDoubl
 async def test_resource_version_is_global_across_kinds(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     pod = kube_api.create_pod("a")
     lease = await client.CoordinationV1Api(k8s).create_namespaced_lease(
-        "default", {"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}})
+        "default", {"metadata": {"name": "l"}, "spec": {"holderIdentity": "x"}}
+    )
     sts = kube_api.create_statefulset("s")
-    rvs = [int(pod["metadata"]["resourceVersion"]), int(lease.metadata.resource_version),
-           int(sts["metadata"]["resourceVersion"])]
+    rvs = [
+        int(pod["metadata"]["resourceVersion"]),
+        int(lease.metadata.resource_version),
+        int(sts["metadata"]["resourceVersion"]),
+    ]
     assert rvs == sorted(rvs) and len(set(rvs)) == 3
     listed = await client.CoreV1Api(k8s).list_namespaced_pod("default")
     assert listed.metadata.resource_version == str(rvs[-1])
@@ -409,15 +449,18 @@ async def test_watch_from_compacted_resource_version_is_gone(kube_api: KubeApiDo
     kube_api.compact()
     stream = watch.Watch()
     with pytest.raises(ApiException) as info:
-        await _collect(stream.stream(core.list_namespaced_pod, "default", resource_version=old_rv, timeout_seconds=5), 1)
+        await _collect(
+            stream.stream(core.list_namespaced_pod, "default", resource_version=old_rv, timeout_seconds=5), 1
+        )
     assert info.value.status == 410
     assert "Expired" in str(info.value.reason)
     await stream.close()
     # Resuming from the current resourceVersion is still fine.
     stream = watch.Watch()
     current = str(kube_api.resource_version)
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default",
-                                                          resource_version=current, timeout_seconds=30), 1))
+    waiter = asyncio.ensure_future(
+        _collect(stream.stream(core.list_namespaced_pod, "default", resource_version=current, timeout_seconds=30), 1)
+    )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.create_pod("c")
     assert _summary(await waiter) == [("ADDED", "c")]
@@ -429,22 +472,29 @@ async def test_gone_on_the_wire_is_200_then_error_event(kube_api: KubeApiDouble)
     kube_api.create_pod("b")
     kube_api.compact()
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{kube_api.url}/api/v1/namespaces/default/pods",
-                               params={"watch": "1", "resourceVersion": "1"}) as resp:
+        async with session.get(
+            f"{kube_api.url}/api/v1/namespaces/default/pods", params={"watch": "1", "resourceVersion": "1"}
+        ) as resp:
             assert resp.status == 200
             line = json.loads(await resp.content.readline())
             assert await resp.content.readline() == b""  # the stream then ends
         assert line == {
             "type": "ERROR",
             "object": {
-                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Failure",
                 "message": f"too old resource version: 1 ({kube_api.resource_version})",
-                "reason": "Expired", "code": 410,
+                "reason": "Expired",
+                "code": 410,
             },
         }
         # A consistent list at a compacted resourceVersion is a plain HTTP 410.
-        async with session.get(f"{kube_api.url}/api/v1/namespaces/default/pods",
-                               params={"resourceVersion": "1", "resourceVersionMatch": "Exact"}) as resp:
+        async with session.get(
+            f"{kube_api.url}/api/v1/namespaces/default/pods",
+            params={"resourceVersion": "1", "resourceVersionMatch": "Exact"},
+        ) as resp:
             assert resp.status == 410
             assert (await resp.json())["reason"] == "Expired"
 
@@ -461,9 +511,14 @@ async def test_history_limit_expires_old_versions() -> None:
 async def test_expire_watches_sends_error_410_mid_stream(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     core = client.CoreV1Api(k8s)
     stream = watch.Watch()
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default",
-                                                          resource_version=str(kube_api.resource_version),
-                                                          timeout_seconds=30), 2))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(
+                core.list_namespaced_pod, "default", resource_version=str(kube_api.resource_version), timeout_seconds=30
+            ),
+            2,
+        )
+    )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.create_pod("a")
     await async_wait_until(lambda: kube_api.watch_count("pods") == 1)
@@ -479,12 +534,23 @@ async def test_bookmarks(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None
     kube_api.create_pod("a")
     stream = watch.Watch()
     start_rv = str(kube_api.resource_version)
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default", resource_version=start_rv,
-                                                          allow_watch_bookmarks=True, timeout_seconds=30), 2))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(
+                core.list_namespaced_pod,
+                "default",
+                resource_version=start_rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=30,
+            ),
+            2,
+        )
+    )
     # A watch without bookmarks enabled must not get them.
     plain = watch.Watch()
-    plain_waiter = asyncio.ensure_future(_collect(plain.stream(core.list_namespaced_pod, "default",
-                                                               resource_version=start_rv, timeout_seconds=30), 1))
+    plain_waiter = asyncio.ensure_future(
+        _collect(plain.stream(core.list_namespaced_pod, "default", resource_version=start_rv, timeout_seconds=30), 1)
+    )
     await kube_api.wait_for_watches(2, "pods")
     kube_api.create("leases", {"metadata": {"name": "other-kind"}})  # bumps the global rv only
     assert kube_api.send_bookmarks() == 1
@@ -502,9 +568,10 @@ async def test_bookmarks(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None
 async def test_bookmark_interval_sends_bookmarks_on_its_own() -> None:
     async with KubeApiDouble(bookmark_interval=0.05) as api:
         async with aiohttp.ClientSession() as session:
-            async with session.get(f"{api.url}/api/v1/pods",
-                                   params={"watch": "true", "allowWatchBookmarks": "true",
-                                           "resourceVersion": str(api.resource_version)}) as resp:
+            async with session.get(
+                f"{api.url}/api/v1/pods",
+                params={"watch": "true", "allowWatchBookmarks": "true", "resourceVersion": str(api.resource_version)},
+            ) as resp:
                 event = json.loads(await asyncio.wait_for(resp.content.readline(), 10))
         assert event["type"] == "BOOKMARK"
 
@@ -513,10 +580,16 @@ async def test_watch_without_resource_version_starts_with_current_state(kube_api
     kube_api.create_pod("a", node_name="n1")
     kube_api.create_pod("b", node_name="n2")
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{kube_api.url}/api/v1/pods",
-                               params={"watch": "1", "fieldSelector": "spec.nodeName=n1",
-                                       "sendInitialEvents": "true", "allowWatchBookmarks": "true",
-                                       "resourceVersionMatch": "NotOlderThan"}) as resp:
+        async with session.get(
+            f"{kube_api.url}/api/v1/pods",
+            params={
+                "watch": "1",
+                "fieldSelector": "spec.nodeName=n1",
+                "sendInitialEvents": "true",
+                "allowWatchBookmarks": "true",
+                "resourceVersionMatch": "NotOlderThan",
+            },
+        ) as resp:
             first = json.loads(await resp.content.readline())
             second = json.loads(await resp.content.readline())
     assert (first["type"], first["object"]["metadata"]["name"]) == ("ADDED", "a")
@@ -529,9 +602,18 @@ async def test_selector_changes_appear_as_added_and_deleted(kube_api: KubeApiDou
     kube_api.create_pod("a", node_name="n1", labels={"ipam": "yes"})
     kube_api.create_pod("other", node_name="n2", labels={"ipam": "yes"})
     stream = watch.Watch()
-    waiter = asyncio.ensure_future(_collect(stream.stream(
-        core.list_pod_for_all_namespaces, field_selector="spec.nodeName=n1", label_selector="ipam=yes",
-        resource_version=str(kube_api.resource_version), timeout_seconds=30), 3))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(
+                core.list_pod_for_all_namespaces,
+                field_selector="spec.nodeName=n1",
+                label_selector="ipam=yes",
+                resource_version=str(kube_api.resource_version),
+                timeout_seconds=30,
+            ),
+            3,
+        )
+    )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.update("pods", "other", lambda p: p["metadata"]["labels"].update(x="1"))  # other node: invisible
     kube_api.update("pods", "a", lambda p: p["metadata"]["labels"].update(ipam="no"))  # leaves the selector
@@ -542,13 +624,17 @@ async def test_selector_changes_appear_as_added_and_deleted(kube_api: KubeApiDou
     await stream.close()
 
 
-async def test_drop_watches_and_client_reconnects_without_losing_events(kube_api: KubeApiDouble,
-                                                                      k8s: client.ApiClient) -> None:
+async def test_drop_watches_and_client_reconnects_without_losing_events(
+    kube_api: KubeApiDouble, k8s: client.ApiClient
+) -> None:
     core = client.CoreV1Api(k8s)
     stream = watch.Watch()
     # No timeout_seconds: kubernetes_asyncio then reconnects from its last rv.
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default",
-                                                          resource_version=str(kube_api.resource_version)), 2, 20))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(core.list_namespaced_pod, "default", resource_version=str(kube_api.resource_version)), 2, 20
+        )
+    )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.create_pod("a")
     await async_wait_until(lambda: stream.resource_version == str(kube_api.resource_version))
@@ -566,8 +652,11 @@ async def test_drop_watches_and_client_reconnects_without_losing_events(kube_api
 async def test_abrupt_watch_drop_surfaces_as_a_client_error(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     core = client.CoreV1Api(k8s)
     stream = watch.Watch()
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default",
-                                                          resource_version=str(kube_api.resource_version)), 1, 20))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(core.list_namespaced_pod, "default", resource_version=str(kube_api.resource_version)), 1, 20
+        )
+    )
     await kube_api.wait_for_watches(1, "pods")
     assert kube_api.drop_watches(abrupt=True) == 1
     # kubernetes_asyncio does not retry a connection cut mid-stream (as when
@@ -581,9 +670,10 @@ async def test_watch_timeout_seconds_is_honoured(kube_api: KubeApiDouble) -> Non
     loop = asyncio.get_running_loop()
     async with aiohttp.ClientSession() as session:
         started = loop.time()
-        async with session.get(f"{kube_api.url}/api/v1/namespaces/default/pods",
-                               params={"watch": "true", "timeoutSeconds": "1",
-                                       "resourceVersion": str(kube_api.resource_version)}) as resp:
+        async with session.get(
+            f"{kube_api.url}/api/v1/namespaces/default/pods",
+            params={"watch": "true", "timeoutSeconds": "1", "resourceVersion": str(kube_api.resource_version)},
+        ) as resp:
             assert await asyncio.wait_for(resp.content.read(), 10) == b""
         assert 0.9 <= loop.time() - started < 5
     assert kube_api.watch_count() == 0
@@ -593,9 +683,14 @@ async def test_graceful_delete_over_the_api(kube_api: KubeApiDouble, k8s: client
     core = client.CoreV1Api(k8s)
     kube_api.create_pod("a", node_name="n1", phase="Running")
     stream = watch.Watch()
-    waiter = asyncio.ensure_future(_collect(stream.stream(core.list_namespaced_pod, "default",
-                                                          resource_version=str(kube_api.resource_version),
-                                                          timeout_seconds=30), 2))
+    waiter = asyncio.ensure_future(
+        _collect(
+            stream.stream(
+                core.list_namespaced_pod, "default", resource_version=str(kube_api.resource_version), timeout_seconds=30
+            ),
+            2,
+        )
+    )
     await kube_api.wait_for_watches(1, "pods")
     answer = await core.delete_namespaced_pod("a", "default", grace_period_seconds=20)
     assert answer.metadata.deletion_grace_period_seconds == 20
@@ -626,8 +721,9 @@ async def test_finalizers_hold_deletion(kube_api: KubeApiDouble, k8s: client.Api
     await core.delete_namespaced_pod("a", "default", grace_period_seconds=0)
     held = kube_api.get_pod("a")
     assert held is not None and held["metadata"]["deletionTimestamp"]
-    await core.patch_namespaced_pod("a", "default", {"metadata": {"finalizers": None}},
-                                    _content_type="application/merge-patch+json")
+    await core.patch_namespaced_pod(
+        "a", "default", {"metadata": {"finalizers": None}}, _content_type="application/merge-patch+json"
+    )
     assert kube_api.get_pod("a") is None
 
 
@@ -635,15 +731,21 @@ async def test_merge_patch_touches_only_given_annotations(kube_api: KubeApiDoubl
     core = client.CoreV1Api(k8s)
     kube_api.create_pod("a", annotations={"keep": "1", "drop": "2"}, labels={"app": "x"})
     patched = await core.patch_namespaced_pod(
-        "a", "default", {"metadata": {"annotations": {"ipamd/ip": "192.0.2.5", "drop": None}}},
-        _content_type="application/merge-patch+json")
+        "a",
+        "default",
+        {"metadata": {"annotations": {"ipamd/ip": "192.0.2.5", "drop": None}}},
+        _content_type="application/merge-patch+json",
+    )
     assert patched.metadata.annotations == {"keep": "1", "ipamd/ip": "192.0.2.5"}
     assert patched.metadata.labels == {"app": "x"}
     # kubernetes_asyncio sends dict patches as strategic merge patches by default.
     patched = await core.patch_namespaced_pod("a", "default", {"metadata": {"annotations": {"s": "1"}}})
     assert patched.metadata.annotations == {"keep": "1", "ipamd/ip": "192.0.2.5", "s": "1"}
     recorded = kube_api.recorded("PATCH")
-    assert [r.content_type for r in recorded] == ["application/merge-patch+json", "application/strategic-merge-patch+json"]
+    assert [r.content_type for r in recorded] == [
+        "application/merge-patch+json",
+        "application/strategic-merge-patch+json",
+    ]
     # ... and lists as JSON patches.
     patched = await core.patch_namespaced_pod("a", "default", [{"op": "remove", "path": "/metadata/annotations/s"}])
     assert "s" not in patched.metadata.annotations
@@ -652,8 +754,9 @@ async def test_merge_patch_touches_only_given_annotations(kube_api: KubeApiDoubl
 async def test_noop_patch_keeps_resource_version(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     core = client.CoreV1Api(k8s)
     pod = kube_api.create_pod("a", annotations={"k": "v"})
-    patched = await core.patch_namespaced_pod("a", "default", {"metadata": {"annotations": {"k": "v"}}},
-                                              _content_type="application/merge-patch+json")
+    patched = await core.patch_namespaced_pod(
+        "a", "default", {"metadata": {"annotations": {"k": "v"}}}, _content_type="application/merge-patch+json"
+    )
     assert patched.metadata.resource_version == pod["metadata"]["resourceVersion"]
     assert kube_api.resource_version == int(pod["metadata"]["resourceVersion"])
 
@@ -664,16 +767,22 @@ async def test_patch_with_resource_version_is_a_precondition(kube_api: KubeApiDo
     rv = pod["metadata"]["resourceVersion"]
     kube_api.update("pods", "a", lambda p: p["metadata"].setdefault("labels", {}).update(x="1"))
     with pytest.raises(ApiException) as info:
-        await core.patch_namespaced_pod("a", "default", {"metadata": {"resourceVersion": rv, "labels": {"y": "1"}}},
-                                        _content_type="application/merge-patch+json")
+        await core.patch_namespaced_pod(
+            "a",
+            "default",
+            {"metadata": {"resourceVersion": rv, "labels": {"y": "1"}}},
+            _content_type="application/merge-patch+json",
+        )
     assert info.value.status == 409
     assert json.loads(info.value.body)["reason"] == "Conflict"
 
 
 async def test_lease_update_conflicts(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     coordination = client.CoordinationV1Api(k8s)
-    body = {"metadata": {"name": "ipamd"}, "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
-                                                    "renewTime": "2026-01-01T00:00:00.000000Z"}}
+    body = {
+        "metadata": {"name": "ipamd"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": "2026-01-01T00:00:00.000000Z"},
+    }
     created = await coordination.create_namespaced_lease("default", body)
     with pytest.raises(ApiException) as exists:
         await coordination.create_namespaced_lease("default", body)
@@ -687,10 +796,14 @@ async def test_lease_update_conflicts(kube_api: KubeApiDouble, k8s: client.ApiCl
         await coordination.replace_namespaced_lease("ipamd", "default", created)
     assert stale.value.status == 409
     assert json.loads(stale.value.body) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
         "message": 'Operation cannot be fulfilled on leases.coordination.k8s.io "ipamd": the object has been '
-                   "modified; please apply your changes to the latest version and try again",
-        "reason": "Conflict", "details": {"name": "ipamd", "group": "coordination.k8s.io", "kind": "leases"},
+        "modified; please apply your changes to the latest version and try again",
+        "reason": "Conflict",
+        "details": {"name": "ipamd", "group": "coordination.k8s.io", "kind": "leases"},
         "code": 409,
     }
     # A strategic patch of the holder works and bumps the resourceVersion.
@@ -703,19 +816,27 @@ async def test_status_bodies(kube_api: KubeApiDouble, k8s: client.ApiClient) -> 
     with pytest.raises(ApiException) as missing:
         await core.read_namespaced_pod("x", "default")
     assert json.loads(missing.value.body) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'pods "x" not found', "reason": "NotFound", "details": {"name": "x", "kind": "pods"}, "code": 404,
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'pods "x" not found',
+        "reason": "NotFound",
+        "details": {"name": "x", "kind": "pods"},
+        "code": 404,
     }
     with pytest.raises(ApiException) as invalid:
         await core.create_namespaced_pod("default", {"metadata": {"name": "bad"}, "spec": {"containers": []}})
     body = json.loads(invalid.value.body)
     assert invalid.value.status == 422 and body["reason"] == "Invalid"
     assert body["message"] == 'Pod "bad" is invalid: spec.containers: Required value'
-    assert body["details"]["causes"] == [{"reason": "FieldValueRequired", "message": "Required value",
-                                          "field": "spec.containers"}]
+    assert body["details"]["causes"] == [
+        {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}
+    ]
     with pytest.raises(ApiException) as no_ns:
-        await core.create_namespaced_pod("nowhere", {"metadata": {"name": "p"},
-                                                     "spec": {"containers": [{"name": "c", "image": "i"}]}})
+        await core.create_namespaced_pod(
+            "nowhere", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+        )
     assert no_ns.value.status == 404 and json.loads(no_ns.value.body)["message"] == 'namespaces "nowhere" not found'
     async with aiohttp.ClientSession() as session:
         async with session.put(f"{kube_api.url}/api/v1/namespaces/default/pods", json={}) as resp:
@@ -728,16 +849,39 @@ async def test_status_bodies(kube_api: KubeApiDouble, k8s: client.ApiClient) -> 
 
 async def test_events_core_and_events_k8s_io(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     pod = kube_api.create_pod("web-0", node_name="n1")
-    involved = {"kind": "Pod", "namespace": "default", "name": "web-0", "uid": pod["metadata"]["uid"], "apiVersion": "v1"}
-    await client.CoreV1Api(k8s).create_namespaced_event("default", {
-        "metadata": {"generateName": "web-0."}, "involvedObject": involved, "reason": "AddressAllocated",
-        "message": "192.0.2.5", "type": "Normal", "source": {"component": "ipamd"}, "count": 1,
-    })
-    await client.EventsV1Api(k8s).create_namespaced_event("default", {
-        "metadata": {"name": "web-0.v1"}, "regarding": involved, "reason": "AddressReleased", "note": "gone",
-        "type": "Normal", "eventTime": "2026-01-01T00:00:00.000000Z", "reportingController": "ipamd",
-        "reportingInstance": "ipamd-n1", "action": "Release",
-    })
+    involved = {
+        "kind": "Pod",
+        "namespace": "default",
+        "name": "web-0",
+        "uid": pod["metadata"]["uid"],
+        "apiVersion": "v1",
+    }
+    await client.CoreV1Api(k8s).create_namespaced_event(
+        "default",
+        {
+            "metadata": {"generateName": "web-0."},
+            "involvedObject": involved,
+            "reason": "AddressAllocated",
+            "message": "192.0.2.5",
+            "type": "Normal",
+            "source": {"component": "ipamd"},
+            "count": 1,
+        },
+    )
+    await client.EventsV1Api(k8s).create_namespaced_event(
+        "default",
+        {
+            "metadata": {"name": "web-0.v1"},
+            "regarding": involved,
+            "reason": "AddressReleased",
+            "note": "gone",
+            "type": "Normal",
+            "eventTime": "2026-01-01T00:00:00.000000Z",
+            "reportingController": "ipamd",
+            "reportingInstance": "ipamd-n1",
+            "action": "Release",
+        },
+    )
     events = kube_api.events("default", involved_name="web-0")
     assert sorted(e["reason"] for e in events) == ["AddressAllocated", "AddressReleased"]
     released = kube_api.events("default", reason="AddressReleased")[0]
@@ -765,8 +909,9 @@ async def test_statefulsets(kube_api: KubeApiDouble, k8s: client.ApiClient) -> N
     assert scaled["spec"]["replicas"] == 1 and scaled["metadata"]["generation"] == 2
     read = await apps.read_namespaced_stateful_set("db", "default")
     assert read.spec.replicas == 1
-    patched = await apps.patch_namespaced_stateful_set("db", "default", {"spec": {"replicas": 4}},
-                                                       _content_type="application/merge-patch+json")
+    patched = await apps.patch_namespaced_stateful_set(
+        "db", "default", {"spec": {"replicas": 4}}, _content_type="application/merge-patch+json"
+    )
     assert patched.spec.replicas == 4
     scale = await apps.read_namespaced_stateful_set_scale("db", "default")
     assert scale.spec.replicas == 4 and scale.status.selector == "app=db"
@@ -798,11 +943,18 @@ async def test_pagination_is_consistent(kube_api: KubeApiDouble, k8s: client.Api
 async def test_status_subresource(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:
     core = client.CoreV1Api(k8s)
     kube_api.create_pod("a", node_name="n1")
-    created = await core.create_namespaced_pod("default", {
-        "metadata": {"name": "b"}, "spec": {"containers": [{"name": "c", "image": "i"}]},
-        "status": {"phase": "Running"}})
+    created = await core.create_namespaced_pod(
+        "default",
+        {
+            "metadata": {"name": "b"},
+            "spec": {"containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running"},
+        },
+    )
     assert created.status.phase == "Pending"  # client-sent status is dropped on create
-    patched = await core.patch_namespaced_pod_status("a", "default", {"status": {"phase": "Running", "podIP": "192.0.2.9"}})
+    patched = await core.patch_namespaced_pod_status(
+        "a", "default", {"status": {"phase": "Running", "podIP": "192.0.2.9"}}
+    )
     assert patched.status.phase == "Running" and patched.status.pod_ip == "192.0.2.9"
     patched = await core.patch_namespaced_pod_status("a", "default", {"metadata": {"labels": {"x": "1"}}})
     assert not patched.metadata.labels  # status writes change only status
@@ -852,10 +1004,20 @@ def test_threaded_helpers_from_other_threads(kube_thread: ThreadedKubeApi) -> No
 def test_label_selector_semantics() -> None:
     labels = {"app": "web", "tier": "fe", "n": "5"}
     cases = {
-        "app=web": True, "app==web": True, "app!=web": False, "missing!=x": True,
-        "app in (web,db)": True, "app notin (web)": False, "missing notin (x)": True,
-        "tier": True, "!tier": False, "!missing": True, "n>4": True, "n<5": False,
-        "app=web,tier=be": False, "": True,
+        "app=web": True,
+        "app==web": True,
+        "app!=web": False,
+        "missing!=x": True,
+        "app in (web,db)": True,
+        "app notin (web)": False,
+        "missing notin (x)": True,
+        "tier": True,
+        "!tier": False,
+        "!missing": True,
+        "n>4": True,
+        "n<5": False,
+        "app=web,tier=be": False,
+        "": True,
     }
     for text, expected in cases.items():
         assert parse_label_selector(text).matches(labels) is expected, text
@@ -865,7 +1027,10 @@ def test_label_selector_semantics() -> None:
 
 
 def test_field_selector_semantics() -> None:
-    getters = {"spec.nodeName": lambda o: o["spec"].get("nodeName", ""), "metadata.name": lambda o: o["metadata"]["name"]}
+    getters = {
+        "spec.nodeName": lambda o: o["spec"].get("nodeName", ""),
+        "metadata.name": lambda o: o["metadata"]["name"],
+    }
     pod = {"metadata": {"name": "a,b"}, "spec": {}}
     assert parse_field_selector("spec.nodeName=", getters).matches(pod)
     assert parse_field_selector(r"metadata.name=a\,b", getters).matches(pod)
@@ -875,26 +1040,43 @@ def test_field_selector_semantics() -> None:
 
 
 def test_patch_flavours() -> None:
-    doc = {"metadata": {"annotations": {"a": "1"}, "finalizers": ["x"]},
-           "spec": {"containers": [{"name": "c", "image": "old"}, {"name": "d", "image": "d"}]}}
+    doc = {
+        "metadata": {"annotations": {"a": "1"}, "finalizers": ["x"]},
+        "spec": {"containers": [{"name": "c", "image": "old"}, {"name": "d", "image": "d"}]},
+    }
     assert merge_patch(doc, {"spec": {"containers": [{"name": "c", "image": "new"}]}})["spec"]["containers"] == [
-        {"name": "c", "image": "new"}]
-    smp = strategic_merge_patch(doc, {"metadata": {"finalizers": ["y"]},
-                                      "spec": {"containers": [{"name": "c", "image": "new"}]}})
+        {"name": "c", "image": "new"}
+    ]
+    smp = strategic_merge_patch(
+        doc, {"metadata": {"finalizers": ["y"]}, "spec": {"containers": [{"name": "c", "image": "new"}]}}
+    )
     assert smp["spec"]["containers"] == [{"name": "c", "image": "new"}, {"name": "d", "image": "d"}]
     assert smp["metadata"]["finalizers"] == ["x", "y"]
-    smp = strategic_merge_patch(doc, {"spec": {"containers": [{"name": "d", "$patch": "delete"}]},
-                                      "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]}})
+    smp = strategic_merge_patch(
+        doc,
+        {
+            "spec": {"containers": [{"name": "d", "$patch": "delete"}]},
+            "metadata": {"$deleteFromPrimitiveList/finalizers": ["x"]},
+        },
+    )
     assert smp["spec"]["containers"] == [{"name": "c", "image": "old"}] and smp["metadata"]["finalizers"] == []
-    patched = json_patch(doc, [{"op": "replace", "path": "/spec/containers/1/image", "value": "e"},
-                               {"op": "add", "path": "/metadata/finalizers/-", "value": "z"},
-                               {"op": "move", "from": "/metadata/annotations/a", "path": "/metadata/annotations/b"},
-                               {"op": "copy", "from": "/metadata/annotations/b", "path": "/metadata/annotations/c"}])
+    patched = json_patch(
+        doc,
+        [
+            {"op": "replace", "path": "/spec/containers/1/image", "value": "e"},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": "z"},
+            {"op": "move", "from": "/metadata/annotations/a", "path": "/metadata/annotations/b"},
+            {"op": "copy", "from": "/metadata/annotations/b", "path": "/metadata/annotations/c"},
+        ],
+    )
     assert patched["spec"]["containers"][1]["image"] == "e"
     assert patched["metadata"] == {"annotations": {"b": "1", "c": "1"}, "finalizers": ["x", "z"]}
     assert doc["metadata"]["annotations"] == {"a": "1"}  # inputs are never modified
-    for bad in ([{"op": "remove", "path": "/nope"}], [{"op": "test", "path": "/metadata/finalizers/0", "value": "y"}],
-                [{"op": "replace", "path": "/spec/containers/5", "value": 1}]):
+    for bad in (
+        [{"op": "remove", "path": "/nope"}],
+        [{"op": "test", "path": "/metadata/finalizers/0", "value": "y"}],
+        [{"op": "replace", "path": "/spec/containers/5", "value": 1}],
+    ):
         with pytest.raises(PatchError):
             json_patch(doc, bad)
 
@@ -950,15 +1132,23 @@ def test_metadata_only_lists(kube_thread: ThreadedKubeApi) -> None:
 
 
 def test_realistic_pods_are_about_7_kb(kube_thread: ThreadedKubeApi) -> None:
-    pod = kube_thread.api.create_pod("web-5d4f8c7b9d-abcde", node_name="n1", realistic=True, phase="Running", pod_ip="192.0.2.5")
+    pod = kube_thread.api.create_pod(
+        "web-5d4f8c7b9d-abcde", node_name="n1", realistic=True, phase="Running", pod_ip="192.0.2.5"
+    )
     assert 6_000 < len(json.dumps(pod)) < 9_000
     assert {m["manager"] for m in pod["metadata"]["managedFields"]} >= {"kube-controller-manager", "kubelet"}
 
 
 def test_429_carries_retry_after(kube_thread: ThreadedKubeApi) -> None:
     api = kube_thread.api
-    api.inject_error("GET", r"^/api/v1/pods$", code=429, reason="TooManyRequests", message="too many requests, please try again later",
-                     retry_after=3)
+    api.inject_error(
+        "GET",
+        r"^/api/v1/pods$",
+        code=429,
+        reason="TooManyRequests",
+        message="too many requests, please try again later",
+        retry_after=3,
+    )
     status, headers, body = _get(f"{api.url}/api/v1/pods")
     assert status == 429 and headers["Retry-After"] == "3"
     assert body["reason"] == "TooManyRequests" and body["details"] == {"retryAfterSeconds": 3}
@@ -970,17 +1160,22 @@ def test_date_header_follows_the_double_clock(kube_thread: ThreadedKubeApi) -> N
     api = kube_thread.api
     api.clock.advance(7200)
     _, headers, _ = _get(f"{api.url}/api/v1/namespaces")
-    ahead = parsedate_to_datetime(headers["Date"]) - dt.datetime.now(dt.timezone.utc)
+    ahead = parsedate_to_datetime(headers["Date"]) - dt.datetime.now(dt.UTC)
     assert dt.timedelta(seconds=7190) < ahead < dt.timedelta(seconds=7210)
 
 
-def test_kubectl_patch_with_another_uid_is_a_precondition_failure(kube_thread: ThreadedKubeApi, kubectl: Kubectl) -> None:
+def test_kubectl_patch_with_another_uid_is_a_precondition_failure(
+    kube_thread: ThreadedKubeApi, kubectl: Kubectl
+) -> None:
     api = kube_thread.api
     pod = api.create_pod("web-0", node_name="n1")
     patch = json.dumps({"metadata": {"uid": "00000000-0000-0000-0000-000000000000", "annotations": {"k": "v"}}})
     refused = kubectl.run("patch", "pod", "web-0", "--type", "merge", "-p", patch, check=False)
     assert refused.returncode != 0
-    assert f"Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {pod['metadata']['uid']}" in refused.stderr
+    assert (
+        f"Precondition failed: UID in precondition: 00000000-0000-0000-0000-000000000000, UID in object meta: {pod['metadata']['uid']}"
+        in refused.stderr
+    )
     assert "k" not in (api.get_pod("web-0")["metadata"].get("annotations") or {})
     matching = json.dumps({"metadata": {"uid": pod["metadata"]["uid"], "annotations": {"k": "v"}}})
     kubectl.run("patch", "pod", "web-0", "--type", "merge", "-p", matching)

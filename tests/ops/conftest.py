@@ -22,7 +22,9 @@ def tcp_daemon(tmp_path: Path, database_url: str) -> Iterator[TcpDaemon]:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"admin {ADMIN_TOKEN}\nreadonly {READONLY_TOKEN}\n")
     port = free_port()
-    daemon = Daemon(tmp_path, database_url, extra_args=("--listen", f"127.0.0.1:{port}", "--token-file", str(tokens))).start()
+    daemon = Daemon(
+        tmp_path, database_url, extra_args=("--listen", f"127.0.0.1:{port}", "--token-file", str(tokens))
+    ).start()
 
     def listening() -> bool:
         try:

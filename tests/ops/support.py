@@ -88,5 +88,3 @@ class TcpDaemon:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-

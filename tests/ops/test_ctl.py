@@ -32,11 +32,21 @@ def populate(daemon: Daemon) -> dict[str, Any]:
     client = daemon.client
     assert client.post("/v1/subnets", NET1).status == 201
     assert client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"]}).status == 201
-    reservation = {"subnet": "net1", "address": "192.0.2.7", "mac": "02:00:00:00:00:07", "owner": "default/router-a", "note": "lab router"}
+    reservation = {
+        "subnet": "net1",
+        "address": "192.0.2.7",
+        "mac": "02:00:00:00:00:07",
+        "owner": "default/router-a",
+        "note": "lab router",
+    }
     assert client.post("/v1/reservations", reservation).status == 201
-    live = client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "router-a", "interface": "eth1"}})
+    live = client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "router-a", "interface": "eth1"}}
+    )
     assert live.status == 201, live.body
-    gone = client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "router-b", "interface": "eth1"}})
+    gone = client.post(
+        "/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": "router-b", "interface": "eth1"}}
+    )
     assert gone.status == 201 and client.delete(f"/v1/allocations/{gone.body['id']}").status == 200
     return dict(live.body)
 
@@ -54,7 +64,14 @@ def test_get_subnets_table_shows_usage_per_family(daemon: Daemon, ctl: Ctl) -> N
     table = rows(ctl.ok("get", "subnets").out)
     assert table[0] == ["NAME", "PROVIDER", "CIDR", "IPV4", "IPV6", "ORIGIN"]
     # IPv4: 1 used + 233 available (254 minus gateway, 9 excluded, the reservation, 10 pooled).
-    assert table[1] == ["net1", "macvlan.default", "192.0.2.0/24,2001:db8:1::/64", "1/234 [----------] <1%", "1/18.4E [----------] <1%", "api"]
+    assert table[1] == [
+        "net1",
+        "macvlan.default",
+        "192.0.2.0/24,2001:db8:1::/64",
+        "1/234 [----------] <1%",
+        "1/18.4E [----------] <1%",
+        "api",
+    ]
 
 
 def test_get_subnets_bar_fills_with_use(daemon: Daemon, ctl: Ctl) -> None:
@@ -68,9 +85,13 @@ def test_get_subnets_bar_fills_with_use(daemon: Daemon, ctl: Ctl) -> None:
     assert rows(ctl.ok("get", "subnet", "tiny").out)[1][3] == "5/5 [##########] 100%"
 
 
-@pytest.mark.parametrize("fmt, load", [pytest.param("json", None, id="json"), pytest.param("yaml", yaml.safe_load, id="yaml")])
+@pytest.mark.parametrize(
+    "fmt, load", [pytest.param("json", None, id="json"), pytest.param("yaml", yaml.safe_load, id="yaml")]
+)
 @pytest.mark.parametrize("resource", ["subnets", "pools", "reservations", "allocations"])
-def test_get_lists_in_machine_formats_equal_the_api(daemon: Daemon, ctl: Ctl, resource: str, fmt: str, load: Any) -> None:
+def test_get_lists_in_machine_formats_equal_the_api(
+    daemon: Daemon, ctl: Ctl, resource: str, fmt: str, load: Any
+) -> None:
     populate(daemon)
     run = ctl.ok("get", resource, "-o", fmt)
     parsed = run.json() if load is None else load(run.out)
@@ -82,21 +103,40 @@ def test_get_one_by_name_or_id(daemon: Daemon, ctl: Ctl) -> None:
     live = populate(daemon)
     assert ctl.ok("get", "subnet", "net1", "-o", "json").json()["name"] == "net1"
     assert rows(ctl.ok("get", "pool", "db").out) == [
-        ["NAME", "SUBNET", "IPS", "USAGE", "ORIGIN"], ["db", "net1", "192.0.2.50..192.0.2.59", "0/10 [----------] 0%", "api"],
+        ["NAME", "SUBNET", "IPS", "USAGE", "ORIGIN"],
+        ["db", "net1", "192.0.2.50..192.0.2.59", "0/10 [----------] 0%", "api"],
     ]
     reservation_id = daemon.client.get("/v1/reservations").body["items"][0]["id"]
     assert rows(ctl.ok("get", "reservation", str(reservation_id)).out)[1] == [
-        str(reservation_id), "net1", "192.0.2.7", "02:00:00:00:00:07", "default/router-a", "lab router", "api",
+        str(reservation_id),
+        "net1",
+        "192.0.2.7",
+        "02:00:00:00:00:07",
+        "default/router-a",
+        "lab router",
+        "api",
     ]
     one = rows(ctl.ok("get", "allocation", str(live["id"])).out)
-    assert one[1][:8] == [str(live["id"]), "net1", "default", "lab", "router-a", "eth1", "192.0.2.11,2001:db8:1::2", "-"]
+    assert one[1][:8] == [
+        str(live["id"]),
+        "net1",
+        "default",
+        "lab",
+        "router-a",
+        "eth1",
+        "192.0.2.11,2001:db8:1::2",
+        "-",
+    ]
     assert yaml.safe_load(ctl.ok("get", "allocation", str(live["id"]), "-o", "yaml").out) == live
 
 
 def test_get_allocations_filters(daemon: Daemon, ctl: Ctl) -> None:
     populate(daemon)
     assert daemon.client.post("/v1/subnets", {"name": "other", "cidrBlock": "198.51.100.0/24"}).status == 201
-    assert daemon.client.post("/v1/allocations", {"subnet": "other", "owner": {"namespace": "ops", "pod": "probe"}}).status == 201
+    assert (
+        daemon.client.post("/v1/allocations", {"subnet": "other", "owner": {"namespace": "ops", "pod": "probe"}}).status
+        == 201
+    )
 
     def pods(*filters: str) -> list[str]:
         return [item["owner"]["pod"] for item in ctl.ok("get", "allocations", *filters, "-o", "json").json()["items"]]
@@ -143,7 +183,17 @@ def test_describe_pool(daemon: Daemon, ctl: Ctl) -> None:
 def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
     live = populate(daemon)
     table = rows(ctl.ok("who-has", "192.0.2.11").out)
-    assert table[0] == ["ALLOCATION", "SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "SINCE"]
+    assert table[0] == [
+        "ALLOCATION",
+        "SUBNET",
+        "CLUSTER",
+        "NETWORK",
+        "NAMESPACE",
+        "POD",
+        "INTERFACE",
+        "CONTAINER",
+        "SINCE",
+    ]
     assert table[1][:8] == [str(live["id"]), "net1", "default", "macvlan.default", "lab", "router-a", "eth1", "-"]
     assert ctl.ok("who-has", "2001:db8:1::2", "-o", "json").json()["holders"][0]["id"] == live["id"]
     free = ctl.ok("who-has", "192.0.2.12").out.strip()
@@ -154,7 +204,18 @@ def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
 def test_history_lists_every_holder(daemon: Daemon, ctl: Ctl) -> None:
     populate(daemon)
     table = rows(ctl.ok("history", "192.0.2.12").out)
-    assert table[0] == ["SUBNET", "CLUSTER", "NETWORK", "NAMESPACE", "POD", "INTERFACE", "CONTAINER", "FROM", "TO", "REASON"]
+    assert table[0] == [
+        "SUBNET",
+        "CLUSTER",
+        "NETWORK",
+        "NAMESPACE",
+        "POD",
+        "INTERFACE",
+        "CONTAINER",
+        "FROM",
+        "TO",
+        "REASON",
+    ]
     assert table[1][:7] == ["net1", "default", "macvlan.default", "lab", "router-b", "eth1", "-"]
     assert table[1][-1] == "api"
     assert rows(ctl.ok("history", "192.0.2.11").out)[1][8] == "(held)"
@@ -170,10 +231,15 @@ def test_apply_kube_ovn_subnet_unchanged(daemon: Daemon, ctl: Ctl) -> None:
     path = str(FIXTURES / "kubeovn-macvlan-subnet.yaml")
     first = ctl.ok("apply", "-f", path)
     assert first.out.splitlines() == ["subnet/macvlan created"]
-    assert first.err.splitlines() == ["warning: kubeovn.io/v1 Subnet macvlan: spec.protocol ignored: ipamd derives the families from cidrBlock"]
+    assert first.err.splitlines() == [
+        "warning: kubeovn.io/v1 Subnet macvlan: spec.protocol ignored: ipamd derives the families from cidrBlock"
+    ]
     subnet = daemon.client.get("/v1/subnets/macvlan").body
     assert (subnet["cidrBlock"], subnet["gateway"], subnet["excludeIps"], subnet["provider"]) == (
-        "198.18.0.0/16", "198.18.0.1", ["198.18.0.1..198.18.0.10"], "macvlan.default",
+        "198.18.0.0/16",
+        "198.18.0.1",
+        ["198.18.0.1..198.18.0.10"],
+        "macvlan.default",
     )
     assert ctl.ok("apply", "-f", path).out.splitlines() == ["subnet/macvlan unchanged"]
 
@@ -272,21 +338,29 @@ spec: {subnet: lab, address: 198.51.100.7, owner: default/router}
 """
 
 
-def test_apply_own_kinds_is_idempotent_and_updates(daemon: Daemon, ctl: Ctl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_apply_own_kinds_is_idempotent_and_updates(
+    daemon: Daemon, ctl: Ctl, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     manifest = tmp_path / "lab.yaml"
     manifest.write_text(IPAMD_MANIFESTS)
     # Subnets go first whatever the order in the file.
     assert ctl.ok("apply", "-f", str(manifest)).out.splitlines() == [
-        "subnet/lab created", "pool/web created", "reservation/lab/198.51.100.7 created",
+        "subnet/lab created",
+        "pool/web created",
+        "reservation/lab/198.51.100.7 created",
     ]
     assert ctl.ok("apply", "-f", str(manifest)).out.splitlines() == [
-        "subnet/lab unchanged", "pool/web unchanged", "reservation/lab/198.51.100.7 unchanged",
+        "subnet/lab unchanged",
+        "pool/web unchanged",
+        "reservation/lab/198.51.100.7 unchanged",
     ]
     changed = IPAMD_MANIFESTS.replace("198.51.100.29", "198.51.100.30").replace("default/router", "default/gw")
     changed = changed.replace('excludeIps: ["198.51.100.2..198.51.100.9"]', "priority: 5")
     monkeypatch.setattr("sys.stdin", io.StringIO(changed))
     assert ctl.ok("apply", "-f", "-").out.splitlines() == [
-        "subnet/lab configured", "pool/web configured", "reservation/lab/198.51.100.7 configured (replaced)",
+        "subnet/lab configured",
+        "pool/web configured",
+        "reservation/lab/198.51.100.7 configured (replaced)",
     ]
     subnet = daemon.client.get("/v1/subnets/lab").body
     # A field left out of the manifest returns to its default: apply declares the whole spec.
@@ -312,14 +386,27 @@ def test_apply_reports_bad_documents_and_applies_the_rest(daemon: Daemon, ctl: C
 @pytest.mark.parametrize(
     "text, message",
     [
-        pytest.param("a: [\n", "ipamctl: stdin: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'", id="syntax"),
-        pytest.param("apiVersion: v1\nkind: Pod\n", "ipamctl: stdin document 1: apiVersion 'v1' kind 'Pod' is not supported; use ipamd.io/v1 Subnet/Pool/Reservation or kubeovn.io/v1 Subnet/IPPool", id="kind"),
-        pytest.param("apiVersion: ipamd.io/v1\nkind: Subnet\nmetadata: {name: x}\nspec: {cidrBlock: 192.0.2.0/24, vlan: 3}\n",
-                     "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, namespaceSelector, namespaces, nodeNames, nodeSelector, podSelector, priority, provider, routes", id="field"),
+        pytest.param(
+            "a: [\n",
+            "ipamctl: stdin: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'",
+            id="syntax",
+        ),
+        pytest.param(
+            "apiVersion: v1\nkind: Pod\n",
+            "ipamctl: stdin document 1: apiVersion 'v1' kind 'Pod' is not supported; use ipamd.io/v1 Subnet/Pool/Reservation or kubeovn.io/v1 Subnet/IPPool",
+            id="kind",
+        ),
+        pytest.param(
+            "apiVersion: ipamd.io/v1\nkind: Subnet\nmetadata: {name: x}\nspec: {cidrBlock: 192.0.2.0/24, vlan: 3}\n",
+            "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, namespaceSelector, namespaces, nodeNames, nodeSelector, podSelector, priority, provider, routes",
+            id="field",
+        ),
         pytest.param("", "ipamctl: stdin: no Subnet, Pool, Reservation or IPPool document", id="empty"),
     ],
 )
-def test_apply_rejects_unusable_input_in_one_line(ctl: Ctl, monkeypatch: pytest.MonkeyPatch, text: str, message: str) -> None:
+def test_apply_rejects_unusable_input_in_one_line(
+    ctl: Ctl, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
     run = ctl("apply", "-f", "-")
     assert (run.code, run.out, run.err.splitlines()) == (1, "", [message])
@@ -334,7 +421,10 @@ def test_delete_and_release(daemon: Daemon, ctl: Ctl) -> None:
     assert daemon.client.get("/v1/reservations").body["items"] == []
     assert ctl.ok("delete", "pool", "db").out.strip() == "pool/db deleted"
     refused = ctl("delete", "subnet", "net1")
-    assert (refused.code, refused.err.strip()) == (1, "ipamctl: subnet net1 has 1 live allocation(s); release them or delete with ?force=true")
+    assert (refused.code, refused.err.strip()) == (
+        1,
+        "ipamctl: subnet net1 has 1 live allocation(s); release them or delete with ?force=true",
+    )
     assert ctl.ok("release", str(live["id"])).out.strip() == (
         f"allocation/{live['id']} released: 192.0.2.11,2001:db8:1::2 of lab/router-a eth1 in subnet net1"
     )
@@ -356,8 +446,14 @@ def test_delete_reservation_by_id(daemon: Daemon, ctl: Ctl) -> None:
         pytest.param(("release", "999"), "ipamctl: allocation 999 not found", id="missing-allocation"),
         pytest.param(("release", "abc"), "ipamctl: allocation ids are numbers, got 'abc'", id="bad-id"),
         pytest.param(("get", "pools", "--pod", "x"), "ipamctl: --pod filters allocations only", id="filter-on-pools"),
-        pytest.param(("who-has", "not-an-ip"), "ipamctl: address: 'not-an-ip' is not a valid IP address", id="bad-address"),
-        pytest.param(("apply", "-f", "/nonexistent.yaml"), "ipamctl: cannot read /nonexistent.yaml: No such file or directory", id="no-file"),
+        pytest.param(
+            ("who-has", "not-an-ip"), "ipamctl: address: 'not-an-ip' is not a valid IP address", id="bad-address"
+        ),
+        pytest.param(
+            ("apply", "-f", "/nonexistent.yaml"),
+            "ipamctl: cannot read /nonexistent.yaml: No such file or directory",
+            id="no-file",
+        ),
     ],
 )
 def test_errors_are_one_line(ctl: Ctl, args: tuple[str, ...], message: str) -> None:
@@ -372,25 +468,45 @@ def run_ipamctl(*args: str, env: dict[str, str] | None = None) -> subprocess.Com
     """Runs the installed console script as an operator would."""
     script = Path(sys.executable).parent / "ipamctl"
     command = [str(script)] if script.exists() else [sys.executable, "-m", "ipamd.ctl"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=60)
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, cwd=REPO, env={**os.environ, **(env or {})}, timeout=60
+    )
 
 
 @pytest.mark.parametrize(
     "args, env, message",
     [
-        pytest.param(("--socket", "/nonexistent/ipamd.sock"), {},
-                     "ipamctl: cannot reach ipamd at unix:/nonexistent/ipamd.sock: No such file or directory "
-                     "(is the daemon running? check --socket or IPAMD_SOCKET, or use --server)", id="socket-flag"),
-        pytest.param((), {"IPAMD_SOCKET": "/nonexistent/env.sock"},
-                     "ipamctl: cannot reach ipamd at unix:/nonexistent/env.sock: No such file or directory "
-                     "(is the daemon running? check --socket or IPAMD_SOCKET, or use --server)", id="socket-env"),
-        pytest.param(("--server", "http://127.0.0.1:1"), {},
-                     "ipamctl: cannot reach ipamd at http://127.0.0.1:1: Connection refused (is the daemon running? check --server or IPAMCTL_SERVER)",
-                     id="tcp"),
-        pytest.param(("--server", "ftp://x"), {}, "ipamctl: --server 'ftp://x': expected http://HOST:PORT or https://HOST:PORT", id="bad-url"),
+        pytest.param(
+            ("--socket", "/nonexistent/ipamd.sock"),
+            {},
+            "ipamctl: cannot reach ipamd at unix:/nonexistent/ipamd.sock: No such file or directory "
+            "(is the daemon running? check --socket or IPAMD_SOCKET, or use --server)",
+            id="socket-flag",
+        ),
+        pytest.param(
+            (),
+            {"IPAMD_SOCKET": "/nonexistent/env.sock"},
+            "ipamctl: cannot reach ipamd at unix:/nonexistent/env.sock: No such file or directory "
+            "(is the daemon running? check --socket or IPAMD_SOCKET, or use --server)",
+            id="socket-env",
+        ),
+        pytest.param(
+            ("--server", "http://127.0.0.1:1"),
+            {},
+            "ipamctl: cannot reach ipamd at http://127.0.0.1:1: Connection refused (is the daemon running? check --server or IPAMCTL_SERVER)",
+            id="tcp",
+        ),
+        pytest.param(
+            ("--server", "ftp://x"),
+            {},
+            "ipamctl: --server 'ftp://x': expected http://HOST:PORT or https://HOST:PORT",
+            id="bad-url",
+        ),
     ],
 )
-def test_unreachable_daemon_is_one_line_without_traceback(args: tuple[str, ...], env: dict[str, str], message: str) -> None:
+def test_unreachable_daemon_is_one_line_without_traceback(
+    args: tuple[str, ...], env: dict[str, str], message: str
+) -> None:
     result = run_ipamctl(*args, "get", "subnets", env=env)
     assert (result.returncode, result.stdout, result.stderr.splitlines()) == (1, "", [message])
 
@@ -409,14 +525,23 @@ def test_tcp_listener_with_tokens(tcp_daemon: TcpDaemon, tmp_path: Path) -> None
     applied = run_ipamctl("--server", tcp_daemon.url, "apply", "-f", manifest, env={"IPAMCTL_TOKEN": ADMIN_TOKEN})
     assert (applied.returncode, applied.stdout) == (0, "subnet/macvlan created\n")
     # With a token file even reads need a token; a bare HOST:PORT means http.
-    listed = run_ipamctl("--server", tcp_daemon.url.removeprefix("http://"), "--token", READONLY_TOKEN, "get", "subnets", "-o", "json")
+    listed = run_ipamctl(
+        "--server", tcp_daemon.url.removeprefix("http://"), "--token", READONLY_TOKEN, "get", "subnets", "-o", "json"
+    )
     assert [s["name"] for s in yaml.safe_load(listed.stdout)["items"]] == ["macvlan"]
 
 
 def test_history_pages_and_filters(daemon: Daemon, ctl: Ctl, monkeypatch: pytest.MonkeyPatch) -> None:
     populate(daemon)
     for n in range(4):
-        body = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"namespace": "lab", "pod": f"p{n}", "interface": "eth1"}, "address": "192.0.2.12"}).body
+        body = daemon.client.post(
+            "/v1/allocations",
+            {
+                "subnet": "net1",
+                "owner": {"namespace": "lab", "pod": f"p{n}", "interface": "eth1"},
+                "address": "192.0.2.12",
+            },
+        ).body
         assert daemon.client.delete(f"/v1/allocations/{body['id']}").status == 200
     every = ["router-b", "p0", "p1", "p2", "p3"]
 
@@ -441,7 +566,10 @@ def test_history_pages_and_filters(daemon: Daemon, ctl: Ctl, monkeypatch: pytest
     assert ctl.ok("history", "192.0.2.12", "--until", "2020-01-01T00:00:00Z").out.strip() == "no history for 192.0.2.12"
     refused = ctl("history", "192.0.2.12", "--since", "soon")
     assert refused.code == 1
-    assert refused.err.strip() == "ipamctl: --since 'soon': expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d"
+    assert (
+        refused.err.strip()
+        == "ipamctl: --since 'soon': expected a time such as 2026-11-29T09:00:00Z, or a duration ago such as 90m, 12h or 7d"
+    )
     assert ctl("history", "192.0.2.12", "--limit", "0").err.strip() == "ipamctl: --limit 0: expected 1 to 1000"
     bad_token = ctl("history", "192.0.2.12", "--continue", "nonsense")
     assert bad_token.code == 1 and "continue: not a continue token of this endpoint" in bad_token.err

@@ -32,7 +32,13 @@ CONFIG: dict[str, Any] = {
     ],
     "pools": [{"name": "db", "subnet": "macvlan-net", "ips": ["192.0.2.50..192.0.2.59"]}],
     "reservations": [
-        {"subnet": "macvlan-net", "address": "192.0.2.7", "mac": "02:00:00:00:00:07", "owner": "default/router-a", "note": "lab router"},
+        {
+            "subnet": "macvlan-net",
+            "address": "192.0.2.7",
+            "mac": "02:00:00:00:00:07",
+            "owner": "default/router-a",
+            "note": "lab router",
+        },
     ],
 }
 
@@ -73,7 +79,10 @@ def reload_and_wait(daemon: Daemon) -> str:
     """Sends SIGHUP and returns the log lines the reload wrote (waits for its summary line)."""
     start = len(daemon.log())
     reload(daemon)
-    wait_for(lambda: log_has(daemon, " applied: ", after=start) or log_has(daemon, " not applied: ", after=start), what="reload")
+    wait_for(
+        lambda: log_has(daemon, " applied: ", after=start) or log_has(daemon, " not applied: ", after=start),
+        what="reload",
+    )
     return daemon.log()[start:]
 
 
@@ -88,13 +97,20 @@ def test_applied_at_start_with_origin_config(configured: Daemon) -> None:
     pool = configured.client.get("/v1/pools/db").body
     assert (pool["origin"], pool["ips"]) == ("config", ["192.0.2.50..192.0.2.59"])
     [reservation] = configured.client.get("/v1/reservations").body["items"]
-    assert (reservation["origin"], reservation["address"], reservation["owner"]) == ("config", "192.0.2.7", "default/router-a")
+    assert (reservation["origin"], reservation["address"], reservation["owner"]) == (
+        "config",
+        "192.0.2.7",
+        "default/router-a",
+    )
 
 
 def test_sighup_applies_edits(configured: Daemon, config_file: Path) -> None:
     edited = yaml.safe_load(yaml.safe_dump(CONFIG))
     edited["subnets"][0]["excludeIps"] = ["192.0.2.2..192.0.2.20"]
-    edited["subnets"] = [edited["subnets"][0], {"name": "extra", "cidrBlock": "198.18.0.0/24", "provider": "extra.default"}]
+    edited["subnets"] = [
+        edited["subnets"][0],
+        {"name": "extra", "cidrBlock": "198.18.0.0/24", "provider": "extra.default"},
+    ]
     edited["pools"][0]["ips"] = ["192.0.2.50..192.0.2.60"]
     edited["reservations"][0]["note"] = "lab router, rack 2"
     write(config_file, edited)
@@ -120,13 +136,16 @@ def test_sighup_applies_edits(configured: Daemon, config_file: Path) -> None:
 
 
 def test_removed_subnet_with_live_allocations_is_kept_and_reported(configured: Daemon, config_file: Path) -> None:
-    allocation = configured.client.post("/v1/allocations", {"subnet": "spare", "owner": {"namespace": "lab", "pod": "probe"}})
+    allocation = configured.client.post(
+        "/v1/allocations", {"subnet": "spare", "owner": {"namespace": "lab", "pod": "probe"}}
+    )
     assert allocation.status == 201
     without_spare = {**CONFIG, "subnets": CONFIG["subnets"][:1]}
     write(config_file, without_spare)
     log = reload_and_wait(configured)
     assert (
-        f"config: subnet spare is no longer in {config_file} but has 1 live allocation(s); kept until they are released" in log
+        f"config: subnet spare is no longer in {config_file} but has 1 live allocation(s); kept until they are released"
+        in log
     )
     assert "spare" in names(configured, "subnets")
 
@@ -159,7 +178,10 @@ def test_objects_from_the_api_are_never_touched(tmp_path: Path, database_url: st
 def test_a_bad_file_on_sighup_changes_nothing(configured: Daemon, config_file: Path) -> None:
     config_file.write_text("subnets:\n  - name: macvlan-net\n    cidrBlock: 192.0.2.0/33\n")
     log = reload_and_wait(configured)
-    assert f"config {config_file} not applied: config: {config_file}: subnets[0]: cidrBlock: '192.0.2.0/33' has an invalid prefix length" in log
+    assert (
+        f"config {config_file} not applied: config: {config_file}: subnets[0]: cidrBlock: '192.0.2.0/33' has an invalid prefix length"
+        in log
+    )
     assert names(configured, "subnets") == ["macvlan-net", "spare"]
     assert configured.process is not None and configured.process.poll() is None
 
@@ -169,11 +191,28 @@ def test_a_bad_file_at_start_stops_the_daemon_with_one_line(tmp_path: Path, data
     path = tmp_path / "bad.yaml"
     path.write_text("subnets: [\n")
     result = subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", database_url, "--config", str(path)],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--database-url",
+            database_url,
+            "--config",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1] == f"ipamd: config: {path}: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'"
+    assert (
+        result.stderr.splitlines()[-1]
+        == f"ipamd: config: {path}: not valid YAML at line 2, column 1: expected the node content, but found '<stream end>'"
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -186,25 +225,47 @@ def test_sighup_without_config_keeps_serving(daemon: Daemon) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_the_files_cluster_name_is_the_daemons_unless_the_flag_disagrees(tmp_path: Path, database_url: str, config_file: Path) -> None:
+def test_the_files_cluster_name_is_the_daemons_unless_the_flag_disagrees(
+    tmp_path: Path, database_url: str, config_file: Path
+) -> None:
     write(config_file, {**CONFIG, "clusterName": "prod-east"})
     daemon = Daemon(tmp_path, database_url, extra_args=("--config", str(config_file))).start()
     try:
-        made = daemon.client.post("/v1/allocations", {"subnet": "macvlan-net", "owner": {"namespace": "lab", "pod": "probe"}})
+        made = daemon.client.post(
+            "/v1/allocations", {"subnet": "macvlan-net", "owner": {"namespace": "lab", "pod": "probe"}}
+        )
         assert (made.status, made.body["cluster"]) == (201, "prod-east")
         # The name is every attachment's: a file that changes it is not applied while running.
         write(config_file, {**CONFIG, "clusterName": "prod-west", "subnets": CONFIG["subnets"][:1]})
         log = reload_and_wait(daemon)
-        assert "clusterName prod-west, but this daemon serves cluster prod-east; a cluster name changes only with a restart" in log
+        assert (
+            "clusterName prod-west, but this daemon serves cluster prod-east; a cluster name changes only with a restart"
+            in log
+        )
         assert names(daemon, "subnets") == ["macvlan-net", "spare"]
     finally:
         daemon.stop()
 
     write(config_file, {**CONFIG, "clusterName": "prod-east"})
     result = subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", database_url,
-         "--config", str(config_file), "--cluster-name", "prod-west"],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--database-url",
+            database_url,
+            "--config",
+            str(config_file),
+            "--cluster-name",
+            "prod-west",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (

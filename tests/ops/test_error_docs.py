@@ -21,7 +21,11 @@ def hierarchy() -> list[type[errors.IpamError]]:
 
 
 def table_rows(text: str) -> list[list[str]]:
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in text.splitlines() if line.startswith("| ")]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("| ")
+    ]
 
 
 def codes_in(cell: str) -> set[int]:
@@ -39,7 +43,8 @@ def test_api_md_names_each_error_with_its_http_status_and_cni_code():
     missing = [
         f"{cls.__name__}: {cls.http_status} {cls.code} {cls.cni_code}"
         for cls in hierarchy()
-        if cls.cni_code not in http_rows.get((str(cls.http_status), cls.code), set()) and (cls.cni_code, cls.code) not in cni_rows
+        if cls.cni_code not in http_rows.get((str(cls.http_status), cls.code), set())
+        and (cls.cni_code, cls.code) not in cni_rows
     ]
     assert missing == []
 

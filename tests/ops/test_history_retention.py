@@ -21,8 +21,21 @@ from tests.support.postgres import _psql
 
 def serve_fails(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", f"sqlite:///{tmp_path / 'db'}", *args],
-        capture_output=True, text=True, cwd=REPO, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'db'}",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
     )
 
 
@@ -64,7 +77,9 @@ def test_the_config_file_sets_the_retention_unless_the_flag_does(tmp_path: Path,
     finally:
         assert daemon.stop() == 0
 
-    flagged = Daemon(tmp_path, database_url, name="flagged", extra_args=("--config", str(path), "--history-retention", "90s")).start()
+    flagged = Daemon(
+        tmp_path, database_url, name="flagged", extra_args=("--config", str(path), "--history-retention", "90s")
+    ).start()
     try:
         log = flagged.log()
         assert "config: history.retention 2m ignored: --history-retention 90s is given" in log
@@ -81,10 +96,17 @@ def metric(daemon: Daemon, name: str) -> float:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_failing_pruner_logs_once_recovers_once_and_stops_cleanly(tmp_path: Path, database_url: str, postgres_admin_url: str) -> None:
+def test_a_failing_pruner_logs_once_recovers_once_and_stops_cleanly(
+    tmp_path: Path, database_url: str, postgres_admin_url: str
+) -> None:
     """The daemon's role may not delete history: every round fails, the log says so once;
     once allowed, it prunes and says so once; SIGTERM then ends it cleanly."""
-    subprocess.run([sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", database_url], check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "ipamd", "db", "upgrade", "--database-url", database_url],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
     role = f"ipamd_history_{uuid.uuid4().hex[:8]}"
     _psql(postgres_admin_url, f"CREATE ROLE {role} LOGIN")
     grants = (
@@ -100,7 +122,9 @@ def test_a_failing_pruner_logs_once_recovers_once_and_stops_cleanly(tmp_path: Pa
         for _ in range(3):
             allocation = daemon.client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "p"}}).body
             assert daemon.client.delete(f"/v1/allocations/{allocation['id']}").status == 200
-        wait_for(lambda: metric(daemon, "ipamd_history_prune_failures_total") >= 3, timeout=60, what="three failed rounds")
+        wait_for(
+            lambda: metric(daemon, "ipamd_history_prune_failures_total") >= 3, timeout=60, what="three failed rounds"
+        )
         assert daemon.log().count("history pruning failed") == 1, daemon.log()
         assert "history pruning failed (ProgrammingError: " in daemon.log()
 
@@ -110,7 +134,10 @@ def test_a_failing_pruner_logs_once_recovers_once_and_stops_cleanly(tmp_path: Pa
         assert daemon.client.get("/v1/ips/192.0.2.1").body["history"] == []
     finally:
         code = daemon.stop()
-        _psql(database_url, f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}")
+        _psql(
+            database_url,
+            f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}; REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}",
+        )
         _psql(postgres_admin_url, f"DROP ROLE {role}")
     assert code == 0
     log = daemon.log()

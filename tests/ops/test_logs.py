@@ -12,7 +12,11 @@ from tests.ops.support import wait_for
 from tests.support.daemon import Daemon
 
 ADD = {
-    "containerId": "0123456789abcdef", "ifName": "net1", "network": "macvlan", "podNamespace": "lab", "podName": "router-a",
+    "containerId": "0123456789abcdef",
+    "ifName": "net1",
+    "network": "macvlan",
+    "podNamespace": "lab",
+    "podName": "router-a",
     "ipam": {"provider": "macvlan.default"},
 }
 
@@ -38,7 +42,12 @@ def json_daemon(tmp_path: Path) -> Iterator[Daemon]:
 def allocate_and_release(daemon: Daemon) -> list[str]:
     """Returns the log lines once the release is logged."""
     client = daemon.client
-    assert client.post("/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "provider": "macvlan.default"}).status == 201
+    assert (
+        client.post(
+            "/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "provider": "macvlan.default"}
+        ).status
+        == 201
+    )
     assert client.post("/v1/cni/add", ADD).status == 200
     assert client.post("/v1/cni/del", ADD).body == {"released": 1}
     wait_for(lambda: "released id=" in daemon.log(), what="release line")
@@ -49,8 +58,14 @@ def test_json_lines_carry_identity_and_addresses_as_fields(json_daemon: Daemon) 
     lines = allocate_and_release(json_daemon)
     events = {entry.get("event"): entry for entry in map(json.loads, lines) if entry.get("event")}
     expected = {
-        "allocationId": 1, "subnet": "net1", "network": "macvlan.default", "namespace": "lab", "pod": "router-a",
-        "interface": "net1", "containerId": "0123456789abcdef", "addresses": ["192.0.2.2", "2001:db8:1::2"],
+        "allocationId": 1,
+        "subnet": "net1",
+        "network": "macvlan.default",
+        "namespace": "lab",
+        "pod": "router-a",
+        "interface": "net1",
+        "containerId": "0123456789abcdef",
+        "addresses": ["192.0.2.2", "2001:db8:1::2"],
     }
     assert {key: events["allocated"][key] for key in expected} == expected
     assert {key: events["released"][key] for key in expected} == expected
@@ -61,6 +76,12 @@ def test_json_lines_carry_identity_and_addresses_as_fields(json_daemon: Daemon) 
 def test_text_lines_carry_identity_and_addresses(text_daemon: Daemon) -> None:
     lines = allocate_and_release(text_daemon)
     [allocated] = [line for line in lines if " allocated id=" in line]
-    assert "owner=lab/router-a net1 (macvlan.default) addresses=192.0.2.2,2001:db8:1::2 subnet=net1 container=0123456789abcdef" in allocated
+    assert (
+        "owner=lab/router-a net1 (macvlan.default) addresses=192.0.2.2,2001:db8:1::2 subnet=net1 container=0123456789abcdef"
+        in allocated
+    )
     [released] = [line for line in lines if " released id=" in line]
-    assert "owner=lab/router-a net1 (macvlan.default) addresses=192.0.2.2,2001:db8:1::2 subnet=net1 reason=cni del" in released
+    assert (
+        "owner=lab/router-a net1 (macvlan.default) addresses=192.0.2.2,2001:db8:1::2 subnet=net1 reason=cni del"
+        in released
+    )

@@ -53,14 +53,26 @@ def scraped_metrics(text: str) -> dict[str, Documented]:
 def exercise(daemon: Daemon) -> None:
     """Requests that make every labelled series appear: allocate, release, conflict, exhaust."""
     client = daemon.client
-    assert client.post("/v1/subnets", {"name": "tiny", "cidrBlock": "203.0.113.0/30", "provider": "tiny.default"}).status == 201
+    assert (
+        client.post("/v1/subnets", {"name": "tiny", "cidrBlock": "203.0.113.0/30", "provider": "tiny.default"}).status
+        == 201
+    )
     assert client.post("/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64"}).status == 201
     assert client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.51"]}).status == 201
-    add = {"containerId": "c1", "ifName": "net1", "network": "tiny", "podNamespace": "ns", "podName": "a", "ipam": {"provider": "tiny.default"}}
+    add = {
+        "containerId": "c1",
+        "ifName": "net1",
+        "network": "tiny",
+        "podNamespace": "ns",
+        "podName": "a",
+        "ipam": {"provider": "tiny.default"},
+    }
     assert client.post("/v1/cni/add", add).status == 200
     assert client.post("/v1/cni/add", {**add, "containerId": "c2", "podName": "b"}).error_code == "exhausted"
     assert client.post("/v1/cni/del", add).body == {"released": 1}
-    assert client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "x"}, "address": "192.0.2.20"}).status == 201
+    assert (
+        client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "x"}, "address": "192.0.2.20"}).status == 201
+    )
     conflict = client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "y"}, "address": "192.0.2.20"})
     assert conflict.error_code == "address_conflict"
 
@@ -103,7 +115,9 @@ def test_counters_and_gauges_count_what_happened(daemon: Daemon) -> None:
     # net1: 254 allocatable; 1 gateway, 2 pooled, 1 held leave 250.
     assert sample(text, "ipamd_subnet_used_addresses", subnet="net1", family="ipv4") == 1
     assert sample(text, "ipamd_subnet_available_addresses", subnet="net1", family="ipv4") == 250
-    assert sample(text, "ipamd_subnet_capacity_addresses", subnet="net1", family="ipv6") == float(2**64 - 1)  # a float sample: Prometheus has no big integers
+    assert sample(text, "ipamd_subnet_capacity_addresses", subnet="net1", family="ipv6") == float(
+        2**64 - 1
+    )  # a float sample: Prometheus has no big integers
     assert sample(text, "ipamd_pool_capacity_addresses", pool="db", subnet="net1") == 2
     assert sample(text, "ipamd_pool_used_addresses", pool="db", subnet="net1") == 0
     assert sample(text, "ipamd_cluster_used_addresses", cluster="default", subnet="net1", family="ipv4") == 1
@@ -135,7 +149,9 @@ def test_each_application_has_its_own_registry() -> None:
     assert first[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) == 1
     assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) is None
     for app in (first, second):
-        assert app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total", {"cluster": "east"}) == 3
+        assert (
+            app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total", {"cluster": "east"}) == 3
+        )
 
 
 def test_grafana_dashboard_uses_documented_metrics_only() -> None:
@@ -144,18 +160,32 @@ def test_grafana_dashboard_uses_documented_metrics_only() -> None:
     expressions += [variable["definition"] for variable in dashboard["templating"]["list"]]
     used = {name for expression in expressions for name in re.findall(r"\bipamd_[a-z0-9_]+", expression)}
     documented = documented_metrics()
-    histograms = {f"{name}_{suffix}" for name, metric in documented.items() if metric.type == "histogram" for suffix in ("bucket", "sum", "count")}
+    histograms = {
+        f"{name}_{suffix}"
+        for name, metric in documented.items()
+        if metric.type == "histogram"
+        for suffix in ("bucket", "sum", "count")
+    }
     assert used <= set(documented) | histograms
     # Every documented family has a panel.
     assert {name for name in documented} <= {name.removesuffix("_bucket") for name in used}
 
 
 def _used(daemon: Daemon, subnet: str) -> float | None:
-    return sample(daemon.client.get("/metrics").raw.decode(), "ipamd_subnet_used_addresses", subnet=subnet, family="ipv4")
+    return sample(
+        daemon.client.get("/metrics").raw.decode(), "ipamd_subnet_used_addresses", subnet=subnet, family="ipv4"
+    )
 
 
 def _add(daemon: Daemon, pod: str) -> None:
-    body = {"containerId": pod, "ifName": "net1", "network": "n", "podNamespace": "ns", "podName": pod, "ipam": {"provider": "m.ns"}}
+    body = {
+        "containerId": pod,
+        "ifName": "net1",
+        "network": "n",
+        "podNamespace": "ns",
+        "podName": pod,
+        "ipam": {"provider": "m.ns"},
+    }
     assert daemon.client.post("/v1/cni/add", body).status == 200
 
 
@@ -164,7 +194,10 @@ def test_a_scrape_serves_cached_usage_and_counters_live(tmp_path: Path, database
     # An interval no test outlives: whatever a scrape shows of usage was read before it.
     daemon = Daemon(tmp_path, database_url, extra_args=("--metrics-interval", "3600")).start()
     try:
-        assert daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status == 201
+        assert (
+            daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status
+            == 201
+        )
         assert _used(daemon, "m1") == 0  # the first scrape waits for the first refresh
         _add(daemon, "a")
         text = daemon.client.get("/metrics").raw.decode()
@@ -174,7 +207,12 @@ def test_a_scrape_serves_cached_usage_and_counters_live(tmp_path: Path, database
         compressed = daemon.client.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
         assert compressed.raw[:2] == b"\x1f\x8b"
         assert gzip.decompress(compressed.raw).decode() == daemon.client.get("/metrics").raw.decode()
-        assert zlib.decompressobj(wbits=31).decompress(compressed.raw).decode().endswith(text.partition("ipamd_subnet_capacity")[2])
+        assert (
+            zlib.decompressobj(wbits=31)
+            .decompress(compressed.raw)
+            .decode()
+            .endswith(text.partition("ipamd_subnet_capacity")[2])
+        )
     finally:
         daemon.stop()
 
@@ -183,7 +221,10 @@ def test_a_scrape_serves_cached_usage_and_counters_live(tmp_path: Path, database
 def test_usage_is_refreshed_in_the_background(tmp_path: Path, database_url: str) -> None:
     daemon = Daemon(tmp_path, database_url, extra_args=("--metrics-interval", "0.2")).start()
     try:
-        assert daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status == 201
+        assert (
+            daemon.client.post("/v1/subnets", {"name": "m1", "cidrBlock": "198.51.100.0/24", "provider": "m.ns"}).status
+            == 201
+        )
         assert _used(daemon, "m1") == 0
         _add(daemon, "a")
         _add(daemon, "b")
@@ -201,7 +242,23 @@ def test_metrics_interval_is_checked(tmp_path: Path, interval: str) -> None:
     import sys
 
     result = subprocess.run(
-        [sys.executable, "-m", "ipamd", "serve", "--socket", str(tmp_path / "s.sock"), "--database-url", f"sqlite:///{tmp_path / 'x.db'}",
-         "--metrics-interval", interval], cwd=REPO, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ipamd",
+            "serve",
+            "--socket",
+            str(tmp_path / "s.sock"),
+            "--database-url",
+            f"sqlite:///{tmp_path / 'x.db'}",
+            "--metrics-interval",
+            interval,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert result.returncode == 2 and "--metrics-interval" in result.stderr and "0.1 to 3600" in result.stderr, result.stderr
+    assert result.returncode == 2 and "--metrics-interval" in result.stderr and "0.1 to 3600" in result.stderr, (
+        result.stderr
+    )

@@ -26,7 +26,12 @@ MAX_EXAMPLES = os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "25")
 def seed_objects(tcp_daemon: TcpDaemon) -> None:
     """Objects for generated requests to find: random names rarely hit one."""
     client = tcp_daemon.daemon.client
-    assert client.post("/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "provider": "p"}).status == 201
+    assert (
+        client.post(
+            "/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/24,2001:db8:1::/64", "provider": "p"}
+        ).status
+        == 201
+    )
     assert client.post("/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"]}).status == 201
     assert client.post("/v1/reservations", {"subnet": "net1", "address": "192.0.2.7"}).status == 201
     assert client.post("/v1/allocations", {"subnet": "net1", "owner": {"pod": "a"}}).status == 201
@@ -35,19 +40,32 @@ def seed_objects(tcp_daemon: TcpDaemon) -> None:
 def test_every_answer_matches_the_document(tcp_daemon: TcpDaemon, tmp_path: Path) -> None:
     seed_objects(tcp_daemon)
     command = [
-        str(Path(sys.executable).parent / "schemathesis"), "run", f"{tcp_daemon.url}/openapi.json",
-        "--header", f"Authorization: Bearer {ADMIN_TOKEN}",
-        "--checks", CHECKS,
-        "--phases", "examples,coverage,fuzzing,stateful",
-        "--max-examples", MAX_EXAMPLES,
-        "--seed", SEED,
-        "--workers", "1",
-        "--request-timeout", "30",
-        "--suppress-health-check", "all",
-        "--warnings", "off",
+        str(Path(sys.executable).parent / "schemathesis"),
+        "run",
+        f"{tcp_daemon.url}/openapi.json",
+        "--header",
+        f"Authorization: Bearer {ADMIN_TOKEN}",
+        "--checks",
+        CHECKS,
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-examples",
+        MAX_EXAMPLES,
+        "--seed",
+        SEED,
+        "--workers",
+        "1",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--warnings",
+        "off",
     ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"schemathesis found problems:\n{result.stdout[-20000:]}\n{result.stderr[-4000:]}\n{tcp_daemon.daemon.log()[-8000:]}"
+    assert result.returncode == 0, (
+        f"schemathesis found problems:\n{result.stdout[-20000:]}\n{result.stderr[-4000:]}\n{tcp_daemon.daemon.log()[-8000:]}"
+    )
     assert "Traceback" not in tcp_daemon.daemon.log()
 
 
@@ -56,7 +74,9 @@ def test_document_is_served_without_a_token(tcp_daemon: TcpDaemon) -> None:
     assert (status, content_type) == (200, "application/json")
     document = json.loads(body)
     assert document["openapi"] == "3.1.0"
-    assert {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/cni/add", "/v1/ips/{address}"} <= set(document["paths"])
+    assert {"/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/cni/add", "/v1/ips/{address}"} <= set(
+        document["paths"]
+    )
 
 
 def test_every_route_is_documented() -> None:

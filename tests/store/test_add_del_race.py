@@ -16,8 +16,12 @@ PROVIDER = "race.default"
 
 def cni(pod: str, container: str) -> dict[str, object]:
     return {
-        "containerId": container, "ifName": "net1", "network": "race",
-        "ipam": {"type": "ipamd", "provider": PROVIDER}, "podNamespace": "default", "podName": pod,
+        "containerId": container,
+        "ifName": "net1",
+        "network": "race",
+        "ipam": {"type": "ipamd", "provider": PROVIDER},
+        "podNamespace": "default",
+        "podName": pod,
     }
 
 
@@ -36,7 +40,7 @@ async def test_add_of_a_new_sandbox_racing_del_of_the_old_one(rest: Rest) -> Non
         answers[pod] = ((add[0], add[1]), (delete[0], delete[1]))
 
     for start in range(0, PAIRS, CONCURRENT_PAIRS):
-        await asyncio.gather(*(pair(pod) for pod in pods[start:start + CONCURRENT_PAIRS]))
+        await asyncio.gather(*(pair(pod) for pod in pods[start : start + CONCURRENT_PAIRS]))
 
     retried = 0
     for pod, ((add_status, add), (del_status, delete)) in answers.items():
@@ -49,7 +53,7 @@ async def test_add_of_a_new_sandbox_racing_del_of_the_old_one(rest: Rest) -> Non
     assert retried <= PAIRS // 50, f"{retried} retryable errors out of {2 * PAIRS} requests"
 
     held = {a["owner"]["pod"]: a for a in (await rest.ok("GET", "/v1/allocations?subnet=race"))["items"]}
-    for pod, ((add_status, add), (del_status, delete)) in answers.items():
+    for pod, ((add_status, add), (_, delete)) in answers.items():
         if add_status != 200:
             continue
         # Whichever committed first, the new sandbox keeps what its ADD answered: a DEL of the

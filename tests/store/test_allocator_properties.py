@@ -62,11 +62,29 @@ async def _run_operations(ops) -> None:
         try:
             # A /27 dual-stack subnet fills up quickly, so exhaustion and reuse get exercised.
             await ipam.create_subnet(
-                {"name": "net1", "cidrBlock": "192.0.2.0/27,2001:db8:7::/64", "excludeIps": ["192.0.2.2..192.0.2.4", "2001:db8:7::2..2001:db8:7::4"], "provider": PROVIDER}
+                {
+                    "name": "net1",
+                    "cidrBlock": "192.0.2.0/27,2001:db8:7::/64",
+                    "excludeIps": ["192.0.2.2..192.0.2.4", "2001:db8:7::2..2001:db8:7::4"],
+                    "provider": PROVIDER,
+                }
             )
-            await ipam.create_pool({"name": "p", "subnet": "net1", "ips": ["192.0.2.20..192.0.2.22", "2001:db8:7::20..2001:db8:7::22"]})
+            await ipam.create_pool(
+                {"name": "p", "subnet": "net1", "ips": ["192.0.2.20..192.0.2.22", "2001:db8:7::20..2001:db8:7::22"]}
+            )
             await ipam.create_reservation({"subnet": "net1", "address": "192.0.2.9", "note": "router"})
-            forbidden_dynamic = {"192.0.2.0", "192.0.2.1", "192.0.2.31", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.9", "192.0.2.20", "192.0.2.21", "192.0.2.22"}
+            forbidden_dynamic = {
+                "192.0.2.0",
+                "192.0.2.1",
+                "192.0.2.31",
+                "192.0.2.2",
+                "192.0.2.3",
+                "192.0.2.4",
+                "192.0.2.9",
+                "192.0.2.20",
+                "192.0.2.21",
+                "192.0.2.22",
+            }
             for op in ops:
                 pod = f"pod-{op[1]}"
                 try:
@@ -79,7 +97,9 @@ async def _run_operations(ops) -> None:
                     elif op[0] == "static":
                         await ipam.allocate(request(pod, static_ips=(f"192.0.2.{op[2]}",)))
                     elif op[0] == "reserve":
-                        await ipam.create_reservation({"subnet": "net1", "address": f"192.0.2.{op[2]}", "owner": f"default/{pod}"})
+                        await ipam.create_reservation(
+                            {"subnet": "net1", "address": f"192.0.2.{op[2]}", "owner": f"default/{pod}"}
+                        )
                     elif op[0] == "unreserve":
                         # The router's reservation (no owner) stays: forbidden_dynamic counts on it.
                         reservations = [r for r in await ipam.list_reservations() if r["owner"]]
@@ -166,7 +186,10 @@ def test_ipv6_slash_64_allocates_at_both_ends_and_orders_correctly():
                 usage = (await ipam.get_subnet("v6"))["usage"]["v6"]
                 assert usage["total"] == 2**64 - 1
                 assert usage["available"] == 2**64 - 1 - 1 - 2  # gateway and the two held
-                assert usage["freeRanges"] == ["2001:db8:9::3-2001:db8:9:0:ffff:ffff:ffff:fffd", "2001:db8:9:0:ffff:ffff:ffff:ffff"]
+                assert usage["freeRanges"] == [
+                    "2001:db8:9::3-2001:db8:9:0:ffff:ffff:ffff:fffd",
+                    "2001:db8:9:0:ffff:ffff:ffff:ffff",
+                ]
             finally:
                 await ipam.close()
 

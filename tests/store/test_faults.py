@@ -66,6 +66,11 @@ def test_health_logs_once_per_change_with_the_count(caplog: pytest.LogCaptureFix
     lines = [record.getMessage() for record in caplog.records]
     assert len(lines) == 3, lines
     assert lines[0].startswith("database writes fail: database d: disk full (database or disk is full)")
-    assert lines[1].startswith("database writes fail now: database d: read-only") and "(3 request(s) failed with disk full before)" in lines[1]
-    assert lines[2].startswith("database writes work again after ") and lines[2].endswith("s of read-only; 2 request(s) failed meanwhile")
+    assert (
+        lines[1].startswith("database writes fail now: database d: read-only")
+        and "(3 request(s) failed with disk full before)" in lines[1]
+    )
+    assert lines[2].startswith("database writes work again after ") and lines[2].endswith(
+        "s of read-only; 2 request(s) failed meanwhile"
+    )
     assert health.current("writes") is None

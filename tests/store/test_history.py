@@ -5,12 +5,11 @@ The pruner runs in the application (``create_app(history_retention=...)``), as i
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -34,18 +33,24 @@ OWNER = {"namespace": "lab", "pod": "churn", "interface": "eth1"}
 
 
 async def count_events(ipam: Ipam) -> int:
-    return int(await ipam.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(address_events)).scalar_one()))
+    return int(
+        await ipam.read(lambda conn: conn.execute(sa.select(sa.func.count()).select_from(address_events)).scalar_one())
+    )
 
 
 async def events_of_address(ipam: Ipam) -> list[Any]:
     return list(
         await ipam.read(
-            lambda conn: conn.execute(sa.select(address_events).where(address_events.c.address == ADDRESS_VALUE).order_by(address_events.c.id)).all()
+            lambda conn: conn.execute(
+                sa.select(address_events).where(address_events.c.address == ADDRESS_VALUE).order_by(address_events.c.id)
+            ).all()
         )
     )
 
 
-async def page_through(rest: Rest, *, limit: int, order: str = "oldest", between_pages: Any = None) -> list[dict[str, Any]]:
+async def page_through(
+    rest: Rest, *, limit: int, order: str = "oldest", between_pages: Any = None
+) -> list[dict[str, Any]]:
     """Returns every span the API lists, following the continue tokens."""
     spans: list[dict[str, Any]] = []
     token = None
@@ -88,7 +93,9 @@ async def pruning_rest(database_url: str) -> AsyncIterator[Rest]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(pruning_rest: Rest, database_url: str) -> None:
+async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(
+    pruning_rest: Rest, database_url: str
+) -> None:
     """10,000 allocate/release cycles of one address with 2 s of retention: at every sample
     the table holds no more events than were written within the retention plus one pruning
     period and some scheduling slack; then the API pages through what remains, every
@@ -104,7 +111,9 @@ async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(prunin
 
     # Through the service, the same transactions as POST and DELETE /v1/allocations without
     # the HTTP round trips: 10,000 of them in a row are what this test can afford.
-    request = AddRequest(owner=Owner("net1", "lab", "churn", "eth1"), network=NetworkRequest("net1", None), subnet_name="net1")
+    request = AddRequest(
+        owner=Owner("net1", "lab", "churn", "eth1"), network=NetworkRequest("net1", None), subnet_name="net1"
+    )
 
     async def cycle() -> int:
         allocation = await rest.ipam.allocate(request)
@@ -141,7 +150,10 @@ async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(prunin
     # allocate was pruned starts at null.
     for span in listed:
         actions = by_allocation[span["allocationId"]]
-        assert (span["from"] is not None, span["to"] is not None) == ("allocate" in actions, "release" in actions), (span, actions)
+        assert (span["from"] is not None, span["to"] is not None) == ("allocate" in actions, "release" in actions), (
+            span,
+            actions,
+        )
         assert span["releaseReason"] == "api" and span["pod"] == "churn"
     assert sum(len(by_allocation[span["allocationId"]]) for span in listed) == len(remaining)
 
@@ -170,25 +182,33 @@ async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(prunin
         pytest.param("limit=1001", "limit: '1001': expected a whole number from 1 to 1000", id="limit-too-big"),
         pytest.param("limit=ten", "limit: 'ten': expected a whole number from 1 to 1000", id="limit-text"),
         pytest.param("order=sideways", "order: 'sideways': expected oldest (the default) or newest", id="order"),
-        pytest.param("page=2", "page: unknown parameter; known parameters are limit, continue, since, until, order", id="unknown"),
         pytest.param(
-            "since=yesterday", "since: 'yesterday': expected an RFC 3339 timestamp such as 2026-11-29T09:00:00Z", id="since-text",
+            "page=2", "page: unknown parameter; known parameters are limit, continue, since, until, order", id="unknown"
         ),
         pytest.param(
-            "until=2026-11-29T09:00:00", "until: '2026-11-29T09:00:00': give the time zone (Z for UTC, or an offset such as +01:00)",
+            "since=yesterday",
+            "since: 'yesterday': expected an RFC 3339 timestamp such as 2026-11-29T09:00:00Z",
+            id="since-text",
+        ),
+        pytest.param(
+            "until=2026-11-29T09:00:00",
+            "until: '2026-11-29T09:00:00': give the time zone (Z for UTC, or an offset such as +01:00)",
             id="until-naive",
         ),
         pytest.param(
             "since=2026-11-29T10:00:00Z&until=2026-11-29T09:00:00Z",
-            "since: 2026-11-29T10:00:00Z is not before until 2026-11-29T09:00:00Z", id="since-after-until",
+            "since: 2026-11-29T10:00:00Z is not before until 2026-11-29T09:00:00Z",
+            id="since-after-until",
         ),
         pytest.param(
             "continue=bm90IGEgdG9rZW4",
-            "continue: not a continue token of this endpoint: pass the 'continue' value of the previous page unchanged", id="continue-forged",
+            "continue: not a continue token of this endpoint: pass the 'continue' value of the previous page unchanged",
+            id="continue-forged",
         ),
         pytest.param(
             "continue=%%%",
-            "continue: not a continue token of this endpoint: pass the 'continue' value of the previous page unchanged", id="continue-junk",
+            "continue: not a continue token of this endpoint: pass the 'continue' value of the previous page unchanged",
+            id="continue-junk",
         ),
     ],
 )
@@ -207,18 +227,30 @@ async def test_a_token_keeps_the_order_it_was_issued_for(rest: Rest) -> None:
     page = await rest.ok("GET", f"/v1/ips/{ADDRESS}?limit=1&order=newest")
     status, body, _ = await rest.call("GET", f"/v1/ips/{ADDRESS}?limit=1&continue={page['continue']}")
     assert status == 400
-    assert body["error"]["message"] == "continue: the token continues a listing with order=newest: keep the order of the first page"
+    assert (
+        body["error"]["message"]
+        == "continue: the token continues a listing with order=newest: keep the order of the first page"
+    )
 
 
 async def insert_events(ipam: Ipam, events: list[tuple[int, str, datetime]]) -> None:
     """Writes (allocation id, action, at) events of ADDRESS as an older daemon would have."""
+
     def run(conn: sa.Connection) -> None:
         conn.execute(
             sa.insert(address_events),
             [
                 {
-                    "allocation_id": allocation_id, "action": action, "at": at, "subnet": "net1", "family": 4, "address": ADDRESS_VALUE,
-                    "network_key": "net1", "namespace": "lab", "pod": f"p{allocation_id}", "interface": "eth1",
+                    "allocation_id": allocation_id,
+                    "action": action,
+                    "at": at,
+                    "subnet": "net1",
+                    "family": 4,
+                    "address": ADDRESS_VALUE,
+                    "network_key": "net1",
+                    "namespace": "lab",
+                    "pod": f"p{allocation_id}",
+                    "interface": "eth1",
                     "reason": "api" if action == "release" else None,
                 }
                 for allocation_id, action, at in events
@@ -229,7 +261,7 @@ async def insert_events(ipam: Ipam, events: list[tuple[int, str, datetime]]) -> 
 
 
 async def test_since_and_until_list_the_holdings_overlapping_the_window(rest: Rest) -> None:
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
 
     def hour(n: float) -> datetime:
         return base + timedelta(hours=n)
@@ -238,8 +270,10 @@ async def test_since_and_until_list_the_holdings_overlapping_the_window(rest: Re
         rest.ipam,
         [
             (1, "release", hour(1)),  # held since before the history kept, until 01:00
-            (2, "allocate", hour(2)), (2, "release", hour(3)),
-            (3, "allocate", hour(4)), (3, "release", hour(6)),
+            (2, "allocate", hour(2)),
+            (2, "release", hour(3)),
+            (3, "allocate", hour(4)),
+            (3, "release", hour(6)),
             (4, "allocate", hour(7)),  # still held
         ],
     )
@@ -252,11 +286,11 @@ async def test_since_and_until_list_the_holdings_overlapping_the_window(rest: Re
 
     assert await listed("") == [1, 2, 3, 4]
     assert await listed(f"since={stamp(hour(3))}") == [2, 3, 4]
-    assert await listed(f"since={stamp(hour(3, ) + timedelta(seconds=1))}") == [3, 4]
+    assert await listed(f"since={stamp(hour(3) + timedelta(seconds=1))}") == [3, 4]
     assert await listed(f"until={stamp(hour(2))}") == [1]
-    assert await listed(f"since={stamp(hour(5))}&until={stamp(hour(6, ))}") == [3]
+    assert await listed(f"since={stamp(hour(5))}&until={stamp(hour(6))}") == [3]
     assert await listed(f"since={stamp(hour(6.5))}&until={stamp(hour(7))}") == []
-    assert await listed(f"since=2026-01-01T09:00:00%2B02:00") == [4]
+    assert await listed("since=2026-01-01T09:00:00%2B02:00") == [4]
     orphan, *_ = (await rest.ok("GET", f"/v1/ips/{ADDRESS}?limit=1"))["history"]
     assert (orphan["from"], orphan["to"], orphan["pod"]) == (None, "2026-01-01T01:00:00Z", "p1")
 
@@ -264,9 +298,11 @@ async def test_since_and_until_list_the_holdings_overlapping_the_window(rest: Re
 async def test_pruning_deletes_the_oldest_events_in_batches_by_the_database_clock(rest: Rest) -> None:
     """Events stamped an hour ago go, batch by batch; one stamped a minute ago stays, and so
     does every event behind it (the leading run only), until its own time comes."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     old, recent = now - timedelta(hours=1), now - timedelta(minutes=1)
-    await insert_events(rest.ipam, [(n, "allocate", old) for n in range(1, 8)] + [(8, "allocate", recent), (9, "allocate", old)])
+    await insert_events(
+        rest.ipam, [(n, "allocate", old) for n in range(1, 8)] + [(8, "allocate", recent), (9, "allocate", old)]
+    )
 
     deleted = []
     while True:
@@ -318,7 +354,7 @@ async def test_migration_0008_keeps_the_history_both_ways(database_url: str) -> 
     database = open_database(database_url)
     ipam = Ipam(database, node="n1")
     try:
-        moment = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
         await insert_events(ipam, [(n, action, moment) for n in range(1, 6) for action in ("allocate", "release")])
         await migrate(database_url, "upgrade", "head")
         assert await history_indexes(database_url) == [["address", "family", "allocation_id"]]

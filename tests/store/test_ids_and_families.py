@@ -59,11 +59,16 @@ async def test_delete_with_if_match_releases_only_the_allocation_that_was_read(r
     status, answer, _ = await rest.call("DELETE", path, If_Match='"0123456789abcdef0123"')
     assert status == 412, answer
     assert answer["error"]["code"] == "precondition_failed"
-    assert answer["error"]["message"].startswith(f"allocation {created['id']} is now {read['ETag']}, not \"0123456789abcdef0123\"")
+    assert answer["error"]["message"].startswith(
+        f'allocation {created["id"]} is now {read["ETag"]}, not "0123456789abcdef0123"'
+    )
     assert (await rest.ok("GET", path))["addresses"] == created["addresses"], "a failed precondition changed nothing"
 
     status, answer, _ = await rest.call("DELETE", path, If_Match="no-quotes")
-    assert (status, answer["error"]["message"]) == (400, 'If-Match: expected "*" or entity tags in double quotes, as the ETag header gives them')
+    assert (status, answer["error"]["message"]) == (
+        400,
+        'If-Match: expected "*" or entity tags in double quotes, as the ETag header gives them',
+    )
 
     released = await rest.ok("DELETE", path, If_Match=f'"other", {read["ETag"]}')
     assert released["id"] == created["id"]
@@ -95,7 +100,9 @@ async def test_the_etag_changes_when_the_row_passes_to_another_pod_instance(rest
 async def test_dual_stack_reservations_and_releases_with_ipv4_compatible_ipv6(rest: Rest) -> None:
     # ::192.0.2.0/120 holds the same 16-byte integers as 192.0.2.0/24: every key must tell
     # the families apart.
-    await rest.ok("POST", "/v1/subnets", {"name": "ds", "cidrBlock": "192.0.2.0/24,::192.0.2.0/120", "provider": "ds.default"})
+    await rest.ok(
+        "POST", "/v1/subnets", {"name": "ds", "cidrBlock": "192.0.2.0/24,::192.0.2.0/120", "provider": "ds.default"}
+    )
     v4 = await rest.ok("POST", "/v1/reservations", {"subnet": "ds", "address": "192.0.2.7"})
     v6 = await rest.ok("POST", "/v1/reservations", {"subnet": "ds", "address": "::192.0.2.7"})
     assert (v4["address"], v6["address"]) == ("192.0.2.7", "::192.0.2.7")
@@ -114,7 +121,9 @@ async def test_dual_stack_reservations_and_releases_with_ipv4_compatible_ipv6(re
     usage = (await rest.ok("GET", "/v1/subnets/ds"))["usage"]
     assert usage["v4"]["reserved"] == usage["v6"]["reserved"] == 1
     assert usage["v4"]["used"] == usage["v6"]["used"] == 0
-    assert "192.0.2.7" not in expand(usage["v4"]["freeRanges"]) and "::192.0.2.7" not in expand(usage["v6"]["freeRanges"])
+    assert "192.0.2.7" not in expand(usage["v4"]["freeRanges"]) and "::192.0.2.7" not in expand(
+        usage["v6"]["freeRanges"]
+    )
 
     # Reserving an address that sits in the reuse queue takes it out of its family only.
     await rest.ok("POST", "/v1/reservations", {"subnet": "ds", "address": "::192.0.2.2"})
@@ -144,6 +153,7 @@ def test_sqlite_upgrade_keeps_ids_released_before_it_from_coming_back(tmp_path: 
     async def scenario() -> None:
         database = open_database(url)
         try:
+
             def to_0002(connection: sa.Connection) -> None:
                 config = alembic_config()
                 config.attributes["connection"] = connection

@@ -25,7 +25,12 @@ def add(pod: str, **fields: object) -> AddRequest:
 
 def subnet(index: int, *, priority: int = 0) -> dict[str, object]:
     # /30s: one assignable address each (.1 is the gateway), so filling one takes one ADD.
-    return {"name": f"s{index:04d}", "cidrBlock": f"198.18.{index // 64}.{(index % 64) * 4}/30", "provider": PROVIDER, "priority": priority}
+    return {
+        "name": f"s{index:04d}",
+        "cidrBlock": f"198.18.{index // 64}.{(index % 64) * 4}/30",
+        "provider": PROVIDER,
+        "priority": priority,
+    }
 
 
 async def test_the_first_subnet_with_space_in_priority_order_serves(rest: Rest) -> None:
@@ -35,12 +40,23 @@ async def test_the_first_subnet_with_space_in_priority_order_serves(rest: Rest) 
     got = [(await rest.ipam.allocate(add(f"p{n}")))["subnet"] for n in range(12)]
     assert got == [f"s{i:04d}" for i in (0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11)]
 
-    status, answer, _ = await rest.call("POST", "/v1/cni/add", {
-        "containerId": "c-full", "ifName": "eth1", "network": "many",
-        "ipam": {"type": "ipamd", "provider": PROVIDER}, "podNamespace": "lab", "podName": "full",
-    })
+    status, answer, _ = await rest.call(
+        "POST",
+        "/v1/cni/add",
+        {
+            "containerId": "c-full",
+            "ifName": "eth1",
+            "network": "many",
+            "ipam": {"type": "ipamd", "provider": PROVIDER},
+            "podNamespace": "lab",
+            "podName": "full",
+        },
+    )
     assert (status, answer["error"]["code"]) == (409, "exhausted")
-    assert answer["error"]["message"] == f"no free address in subnet s0000, s0002, s0004, s0006, s0008 and 7 more (network {PROVIDER})"
+    assert (
+        answer["error"]["message"]
+        == f"no free address in subnet s0000, s0002, s0004, s0006, s0008 and 7 more (network {PROVIDER})"
+    )
     assert answer["error"]["details"] == {"subnets": ["s0000", "s0002", "s0004", "s0006", "s0008"], "more": 7}
 
     # A release in a late subnet is found again past the full ones.
@@ -74,7 +90,9 @@ def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) 
                 sa.event.listen(database.engine, "connect", trace)
                 body = await ipam.allocate(add("measured"))
                 assert body["subnet"] == f"s{full:04d}"
-                assert not any("FROM subnets" in s and "LIMIT" not in s and "WHERE s.id = " not in s for s in seen), seen
+                assert not any("FROM subnets" in s and "LIMIT" not in s and "WHERE s.id = " not in s for s in seen), (
+                    seen
+                )
                 # One query finds the subnet (SQLite takes no row lock); placement rules cost a
                 # provider without them nothing (the walk would stop at one: migration 0011).
                 assert sum("FROM subnets" in s for s in seen) == 1, seen
@@ -103,7 +121,10 @@ def test_exhausting_a_provider_names_all_subnets_when_they_are_few(tmp_path: Pat
             try:
                 await ipam.allocate(add("c"))
             except Exhausted as e:
-                assert (e.message, e.details) == (f"no free address in subnet s0000, s0001 (network {PROVIDER})", {"subnets": ["s0000", "s0001"]})
+                assert (e.message, e.details) == (
+                    f"no free address in subnet s0000, s0001 (network {PROVIDER})",
+                    {"subnets": ["s0000", "s0001"]},
+                )
             else:
                 raise AssertionError("expected exhaustion")
         finally:
@@ -122,7 +143,11 @@ def test_a_provider_without_subnets_is_not_found_whatever_the_request(tmp_path: 
         try:
             await ipam.create_subnet({**subnet(0), "provider": "other.default"})
             await ipam.create_pool({"name": "other-pool", "subnet": "s0000", "ips": ["198.18.0.2"]})
-            for request in (add("dynamic"), add("static", static_ips=("198.18.0.2",)), add("pooled", pool_name="other-pool")):
+            for request in (
+                add("dynamic"),
+                add("static", static_ips=("198.18.0.2",)),
+                add("pooled", pool_name="other-pool"),
+            ):
                 try:
                     await ipam.allocate(request)
                 except NotFound as e:

@@ -28,7 +28,9 @@ def test_migrated_schema_matches_the_tables_in_code(database_url: str):
         try:
             async with engine.connect() as conn:
                 return await conn.run_sync(
-                    lambda sync: compare_metadata(MigrationContext.configure(sync, opts={"compare_type": False}), metadata)
+                    lambda sync: compare_metadata(
+                        MigrationContext.configure(sync, opts={"compare_type": False}), metadata
+                    )
                 )
         finally:
             await engine.dispose()
@@ -84,6 +86,7 @@ def _at_revision(database_url: str, revision: str, body: Callable[[sa.Connection
         engine = create_engine(database_url)
         try:
             async with engine.begin() as conn:
+
                 def run(sync: sa.Connection) -> T:
                     config = alembic_config()
                     config.attributes["connection"] = sync
@@ -163,8 +166,12 @@ def test_0006_puts_existing_rows_in_cluster_default_and_keys_attachments_by_clus
             "registry": _rows(conn, "SELECT name FROM clusters"),
         }
         found["west db-0"] = _insert_allocation(conn, cluster="west", pod="db-0", address=20)
-        found["same attachment twice in one cluster refused"] = _insert_refused(conn, cluster="default", pod="db-0", address=21)
-        found["held address in another cluster refused"] = _insert_refused(conn, cluster="east", pod="other", address=11)
+        found["same attachment twice in one cluster refused"] = _insert_refused(
+            conn, cluster="default", pod="db-0", address=21
+        )
+        found["held address in another cluster refused"] = _insert_refused(
+            conn, cluster="east", pod="other", address=11
+        )
         return found
 
     found = _at_revision(database_url, "0006", after_upgrade)
@@ -180,7 +187,9 @@ def test_0006_puts_existing_rows_in_cluster_default_and_keys_attachments_by_clus
 
 def test_0006_down_restores_the_old_key_and_refuses_while_two_clusters_hold_allocations(database_url: str):
     _at_revision(database_url, "0005", _insert_pre_cluster_rows)
-    west = _at_revision(database_url, "0006", lambda conn: _insert_allocation(conn, cluster="west", pod="db-0", address=20))
+    west = _at_revision(
+        database_url, "0006", lambda conn: _insert_allocation(conn, cluster="west", pod="db-0", address=20)
+    )
 
     with pytest.raises(RuntimeError, match="holds allocations of clusters default, west"):
         _at_revision(database_url, "0005", lambda conn: None, downgrade=True)
@@ -208,8 +217,12 @@ def test_0006_down_restores_the_old_key_and_refuses_while_two_clusters_hold_allo
     # Id 4 was west's, released: never given again (PostgreSQL's refused insert above took 5).
     assert found["next id"] == (5 if database_url.startswith("sqlite") else 6)
     # And up again, to the schema the code describes.
-    assert _at_revision(database_url, "0006", lambda conn: _rows(conn, "SELECT cluster FROM allocations ORDER BY id")) == [
-        ("default",), ("default",), ("default",),
+    assert _at_revision(
+        database_url, "0006", lambda conn: _rows(conn, "SELECT cluster FROM allocations ORDER BY id")
+    ) == [
+        ("default",),
+        ("default",),
+        ("default",),
     ]
 
 
@@ -224,9 +237,15 @@ def test_write_checks_migrates_up_and_down_keeping_rows(database_url: str):
         conn.exec_driver_sql("INSERT INTO write_checks (node) VALUES ('n1')")
         return tables(conn)
 
-    _at_revision(database_url, "0006", lambda conn: conn.exec_driver_sql("INSERT INTO subnets (name, spec) VALUES ('before', '{}')"))
+    _at_revision(
+        database_url,
+        "0006",
+        lambda conn: conn.exec_driver_sql("INSERT INTO subnets (name, spec) VALUES ('before', '{}')"),
+    )
     assert "write_checks" in _at_revision(database_url, "0007", check_writes)
-    down = _at_revision(database_url, "0006", lambda conn: (tables(conn), _rows(conn, "SELECT name FROM subnets")), downgrade=True)
+    down = _at_revision(
+        database_url, "0006", lambda conn: (tables(conn), _rows(conn, "SELECT name FROM subnets")), downgrade=True
+    )
     assert "write_checks" not in down[0] and down[1] == [("before",)]
     assert "write_checks" in _at_revision(database_url, "head", tables)
 
@@ -234,7 +253,6 @@ def test_write_checks_migrates_up_and_down_keeping_rows(database_url: str):
 def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
     """0009: PostgreSQL gains the allocation and release functions, and loses them on the
     way down; rows written through them stay, and the daemon allocates again once back up."""
-    import sqlalchemy as sa
     from alembic import command
 
     from ipamd.core.allocation import Owner
@@ -243,12 +261,16 @@ def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
     from ipamd.store.engine import alembic_config
 
     def add(pod: str) -> AddRequest:
-        return AddRequest(owner=Owner("fn", "lab", pod, "net1"), network=NetworkRequest("fn", None), container_id=f"c-{pod}")
+        return AddRequest(
+            owner=Owner("fn", "lab", pod, "net1"), network=NetworkRequest("fn", None), container_id=f"c-{pod}"
+        )
 
     def functions(sync: sa.Connection) -> list[str]:
         if sync.dialect.name != "postgresql":
             return []
-        return list(sync.exec_driver_sql("SELECT proname FROM pg_proc WHERE proname LIKE 'ipamd%' ORDER BY proname").scalars())
+        return list(
+            sync.exec_driver_sql("SELECT proname FROM pg_proc WHERE proname LIKE 'ipamd%' ORDER BY proname").scalars()
+        )
 
     def migrate(sync: sa.Connection, direction: str, target: str) -> tuple[list[str], list[str]]:
         config = alembic_config()
@@ -279,7 +301,14 @@ def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
         await ipam.create_subnet({"name": "fn", "cidrBlock": "192.0.2.0/24", "provider": "fn"})
         await ipam.close()
         assert await allocate("before") == ["before"]
-        expected = ["ipamd_allocate", "ipamd_next_address", "ipamd_pools_of", "ipamd_release", "ipamd_take_dynamic", "ipamd_take_in_subnet"]
+        expected = [
+            "ipamd_allocate",
+            "ipamd_next_address",
+            "ipamd_pools_of",
+            "ipamd_release",
+            "ipamd_take_dynamic",
+            "ipamd_take_in_subnet",
+        ]
         functions_at_head = expected if "postgresql" in database_url else []
         assert await run("upgrade", "head") == (functions_at_head, ["before"])
         assert await run("downgrade", "0008") == ([], ["before"])
@@ -292,16 +321,23 @@ def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
 def test_0010_pools_from_before_have_no_rules_and_going_back_keeps_them(database_url: str):
     """0010: pools made before it have no rules (null: they serve whoever names them);
     going back drops only the column."""
+
     def before(conn: sa.Connection) -> None:
         conn.exec_driver_sql("INSERT INTO subnets (id, name, spec) VALUES (1, 'net1', '{}')")
         conn.exec_driver_sql("INSERT INTO pools (id, name, subnet_id, ips) VALUES (1, 'db', 1, '[\"192.0.2.5\"]')")
 
     _at_revision(database_url, "0009", before)
-    assert _at_revision(database_url, "0010", lambda conn: _rows(conn, "SELECT name, rules FROM pools")) == [("db", None)]
-    _at_revision(database_url, "0010", lambda conn: conn.exec_driver_sql("UPDATE pools SET rules = '{\"namespaces\": [\"db\"]}'"))
+    assert _at_revision(database_url, "0010", lambda conn: _rows(conn, "SELECT name, rules FROM pools")) == [
+        ("db", None)
+    ]
+    _at_revision(
+        database_url, "0010", lambda conn: conn.exec_driver_sql('UPDATE pools SET rules = \'{"namespaces": ["db"]}\'')
+    )
 
     def after_downgrade(conn: sa.Connection) -> tuple[list[str], list[tuple[object, ...]]]:
-        return [column["name"] for column in sa.inspect(conn).get_columns("pools")], _rows(conn, "SELECT name FROM pools")
+        return [column["name"] for column in sa.inspect(conn).get_columns("pools")], _rows(
+            conn, "SELECT name FROM pools"
+        )
 
     columns, names = _at_revision(database_url, "0009", after_downgrade, downgrade=True)
     assert "rules" not in columns and names == [("db",)]
@@ -318,7 +354,9 @@ def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(d
         await database.upgrade()
         ipam = Ipam(database)
         try:
-            await ipam.create_subnet({"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": "walk", "namespaces": ["lab"]})
+            await ipam.create_subnet(
+                {"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": "walk", "namespaces": ["lab"]}
+            )
         finally:
             await ipam.close()
 
@@ -327,9 +365,12 @@ def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(d
             subnets = _rows(conn, "SELECT name FROM subnets")
             if conn.dialect.name != "postgresql":
                 return ("no function", subnets)
-            outcome = conn.execute(sa.text(
-                "SELECT outcome FROM ipamd_allocate(NULL, NULL, 'default', 'walk', 'lab', :pod, 'net1', NULL, NULL, NULL, NULL, "
-                "'api', NULL, false, NULL, now() + interval '1 minute')"), {"pod": pod},
+            outcome = conn.execute(
+                sa.text(
+                    "SELECT outcome FROM ipamd_allocate(NULL, NULL, 'default', 'walk', 'lab', :pod, 'net1', NULL, NULL, NULL, NULL, "
+                    "'api', NULL, false, NULL, now() + interval '1 minute')"
+                ),
+                {"pod": pod},
             ).scalar_one()
             return (outcome, subnets, _rows(conn, "SELECT pod FROM allocations ORDER BY id"))
 

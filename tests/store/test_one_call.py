@@ -19,17 +19,27 @@ PROVIDER = "calls.default"
 
 
 def add(pod: str) -> AddRequest:
-    return AddRequest(owner=Owner(PROVIDER, "lab", pod, "net1"), network=NetworkRequest(PROVIDER, None), container_id=f"c-{pod}")
+    return AddRequest(
+        owner=Owner(PROVIDER, "lab", pod, "net1"), network=NetworkRequest(PROVIDER, None), container_id=f"c-{pod}"
+    )
 
 
 async def test_dual_stack_takes_both_families_or_moves_to_the_next_subnet(rest: Rest) -> None:
     # IPv6 runs out first in "small" (a /126: ::1 is the gateway, ::2 and ::3 are free).
-    await rest.ok("POST", "/v1/subnets", {"name": "small", "cidrBlock": "192.0.2.0/24,2001:db8::/126", "provider": PROVIDER})
-    await rest.ok("POST", "/v1/subnets", {"name": "next", "cidrBlock": "198.51.100.0/24,2001:db8:1::/120", "provider": PROVIDER, "priority": 1})
+    await rest.ok(
+        "POST", "/v1/subnets", {"name": "small", "cidrBlock": "192.0.2.0/24,2001:db8::/126", "provider": PROVIDER}
+    )
+    await rest.ok(
+        "POST",
+        "/v1/subnets",
+        {"name": "next", "cidrBlock": "198.51.100.0/24,2001:db8:1::/120", "provider": PROVIDER, "priority": 1},
+    )
     got = [await rest.ipam.allocate(add(f"p{n}")) for n in range(4)]
     assert [body["subnet"] for body in got] == ["small", "small", "next", "next"]
     assert [[a["address"] for a in body["addresses"]] for body in got[:3]] == [
-        ["192.0.2.2", "2001:db8::2"], ["192.0.2.3", "2001:db8::3"], ["198.51.100.2", "2001:db8:1::2"],
+        ["192.0.2.2", "2001:db8::2"],
+        ["192.0.2.3", "2001:db8::3"],
+        ["198.51.100.2", "2001:db8:1::2"],
     ]
     # No IPv4 address of "small" was taken without its IPv6 partner.
     usage = (await rest.ok("GET", "/v1/subnets/small"))["usage"]
@@ -39,10 +49,19 @@ async def test_dual_stack_takes_both_families_or_moves_to_the_next_subnet(rest: 
 async def test_an_add_of_a_new_sandbox_keeps_the_addresses_and_refreshes_its_facts(rest: Rest) -> None:
     await rest.ok("POST", "/v1/subnets", {"name": "one", "cidrBlock": "192.0.2.0/24", "provider": PROVIDER})
     first = await rest.ipam.allocate(add("p"))
-    again = await rest.ipam.allocate(AddRequest(
-        owner=Owner(PROVIDER, "lab", "p", "net1"), network=NetworkRequest(PROVIDER, None), container_id="c-new", netns="/run/netns/new",
-    ))
-    assert (again["id"], again["addresses"], again["owner"]["containerId"]) == (first["id"], first["addresses"], "c-new")
+    again = await rest.ipam.allocate(
+        AddRequest(
+            owner=Owner(PROVIDER, "lab", "p", "net1"),
+            network=NetworkRequest(PROVIDER, None),
+            container_id="c-new",
+            netns="/run/netns/new",
+        )
+    )
+    assert (again["id"], again["addresses"], again["owner"]["containerId"]) == (
+        first["id"],
+        first["addresses"],
+        "c-new",
+    )
     history = (await rest.ok("GET", "/v1/ips/192.0.2.2"))["history"]
     assert [(span["pod"], span["to"]) for span in history] == [("p", None)]
 
@@ -67,8 +86,13 @@ def test_postgresql_releases_only_what_it_read_under_the_spec_it_read(postgres_u
             [reread] = await database.call(procedures.FOR_RELEASE_BY_ID, {"allocation_id": body["id"]})
             assert reread.subnet_revision == row.subnet_revision + 1
 
-            [answer] = await database.call(procedures.RELEASE, {**procedures.release_params(reread, give_back={4: None}, reason="test"),
-                                                                "container_id": "another-sandbox"})
+            [answer] = await database.call(
+                procedures.RELEASE,
+                {
+                    **procedures.release_params(reread, give_back={4: None}, reason="test"),
+                    "container_id": "another-sandbox",
+                },
+            )
             assert answer.outcome == "changed"
             assert [a["id"] for a in await ipam.list_allocations()] == [body["id"]]
 

@@ -10,7 +10,9 @@ def owner(pod: str) -> dict[str, str]:
 
 
 def usage_adds_up(usage: dict[str, int]) -> bool:
-    return usage["used"] + usage["reserved"] + usage["pooled"] + usage["excluded"] + usage["available"] == usage["total"]
+    return (
+        usage["used"] + usage["reserved"] + usage["pooled"] + usage["excluded"] + usage["available"] == usage["total"]
+    )
 
 
 async def test_a_released_reserved_pool_member_stays_out_of_the_pool(rest: Rest) -> None:
@@ -22,7 +24,9 @@ async def test_a_released_reserved_pool_member_stays_out_of_the_pool(rest: Rest)
     await rest.ok("POST", "/v1/pools", {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.53"]})
     await rest.ok("POST", "/v1/reservations", {"subnet": "net1", "address": "192.0.2.50", "owner": "lab/router"})
     # The reservation's owner takes it statically, then gives it back.
-    router = await rest.ok("POST", "/v1/allocations", {"subnet": "net1", "owner": owner("router"), "address": "192.0.2.50"})
+    router = await rest.ok(
+        "POST", "/v1/allocations", {"subnet": "net1", "owner": owner("router"), "address": "192.0.2.50"}
+    )
     await rest.ok("DELETE", f"/v1/allocations/{router['id']}")
     pool = await rest.ok("GET", "/v1/pools/db")
     assert pool["usage"]["freeRanges"] == ["192.0.2.51-192.0.2.53"]
@@ -30,7 +34,9 @@ async def test_a_released_reserved_pool_member_stays_out_of_the_pool(rest: Rest)
     network = NetworkRequest("net1.default", None)
     got = []
     for pod in ("a", "b", "c"):
-        body = await rest.ipam.allocate(AddRequest(owner=Owner("net1.default", "lab", pod, "eth1"), network=network, pool_name="db"))
+        body = await rest.ipam.allocate(
+            AddRequest(owner=Owner("net1.default", "lab", pod, "eth1"), network=network, pool_name="db")
+        )
         got.append(body["addresses"][0]["address"])
     assert got == ["192.0.2.51", "192.0.2.52", "192.0.2.53"]
     usage = (await rest.ok("GET", "/v1/subnets/net1"))["usage"]["v4"]
@@ -60,7 +66,9 @@ async def test_pool_allocation_skips_a_reserved_member_left_in_its_free_list(res
 
     await rest.ipam._write(put_back)
     network = NetworkRequest("net1.default", None)
-    body = await rest.ipam.allocate(AddRequest(owner=Owner("net1.default", "lab", "a", "eth1"), network=network, pool_name="db"))
+    body = await rest.ipam.allocate(
+        AddRequest(owner=Owner("net1.default", "lab", "a", "eth1"), network=network, pool_name="db")
+    )
     assert body["addresses"][0]["address"] == "192.0.2.51"
     assert (await rest.ok("GET", "/v1/pools/db"))["usage"]["freeRanges"] == ["192.0.2.52"]
 
@@ -70,12 +78,28 @@ async def test_used_and_pooled_are_disjoint(rest: Rest) -> None:
     from ipamd.core.nad import NetworkRequest
     from ipamd.service import AddRequest
 
-    await rest.ok("POST", "/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.0/28", "provider": "net1.default", "excludeIps": ["192.0.2.2..192.0.2.4"]})
+    await rest.ok(
+        "POST",
+        "/v1/subnets",
+        {
+            "name": "net1",
+            "cidrBlock": "192.0.2.0/28",
+            "provider": "net1.default",
+            "excludeIps": ["192.0.2.2..192.0.2.4"],
+        },
+    )
     await rest.ok("POST", "/v1/pools", {"name": "p", "subnet": "net1", "ips": ["192.0.2.3..192.0.2.6"]})
     network = NetworkRequest("net1.default", None)
-    await rest.ipam.allocate(AddRequest(owner=Owner("net1.default", "lab", "a", "eth1"), network=network, pool_name="p"))
+    await rest.ipam.allocate(
+        AddRequest(owner=Owner("net1.default", "lab", "a", "eth1"), network=network, pool_name="p")
+    )
     usage = (await rest.ok("GET", "/v1/subnets/net1"))["usage"]["v4"]
     # 14 allocatable: gateway .1 and .2 excluded; .3 held from the pool; .4-.6 pooled; .7-.14 free.
     assert {k: usage[k] for k in ("total", "used", "pooled", "reserved", "excluded", "available")} == {
-        "total": 14, "used": 1, "pooled": 3, "reserved": 0, "excluded": 2, "available": 8,
+        "total": 14,
+        "used": 1,
+        "pooled": 3,
+        "reserved": 0,
+        "excluded": 2,
+        "available": 8,
     }

@@ -41,7 +41,15 @@ class UnixClient:
         self.path = path
         self.timeout = timeout
 
-    def request(self, method: str, url: str, body: Any = None, *, raw: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         connection = UnixHTTPConnection(self.path, timeout=self.timeout)
         try:
             payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)

@@ -15,8 +15,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 class Daemon:
-    def __init__(self, workdir: Path, database_url: str, *, name: str = "ipamd", extra_args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None, repo: Path = REPO,
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str,
+        *,
+        name: str = "ipamd",
+        extra_args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+        repo: Path = REPO,
     ) -> None:
         self.workdir = workdir
         # The source tree the daemon runs from (benchmarks compare another checkout's).
@@ -29,11 +36,24 @@ class Daemon:
         self.process: subprocess.Popen[bytes] | None = None
         self.client = UnixClient(self.socket)
 
-    def start(self, *, wait: bool = True, timeout: float = 30.0) -> "Daemon":
+    def start(self, *, wait: bool = True, timeout: float = 30.0) -> Daemon:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ipamd", "serve", "--socket", self.socket, "--database-url", self.database_url, *self.extra_args],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.repo, env={**os.environ, **self.env},
+            [
+                sys.executable,
+                "-m",
+                "ipamd",
+                "serve",
+                "--socket",
+                self.socket,
+                "--database-url",
+                self.database_url,
+                *self.extra_args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.repo,
+            env={**os.environ, **self.env},
         )
         log.close()
         if wait:
@@ -73,6 +93,6 @@ class Daemon:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
 
-    def restart(self) -> "Daemon":
+    def restart(self) -> Daemon:
         self.stop()
         return self.start()

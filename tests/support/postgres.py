@@ -26,7 +26,9 @@ def _bin_dir() -> Path:
     for candidate in candidates:
         if (candidate / "initdb").exists():
             return candidate
-    raise RuntimeError("PostgreSQL server binaries not found: install Debian's postgresql package (scripts/test.sh does)")
+    raise RuntimeError(
+        "PostgreSQL server binaries not found: install Debian's postgresql package (scripts/test.sh does)"
+    )
 
 
 @dataclass
@@ -41,7 +43,7 @@ class PostgresServer:
     fsync: bool = False
 
     @classmethod
-    def start(cls, *, fsync: bool = False) -> "PostgresServer":
+    def start(cls, *, fsync: bool = False) -> PostgresServer:
         bin_dir = _bin_dir()
         base = Path(tempfile.mkdtemp(prefix="ipamd-pg-"))
         data_dir = base / "data"
@@ -49,7 +51,9 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(base, user="postgres")
         server = cls(port=free_port(), data_dir=data_dir, bin_dir=bin_dir, user=user, fsync=fsync)
-        server._run([str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+        server._run(
+            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]
+        )
         server.restart()
         return server
 
@@ -65,9 +69,17 @@ class PostgresServer:
         self.pg_ctl("stop", "-m", mode, "-w")
 
     def restart(self) -> None:
-        self.pg_ctl("start", "-w", "-t", "30", "-l", str(self.data_dir.parent / "log"), "-o",
-                    f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1 "
-                    f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=300")
+        self.pg_ctl(
+            "start",
+            "-w",
+            "-t",
+            "30",
+            "-l",
+            str(self.data_dir.parent / "log"),
+            "-o",
+            f"-p {self.port} -k {self.data_dir.parent} -c listen_addresses=127.0.0.1 "
+            f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=300",
+        )
 
     @property
     def admin_url(self) -> str:
