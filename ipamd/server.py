@@ -25,6 +25,7 @@ from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
 from ipamd.config import Settings, check_listener, check_metrics_interval, cluster_name
 from ipamd.errors import InvalidInput, Unavailable
+from ipamd.metrics import Metrics
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
 from ipamd.store.database import Database, open_database
@@ -242,6 +243,8 @@ async def serve(settings: Settings) -> None:
     joining = asyncio.create_task(join_when_reachable(ipam), name="cluster registration")
     if settings.migrate:
         await joining
+    # Before Kubernetes mode: its reconciler counts into them.
+    metrics = Metrics(cluster=cluster, read_usage=ipam.usage, refresh_interval=settings.metrics_interval)
     policy: AttachmentPolicy | None = None
     stop_kubernetes: Callable[[], Awaitable[None]] | None = None
     adopt: Callable[[], Awaitable[object]] | None = None
@@ -249,7 +252,7 @@ async def serve(settings: Settings) -> None:
         # Imported here: a standalone daemon never loads kubernetes_asyncio.
         from ipamd.k8s import runtime as k8s_runtime
 
-        kubernetes = await k8s_runtime.start(ipam, settings)
+        kubernetes = await k8s_runtime.start(ipam, settings, on_reconciler_released=metrics.reconciler_released)
         policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
         if settings.adopt_annotations:
             adopt = kubernetes.adopt_annotations
@@ -260,7 +263,7 @@ async def serve(settings: Settings) -> None:
         ipam,
         policy=policy,
         tokens=tokens,
-        metrics_interval=settings.metrics_interval,
+        metrics=metrics,
         history_retention=history_retention,
     )
     stops: list[Callable[[], Awaitable[None]]] = []

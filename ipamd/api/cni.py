@@ -19,7 +19,7 @@ from aiohttp import web
 
 from ipamd.api import health
 from ipamd.api.body import json_object, json_response
-from ipamd.api.keys import IPAM, POLICY
+from ipamd.api.keys import CNI_OUTCOME, IPAM, POLICY
 from ipamd.cni import protocol
 from ipamd.core import identity
 from ipamd.core.allocation import Owner
@@ -42,7 +42,6 @@ from ipamd.errors import (
     NotFound,
     Unavailable,
 )
-from ipamd.metrics import CNI_OUTCOME
 from ipamd.service import AddRequest, HeldByAnotherPod, LabelsNeeded
 
 routes = web.RouteTableDef()

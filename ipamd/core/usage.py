@@ -46,3 +46,45 @@ def classify(
         pooled=iv.size(pooled_set),
         excluded=iv.size(excluded_set),
     )
+
+
+@dataclass(frozen=True)
+class SubnetUsage:
+    """One family of one subnet: allocatable addresses, those held, those dynamic allocation
+    can still hand out (never used plus released)."""
+
+    subnet: str
+    family: int
+    capacity: int
+    used: int
+    available: int
+
+
+@dataclass(frozen=True)
+class PoolUsage:
+    """One pool: its members (both families) and those held."""
+
+    pool: str
+    subnet: str
+    capacity: int
+    used: int
+
+
+@dataclass(frozen=True)
+class ClusterUsage:
+    """The addresses one cluster's allocations hold in one family of one subnet (only
+    where it holds some)."""
+
+    cluster: str
+    subnet: str
+    family: int
+    used: int
+
+
+@dataclass(frozen=True)
+class UsageReport:
+    """Every subnet family, every pool and every cluster's share, as of one read."""
+
+    subnets: tuple[SubnetUsage, ...] = ()
+    pools: tuple[PoolUsage, ...] = ()
+    clusters: tuple[ClusterUsage, ...] = ()

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -37,17 +38,6 @@ from ipamd.service import Ipam
 log = logging.getLogger("ipamd.k8s.reconciler")
 
 
-def _count_metric(count: int) -> None:
-    """Feeds the metrics of this process, when the metrics module is there."""
-    try:
-        from ipamd import metrics
-    except ImportError:  # pragma: no cover - metrics are optional for this layer
-        return
-    counter = getattr(metrics, "reconciler_released", None)
-    if callable(counter):
-        counter(count)
-
-
 class Reconciler:
     """Runs release passes while ``elector`` holds the Lease."""
 
@@ -59,7 +49,9 @@ class Reconciler:
         *,
         interval: float,
         grace: float,
+        on_released: Callable[[int], None] | None = None,
     ) -> None:
+        """``on_released`` is told how many allocations each pass released (the metrics count them)."""
         self.ipam = ipam
         self.client = client
         self.elector = elector
@@ -69,6 +61,7 @@ class Reconciler:
         self.cancelled = 0
         self.released_total = 0
         self.released_by_reason: Counter[str] = Counter()
+        self.on_released = on_released
 
     async def run(self) -> None:
         """Reconciles at start-up, on becoming leader and every interval, until cancelled."""
@@ -175,7 +168,8 @@ class Reconciler:
             self.released_by_reason[release.reason] += 1
         self.passes += 1
         self.released_total += len(done)
-        _count_metric(len(done))
+        if self.on_released is not None:
+            self.on_released(len(done))
         log.info(
             "reconcile pass %d: %d pod allocation(s), %d pod(s), %d statefulset(s): released %d (total %d)",
             self.passes,

@@ -101,8 +101,11 @@ class KubernetesMode:
         log.info("kubernetes mode stopped")
 
 
-async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
-    """Connects to the API server and starts the pod watch, the Lease and the reconciler."""
+async def start(
+    ipam: Ipam, settings: Settings, *, on_reconciler_released: Callable[[int], None] | None = None
+) -> KubernetesMode:
+    """Connects to the API server and starts the pod watch, the Lease and the reconciler
+    (which tells ``on_reconciler_released`` how many allocations each pass released)."""
     client = await KubeClient.connect(settings.kubeconfig)
     node = settings.node_name
     pods = Informer(client, "/api/v1/pods", field_selector=f"spec.nodeName={node}", name=f"pods of node {node}")
@@ -125,7 +128,14 @@ async def start(ipam: Ipam, settings: Settings) -> KubernetesMode:
     )
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
-    reconciler = Reconciler(ipam, client, elector, interval=settings.reconcile_interval, grace=settings.release_grace)
+    reconciler = Reconciler(
+        ipam,
+        client,
+        elector,
+        interval=settings.reconcile_interval,
+        grace=settings.release_grace,
+        on_released=on_reconciler_released,
+    )
     mode = KubernetesMode(
         client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node
     )

@@ -19,10 +19,11 @@ from ipamd.service.allocation import Allocation
 from ipamd.service.clusters import ClusterJoin, Clusters
 from ipamd.service.history import History
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded, owner_from, with_network
+from ipamd.service.usage import UsageReports
 
 __all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "LabelsNeeded", "owner_from", "with_network"]
 
 
-class Ipam(Administration, Allocation, Clusters, History):
+class Ipam(Administration, Allocation, Clusters, History, UsageReports):
     """Allocation, release, the administration of subnets, pools and reservations, the
-    registry of clusters sharing the database, and the audit history."""
+    registry of clusters sharing the database, the audit history and the usage report."""

@@ -134,24 +134,54 @@ def test_metrics_served_on_tcp_without_a_token(tcp_daemon: TcpDaemon) -> None:
 
 
 def test_each_application_has_its_own_registry() -> None:
-    from ipamd import metrics
     from ipamd.api.app import create_app
+    from ipamd.api.metrics import METRICS
+    from ipamd.core.usage import UsageReport
 
     class NoService:
         def __init__(self) -> None:
             self.listeners: list[object] = []
             self.cluster = "east"
 
+        async def usage(self) -> UsageReport:
+            return UsageReport()
+
     first, second = create_app(NoService()), create_app(NoService())  # type: ignore[arg-type]
-    first[metrics.METRICS].on_event("allocated", allocation={"subnet": "a", "cluster": "east"})
-    metrics.reconciler_released(3)
+    first[METRICS].on_event("allocated", allocation={"subnet": "a", "cluster": "east"})
+    # The reconciler's callback reaches the application it was given, and no other.
+    second[METRICS].reconciler_released(3)
     labels = {"subnet": "a", "cluster": "east"}
-    assert first[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) == 1
-    assert second[metrics.METRICS].registry.get_sample_value("ipamd_allocations_total", labels) is None
-    for app in (first, second):
-        assert (
-            app[metrics.METRICS].registry.get_sample_value("ipamd_reconciler_released_total", {"cluster": "east"}) == 3
-        )
+    assert first[METRICS].registry.get_sample_value("ipamd_allocations_total", labels) == 1
+    assert second[METRICS].registry.get_sample_value("ipamd_allocations_total", labels) is None
+    released = {"cluster": "east"}
+    assert first[METRICS].registry.get_sample_value("ipamd_reconciler_released_total", released) == 0
+    assert second[METRICS].registry.get_sample_value("ipamd_reconciler_released_total", released) == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_subnets_of_inline_ranges_have_usage_gauges(daemon: Daemon) -> None:
+    # A Whereabouts-style range: the daemon makes the subnet, whose spec carries ``overlap``.
+    add = {
+        "containerId": "c1",
+        "ifName": "net1",
+        "network": "wb",
+        "podNamespace": "ns",
+        "podName": "a",
+        "ipam": {"type": "whereabouts", "range": "203.0.113.0/28"},
+    }
+    assert daemon.client.post("/v1/cni/add", add).status == 200
+    text = daemon.client.get("/metrics").raw.decode()
+    capacity = {
+        found.labels["subnet"]: found.value
+        for family in text_string_to_metric_families(text)
+        for found in family.samples
+        if found.name == "ipamd_subnet_capacity_addresses"
+    }
+    assert list(capacity.values()) == [14], text
+    (subnet,) = capacity
+    assert sample(text, "ipamd_subnet_used_addresses", subnet=subnet, family="ipv4") == 1
+    assert sample(text, "ipamd_subnet_available_addresses", subnet=subnet, family="ipv4") == 13
+    assert sample(text, "ipamd_cluster_used_addresses", cluster="default", subnet=subnet, family="ipv4") == 1
 
 
 def test_grafana_dashboard_uses_documented_metrics_only() -> None:
