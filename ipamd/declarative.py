@@ -21,46 +21,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from aiohttp import web
 
 from ipamd import retention
 from ipamd.config import Settings
-from ipamd.core import identity
-from ipamd.core.addresses import parse_ip
-from ipamd.core.allocation import canonical_mac
-from ipamd.core.history import format_duration, parse_duration
-from ipamd.core.placement import RULE_FIELDS, parse_placement
-from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
-from ipamd.core.sanity import force_of
-from ipamd.core.subnet import check_name, reject_unknown, requested_subnet
-from ipamd.ctl.manifests import yaml_problem
+from ipamd.core.history import format_duration
+from ipamd.core.placement import RULE_FIELDS
 from ipamd.errors import AlreadyExists, InUse, InvalidInput, IpamError, NotFound
+from ipamd.manifests import DesiredState, parse_config_text
 from ipamd.service import Ipam
 
 log = logging.getLogger("ipamd.config")
 
 ORIGIN = "config"
-SECTIONS = frozenset({"subnets", "pools", "reservations", "history"})
-HISTORY_FIELDS = frozenset({"retention"})
-# Not a section of objects: the daemon's --cluster-name, read once at start.
-CLUSTER_NAME = "clusterName"
 # The subnet fields the file owns; usage, origin and createdAt are the daemon's.
 SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
-
-
-@dataclass(frozen=True)
-class DesiredState:
-    """The file, validated: subnets by name (canonical form), pools by name, reservations by (subnet, address)."""
-
-    subnets: dict[str, dict[str, Any]]
-    pools: dict[str, dict[str, Any]]
-    reservations: dict[tuple[str, str], dict[str, Any]]
-    cluster_name: str | None = None
-    # Subnets declared with ``force: true`` (ipamd.core.sanity): said again on each change.
-    forced: frozenset[str] = frozenset()
-    # Seconds; None: the file does not say.
-    history_retention: float | None = None
 
 
 @dataclass
@@ -78,129 +53,7 @@ def load(path: str | Path) -> DesiredState:
         text = Path(path).read_text()
     except OSError as e:
         raise InvalidInput(f"cannot read {path}: {e.strerror}", field="config") from e
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise InvalidInput(f"{path}: {yaml_problem(e)}", field="config") from e
-    return parse(raw, source=str(path))
-
-
-def parse(raw: object, *, source: str) -> DesiredState:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise InvalidInput(f"{source}: expected a mapping with subnets, pools and reservations", field="config")
-    unknown = sorted(set(raw) - SECTIONS - {CLUSTER_NAME})
-    if unknown:
-        raise InvalidInput(
-            f"{source}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted({CLUSTER_NAME, *SECTIONS}))}",
-            field="config",
-        )
-    cluster_name = None
-    if raw.get(CLUSTER_NAME) is not None:
-        with _located(source, CLUSTER_NAME):
-            cluster_name = identity.cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
-    sections = {}
-    for name in SECTIONS - {"history"}:
-        entries = raw.get(name) or []
-        if not isinstance(entries, list):
-            raise InvalidInput(f"{source}: {name}: expected a list", field="config")
-        sections[name] = entries
-
-    subnets: dict[str, dict[str, Any]] = {}
-    forced: set[str] = set()
-    for index, entry in enumerate(sections["subnets"]):
-        with _located(source, f"subnets[{index}]"):
-            spec = requested_subnet(entry).to_json()
-            if spec["name"] in subnets:
-                raise InvalidInput(f"subnet {spec['name']} is declared twice")
-            subnets[spec["name"]] = spec
-            if force_of(entry):
-                forced.add(spec["name"])
-
-    pools: dict[str, dict[str, Any]] = {}
-    for index, entry in enumerate(sections["pools"]):
-        with _located(source, f"pools[{index}]"):
-            pool = _pool(entry)
-            if pool["name"] in pools:
-                raise InvalidInput(f"pool {pool['name']} is declared twice")
-            pools[pool["name"]] = pool
-
-    reservations: dict[tuple[str, str], dict[str, Any]] = {}
-    for index, entry in enumerate(sections["reservations"]):
-        with _located(source, f"reservations[{index}]"):
-            reservation = _reservation(entry)
-            key = (reservation["subnet"], reservation["address"])
-            if key in reservations:
-                raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
-            reservations[key] = reservation
-    return DesiredState(
-        subnets,
-        pools,
-        reservations,
-        cluster_name,
-        frozenset(forced),
-        _history_retention(raw.get("history"), source=source),
-    )
-
-
-def _history_retention(section: object, *, source: str) -> float | None:
-    if section is None:
-        return None
-    with _located(source, "history"):
-        if not isinstance(section, Mapping):
-            raise InvalidInput("expected a mapping {retention}")
-        reject_unknown(section, HISTORY_FIELDS)
-        return None if section.get("retention") is None else parse_duration(section["retention"], field="retention")
-
-
-@contextlib.contextmanager
-def _located(source: str, where: str) -> Any:
-    """Prefixes a validation error with the file and the entry it is about."""
-    try:
-        yield
-    except InvalidInput as e:
-        raise InvalidInput(f"{source}: {where}: {e.message}", field="config") from e
-
-
-def _pool(entry: object) -> dict[str, Any]:
-    if not isinstance(entry, Mapping):
-        raise InvalidInput("expected a mapping {name, subnet, ips}")
-    reject_unknown(entry, POOL_FIELDS)
-    ips = entry.get("ips")
-    if not isinstance(ips, list) or not ips or not all(isinstance(item, str) for item in ips):
-        raise InvalidInput("expected a non-empty list of addresses, a..b ranges or CIDRs", field="ips")
-    subnet = entry.get("subnet")
-    if not isinstance(subnet, str):
-        raise InvalidInput("required: the name of the subnet", field="subnet")
-    # The daemon stores members as written, stripped, and rules as it writes them: compare in that form.
-    return {
-        "name": check_name(entry.get("name")),
-        "subnet": subnet,
-        "ips": [item.strip() for item in ips],
-        **parse_placement(entry).to_json(),
-    }
-
-
-def _reservation(entry: object) -> dict[str, Any]:
-    if not isinstance(entry, Mapping):
-        raise InvalidInput("expected a mapping {subnet, address, mac, owner, note}")
-    reject_unknown(entry, RESERVATION_FIELDS)
-    subnet = entry.get("subnet")
-    if not isinstance(subnet, str):
-        raise InvalidInput("required: the name of the subnet", field="subnet")
-    mac = entry.get("mac")
-    reservation = {
-        "subnet": subnet,
-        "address": str(parse_ip(entry.get("address"), field="address")),
-        "mac": canonical_mac(mac, field="mac") if mac is not None else None,
-        "owner": entry.get("owner"),
-        "note": entry.get("note"),
-    }
-    for key in ("owner", "note"):
-        if reservation[key] is not None and not isinstance(reservation[key], str):
-            raise InvalidInput("expected a string", field=key)
-    return reservation
+    return parse_config_text(text, source=str(path))
 
 
 def _subnet_spec(body: Mapping[str, Any]) -> dict[str, Any]:

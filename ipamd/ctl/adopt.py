@@ -22,8 +22,8 @@ import yaml
 
 from ipamd.core import adopt
 from ipamd.ctl.client import Client, CtlError
-from ipamd.ctl.manifests import yaml_problem
 from ipamd.errors import IpamError, NotFound
+from ipamd.manifests import yaml_problem
 
 SOURCES = ("kube-ovn", "whereabouts", "host-local")
 HOST_LOCAL_DIR = "/var/lib/cni/networks"

@@ -16,8 +16,8 @@ from ipamd.core.pool import canonical_pool, canonical_reservation
 from ipamd.core.sanity import force_of
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, requested_subnet
 from ipamd.ctl.client import Client, CtlError, segment
-from ipamd.ctl.manifests import Manifest
 from ipamd.errors import InvalidInput
+from ipamd.manifests import Manifest
 
 SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
 

@@ -17,8 +17,8 @@ from ipamd.core.history import MAX_LIMIT, parse_duration, parse_moment
 from ipamd.ctl import adopt, output
 from ipamd.ctl.apply import apply_all
 from ipamd.ctl.client import Client, CtlError, segment
-from ipamd.ctl.manifests import ManifestError, parse_documents
 from ipamd.errors import InvalidInput
+from ipamd.manifests import ManifestError, parse_documents
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

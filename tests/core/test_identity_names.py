@@ -117,7 +117,7 @@ def test_a_cluster_name_is_a_dns_label(value):
 )
 def test_a_cluster_name_that_is_not_a_dns_label_is_refused_by_every_door(value, message):
     """The flag, the --config file's clusterName and the REST filter all call this one rule."""
-    from ipamd import declarative
+    from ipamd import manifests
     from ipamd.config import Settings, cluster_name
 
     settings = Settings(
@@ -126,7 +126,7 @@ def test_a_cluster_name_that_is_not_a_dns_label_is_refused_by_every_door(value, 
     for refuse in (
         lambda: identity.cluster_name(value),
         lambda: cluster_name(settings, from_file=None),
-        lambda: declarative.parse({"clusterName": value}, source="f.yaml"),
+        lambda: manifests.parse_config({"clusterName": value}, source="f.yaml"),
     ):
         with pytest.raises(InvalidInput) as caught:
             refuse()

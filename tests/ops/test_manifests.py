@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ipamd.ctl.manifests import Manifest, ManifestError, parse_documents
+from ipamd.manifests import Manifest, ManifestError, parse_documents
 from tests.ops.support import FIXTURES
 
 

@@ -1,6 +1,13 @@
-"""Manifests ``ipamctl apply`` accepts, turned into API bodies. No I/O here.
+"""The YAML operators write, parsed: the daemon's ``--config`` file and the manifests
+``ipamctl apply`` accepts. No I/O here: callers read the text. Both the daemon
+(ipamd.declarative) and the CLI (ipamd.ctl) import this module; the daemon never imports
+the CLI.
 
-Two vocabularies:
+The ``--config`` file (format in docs/cli.md) lists subnets, pools and reservations, and
+may set ``clusterName`` and ``history.retention``; its errors are InvalidInput naming the
+file and the entry at fault.
+
+Manifests come in two vocabularies; their errors are ManifestError:
 
 - ipamd's own ``apiVersion: ipamd.io/v1``, kinds ``Subnet``, ``Pool`` and ``Reservation``:
   ``metadata.name`` names the object and ``spec`` holds the fields of docs/api.md.
@@ -11,14 +18,27 @@ Two vocabularies:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from ipamd.core import identity
+from ipamd.core.addresses import parse_ip
+from ipamd.core.allocation import canonical_mac
+from ipamd.core.history import parse_duration
+from ipamd.core.placement import parse_placement
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
-from ipamd.core.subnet import SUBNET_REQUEST_FIELDS
+from ipamd.core.sanity import force_of
+from ipamd.core.subnet import SUBNET_REQUEST_FIELDS, check_name, reject_unknown, requested_subnet
+from ipamd.errors import InvalidInput
+
+SECTIONS = frozenset({"subnets", "pools", "reservations", "history"})
+HISTORY_FIELDS = frozenset({"retention"})
+# Not a section of objects: the daemon's --cluster-name, read once at start.
+CLUSTER_NAME = "clusterName"
 
 IPAMD_API = "ipamd.io/v1"
 KUBEOVN_API = "kubeovn.io/v1"
@@ -42,6 +62,154 @@ KUBEOVN_REASONS = {
     "logicalGateway": "OVN gateway placement does not apply to attachment networks",
     "disableGatewayCheck": "ipamd does not check gateways",
 }
+
+
+# ---------------------------------------------------------------------------- the --config file
+
+
+@dataclass(frozen=True)
+class DesiredState:
+    """The file, validated: subnets by name (canonical form), pools by name, reservations by (subnet, address)."""
+
+    subnets: dict[str, dict[str, Any]]
+    pools: dict[str, dict[str, Any]]
+    reservations: dict[tuple[str, str], dict[str, Any]]
+    cluster_name: str | None = None
+    # Subnets declared with ``force: true`` (ipamd.core.sanity): said again on each change.
+    forced: frozenset[str] = frozenset()
+    # Seconds; None: the file does not say.
+    history_retention: float | None = None
+
+
+def parse_config_text(text: str, *, source: str) -> DesiredState:
+    """Returns the desired state a ``--config`` file's text declares; raises InvalidInput naming the entry at fault."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise InvalidInput(f"{source}: {yaml_problem(e)}", field="config") from e
+    return parse_config(raw, source=source)
+
+
+def parse_config(raw: object, *, source: str) -> DesiredState:
+    """Returns the desired state of a ``--config`` file already read as YAML."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise InvalidInput(f"{source}: expected a mapping with subnets, pools and reservations", field="config")
+    unknown = sorted(set(raw) - SECTIONS - {CLUSTER_NAME})
+    if unknown:
+        raise InvalidInput(
+            f"{source}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted({CLUSTER_NAME, *SECTIONS}))}",
+            field="config",
+        )
+    cluster_name = None
+    if raw.get(CLUSTER_NAME) is not None:
+        with _located(source, CLUSTER_NAME):
+            cluster_name = identity.cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
+    sections = {}
+    for name in SECTIONS - {"history"}:
+        entries = raw.get(name) or []
+        if not isinstance(entries, list):
+            raise InvalidInput(f"{source}: {name}: expected a list", field="config")
+        sections[name] = entries
+
+    subnets: dict[str, dict[str, Any]] = {}
+    forced: set[str] = set()
+    for index, entry in enumerate(sections["subnets"]):
+        with _located(source, f"subnets[{index}]"):
+            spec = requested_subnet(entry).to_json()
+            if spec["name"] in subnets:
+                raise InvalidInput(f"subnet {spec['name']} is declared twice")
+            subnets[spec["name"]] = spec
+            if force_of(entry):
+                forced.add(spec["name"])
+
+    pools: dict[str, dict[str, Any]] = {}
+    for index, entry in enumerate(sections["pools"]):
+        with _located(source, f"pools[{index}]"):
+            pool = _config_pool(entry)
+            if pool["name"] in pools:
+                raise InvalidInput(f"pool {pool['name']} is declared twice")
+            pools[pool["name"]] = pool
+
+    reservations: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, entry in enumerate(sections["reservations"]):
+        with _located(source, f"reservations[{index}]"):
+            reservation = _config_reservation(entry)
+            key = (reservation["subnet"], reservation["address"])
+            if key in reservations:
+                raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
+            reservations[key] = reservation
+    return DesiredState(
+        subnets,
+        pools,
+        reservations,
+        cluster_name,
+        frozenset(forced),
+        _history_retention(raw.get("history"), source=source),
+    )
+
+
+def _history_retention(section: object, *, source: str) -> float | None:
+    if section is None:
+        return None
+    with _located(source, "history"):
+        if not isinstance(section, Mapping):
+            raise InvalidInput("expected a mapping {retention}")
+        reject_unknown(section, HISTORY_FIELDS)
+        return None if section.get("retention") is None else parse_duration(section["retention"], field="retention")
+
+
+@contextlib.contextmanager
+def _located(source: str, where: str) -> Iterator[None]:
+    """Prefixes a validation error with the file and the entry it is about."""
+    try:
+        yield
+    except InvalidInput as e:
+        raise InvalidInput(f"{source}: {where}: {e.message}", field="config") from e
+
+
+def _config_pool(entry: object) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise InvalidInput("expected a mapping {name, subnet, ips}")
+    reject_unknown(entry, POOL_FIELDS)
+    ips = entry.get("ips")
+    if not isinstance(ips, list) or not ips or not all(isinstance(item, str) for item in ips):
+        raise InvalidInput("expected a non-empty list of addresses, a..b ranges or CIDRs", field="ips")
+    subnet = entry.get("subnet")
+    if not isinstance(subnet, str):
+        raise InvalidInput("required: the name of the subnet", field="subnet")
+    # The daemon stores members as written, stripped, and rules as it writes them: compare in that form.
+    return {
+        "name": check_name(entry.get("name")),
+        "subnet": subnet,
+        "ips": [item.strip() for item in ips],
+        **parse_placement(entry).to_json(),
+    }
+
+
+def _config_reservation(entry: object) -> dict[str, Any]:
+    if not isinstance(entry, Mapping):
+        raise InvalidInput("expected a mapping {subnet, address, mac, owner, note}")
+    reject_unknown(entry, RESERVATION_FIELDS)
+    subnet = entry.get("subnet")
+    if not isinstance(subnet, str):
+        raise InvalidInput("required: the name of the subnet", field="subnet")
+    mac = entry.get("mac")
+    reservation = {
+        "subnet": subnet,
+        "address": str(parse_ip(entry.get("address"), field="address")),
+        "mac": canonical_mac(mac, field="mac") if mac is not None else None,
+        "owner": entry.get("owner"),
+        "note": entry.get("note"),
+    }
+    for key in ("owner", "note"):
+        if reservation[key] is not None and not isinstance(reservation[key], str):
+            raise InvalidInput("expected a string", field=key)
+    return reservation
+
+
+# ---------------------------------------------------------------------------- ipamctl apply's manifests
 
 
 class ManifestError(Exception):
