@@ -25,8 +25,8 @@ from aiohttp import web
 
 from ipamd import retention
 from ipamd.config import Settings
+from ipamd.core.converge import Action, Change, Declared, Existing, Kind, Why, plan
 from ipamd.core.history import format_duration
-from ipamd.core.placement import RULE_FIELDS
 from ipamd.errors import AlreadyExists, InUse, InvalidInput, IpamError, NotFound
 from ipamd.manifests import DesiredState, parse_config_text
 from ipamd.service import Ipam
@@ -34,8 +34,6 @@ from ipamd.service import Ipam
 log = logging.getLogger("ipamd.config")
 
 ORIGIN = "config"
-# The subnet fields the file owns; usage, origin and createdAt are the daemon's.
-SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
 
 
 @dataclass
@@ -56,16 +54,9 @@ def load(path: str | Path) -> DesiredState:
     return parse_config_text(text, source=str(path))
 
 
-def _subnet_spec(body: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: body.get(key) for key in SUBNET_SPEC_KEYS}
-
-
-def _live_allocations(subnet: Mapping[str, Any]) -> int:
-    return sum(int(family.get("used", 0)) for family in subnet.get("usage", {}).values())
-
-
 class Applier:
-    """Makes the daemon's ``origin: config`` objects match the desired state."""
+    """Makes the daemon's ``origin: config`` objects match the desired state: carries out
+    ipamd.core.converge's plan through the service, logging one line per object."""
 
     def __init__(self, ipam: Ipam, source: str) -> None:
         self.ipam = ipam
@@ -86,121 +77,48 @@ class Applier:
         log.error("config: %s", line)
 
     async def apply(self, desired: DesiredState) -> Report:
-        subnets = {body["name"]: body for body in await self.ipam.list_subnets()}
-        pools = {body["name"]: body for body in await self.ipam.list_pools()}
-        reservations = {(body["subnet"], body["address"]): body for body in await self.ipam.list_reservations()}
-
-        # Removals first: a renamed subnet or pool may reuse the space of the old one.
-        for key, body in reservations.items():
-            if body["origin"] == ORIGIN and key not in desired.reservations:
-                await self._delete_reservation(body)
-        for name, body in pools.items():
-            if body["origin"] == ORIGIN and name not in desired.pools:
-                await self._remove_pool(body)
-        for name, body in subnets.items():
-            if body["origin"] == ORIGIN and name not in desired.subnets:
-                await self._remove_subnet(body)
-
-        for name, spec in desired.subnets.items():
-            await self._converge_subnet(spec, subnets.get(name), force=name in desired.forced)
-        for name, pool in desired.pools.items():
-            await self._converge_pool(pool, pools.get(name))
-        for key, reservation in desired.reservations.items():
-            await self._converge_reservation(reservation, reservations.get(key))
+        current = [
+            *(Existing.of(Kind.SUBNET, body) for body in await self.ipam.list_subnets()),
+            *(Existing.of(Kind.POOL, body) for body in await self.ipam.list_pools()),
+            *(Existing.of(Kind.RESERVATION, body) for body in await self.ipam.list_reservations()),
+        ]
+        for change in plan(desired.objects, current, owner=ORIGIN):
+            if change.action is Action.KEEP:
+                self._kept(self._why_kept(change))
+            elif change.action is Action.DELETE:
+                await self._delete(change)
+            else:
+                await self._converge(change)
         return self.report
 
-    # ------------------------------------------------------------------ subnets
+    def _why_kept(self, change: Change) -> str:
+        label = _label(change)
+        assert change.current is not None
+        if change.why is Why.FOREIGN:
+            return f"{label} exists with origin {change.current.origin}; the declaration in {self.source} is ignored"
+        held = "live allocation(s)" if change.kind is Kind.SUBNET else "address(es) allocated"
+        return (
+            f"{label} is no longer in {self.source} but has {change.current.in_use} {held}; "
+            "kept until they are released"
+        )
 
-    async def _remove_subnet(self, body: Mapping[str, Any]) -> None:
-        name = body["name"]
-        live = _live_allocations(body)
-        if live:
-            self._kept(
-                f"subnet {name} is no longer in {self.source} but has {live} live allocation(s); kept until they are released"
-            )
-            return
+    async def _delete(self, change: Change) -> None:
+        label = _label(change)
+        assert change.current is not None
         try:
-            await self.ipam.delete_subnet(name)
+            if change.kind is Kind.SUBNET:
+                await self.ipam.delete_subnet(change.key)
+            elif change.kind is Kind.POOL:
+                await self.ipam.delete_pool(change.key)
+            else:
+                assert change.current.id is not None
+                await self.ipam.delete_reservation(change.current.id)
         except InUse as e:
-            self._kept(f"subnet {name} is no longer in {self.source} but is in use ({e.message}); kept")
-        except NotFound:
-            pass
-        except IpamError as e:
-            self._failed(f"deleting subnet {name}", e)
-        else:
-            self._changed(f"subnet {name} deleted (no longer in {self.source})")
-
-    async def _converge_subnet(self, spec: dict[str, Any], current: Mapping[str, Any] | None, *, force: bool) -> None:
-        name = spec["name"]
-        request = {**spec, "force": True} if force else spec
-        try:
-            if current is None:
-                try:
-                    await self.ipam.create_subnet(request, origin=ORIGIN)
-                except AlreadyExists:
-                    # Another daemon on the same database may have applied the same file first.
-                    if not await _found(self.ipam.get_subnet(name), lambda found: _subnet_spec(found) == spec):
-                        raise
-                    return
-                self._changed(f"subnet {name} created")
-            elif current["origin"] != ORIGIN:
-                self._kept(
-                    f"subnet {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
-                )
-            elif _subnet_spec(current) != spec:
-                await self.ipam.patch_subnet(name, request)
-                self._changed(f"subnet {name} updated")
-        except IpamError as e:
-            self._failed(f"subnet {name}", e)
-
-    # ------------------------------------------------------------------ pools
-
-    async def _remove_pool(self, body: Mapping[str, Any]) -> None:
-        name = body["name"]
-        used = int(body["usage"]["used"])
-        if used:
-            self._kept(
-                f"pool {name} is no longer in {self.source} but has {used} address(es) allocated; kept until they are released"
-            )
-            return
-        try:
-            await self.ipam.delete_pool(name)
-        except NotFound:
-            pass
-        except IpamError as e:
-            self._failed(f"deleting pool {name}", e)
-        else:
-            self._changed(f"pool {name} deleted (no longer in {self.source})")
-
-    async def _converge_pool(self, pool: dict[str, Any], current: Mapping[str, Any] | None) -> None:
-        name = pool["name"]
-        try:
-            if current is None:
-                try:
-                    await self.ipam.create_pool(pool, origin=ORIGIN)
-                except AlreadyExists:
-                    if not await _found(self.ipam.get_pool(name), lambda found: _same_pool(found, pool)):
-                        raise
-                    return
-                self._changed(f"pool {name} created")
-            elif current["origin"] != ORIGIN:
-                self._kept(
-                    f"pool {name} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
-                )
-            elif not _same_pool(current, pool):
-                # One transaction: an ip_pool ADD never finds the pool missing. Held members
-                # stay held (they are allocations, not pool state).
-                await self.ipam.replace_pool(name, pool, origin=ORIGIN)
-                self._changed(f"pool {name} replaced")
-        except IpamError as e:
-            self._failed(f"pool {name}", e)
-
-    # ------------------------------------------------------------------ reservations
-
-    async def _delete_reservation(self, body: Mapping[str, Any]) -> None:
-        label = f"reservation of {body['address']} in subnet {body['subnet']}"
-        try:
-            await self.ipam.delete_reservation(body["id"])
+            if change.kind is not Kind.SUBNET:
+                self._failed(f"deleting {label}", e)
+                return
+            # Allocated from since the plan read it.
+            self._kept(f"{label} is no longer in {self.source} but is in use ({e.message}); kept")
         except NotFound:
             pass
         except IpamError as e:
@@ -208,29 +126,57 @@ class Applier:
         else:
             self._changed(f"{label} deleted (no longer in {self.source})")
 
-    async def _converge_reservation(self, reservation: dict[str, Any], current: Mapping[str, Any] | None) -> None:
-        label = f"reservation of {reservation['address']} in subnet {reservation['subnet']}"
+    async def _converge(self, change: Change) -> None:
+        label = _label(change)
+        desired = change.desired
+        assert desired is not None
         try:
-            if current is None:
+            if change.action is Action.CREATE:
                 try:
-                    await self.ipam.create_reservation(reservation, origin=ORIGIN)
+                    await self._create(desired)
                 except AlreadyExists:
-                    if not await _found(
-                        self._reservation_at(reservation), lambda found: _same_reservation(found, reservation)
-                    ):
+                    # Another daemon on the same database may have applied the same file first.
+                    if not await self._made_by_a_peer(desired):
                         raise
                     return
                 self._changed(f"{label} created")
-            elif current["origin"] != ORIGIN:
-                self._kept(
-                    f"{label} exists with origin {current['origin']}; the declaration in {self.source} is ignored"
-                )
-            elif not _same_reservation(current, reservation):
-                await self.ipam.delete_reservation(current["id"])
-                await self.ipam.create_reservation(reservation, origin=ORIGIN)
+            elif change.action is Action.PATCH:
+                await self.ipam.patch_subnet(change.key, desired.patch())
+                self._changed(f"{label} updated")
+            elif change.action is Action.REPLACE:
+                await self.ipam.replace_pool(change.key, desired.request(), origin=ORIGIN)
+                self._changed(f"{label} replaced")
+            else:
+                assert change.action is Action.RECREATE and change.current is not None
+                assert change.current.id is not None
+                await self.ipam.delete_reservation(change.current.id)
+                await self.ipam.create_reservation(desired.request(), origin=ORIGIN)
                 self._changed(f"{label} replaced")
         except IpamError as e:
             self._failed(label, e)
+
+    async def _create(self, desired: Declared) -> None:
+        if desired.kind is Kind.SUBNET:
+            await self.ipam.create_subnet(desired.request(), origin=ORIGIN)
+        elif desired.kind is Kind.POOL:
+            await self.ipam.create_pool(desired.request(), origin=ORIGIN)
+        else:
+            await self.ipam.create_reservation(desired.request(), origin=ORIGIN)
+
+    async def _made_by_a_peer(self, desired: Declared) -> bool:
+        """Returns whether the object a create collided with is this file's, as declared."""
+        try:
+            if desired.kind is Kind.SUBNET:
+                found = await self.ipam.get_subnet(desired.key)
+            elif desired.kind is Kind.POOL:
+                found = await self.ipam.get_pool(desired.key)
+            else:
+                found = await self._reservation_at(desired.spec)
+        except NotFound:
+            # The collision was with something else (an overlapping CIDR, say): report that.
+            return False
+        held = Existing.of(desired.kind, found)
+        return held.origin == ORIGIN and held.spec == desired.spec
 
     async def _reservation_at(self, reservation: Mapping[str, Any]) -> dict[str, Any]:
         for body in await self.ipam.list_reservations():
@@ -239,24 +185,13 @@ class Applier:
         raise NotFound(f"no reservation of {reservation['address']} in subnet {reservation['subnet']}")
 
 
-async def _found(lookup: Awaitable[dict[str, Any]], same: Callable[[dict[str, Any]], bool]) -> bool:
-    """Returns whether the object a create collided with is this file's, as declared (created by a peer daemon)."""
-    try:
-        found = await lookup
-    except NotFound:
-        # The collision was with something else (an overlapping CIDR, say): report that.
-        return False
-    return bool(found["origin"] == ORIGIN and same(found))
-
-
-def _same_reservation(current: Mapping[str, Any], reservation: Mapping[str, Any]) -> bool:
-    return all(current.get(key) == reservation[key] for key in ("mac", "owner", "note"))
-
-
-def _same_pool(current: Mapping[str, Any], pool: Mapping[str, Any]) -> bool:
-    return all(current.get(key) == pool.get(key) for key in ("subnet", *RULE_FIELDS)) and list(current["ips"]) == list(
-        pool["ips"]
-    )
+def _label(change: Change) -> str:
+    """Names the object of a change in the log: ``subnet lab``, ``reservation of 192.0.2.7 in subnet lab``."""
+    if change.kind is not Kind.RESERVATION:
+        return f"{change.kind} {change.key}"
+    object_ = change.desired or change.current
+    assert object_ is not None
+    return f"reservation of {object_.spec['address']} in subnet {object_.spec['subnet']}"
 
 
 RetentionSetter = Callable[[float | None], None]

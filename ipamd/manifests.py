@@ -28,6 +28,7 @@ import yaml
 from ipamd.core import identity
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac
+from ipamd.core.converge import Declared, Kind
 from ipamd.core.history import parse_duration
 from ipamd.core.placement import parse_placement
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
@@ -69,16 +70,18 @@ KUBEOVN_REASONS = {
 
 @dataclass(frozen=True)
 class DesiredState:
-    """The file, validated: subnets by name (canonical form), pools by name, reservations by (subnet, address)."""
+    """The file, validated: subnets and pools by name, reservations by ``SUBNET/ADDRESS``."""
 
-    subnets: dict[str, dict[str, Any]]
-    pools: dict[str, dict[str, Any]]
-    reservations: dict[tuple[str, str], dict[str, Any]]
+    subnets: dict[str, Declared]
+    pools: dict[str, Declared]
+    reservations: dict[str, Declared]
     cluster_name: str | None = None
-    # Subnets declared with ``force: true`` (ipamd.core.sanity): said again on each change.
-    forced: frozenset[str] = frozenset()
     # Seconds; None: the file does not say.
     history_retention: float | None = None
+
+    @property
+    def objects(self) -> list[Declared]:
+        return [*self.subnets.values(), *self.pools.values(), *self.reservations.values()]
 
 
 def parse_config_text(text: str, *, source: str) -> DesiredState:
@@ -113,40 +116,34 @@ def parse_config(raw: object, *, source: str) -> DesiredState:
             raise InvalidInput(f"{source}: {name}: expected a list", field="config")
         sections[name] = entries
 
-    subnets: dict[str, dict[str, Any]] = {}
-    forced: set[str] = set()
+    subnets: dict[str, Declared] = {}
     for index, entry in enumerate(sections["subnets"]):
         with _located(source, f"subnets[{index}]"):
-            spec = requested_subnet(entry).to_json()
-            if spec["name"] in subnets:
-                raise InvalidInput(f"subnet {spec['name']} is declared twice")
-            subnets[spec["name"]] = spec
-            if force_of(entry):
-                forced.add(spec["name"])
+            # force (ipamd.core.sanity) is said again with each change, never compared.
+            subnet = Declared.of(Kind.SUBNET, requested_subnet(entry).to_json(), force=force_of(entry))
+            if subnet.key in subnets:
+                raise InvalidInput(f"subnet {subnet.key} is declared twice")
+            subnets[subnet.key] = subnet
 
-    pools: dict[str, dict[str, Any]] = {}
+    pools: dict[str, Declared] = {}
     for index, entry in enumerate(sections["pools"]):
         with _located(source, f"pools[{index}]"):
-            pool = _config_pool(entry)
-            if pool["name"] in pools:
-                raise InvalidInput(f"pool {pool['name']} is declared twice")
-            pools[pool["name"]] = pool
+            pool = Declared.of(Kind.POOL, _config_pool(entry))
+            if pool.key in pools:
+                raise InvalidInput(f"pool {pool.key} is declared twice")
+            pools[pool.key] = pool
 
-    reservations: dict[tuple[str, str], dict[str, Any]] = {}
+    reservations: dict[str, Declared] = {}
     for index, entry in enumerate(sections["reservations"]):
         with _located(source, f"reservations[{index}]"):
-            reservation = _config_reservation(entry)
-            key = (reservation["subnet"], reservation["address"])
-            if key in reservations:
-                raise InvalidInput(f"{key[1]} in subnet {key[0]} is reserved twice")
-            reservations[key] = reservation
+            reservation = Declared.of(Kind.RESERVATION, _config_reservation(entry))
+            if reservation.key in reservations:
+                raise InvalidInput(
+                    f"{reservation.spec['address']} in subnet {reservation.spec['subnet']} is reserved twice"
+                )
+            reservations[reservation.key] = reservation
     return DesiredState(
-        subnets,
-        pools,
-        reservations,
-        cluster_name,
-        frozenset(forced),
-        _history_retention(raw.get("history"), source=source),
+        subnets, pools, reservations, cluster_name, _history_retention(raw.get("history"), source=source)
     )
 
 
