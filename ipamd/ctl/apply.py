@@ -1,25 +1,25 @@
 """``ipamctl apply``: make the daemon hold what the manifests say, idempotently.
 
-Subnets are created, or patched with the whole declared spec when they differ; pools and
-reservations cannot be edited in the API, so a changed one is deleted and created again.
-Applying the same file twice changes nothing the second time.
+Each manifest in turn is compared with what the daemon holds under its name, and
+ipamd.core.converge's plan says what to do: subnets are created, or patched with the whole
+declared spec when they differ; a changed pool is replaced in one request; a reservation
+cannot be edited, so a changed one is deleted and created again. Nothing is deleted for
+being left out. Applying the same file twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from ipamd.core.addresses import ip_text
-from ipamd.core.placement import RULE_FIELDS
+from ipamd.core.converge import Action, Declared, Existing, Kind, key_of, plan, spec_of
 from ipamd.core.pool import canonical_pool, canonical_reservation
 from ipamd.core.sanity import force_of
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, requested_subnet
 from ipamd.ctl.client import Client, CtlError, segment
 from ipamd.errors import InvalidInput
 from ipamd.manifests import Manifest
-
-SUBNET_SPEC_KEYS = ("name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns")
 
 
 def apply_all(
@@ -31,7 +31,7 @@ def apply_all(
         for warning in manifest.warnings:
             warn(f"warning: {warning}")
         try:
-            action = APPLIERS[manifest.kind](client, manifest, warn)
+            action = apply_one(client, manifest, warn)
         except (InvalidInput, CtlError) as e:
             warn(f"error: {manifest.ref} ({manifest.where}): {e.message}")
             failures += 1
@@ -40,13 +40,65 @@ def apply_all(
     return failures
 
 
-def _spec_of(subnet: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec fields of a subnet as the API shows it; placement rules only when set, as
-    ``SubnetSpec.to_json`` writes them."""
-    return {
-        **{key: subnet.get(key) for key in SUBNET_SPEC_KEYS},
-        **{key: subnet[key] for key in RULE_FIELDS if subnet.get(key) is not None},
-    }
+def apply_one(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
+    """Applies one manifest; returns what happened, as kubectl says it."""
+    desired = _declared(client, manifest)
+    current = _held(client, desired)
+    changes = plan([desired], [] if current is None else [Existing.of(desired.kind, current)])
+    if not changes:
+        return "unchanged"
+    [change] = changes
+    if change.action is Action.CREATE:
+        client.post(f"/v1/{desired.kind}s", desired.request())
+        return "created"
+    assert change.current is not None
+    _warn_managed(change.current, manifest, warn)
+    if change.action is Action.PATCH:
+        client.patch(f"/v1/subnets/{segment(desired.key)}", desired.patch())
+        return "configured"
+    if change.action is Action.REPLACE:
+        if change.current.in_use:
+            warn(
+                f"warning: {manifest.ref} has {change.current.in_use} member(s) allocated; "
+                "they keep their addresses but leave the pool"
+            )
+        client.put(f"/v1/pools/{segment(desired.key)}", desired.request())
+        return "configured"
+    assert change.action is Action.RECREATE
+    client.delete(f"/v1/reservations/{change.current.id}")
+    client.post("/v1/reservations", desired.request())
+    return "configured (replaced)"
+
+
+def _declared(client: Client, manifest: Manifest) -> Declared:
+    """Returns what the manifest declares, in the API's canonical form. Pools and
+    reservations are checked against their subnet as the daemon holds it."""
+    if manifest.kind == Kind.SUBNET:
+        return Declared.of(Kind.SUBNET, requested_subnet(manifest.body).to_json(), force=force_of(manifest.body))
+    subnet = _subnet_spec(client, manifest.body.get("subnet"))
+    if manifest.kind == Kind.POOL:
+        return Declared.of(Kind.POOL, canonical_pool(manifest.body, subnet=subnet).to_json())
+    spec = canonical_reservation(manifest.body, subnet=subnet)
+    address = ip_text(spec.address, spec.version)
+    return Declared.of(
+        Kind.RESERVATION,
+        {"subnet": spec.subnet, "address": address, "mac": spec.mac, "owner": spec.owner, "note": spec.note},
+    )
+
+
+def _held(client: Client, desired: Declared) -> dict[str, Any] | None:
+    """Returns the object the daemon holds under the declared one's name, if any."""
+    if desired.kind is not Kind.RESERVATION:
+        found: dict[str, Any] | None = client.find(f"/v1/{desired.kind}s/{segment(desired.key)}")
+        return found
+    return next(
+        (
+            reservation
+            for reservation in client.get("/v1/reservations")["items"]
+            if key_of(Kind.RESERVATION, reservation) == desired.key
+        ),
+        None,
+    )
 
 
 def _subnet_spec(client: Client, name: object) -> SubnetSpec:
@@ -56,76 +108,13 @@ def _subnet_spec(client: Client, name: object) -> SubnetSpec:
     subnet = client.find(f"/v1/subnets/{segment(name)}")
     if subnet is None:
         raise CtlError(f"subnet {name} not found; apply it first (subnets in the same file are applied first)")
-    return canonical_subnet(_spec_of(subnet))
+    return canonical_subnet(spec_of(Kind.SUBNET, subnet))
 
 
-def _warn_managed(current: Mapping[str, Any], manifest: Manifest, warn: Callable[[str], None]) -> None:
-    if current.get("origin") == "config":
+def _warn_managed(current: Existing, manifest: Manifest, warn: Callable[[str], None]) -> None:
+    if current.origin == "config":
         warn(f"warning: {manifest.ref} is declared in the daemon's --config file; its next reload undoes this change")
-    elif current.get("origin") == "inline":
+    elif current.origin == "inline":
         warn(
             f"warning: {manifest.ref} was created from a NAD's inline range; attachments of that NAD may no longer match it"
         )
-
-
-def apply_subnet(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
-    desired = requested_subnet(manifest.body).to_json()
-    # force (ipamd.core.sanity) goes with the request, never into the spec compared below.
-    request = {**desired, "force": True} if force_of(manifest.body) else desired
-    current = client.find(f"/v1/subnets/{segment(manifest.name)}")
-    if current is None:
-        client.post("/v1/subnets", request)
-        return "created"
-    if _spec_of(current) == desired:
-        return "unchanged"
-    _warn_managed(current, manifest, warn)
-    # The whole spec, not a diff: a field left out of the manifest returns to its default
-    # (a rule left out is dropped: PATCH keeps what it is not told to change).
-    client.patch(f"/v1/subnets/{segment(manifest.name)}", {**{key: None for key in RULE_FIELDS}, **request})
-    return "configured"
-
-
-def apply_pool(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
-    spec = canonical_pool(manifest.body, subnet=_subnet_spec(client, manifest.body.get("subnet")))
-    desired = spec.to_json()
-    current = client.find(f"/v1/pools/{segment(manifest.name)}")
-    if current is None:
-        client.post("/v1/pools", desired)
-        return "created"
-    if {
-        key: current[key] for key in ("name", "subnet", "ips", *RULE_FIELDS) if current.get(key) is not None
-    } == desired:
-        return "unchanged"
-    _warn_managed(current, manifest, warn)
-    if int(current.get("usage", {}).get("used", 0)):
-        warn(
-            f"warning: {manifest.ref} has {current['usage']['used']} member(s) allocated; they keep their addresses but leave the pool"
-        )
-    client.put(f"/v1/pools/{segment(manifest.name)}", desired)
-    return "configured"
-
-
-def apply_reservation(client: Client, manifest: Manifest, warn: Callable[[str], None]) -> str:
-    spec = canonical_reservation(manifest.body, subnet=_subnet_spec(client, manifest.body.get("subnet")))
-    address = ip_text(spec.address, spec.version)
-    desired = {"subnet": spec.subnet, "address": address, "mac": spec.mac, "owner": spec.owner, "note": spec.note}
-    current = next(
-        (r for r in client.get("/v1/reservations")["items"] if r["subnet"] == spec.subnet and r["address"] == address),
-        None,
-    )
-    if current is None:
-        client.post("/v1/reservations", desired)
-        return "created"
-    if all(current.get(key) == desired[key] for key in ("mac", "owner", "note")):
-        return "unchanged"
-    _warn_managed(current, manifest, warn)
-    client.delete(f"/v1/reservations/{current['id']}")
-    client.post("/v1/reservations", desired)
-    return "configured (replaced)"
-
-
-APPLIERS: dict[str, Callable[[Client, Manifest, Callable[[str], None]], str]] = {
-    "subnet": apply_subnet,
-    "pool": apply_pool,
-    "reservation": apply_reservation,
-}

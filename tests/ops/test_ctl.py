@@ -573,3 +573,31 @@ def test_history_pages_and_filters(daemon: Daemon, ctl: Ctl, monkeypatch: pytest
     assert ctl("history", "192.0.2.12", "--limit", "0").err.strip() == "ipamctl: --limit 0: expected 1 to 1000"
     bad_token = ctl("history", "192.0.2.12", "--continue", "nonsense")
     assert bad_token.code == 1 and "continue: not a continue token of this endpoint" in bad_token.err
+
+
+def test_apply_over_the_config_file_warns_that_a_reload_undoes_it(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "ipamd.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "subnets": [{"name": "lab", "cidrBlock": "198.51.100.0/24", "provider": "lab.default"}],
+                "pools": [{"name": "web", "subnet": "lab", "ips": ["198.51.100.20..198.51.100.29"]}],
+            }
+        )
+    )
+    daemon = Daemon(tmp_path, database_url, extra_args=("--config", str(config))).start()
+    try:
+        manifest = tmp_path / "web.yaml"
+        manifest.write_text(IPAMD_MANIFESTS.split("---\n")[0].replace("198.51.100.20..198.51.100.29", "198.51.100.30"))
+        ctl = Ctl(capsys, ["--socket", daemon.socket])
+        run = ctl.ok("apply", "-f", str(manifest))
+        assert run.out.splitlines() == ["pool/web configured"]
+        assert run.err.splitlines() == [
+            "warning: pool/web is declared in the daemon's --config file; its next reload undoes this change"
+        ]
+        assert daemon.client.get("/v1/pools/web").body["ips"] == ["198.51.100.30"]
+        assert ctl.ok("apply", "-f", str(manifest)).err == ""
+    finally:
+        daemon.stop()
