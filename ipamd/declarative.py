@@ -6,6 +6,8 @@ the objects it created from the file (``origin: config``) equal to the file: mis
 are created, changed subnets patched, changed pools and reservations replaced, removed
 ones deleted unless they still have live allocations (then kept, and said so in the log).
 Objects created over the API or from a NAD are never touched, even when the file names them.
+What to change, and in which order, is ipamd.core.converge's plan; the file's text is
+parsed by ipamd.manifests.
 
 I/O: reads the file; changes state only through ``Ipam``'s public methods.
 """
