@@ -25,6 +25,7 @@ from ipamd.api.auth import TokenTable, load_tokens
 from ipamd.api.connections import IDLE_TIMEOUT_SECONDS, ConnectionGuard
 from ipamd.config import Settings, check_listener, check_metrics_interval, cluster_name
 from ipamd.errors import InvalidInput, Unavailable
+from ipamd.lifecycle import Lifetime, cancel
 from ipamd.metrics import Metrics
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
@@ -145,6 +146,24 @@ class OwnSocket:
         return True
 
 
+@dataclass
+class SocketPath:
+    """The socket path this daemon claimed: the lock beside it and, once bound, the socket."""
+
+    path: str
+    lock: int
+    """The descriptor of the lock file (:func:`claim_socket_path`)."""
+    bound: OwnSocket | None = None
+
+    def release(self) -> None:
+        """Removes the socket if it is still ours, then lets the lock go."""
+        try:
+            if self.bound is not None:
+                self.bound.unlink()
+        finally:
+            os.close(self.lock)
+
+
 async def bind_socket(runner: web.AppRunner, path: str, gid: int | None) -> OwnSocket:
     """Binds the Unix socket, mode 0660 and owned by ``gid``; on failure leaves no file behind.
 
@@ -219,6 +238,14 @@ async def join_when_reachable(ipam: Ipam) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    """Runs the daemon until SIGTERM or SIGINT.
+
+    Each resource's stop is registered as soon as it exists (``ipamd.lifecycle``): shutdown,
+    and a start that fails half-way, stop them in the reverse order of start, logging a stop
+    that fails. The order: the socket path, the database engine, cluster registration,
+    Kubernetes mode, the configuration reloader, the HTTP server (its application stops the
+    metrics refresh, the history pruner and the database watch) with its connection guard.
+    """
     # Flags first: a refused listener must not wait for (or migrate) a database.
     listen_address = check_listener(settings)
     check_metrics_interval(settings)
@@ -229,109 +256,97 @@ async def serve(settings: Settings) -> None:
     cluster = cluster_name(settings, from_file=declared.cluster_name if declared is not None else None)
     url = normalize_url(settings.database_url)
     tokens: TokenTable | None = load_tokens(settings.token_file) if settings.token_file else None
-    # Before the database: a second daemon on a live socket gives up at once, changing nothing.
-    socket_lock = claim_socket_path(settings.socket)
-    database = open_database(url)
-    log.info("database %s", safe_url(url))
-    if settings.migrate:
-        await migrate_when_reachable(database, url)
-    ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes, cluster=cluster)
-    # Nothing is allocated before the database says this cluster may use it (SQLite refuses
-    # a second one). Migrated, it answers now; without migrating, the daemon serves
-    # meanwhile, as it does while the schema is not the newest.
-    ipam.unregistered = f"cluster {cluster} is not registered in the database yet"
-    joining = asyncio.create_task(join_when_reachable(ipam), name="cluster registration")
-    if settings.migrate:
-        await joining
-    # Before Kubernetes mode: its reconciler counts into them.
-    metrics = Metrics(cluster=cluster, read_usage=ipam.usage, refresh_interval=settings.metrics_interval)
-    policy: AttachmentPolicy | None = None
-    stop_kubernetes: Callable[[], Awaitable[None]] | None = None
-    adopt: Callable[[], Awaitable[object]] | None = None
-    if settings.kubernetes:
-        # Imported here: a standalone daemon never loads kubernetes_asyncio.
-        from ipamd.k8s import runtime as k8s_runtime
-
-        kubernetes = await k8s_runtime.start(ipam, settings, on_reconciler_released=metrics.reconciler_released)
-        policy, stop_kubernetes = kubernetes.policy, kubernetes.stop
-        if settings.adopt_annotations:
-            adopt = kubernetes.adopt_annotations
-    history_retention = (
-        retention.DEFAULT_RETENTION if settings.history_retention is None else settings.history_retention
-    )
-    app = create_app(
-        ipam,
-        policy=policy,
-        tokens=tokens,
-        metrics=metrics,
-        history_retention=history_retention,
-    )
-    stops: list[Callable[[], Awaitable[None]]] = []
-    # The declared configuration goes in before the first request can see the subnets.
-    stop_config = await declarative.start_hook(ipam, settings, app)
-    if stop_config is not None:
-        stops.append(stop_config)
-    if adopt is not None:
-        # After the declared subnets exist, before the socket opens: no ADD can be served
-        # an address a running pod still carries.
-        await adopt()
-
-    # Connections that do not finish a request are closed after a bounded time (idle, a
-    # trickled head: the guard; a trickled body: api/body.py), then lingering ends quickly.
-    guard = ConnectionGuard(idle_timeout=IDLE_TIMEOUT_SECONDS)
-    app.middlewares.insert(0, guard.middleware)
-    runner = web.AppRunner(
-        app,
-        shutdown_timeout=settings.shutdown_timeout,
-        handle_signals=False,
-        keepalive_timeout=IDLE_TIMEOUT_SECONDS,
-        lingering_time=LINGER_SECONDS,
-    )
-    await runner.setup()
-    assert runner.server is not None
-    guard.start(runner.server)
-    own_socket = await bind_socket(runner, settings.socket, socket_gid)
-    log.info("serving on unix:%s", settings.socket)
-    if listen_address is not None:
-        host, port = listen_address
-        try:
-            await web.TCPSite(runner, host, port).start()
-        except OSError as e:
-            own_socket.unlink()
-            raise InvalidInput(f"cannot listen on tcp:{settings.listen}: {e.strerror or e}", field="listen") from e
-        if tokens is None:
-            log.warning(
-                "serving on tcp:%s WITHOUT tokens (--insecure-read-only): every read is open to anyone who reaches it; "
-                "writes are refused",
-                settings.listen,
-            )
-        else:
-            log.info("serving on tcp:%s (bearer tokens)", settings.listen)
-
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
-    # A refused registration (another cluster's SQLite file) ends the daemon like a signal.
-    joining.add_done_callback(lambda task: stopping.set() if not task.cancelled() and task.exception() else None)
-    await stopping.wait()
-    if not joining.done():
-        joining.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+    async with Lifetime(log) as lifetime:
+        # Before the database: a second daemon on a live socket gives up at once, changing nothing.
+        socket_path = SocketPath(settings.socket, claim_socket_path(settings.socket))
+        lifetime.on_stop("the unix socket", socket_path.release)
+        database = open_database(url)
+        lifetime.on_stop("the database engine", database.dispose)
+        log.info("database %s", safe_url(url))
+        if settings.migrate:
+            await migrate_when_reachable(database, url)
+        ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes, cluster=cluster)
+        # Nothing is allocated before the database says this cluster may use it (SQLite refuses
+        # a second one). Migrated, it answers now; without migrating, the daemon serves
+        # meanwhile, as it does while the schema is not the newest.
+        ipam.unregistered = f"cluster {cluster} is not registered in the database yet"
+        joining = asyncio.create_task(join_when_reachable(ipam), name="cluster registration")
+        lifetime.task(joining)
+        if settings.migrate:
             await joining
-    refused = None if joining.cancelled() else joining.exception()
-    log.info("shutting down: finishing in-flight requests")
-    for stop in reversed(stops):
-        with contextlib.suppress(Exception):
-            await stop()
-    await guard.stop()
-    await runner.cleanup()
-    if stop_kubernetes is not None:
-        # After the in-flight requests: their write-backs and Events still need the client.
-        await stop_kubernetes()
-    own_socket.unlink()
-    os.close(socket_lock)
-    await ipam.close()
+        # Before Kubernetes mode: its reconciler counts into them.
+        metrics = Metrics(cluster=cluster, read_usage=ipam.usage, refresh_interval=settings.metrics_interval)
+        policy: AttachmentPolicy | None = None
+        adopt: Callable[[], Awaitable[object]] | None = None
+        if settings.kubernetes:
+            # Imported here: a standalone daemon never loads kubernetes_asyncio.
+            from ipamd.k8s import runtime as k8s_runtime
+
+            # Stopped after the HTTP server: the in-flight requests' write-backs and Events
+            # still need the client.
+            kubernetes = await k8s_runtime.start(
+                ipam, settings, lifetime, on_reconciler_released=metrics.reconciler_released
+            )
+            policy = kubernetes.policy
+            if settings.adopt_annotations:
+                adopt = kubernetes.adopt_annotations
+        history_retention = (
+            retention.DEFAULT_RETENTION if settings.history_retention is None else settings.history_retention
+        )
+        app = create_app(ipam, policy=policy, tokens=tokens, metrics=metrics, history_retention=history_retention)
+        # The declared configuration goes in before the first request can see the subnets.
+        stop_config = await declarative.start_hook(ipam, settings, app)
+        if stop_config is not None:
+            lifetime.on_stop("the configuration reloader", stop_config)
+        if adopt is not None:
+            # After the declared subnets exist, before the socket opens: no ADD can be served
+            # an address a running pod still carries.
+            await adopt()
+
+        # Connections that do not finish a request are closed after a bounded time (idle, a
+        # trickled head: the guard; a trickled body: api/body.py), then lingering ends quickly.
+        guard = ConnectionGuard(idle_timeout=IDLE_TIMEOUT_SECONDS)
+        app.middlewares.insert(0, guard.middleware)
+        runner = web.AppRunner(
+            app,
+            shutdown_timeout=settings.shutdown_timeout,
+            handle_signals=False,
+            keepalive_timeout=IDLE_TIMEOUT_SECONDS,
+            lingering_time=LINGER_SECONDS,
+        )
+        await runner.setup()
+        # Finishes the in-flight requests, then the application's own background tasks.
+        lifetime.on_stop("the HTTP server", runner.cleanup)
+        assert runner.server is not None
+        guard.start(runner.server)
+        lifetime.on_stop("the connection guard", guard.stop)
+        socket_path.bound = await bind_socket(runner, settings.socket, socket_gid)
+        log.info("serving on unix:%s", settings.socket)
+        if listen_address is not None:
+            host, port = listen_address
+            try:
+                await web.TCPSite(runner, host, port).start()
+            except OSError as e:
+                raise InvalidInput(f"cannot listen on tcp:{settings.listen}: {e.strerror or e}", field="listen") from e
+            if tokens is None:
+                log.warning(
+                    "serving on tcp:%s WITHOUT tokens (--insecure-read-only): every read is open to anyone who reaches "
+                    "it; writes are refused",
+                    settings.listen,
+                )
+            else:
+                log.info("serving on tcp:%s (bearer tokens)", settings.listen)
+
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        loop.add_signal_handler(signal.SIGINT, stopping.set)
+        # A refused registration (another cluster's SQLite file) ends the daemon like a signal.
+        joining.add_done_callback(lambda task: stopping.set() if not task.cancelled() and task.exception() else None)
+        await stopping.wait()
+        await cancel(joining)
+        refused = None if joining.cancelled() else joining.exception()
+        log.info("shutting down: finishing in-flight requests")
     if refused is not None:
         raise refused
     log.info("stopped")

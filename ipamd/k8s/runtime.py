@@ -1,8 +1,8 @@
 """Kubernetes mode, assembled: client, the node's pod watch, policy, Lease and reconciler.
 
 ``start`` builds everything for ``ipamd serve --kubernetes`` and starts the long-lived
-tasks under a guard that logs an unexpected exit and restarts the task with backoff;
-``KubernetesMode.stop`` ends them, gives the Lease up and closes the client. The API
+tasks under a guard that logs an unexpected exit and restarts the task with backoff; the
+daemon's ``Lifetime`` ends them, gives the Lease up and closes the client. The API
 server being unreachable at start-up is not fatal: the tasks retry, and ADDs answer
 "try again later" (CNI code 11) until it answers.
 """
@@ -28,6 +28,7 @@ from ipamd.k8s.reconciler import Reconciler
 from ipamd.k8s.singlenode import SingleNodeClaim
 from ipamd.k8s.watch import Backoff, Informer
 from ipamd.k8s.writeback import AnnotationWriter
+from ipamd.lifecycle import Lifetime, cancel
 from ipamd.service import Ipam
 
 log = logging.getLogger("ipamd.k8s")
@@ -79,37 +80,42 @@ class KubernetesMode:
     reconciler: Reconciler
     writer: AnnotationWriter
     node: str = ""
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    started_later: list[asyncio.Task[None]] = field(default_factory=list)
+    """Tasks started on demand while the daemon serves (the namespace watch)."""
 
     async def adopt_annotations(self) -> tuple[int, int]:
         """Adopts the node's running pods' Kube-OVN results (``--adopt-annotations``)."""
         return await adopt_node_annotations(self.policy.ipam, self.client, self.policy.recorder, node=self.node)
 
     def spawn(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        self.tasks.append(asyncio.create_task(guarded(name, body), name=name))
+        """Starts a guarded task while the daemon serves; it stops with the tasks started with the mode."""
+        self.started_later.append(asyncio.create_task(guarded(name, body), name=name))
 
-    async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
-        await self.elector.release()
-        await self.writer.stop()
-        await self.client.close()
-        log.info("kubernetes mode stopped")
+    async def stop_started_later(self) -> None:
+        while self.started_later:
+            await cancel(self.started_later.pop())
 
 
 async def start(
-    ipam: Ipam, settings: Settings, *, on_reconciler_released: Callable[[int], None] | None = None
+    ipam: Ipam,
+    settings: Settings,
+    lifetime: Lifetime,
+    *,
+    on_reconciler_released: Callable[[int], None] | None = None,
 ) -> KubernetesMode:
     """Connects to the API server and starts the pod watch, the Lease and the reconciler
-    (which tells ``on_reconciler_released`` how many allocations each pass released)."""
+    (which tells ``on_reconciler_released`` how many allocations each pass released).
+
+    Everything started here stops when ``lifetime`` ends, in the reverse order: the tasks,
+    then the Lease is given up, pending write-backs end and the client closes.
+    """
+    lifetime.on_stop("kubernetes mode", lambda: log.info("kubernetes mode stopped"))
     client = await KubeClient.connect(settings.kubeconfig)
+    lifetime.on_stop("the Kubernetes client", client.close)
     node = settings.node_name
     pods = Informer(client, "/api/v1/pods", field_selector=f"spec.nodeName={node}", name=f"pods of node {node}")
     writer = AnnotationWriter(client)
+    lifetime.on_stop("the annotation write-back", writer.stop)
     # A SQLite file serves one node: only the node holding the cluster-wide claim allocates.
     claim = (
         SingleNodeClaim(client, namespace=lease_namespace(), node=node) if ipam.database.dialect == "sqlite" else None
@@ -128,6 +134,7 @@ async def start(
     )
     pods.handler = policy.on_pod_event
     elector = LeaseElector(client, namespace=lease_namespace(), identity=node)
+    lifetime.on_stop("the Lease", elector.release)
     reconciler = Reconciler(
         ipam,
         client,
@@ -139,12 +146,17 @@ async def start(
     mode = KubernetesMode(
         client=client, policy=policy, pods=pods, elector=elector, reconciler=reconciler, writer=writer, node=node
     )
-    mode.spawn("pod watch", pods.run)
-    mode.spawn("node watch", labels.node_watch.run)
-    mode.spawn("lease", elector.run)
-    mode.spawn("reconciler", reconciler.run)
+    lifetime.on_stop("the tasks started while serving", mode.stop_started_later)
+    tasks: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+        ("pod watch", pods.run),
+        ("node watch", labels.node_watch.run),
+        ("lease", elector.run),
+        ("reconciler", reconciler.run),
+    ]
     if claim is not None:
-        mode.spawn("sqlite claim", claim.run)
+        tasks.append(("sqlite claim", claim.run))
+    for name, body in tasks:
+        lifetime.task(asyncio.create_task(guarded(name, body), name=name))
     log.info(
         "kubernetes mode: api %s, node %s, lease %s/%s, reconcile every %gs, release grace %gs",
         client.host,
