@@ -6,8 +6,9 @@ batch leaves the database alone for as long as the batch took. On SQLite a batch
 one writer every allocation waits for: it is 100 events, a few milliseconds (each deleted
 event touches its own page of the history index; 1,000 took 165 ms on a loaded 2-core
 machine, docs/benchmarks.md), and pruning takes at most half of the writer's time. On
-PostgreSQL a batch of 1,000 locks only the rows it deletes, which nothing else writes. Rounds come every quarter of the retention, between
-``MIN_PERIOD`` and ``MAX_PERIOD`` seconds. With several daemons on one PostgreSQL database
+PostgreSQL a batch of 1,000 locks only the rows it deletes, which nothing else writes.
+Rounds come every quarter of the retention, between ``MIN_PERIOD`` and ``MAX_PERIOD``
+seconds. With several daemons on one PostgreSQL database
 one prunes at a time (an advisory lock; the others skip the round).
 
 A failing round is logged once, when pruning starts failing, and once when it works again;

@@ -265,7 +265,7 @@ async def serve(settings: Settings) -> None:
         log.info("database %s", safe_url(url))
         if settings.migrate:
             await migrate_when_reachable(database, url)
-        ipam = Ipam(database, node=settings.node_name, release_on_del=not settings.kubernetes, cluster=cluster)
+        ipam = Ipam(database, node=settings.node_name, cluster=cluster)
         # Nothing is allocated before the database says this cluster may use it (SQLite refuses
         # a second one). Migrated, it answers now; without migrating, the daemon serves
         # meanwhile, as it does while the schema is not the newest.

@@ -1,13 +1,13 @@
-"""Alembic environment: runs on a connection handed over by ``ipamd.store.migrate``.
+"""Alembic environment: runs on the connection ``ipamd.store`` hands over.
 
-The daemon migrates over its own async engine, so this file never creates an engine of
-its own when a connection is given; the offline/standalone path exists for `alembic` CLI use.
+The daemon (and ``ipamd db upgrade``) migrate over their own engine and lock (see
+``ipamd.store.engine.upgrade``), so this file never creates an engine; there is no
+``alembic.ini`` for the ``alembic`` command to run without one.
 """
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine
 
 from ipamd.store.schema import metadata
 
@@ -26,10 +26,6 @@ def run_on(connection) -> None:  # type: ignore[no-untyped-def]
 
 
 connection = config.attributes.get("connection")
-if connection is not None:
-    run_on(connection)
-else:
-    url = config.get_main_option("sqlalchemy.url") or ""
-    sync_url = url.replace("+aiosqlite", "").replace("+asyncpg", "+psycopg")
-    with create_engine(sync_url).connect() as sync_connection:
-        run_on(sync_connection)
+if connection is None:
+    raise RuntimeError("migrations run through ipamd (ipamd db upgrade), which hands alembic a connection")
+run_on(connection)

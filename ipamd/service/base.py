@@ -100,7 +100,6 @@ class ServiceBase:
         database: Database | AsyncEngine,
         *,
         node: str | None = None,
-        release_on_del: bool = True,
         cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
@@ -108,8 +107,6 @@ class ServiceBase:
         # The cluster this daemon serves: part of every attachment identity it looks up or
         # creates (subnets, pools and reservations are shared by every cluster).
         self.cluster = cluster
-        # In Kubernetes mode the pod lifecycle releases addresses, not CNI DEL.
-        self.release_on_del = release_on_del
         # Subnet rows are locked (FOR UPDATE) on PostgreSQL only: SQLite has one writer anyway.
         self._row_locks = self.database.dialect != "sqlite"
         # PostgreSQL releases through a server-side function (migration 0009).

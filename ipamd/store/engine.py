@@ -129,10 +129,6 @@ def configure_sqlite(engine: Engine) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def is_sqlite(engine: AsyncEngine) -> bool:
-    return engine.dialect.name == "sqlite"
-
-
 def reader(engine: AsyncEngine) -> AsyncEngine:
     """Returns a view of the engine whose connections only read (SQLite: no write lock)."""
     return engine.execution_options(**{READ_ONLY_OPTION: True})

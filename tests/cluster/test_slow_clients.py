@@ -1,7 +1,7 @@
 """Clients that hold connections without finishing requests: 2000 idle connections, clients
 trickling a request head or a body one byte a second. The daemon keeps answering everyone
 else promptly, its memory stays bounded, and it closes those connections after a bounded
-time (ipamd.server IDLE_TIMEOUT_SECONDS, ipamd.api.body BODY_TIMEOUT_SECONDS)."""
+time (ipamd.api.connections IDLE_TIMEOUT_SECONDS, ipamd.api.body BODY_TIMEOUT_SECONDS)."""
 
 from __future__ import annotations
 
