@@ -109,39 +109,22 @@ def parse_config(raw: object, *, source: str) -> DesiredState:
     if raw.get(CLUSTER_NAME) is not None:
         with _located(source, CLUSTER_NAME):
             cluster_name = identity.cluster_name(raw[CLUSTER_NAME], field=CLUSTER_NAME)
+    readers = {"subnets": _config_subnet, "pools": _config_pool, "reservations": _config_reservation}
     sections = {}
-    for name in SECTIONS - {"history"}:
+    for name in readers:
         entries = raw.get(name) or []
         if not isinstance(entries, list):
             raise InvalidInput(f"{source}: {name}: expected a list", field="config")
         sections[name] = entries
-
-    subnets: dict[str, Declared] = {}
-    for index, entry in enumerate(sections["subnets"]):
-        with _located(source, f"subnets[{index}]"):
-            # force (ipamd.core.sanity) is said again with each change, never compared.
-            subnet = Declared.of(Kind.SUBNET, requested_subnet(entry).to_json(), force=force_of(entry))
-            if subnet.key in subnets:
-                raise InvalidInput(f"subnet {subnet.key} is declared twice")
-            subnets[subnet.key] = subnet
-
-    pools: dict[str, Declared] = {}
-    for index, entry in enumerate(sections["pools"]):
-        with _located(source, f"pools[{index}]"):
-            pool = Declared.of(Kind.POOL, _config_pool(entry))
-            if pool.key in pools:
-                raise InvalidInput(f"pool {pool.key} is declared twice")
-            pools[pool.key] = pool
-
-    reservations: dict[str, Declared] = {}
-    for index, entry in enumerate(sections["reservations"]):
-        with _located(source, f"reservations[{index}]"):
-            reservation = Declared.of(Kind.RESERVATION, _config_reservation(entry))
-            if reservation.key in reservations:
-                raise InvalidInput(
-                    f"{reservation.spec['address']} in subnet {reservation.spec['subnet']} is reserved twice"
-                )
-            reservations[reservation.key] = reservation
+    declared: dict[str, dict[str, Declared]] = {name: {} for name in readers}
+    for name, read in readers.items():
+        for index, entry in enumerate(sections[name]):
+            with _located(source, f"{name}[{index}]"):
+                item = read(entry)
+                if item.key in declared[name]:
+                    raise InvalidInput(_declared_twice(item))
+                declared[name][item.key] = item
+    subnets, pools, reservations = declared["subnets"], declared["pools"], declared["reservations"]
     return DesiredState(
         subnets, pools, reservations, cluster_name, _history_retention(raw.get("history"), source=source)
     )
@@ -166,7 +149,19 @@ def _located(source: str, where: str) -> Iterator[None]:
         raise InvalidInput(f"{source}: {where}: {e.message}", field="config") from e
 
 
-def _config_pool(entry: object) -> dict[str, Any]:
+def _declared_twice(item: Declared) -> str:
+    if item.kind is Kind.RESERVATION:
+        return f"{item.spec['address']} in subnet {item.spec['subnet']} is reserved twice"
+    return f"{item.kind} {item.key} is declared twice"
+
+
+def _config_subnet(entry: object) -> Declared:
+    # force (ipamd.core.sanity) is said again with each change, never compared.
+    force = force_of(entry) if isinstance(entry, Mapping) else False
+    return Declared.of(Kind.SUBNET, requested_subnet(entry).to_json(), force=force)
+
+
+def _config_pool(entry: object) -> Declared:
     if not isinstance(entry, Mapping):
         raise InvalidInput("expected a mapping {name, subnet, ips}")
     reject_unknown(entry, POOL_FIELDS)
@@ -177,15 +172,16 @@ def _config_pool(entry: object) -> dict[str, Any]:
     if not isinstance(subnet, str):
         raise InvalidInput("required: the name of the subnet", field="subnet")
     # The daemon stores members as written, stripped, and rules as it writes them: compare in that form.
-    return {
+    pool = {
         "name": check_name(entry.get("name")),
         "subnet": subnet,
         "ips": [item.strip() for item in ips],
         **parse_placement(entry).to_json(),
     }
+    return Declared.of(Kind.POOL, pool)
 
 
-def _config_reservation(entry: object) -> dict[str, Any]:
+def _config_reservation(entry: object) -> Declared:
     if not isinstance(entry, Mapping):
         raise InvalidInput("expected a mapping {subnet, address, mac, owner, note}")
     reject_unknown(entry, RESERVATION_FIELDS)
@@ -203,7 +199,7 @@ def _config_reservation(entry: object) -> dict[str, Any]:
     for key in ("owner", "note"):
         if reservation[key] is not None and not isinstance(reservation[key], str):
             raise InvalidInput("expected a string", field=key)
-    return reservation
+    return Declared.of(Kind.RESERVATION, reservation)
 
 
 # ---------------------------------------------------------------------------- ipamctl apply's manifests
