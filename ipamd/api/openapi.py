@@ -10,16 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
-from ipamd.api.body import json_response
+from ipamd.api.body import MAX_ID, json_response
+from ipamd.core import identity
 from ipamd.core.history import DEFAULT_LIMIT, MAX_LIMIT, ORDERS
 from ipamd.core.placement import OPERATORS
+from ipamd.core.pool import RESERVATION_TEXT_MAX
+from ipamd.core.subnet import NAME_PATTERN, PRIORITY_MAX, PRIORITY_MIN
 from ipamd.errors import IpamError
 
 routes = web.RouteTableDef()
 
 Schema = dict[str, Any]
-
-NAME_PATTERN = r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$"
 
 
 def ref(name: str) -> Schema:
@@ -62,6 +63,7 @@ def error_codes() -> list[str]:
 STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
 COUNT: Schema = {"type": "integer", "minimum": 0}
+PRIORITY: Schema = {"type": "integer", "minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}
 STRINGS: Schema = {"type": "array", "items": STRING}
 TIMESTAMP: Schema = nullable({"type": "string", "format": "date-time"})
 
@@ -144,7 +146,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "SubnetInput": strict(
         {
-            "name": {"type": "string", "pattern": NAME_PATTERN, "description": "lowercase DNS-like name"},
+            "name": {"type": "string", "pattern": NAME_PATTERN.pattern, "description": "lowercase DNS-like name"},
             "cidrBlock": {
                 "type": "string",
                 "description": "one CIDR, or 'v4cidr,v6cidr' for dual stack",
@@ -157,7 +159,7 @@ SCHEMAS: dict[str, Schema] = {
                 {"type": "array", "items": STRING, "description": "addresses, a..b ranges or CIDRs"}
             ),
             "provider": nullable({"type": "string", "description": "the NAD's <name>.<namespace>"}),
-            "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            "priority": PRIORITY,
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
             "force": FORCE,
@@ -172,7 +174,7 @@ SCHEMAS: dict[str, Schema] = {
             "gateway": nullable(STRING),
             "excludeIps": nullable({"type": "array", "items": STRING}),
             "provider": nullable(STRING),
-            "priority": {"type": "integer", "minimum": -(2**31), "maximum": 2**31 - 1},
+            "priority": PRIORITY,
             "routes": nullable({"type": "array", "items": ref("RouteInput")}),
             "dns": nullable(ref("DnsInput")),
             "force": FORCE,
@@ -204,7 +206,7 @@ SCHEMAS: dict[str, Schema] = {
     "SubnetDeleted": shape({"deleted": STRING, "released": COUNT}),
     "PoolInput": strict(
         {
-            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "name": {"type": "string", "pattern": NAME_PATTERN.pattern},
             "subnet": STRING,
             "ips": {
                 "type": "array",
@@ -236,9 +238,13 @@ SCHEMAS: dict[str, Schema] = {
             "address": STRING,
             "mac": nullable(STRING),
             "owner": nullable(
-                {"type": "string", "maxLength": 1024, "description": "namespace/pod, or the pod name alone"}
+                {
+                    "type": "string",
+                    "maxLength": RESERVATION_TEXT_MAX,
+                    "description": "namespace/pod, or the pod name alone",
+                }
             ),
-            "note": nullable({"type": "string", "maxLength": 1024}),
+            "note": nullable({"type": "string", "maxLength": RESERVATION_TEXT_MAX}),
         },
         required=("subnet", "address"),
     ),
@@ -291,9 +297,14 @@ SCHEMAS: dict[str, Schema] = {
             "subnet": STRING,
             "owner": strict(
                 {
-                    "namespace": {"type": "string", "maxLength": 253},
-                    "pod": {"type": "string", "minLength": 1, "maxLength": 253},
-                    "interface": {"type": "string", "maxLength": 64},
+                    "namespace": {"type": "string", "maxLength": identity.NAMESPACE_MAX},
+                    "pod": {"type": "string", "minLength": 1, "maxLength": identity.POD_MAX},
+                    "interface": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": identity.INTERFACE_MAX_BYTES,
+                        "description": f"at most {identity.INTERFACE_MAX_BYTES} bytes (UTF-8)",
+                    },
                 },
                 required=("pod",),
             ),
@@ -372,18 +383,17 @@ SCHEMAS: dict[str, Schema] = {
             "network": STRING,
             "ipam": ref("CniIpam"),
             "cniVersion": STRING,
-            "validAttachments": nullable(
-                {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {"containerId": STRING, "ifName": STRING},
-                        "required": ["containerId", "ifName"],
-                    },
-                }
-            ),
+            "validAttachments": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"containerId": STRING, "ifName": STRING},
+                    "required": ["containerId", "ifName"],
+                },
+                "description": "every attachment the runtime still has (the CNI SPEC's cni.dev/valid-attachments)",
+            },
         },
-        required=("network", "ipam"),
+        required=("network", "ipam", "validAttachments"),
     ),
     "CniIp": shape({"address": STRING, "gateway": nullable(STRING), "family": {"type": "integer", "enum": [4, 6]}}),
     "CniAddResponse": shape(
@@ -477,9 +487,9 @@ def query_parameter(name: str, schema: Schema, description: str) -> Schema:
 
 SUBNET_NAME = path_parameter("name", STRING, "subnet name")
 POOL_NAME = path_parameter("name", STRING, "pool name")
-# The daemon reads ids of up to 18 digits.
 ADDRESS: Schema = {"anyOf": [{"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]}
-NUMERIC_ID: Schema = {"type": "integer", "minimum": 0, "maximum": 10**18 - 1}
+# Ids are 32-bit columns; the daemon refuses a larger one before it reaches the database.
+NUMERIC_ID: Schema = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
 RESERVATION_ID = path_parameter("id", NUMERIC_ID, "reservation id")
 ALLOCATION_ID = path_parameter("id", NUMERIC_ID, "allocation id")
 

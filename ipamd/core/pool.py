@@ -14,6 +14,8 @@ from ipamd.errors import InvalidInput
 
 POOL_FIELDS = frozenset({"name", "subnet", "ips", *RULE_FIELDS})
 RESERVATION_FIELDS = frozenset({"subnet", "address", "mac", "owner", "note"})
+# The longest owner or note a reservation keeps.
+RESERVATION_TEXT_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -105,8 +107,8 @@ def canonical_reservation(raw: object, *, subnet: SubnetSpec) -> ReservationSpec
     texts = {}
     for key in ("owner", "note"):
         value = raw.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > 1024):
-            raise InvalidInput("expected a string of at most 1024 characters", field=key)
+        if value is not None and (not isinstance(value, str) or len(value) > RESERVATION_TEXT_MAX):
+            raise InvalidInput(f"expected a string of at most {RESERVATION_TEXT_MAX} characters", field=key)
         texts[key] = value
     mac = raw.get("mac")
     return ReservationSpec(

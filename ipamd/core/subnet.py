@@ -20,7 +20,11 @@ from ipamd.core.intervals import Interval, normalize, subtract
 from ipamd.core.placement import NO_RULES, RULE_FIELDS, Placement, parse_placement
 from ipamd.errors import InvalidInput
 
+# Also the OpenAPI document's pattern, so written as ECMA-262 reads it too; matched whole
+# (fullmatch), since Python's ``$`` would also accept a trailing newline.
 NAME_PATTERN = re.compile(r"^[a-z0-9]([-a-z0-9._]{0,251}[a-z0-9])?$")
+# A subnet's priority is stored in a 32-bit column.
+PRIORITY_MIN, PRIORITY_MAX = -(2**31), 2**31 - 1
 SUBNET_FIELDS = frozenset(
     {"name", "cidrBlock", "gateway", "excludeIps", "provider", "priority", "routes", "dns", *RULE_FIELDS}
 )
@@ -172,7 +176,7 @@ class SubnetSpec:
 
 def check_name(value: object, *, field: str = "name") -> str:
     """Returns ``value`` when it is a valid object name (DNS-subdomain-like)."""
-    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
         raise InvalidInput(
             f"{value!r} is not a valid name (lowercase letters, digits, '-', '.', '_'; at most 253)",
             field=field,
@@ -220,7 +224,7 @@ def canonical_subnet(raw: object, *, allow_unknown: bool = False, inline: bool =
     if provider is not None and (not isinstance(provider, str) or not provider.strip()):
         raise InvalidInput("expected a non-empty string such as 'macvlan.default'", field="provider")
     priority = raw.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int) or not -(2**31) <= priority < 2**31:
+    if isinstance(priority, bool) or not isinstance(priority, int) or not PRIORITY_MIN <= priority <= PRIORITY_MAX:
         raise InvalidInput(f"expected a 32-bit integer, got {priority!r}", field="priority")
     return SubnetSpec(
         name=name,
