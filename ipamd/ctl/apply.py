@@ -112,8 +112,15 @@ def _subnet_spec(client: Client, name: object) -> SubnetSpec:
 
 
 def _warn_managed(current: Existing, manifest: Manifest, warn: Callable[[str], None]) -> None:
-    if current.origin == "config":
+    if current.origin == "config" and manifest.kind == "subnet":
+        # A PATCH keeps the subnet's origin, so the file still owns it.
         warn(f"warning: {manifest.ref} is declared in the daemon's --config file; its next reload undoes this change")
+    elif current.origin == "config":
+        # A pool's PUT and a reservation's re-creation make the object the API's.
+        warn(
+            f"warning: {manifest.ref} was declared in the daemon's --config file; it is now the API's,"
+            " and reloads of the file leave it as it is"
+        )
     elif current.origin == "inline":
         warn(
             f"warning: {manifest.ref} was created from a NAD's inline range; attachments of that NAD may no longer match it"

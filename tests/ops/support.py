@@ -1,9 +1,12 @@
-"""Helpers for the operator-facing tests: ipamctl runs, TCP requests, polling with a deadline."""
+"""Helpers for the operator-facing tests: ipamctl runs, TCP requests, polling with a deadline,
+SIGHUP reloads of a daemon's --config file."""
 
 from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -88,3 +91,23 @@ class TcpDaemon:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def reload(daemon: Daemon) -> None:
+    assert daemon.process is not None
+    os.kill(daemon.process.pid, signal.SIGHUP)
+
+
+def log_has(daemon: Daemon, text: str, *, after: int = 0) -> bool:
+    return text in daemon.log()[after:]
+
+
+def reload_and_wait(daemon: Daemon) -> str:
+    """Sends SIGHUP and returns the log lines the reload wrote (waits for its summary line)."""
+    start = len(daemon.log())
+    reload(daemon)
+    wait_for(
+        lambda: log_has(daemon, " applied: ", after=start) or log_has(daemon, " not applied: ", after=start),
+        what="reload",
+    )
+    return daemon.log()[start:]

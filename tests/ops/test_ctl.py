@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from ipamd.ctl import cli as ctl_cli
-from tests.ops.support import ADMIN_TOKEN, FIXTURES, READONLY_TOKEN, Ctl, CtlRun, TcpDaemon
+from tests.ops.support import ADMIN_TOKEN, FIXTURES, READONLY_TOKEN, Ctl, CtlRun, TcpDaemon, reload_and_wait
 from tests.support.daemon import REPO, Daemon
 
 NET1 = {
@@ -575,7 +575,7 @@ def test_history_pages_and_filters(daemon: Daemon, ctl: Ctl, monkeypatch: pytest
     assert bad_token.code == 1 and "continue: not a continue token of this endpoint" in bad_token.err
 
 
-def test_apply_over_the_config_file_warns_that_a_reload_undoes_it(
+def test_apply_over_the_config_files_pool_warns_that_it_becomes_the_apis(
     tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "ipamd.yaml"
@@ -595,9 +595,14 @@ def test_apply_over_the_config_file_warns_that_a_reload_undoes_it(
         run = ctl.ok("apply", "-f", str(manifest))
         assert run.out.splitlines() == ["pool/web configured"]
         assert run.err.splitlines() == [
-            "warning: pool/web is declared in the daemon's --config file; its next reload undoes this change"
+            "warning: pool/web was declared in the daemon's --config file; it is now the API's,"
+            " and reloads of the file leave it as it is"
         ]
-        assert daemon.client.get("/v1/pools/web").body["ips"] == ["198.51.100.30"]
+        pool = daemon.client.get("/v1/pools/web").body
+        assert (pool["ips"], pool["origin"]) == (["198.51.100.30"], "api")
         assert ctl.ok("apply", "-f", str(manifest)).err == ""
+        # What the warning promises: a reload keeps the API's pool.
+        reload_and_wait(daemon)
+        assert daemon.client.get("/v1/pools/web").body["ips"] == ["198.51.100.30"]
     finally:
         daemon.stop()

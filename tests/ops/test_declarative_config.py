@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import wait_for
+from tests.ops.support import log_has, reload, reload_and_wait, wait_for
 from tests.support.daemon import REPO, Daemon
 
 CONFIG: dict[str, Any] = {
@@ -64,26 +63,6 @@ def configured(tmp_path: Path, database_url: str, config_file: Path) -> Iterator
         yield daemon
     finally:
         daemon.stop()
-
-
-def reload(daemon: Daemon) -> None:
-    assert daemon.process is not None
-    os.kill(daemon.process.pid, signal.SIGHUP)
-
-
-def log_has(daemon: Daemon, text: str, *, after: int = 0) -> bool:
-    return text in daemon.log()[after:]
-
-
-def reload_and_wait(daemon: Daemon) -> str:
-    """Sends SIGHUP and returns the log lines the reload wrote (waits for its summary line)."""
-    start = len(daemon.log())
-    reload(daemon)
-    wait_for(
-        lambda: log_has(daemon, " applied: ", after=start) or log_has(daemon, " not applied: ", after=start),
-        what="reload",
-    )
-    return daemon.log()[start:]
 
 
 def names(daemon: Daemon, resource: str) -> list[str]:
