@@ -13,10 +13,10 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import sqlite3
-import threading
 import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +38,8 @@ log = logging.getLogger("ipamd.database")
 
 T = TypeVar("T")
 Body = Callable[[Connection], T]
+# A body's future, the loop awaiting it, and its value or error.
+Outcome = tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
 
 # Enough to amortise an fsync over a burst, small enough that one batch stays short.
 MAX_BATCH = 128
@@ -126,34 +128,41 @@ class SqliteDatabase:
         engines.configure_sqlite(self.engine)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="ipamd-sqlite-writer")
         self._readers = ThreadPoolExecutor(4, thread_name_prefix="ipamd-sqlite-reader")
-        self._lock = threading.Lock()
-        self._pending: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = []
+        # Queued writes. No lock: a deque's append and popleft are atomic, and a lock taken
+        # by both threads made the event loop wait for a writer thread waiting for the GIL.
+        self._pending: collections.deque[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]] = (
+            collections.deque()
+        )
+        # Whether a _drain is queued or running; only it clears the flag.
         self._flushing = False
 
     async def write(self, body: Body[T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        with self._lock:
-            self._pending.append((body, future, loop))
-            start = not self._flushing
+        self._pending.append((body, future, loop))
+        if not self._flushing:
             self._flushing = True
-        if start:
             loop.run_in_executor(self._writer, self._drain)
         return await future
 
     def _drain(self) -> None:
         """Writer thread: commits queued bodies batch by batch until the queue is empty."""
+        pending = self._pending
         while True:
-            with self._lock:
-                batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
-                if not batch:
-                    self._flushing = False
-                    return
-            self._commit(batch)
+            batch = [pending.popleft() for _ in range(min(len(pending), MAX_BATCH))]
+            if batch:
+                self._commit(batch)
+                continue
+            self._flushing = False
+            # A write queued between the look above and the flag's clearing saw the flag
+            # still set and started no drain: this one takes it. (One queued after the
+            # clearing starts a drain of its own, which finds the queue empty or not.)
+            if not pending:
+                return
+            self._flushing = True
 
     def _commit(self, batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]]) -> None:
-        outcomes: list[tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         moved = self.check_file()
         if moved is not None:
             self._rescue()
@@ -176,6 +185,8 @@ class SqliteDatabase:
                         driver.execute("RELEASE SAVEPOINT ipamd_body")
                         outcomes.append((future, loop, None, e))
                     else:
+                        # Released at once, not left for COMMIT: savepoints left open make the
+                        # sub-journal outgrow memory, and a batch then costs twice as much.
                         driver.execute("RELEASE SAVEPOINT ipamd_body")
                         outcomes.append((future, loop, value, None))
         except BaseException as e:  # noqa: BLE001 - the commit failed: nobody's write landed
@@ -188,15 +199,13 @@ class SqliteDatabase:
             self._rescue()
             self._settle_all(batch, self.check_file() or moved)
             return
-        for future, loop, value, error in outcomes:
-            loop.call_soon_threadsafe(_settle, future, value, error)
+        _hand_back(outcomes)
 
     @staticmethod
     def _settle_all(
         batch: list[tuple[Body[Any], asyncio.Future[Any], asyncio.AbstractEventLoop]], error: BaseException
     ) -> None:
-        for _, future, loop in batch:
-            loop.call_soon_threadsafe(_settle, future, None, error)
+        _hand_back([(future, loop, None, error) for _, future, loop in batch])
 
     def check_file(self) -> DatabaseFault | None:
         try:
@@ -294,13 +303,24 @@ class SqliteDatabase:
         self.engine.dispose()
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
-    if future.done():
-        return  # the caller gave up (timeout); an ADD is idempotent, so a retry finds the row
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+def _hand_back(outcomes: list[Outcome]) -> None:
+    """Writer thread: settles a batch's futures with one wake-up of each waiting loop, not
+    one per future (each costs the loop a self-pipe write and the writer the GIL)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[1], []).append(outcome)
+    for loop, settled in by_loop.items():
+        loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for future, _, value, error in outcomes:
+        if future.done():
+            continue  # the caller gave up (timeout); an ADD is idempotent, so a retry finds the row
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
 
 
 class AsyncEngineDatabase:

@@ -19,6 +19,7 @@ from collections import namedtuple
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -88,11 +89,13 @@ _REFRESH = (
     "netns = coalesce(?, netns), node = coalesce(?, node), origin = CASE WHEN ? = 'cni' THEN 'cni' ELSE origin END, "
     "hold = coalesce(?, hold) WHERE id = ?"
 )
-_SUBNET = "SELECT s.id, s.name, s.spec FROM subnets s WHERE s.id = ?"
+# What a created allocation's result needs of its subnet comes with the candidate itself.
+_SUBNET_COLUMNS = "s.id, s.name, s.spec, s.priority, s.revision, s.origin"
+_SUBNET = f"SELECT {_SUBNET_COLUMNS} FROM subnets s WHERE s.id = ?"
 # The provider's next subnet after (priority, name) with free space in a family asked,
 # one step of a walk along ix_subnets_provider_order.
 _NEXT_WITH_SPACE = (
-    "SELECT s.id, s.name, s.spec, s.priority FROM subnets s WHERE s.provider = ?1 AND (s.priority, s.name) > (?3, ?4) AND ("
+    f"SELECT {_SUBNET_COLUMNS} FROM subnets s WHERE s.provider = ?1 AND (s.priority, s.name) > (?3, ?4) AND ("
     " EXISTS (SELECT 1 FROM free_ranges r WHERE r.subnet_id = s.id AND r.pool_id IS NULL AND (?2 IS NULL OR r.family = ?2))"
     " OR EXISTS (SELECT 1 FROM released r WHERE r.subnet_id = s.id AND (?2 IS NULL OR r.family = ?2))"
     ") ORDER BY s.priority, s.name LIMIT 1"
@@ -148,8 +151,8 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
     for candidate in candidates:
         if candidate is None:
             continue
-        subnet_id, subnet_name, spec, *_ = candidate
-        spec = json.loads(spec)
+        subnet_id, subnet_name, spec_text, _, revision, subnet_origin = candidate
+        spec = _parsed_spec(spec_text)
         if spec.get("overlap") is not None:
             return [_NOTHING._replace(outcome="overlap")]
         if params["subnet_ids"] is None and any(key in spec for key in RULE_FIELDS):
@@ -157,7 +160,8 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
         picks = _take_in_subnet(db, subnet_id, _families(spec, params["family"]))
         if picks is None:
             continue
-        created_at = datetime.now(UTC)
+        # Naive UTC, as the column reads back on SQLite.
+        created_at = datetime.now(UTC).replace(tzinfo=None)
         allocation_id = db.execute(
             _INSERT,
             (
@@ -179,7 +183,28 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
                 for family, address in picks.items()
             ],
         )
-        return [_result(db, "created", allocation_id)]
+        # The row as inserted: reading it back (_RESULT) would cost the writer a statement.
+        return [
+            AllocationResult(
+                "created",
+                allocation_id,
+                subnet_id,
+                *owner,
+                picks.get(4),
+                picks.get(6),
+                None,  # mac: the dynamic path takes none
+                None,  # pool_id: nor a pool
+                *sandbox,
+                params["origin"],
+                params["hold"],
+                created_at,
+                subnet_name,
+                None,
+                revision,
+                spec,
+                subnet_origin,
+            )
+        ]
     return [_NOTHING._replace(outcome="exhausted")]
 
 
@@ -263,10 +288,18 @@ def _result(db: sqlite3.Connection, outcome: str, allocation_id: int) -> Allocat
             subnet_name,
             pool_name,
             revision,
-            json.loads(spec),
+            _parsed_spec(spec),
             subnet_origin,
         ]
     )
+
+
+@lru_cache(maxsize=256)
+def _parsed_spec(text: str) -> dict[str, Any]:
+    """A subnet's stored spec, parsed once per text: every ADD reads its subnet's. Shared
+    between results, so never modified (ServiceBase._spec only compares and parses it)."""
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
 
 
 def _blob(address: int | None) -> bytes | None:
