@@ -60,9 +60,22 @@ class TextFormatter(logging.Formatter):
     text...). A traceback or stack keeps its lines, each behind ``TRACE_PREFIX``, so that
     no exception message can start a line that reads like an event of its own."""
 
+    _second: int | None = None
+    _second_text = ""
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         record.message = printable(record.message)
         return super().formatMessage(record)
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # The date and time to the second are formatted once per second, not once per line.
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime(self.default_time_format, self.converter(record.created))
+        return f"{self._second_text},{int(record.msecs):03d}"
 
     def formatException(self, ei: Any) -> str:
         return _continued(super().formatException(ei))
@@ -98,6 +111,12 @@ def setup_logging(*, fmt: str = "text", level: str = "info") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    # Neither format prints the caller's file, line, thread or process; each costs
+    # every log line a look-up (an allocation logs one line).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -24,9 +24,7 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes is over the limit of {MAX_BODY_BYTES}")
     try:
-        # A client trickling its body would hold a handler (and its connection) forever.
-        async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
-            raw = await request.read()
+        raw = await _read_body(request)
     except web.HTTPRequestEntityTooLarge as e:
         raise PayloadTooLarge(f"request body is over the limit of {MAX_BODY_BYTES} bytes") from e
     except TimeoutError as e:
@@ -49,7 +47,10 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise InvalidInput(f"the body is not valid UTF-8 (byte {e.start})") from e
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        if text.startswith("\ufeff"):
+            # What json.loads says of it (_DECODER, being no json.loads, would not).
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except RecursionError as e:
         raise InvalidInput("the JSON body is nested too deeply") from e
     except ValueError as e:
@@ -67,6 +68,15 @@ async def json_object(request: web.Request) -> dict[str, Any]:
     return value
 
 
+async def _read_body(request: web.Request) -> bytes:
+    if request.content.is_eof():
+        # The whole body came with the headers (the plugin's do): reading it cannot wait.
+        return await request.read()
+    # A client trickling its body would hold a handler (and its connection) forever.
+    async with asyncio.timeout(BODY_TIMEOUT_SECONDS):
+        return await request.read()
+
+
 def _payload_message(error: Exception) -> str:
     message = getattr(error, "message", None) or str(error)
     # aiohttp's messages start with the status ("400, message:\n  ...").
@@ -75,6 +85,11 @@ def _payload_message(error: Exception) -> str:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+# Made once: json.loads and json.dumps with options build a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -121,6 +136,4 @@ def path_int(request: web.Request, name: str) -> int:
 
 
 def json_response(data: Any, *, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(), status=status, content_type="application/json"
-    )
+    return web.Response(body=_ENCODER.encode(data).encode(), status=status, content_type="application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,9 +20,10 @@ def timestamp(value: datetime | None) -> str | None:
     """Returns an RFC 3339 UTC timestamp (SQLite hands back naive UTC datetimes)."""
     if value is None:
         return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    # Fields rather than strftime: a third of the cost, on every allocation answered.
+    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}:{value.second:02d}Z"
 
 
 def check_writes(conn: Connection, *, node: str) -> None:
@@ -72,17 +74,24 @@ def addresses_of(row: Any) -> list[tuple[int, int]]:
     return pairs
 
 
+@lru_cache(maxsize=1024)
+def _gateway_text(gateway: int, family: int) -> str:
+    """A subnet's gateway as text: the same one in every allocation of the subnet."""
+    return ip_text(gateway, family)
+
+
 def allocation_json(row: Any, spec: SubnetSpec) -> dict[str, Any]:
     addresses = []
     for family, address in addresses_of(row):
         layout = spec.family(family)
         assert layout is not None, "an allocation's family always exists in its subnet"
+        text = ip_text(address, family)
         addresses.append(
             {
-                "address": ip_text(address, family),
+                "address": text,
                 "family": family,
-                "cidr": layout.cidr_of(address),
-                "gateway": layout.gateway_text,
+                "cidr": f"{text}/{layout.prefixlen}",
+                "gateway": None if layout.gateway is None else _gateway_text(layout.gateway, family),
             }
         )
     return {
