@@ -100,6 +100,17 @@ _NEXT_WITH_SPACE = (
     " OR EXISTS (SELECT 1 FROM released r WHERE r.subnet_id = s.id AND (?2 IS NULL OR r.family = ?2))"
     ") ORDER BY s.priority, s.name LIMIT 1"
 )
+# The attachment's allocation, or else the provider's first subnet with space: one
+# statement (the second arm runs only when the first finds nothing) where there were two,
+# each a GIL hand-off of the writer. A row is ('held', _HELD's columns) or ('subnet',
+# _SUBNET_COLUMNS, NULL); ?5-?8 are the rest of the attachment's key.
+_HELD_OR_FIRST_WITH_SPACE = (
+    "SELECT 'held', id, container_id, pod_uid, netns, node, origin, hold FROM allocations "
+    "WHERE cluster = ?5 AND network_key = ?1 AND namespace = ?6 AND pod = ?7 AND interface = ?8 "
+    f"UNION ALL SELECT 'subnet', *, NULL FROM ({_NEXT_WITH_SPACE}) LIMIT 1"
+)
+# Below every priority and name: a walk from the provider's first subnet.
+_WALK_START = (-(2**62), "")
 _LOWEST_FREE = "SELECT id, first, last FROM free_ranges WHERE subnet_id = ? AND family = ? AND pool_id IS NULL ORDER BY first LIMIT 1"
 _OLDEST_RELEASED = "SELECT id, address FROM released WHERE subnet_id = ? AND family = ? ORDER BY id LIMIT 1"
 _INSERT = (
@@ -124,7 +135,17 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
         return [_NOTHING._replace(outcome="expired")]
     owner = (params["cluster"], params["network_key"], params["namespace"], params["pod"], params["interface"])
     sandbox = (params["container_id"], params["pod_uid"], params["netns"], params["node"])
-    held = db.execute(_HELD, owner).fetchone()
+    walk_start = None
+    if params["subnet_ids"] is None:
+        first = db.execute(
+            _HELD_OR_FIRST_WITH_SPACE,
+            (params["network_key"], params["family"], *_WALK_START, params["cluster"], *owner[2:]),
+        ).fetchone()
+        if first is not None and first[0] == "subnet":
+            walk_start = first[1:7]
+        held = first[1:] if first is not None and first[0] == "held" else None
+    else:
+        held = db.execute(_HELD, owner).fetchone()
     if held is not None:
         held_id, *held_sandbox, held_origin, held_hold = held
         held_uid = held_sandbox[1]
@@ -147,7 +168,7 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
     if params["subnet_ids"] is not None:
         candidates: Any = (db.execute(_SUBNET, (subnet_id,)).fetchone() for subnet_id in params["subnet_ids"])
     else:
-        candidates = _provider_subnets_with_space(db, params["network_key"], params["family"])
+        candidates = _provider_subnets_with_space(db, params["network_key"], params["family"], walk_start)
     for candidate in candidates:
         if candidate is None:
             continue
@@ -208,10 +229,12 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
     return [_NOTHING._replace(outcome="exhausted")]
 
 
-def _provider_subnets_with_space(db: sqlite3.Connection, provider: str, family: int | None) -> Iterator[Any]:
-    """Yields the provider's subnets with free space in priority order, reading no further than asked."""
-    # Below every priority and name: the walk starts at the provider's first subnet.
-    row = db.execute(_NEXT_WITH_SPACE, (provider, family, -(2**62), "")).fetchone()
+def _provider_subnets_with_space(
+    db: sqlite3.Connection, provider: str, family: int | None, first: Any
+) -> Iterator[Any]:
+    """Yields the provider's subnets with free space in priority order from ``first`` (the
+    first of them, already read; None: there is none), reading no further than asked."""
+    row = first
     while row is not None:
         yield row
         row = db.execute(_NEXT_WITH_SPACE, (provider, family, row[3], row[1])).fetchone()
