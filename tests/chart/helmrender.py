@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
+from kubernetes_asyncio.client import models
 
 try:
     import helm_python as helm
@@ -106,7 +106,6 @@ def check_api_types(obj: dict[str, Any]) -> list[str]:
     Every key must be a field of its type and every value of the declared JSON type.
     Kinds without a model (ServiceMonitor) return no problems.
     """
-    models = pytest.importorskip("kubernetes_asyncio.client.models")
     model = _MODELS.get(obj["kind"])
     if model is None:
         return []

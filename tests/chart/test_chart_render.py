@@ -14,6 +14,12 @@ import pytest
 import yaml
 from helmrender import CHART_DIR, NAMESPACE, check_api_types, helm
 
+from ipamd import cli, declarative
+from ipamd.api.auth import load_tokens
+from ipamd.config import add_serve_arguments
+from ipamd.core.pool import canonical_pool, canonical_reservation
+from ipamd.core.subnet import canonical_subnet
+
 REPO = CHART_DIR.parents[1]
 
 POSTGRES = {"database": {"type": "postgresql", "existingSecret": "ipamd-db"}, "cluster": {"nodeCount": 5}}
@@ -257,11 +263,10 @@ def test_default_generates_readable_tokens(render: Any) -> None:
 
 
 def test_generated_tokens_load_in_the_daemon(render: Any, tmp_path: Path) -> None:
-    auth = pytest.importorskip("ipamd.api.auth")
     secret = render().one("Secret")
     path = tmp_path / "tokens"
     path.write_bytes(base64.b64decode(secret["data"]["tokens"]))
-    table = auth.load_tokens(path)
+    table = load_tokens(path)
     assert sorted(role for role, _ in table.tokens) == ["admin", "readonly"]
 
 
@@ -283,9 +288,8 @@ def test_notes_tell_how_to_attach_and_check(render: Any) -> None:
 
 
 def _serve_parser() -> argparse.ArgumentParser:
-    config = pytest.importorskip("ipamd.config")
     parser = argparse.ArgumentParser(exit_on_error=False)
-    config.add_serve_arguments(parser)
+    add_serve_arguments(parser)
     return parser
 
 
@@ -314,7 +318,6 @@ def test_every_rendered_flag_is_documented_in_cli_md(render: Any) -> None:
 
 
 def test_init_args_install_the_shim_for_real(render: Any, tmp_path: Path) -> None:
-    cli = pytest.importorskip("ipamd.cli")
     init_args = render(CNI_DIR).init["args"]
     dest = tmp_path / "cni-bin"
     args = [a.replace("/host/opt/cni/bin", str(dest)) for a in init_args]
@@ -465,19 +468,16 @@ def test_declared_objects_reach_the_config_file_unchanged(render: Any) -> None:
 
 
 def test_config_file_is_accepted_by_the_daemon_core(render: Any) -> None:
-    subnet_mod = pytest.importorskip("ipamd.core.subnet")
-    pool_mod = pytest.importorskip("ipamd.core.pool")
     config = _config_file(render(SUBNETS))
-    subnets = {raw["name"]: subnet_mod.canonical_subnet(raw) for raw in config["subnets"]}
+    subnets = {raw["name"]: canonical_subnet(raw) for raw in config["subnets"]}
     for raw in config["pools"]:
-        pool_mod.canonical_pool(raw, subnet=subnets[raw["subnet"]])
+        canonical_pool(raw, subnet=subnets[raw["subnet"]])
     for raw in config["reservations"]:
-        pool_mod.canonical_reservation(raw, subnet=subnets[raw["subnet"]])
+        canonical_reservation(raw, subnet=subnets[raw["subnet"]])
 
 
 @pytest.mark.parametrize("name", ["default", "subnets"])
 def test_config_file_loads_in_the_daemon(render: Any, name: str, tmp_path: Path) -> None:
-    declarative = pytest.importorskip("ipamd.declarative")
     path = tmp_path / "config.yaml"
     path.write_text(render(VALUE_SETS[name]).one("ConfigMap")["data"]["config.yaml"])
     state = declarative.load(path)

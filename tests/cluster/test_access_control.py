@@ -25,9 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.clusterkit import add_body, listening_tcp_ports, request, wait_until
+from tests.cluster.clusterkit import add_body, listening_tcp_ports, request
 from tests.support.daemon import REPO, Daemon
 from tests.support.postgres import PostgresServer, free_port
+from tests.support.waiting import wait_for
 
 ADMIN_TOKEN = "admin-Zq8Jx2Lw9Pt4Rk7N"
 READONLY_TOKEN = "readonly-Hc3Vb6Ym1Qs5Dt8F"
@@ -227,14 +228,14 @@ async def _ask_everything(socket_path: str) -> list:
 
 def _start_serving_without_database(daemon: Daemon) -> None:
     daemon.start(wait=False)
-    wait_until(
+    wait_for(
         lambda: daemon.process is not None and (daemon.process.poll() is not None or os.path.exists(daemon.socket)),
         timeout=30,
         what="the socket",
     )
     assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
     # Serving, but not ready.
-    wait_until(lambda: _healthz(daemon.socket), timeout=30, what="healthz")
+    wait_for(lambda: _healthz(daemon.socket), timeout=30, what="healthz")
 
 
 def _healthz(socket_path: str) -> bool:
@@ -253,9 +254,7 @@ def test_database_password_never_leaks(where: str, password_postgres: PostgresSe
     assert starting.process is not None
     if where == "nothing-listening":
         # A database that is not up yet: the daemon waits for it and says why, again and again.
-        wait_until(
-            lambda: starting.log().count("database not reachable yet") >= 2, timeout=60, what="the retry warnings"
-        )
+        wait_for(lambda: starting.log().count("database not reachable yet") >= 2, timeout=60, what="the retry warnings")
         assert starting.process.poll() is None, "the daemon should wait for its database, not exit"
         starting.stop()
     else:

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.clusterkit import add_body, request, socket_dir, wait_until
+from tests.cluster.clusterkit import add_body, request, socket_dir
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 SUBNET = {"name": "f", "cidrBlock": "198.18.0.0/16", "provider": "f.ns"}
 
@@ -98,7 +99,7 @@ def test_a_full_disk_is_named_makes_the_daemon_unready_and_clears_by_itself(smal
             assert daemon.client.get("/v1/subnets/f").status == 200
 
             filler.unlink()
-            wait_until(
+            wait_for(
                 lambda: daemon.client.get("/readyz").status == 200, timeout=30, what="readiness after space was freed"
             )
             assert add(daemon, "after")[0] == 200
@@ -143,11 +144,11 @@ def test_the_database_file_deleted_under_the_daemon_refuses_writes_naming_it(tmp
             threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(3)]
             for thread in threads:
                 thread.start()
-            wait_until(lambda: len(answers) >= 30, timeout=30, what="writes before the deletion")
+            wait_for(lambda: len(answers) >= 30, timeout=30, what="writes before the deletion")
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{database}{suffix}").unlink(missing_ok=True)
             deleted_at = time.monotonic()
-            wait_until(
+            wait_for(
                 lambda: sum(sent > deleted_at for sent, *_ in answers) >= 10,
                 timeout=30,
                 what="writes after the deletion",
@@ -165,7 +166,7 @@ def test_the_database_file_deleted_under_the_daemon_refuses_writes_naming_it(tmp
             acknowledged += [pod for _, pod, status, _ in answers if status == 200]
             ready = daemon.client.get("/readyz")
             assert ready.status == 503 and f"{database} is no longer there" in ready.message, ready.body
-            wait_until(lambda: "database writes fail: " in daemon.log(), timeout=10, what="the log line")
+            wait_for(lambda: "database writes fail: " in daemon.log(), timeout=10, what="the log line")
             log = daemon.log()
             assert log.count("database writes fail") == 1, log[-4000:]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.clusterkit import wait_until
 from tests.support.daemon import REPO, Daemon
 from tests.support.postgres import free_port
+from tests.support.waiting import wait_for
 
 ADMIN_TOKEN = "admin-Zq8Jx2Lw9Pt4Rk7N"
 # A token that is not ASCII: the file is UTF-8, the header carries the same bytes.
@@ -99,7 +99,7 @@ def wait_listening(daemon: Daemon, port: int) -> None:
             assert daemon.process is not None and daemon.process.poll() is None, daemon.log()
             return False
 
-    wait_until(listening, timeout=30, what="the TCP listener")
+    wait_for(listening, timeout=30, what="the TCP listener")
 
 
 @pytest.fixture(scope="module")

@@ -22,10 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ipamd.logs import TRACE_PREFIX
-from tests.cluster.clusterkit import socket_dir, sqlite_snapshot, wait_until
+from tests.cluster.clusterkit import socket_dir, sqlite_snapshot
 from tests.plugin.shim_harness import run_shim
 from tests.support.client import UnixClient
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 SUBNET = {"name": "names", "cidrBlock": "198.18.0.0/16", "provider": "names.ns"}
 OWNER = {"namespace": "lab", "pod": "router-a", "interface": "eth1"}
@@ -369,6 +370,6 @@ def test_the_log_holds_only_lines_the_daemon_wrote(
 def test_the_log_check_reads_the_whole_log(logged: tuple[Node, LogReader]):
     """Runs after the property: every line of the log was checked, the last one included."""
     node, log = logged
-    wait_until(lambda: node.daemon.log_path.read_bytes().endswith(b"\n"), timeout=10, what="the log's last line")
+    wait_for(lambda: node.daemon.log_path.read_bytes().endswith(b"\n"), timeout=10, what="the log's last line")
     log.check_new_lines()
     assert log.offset == node.daemon.log_path.stat().st_size and log.checked > 150

@@ -20,6 +20,7 @@ from tests.cluster.clusterkit import (
     sqlite_integrity,
 )
 from tests.support.daemon import Daemon
+from tests.support.waiting import async_wait_for
 
 SUBNETS = (
     {"name": "dual", "cidrBlock": "203.0.113.0/24,2001:db8:7::/64", "provider": "dual.ns"},
@@ -80,8 +81,12 @@ def test_sigkill_never_corrupts_or_loses_acknowledged_writes(tmp_path: Path, soc
         async def killer() -> None:
             nonlocal kills
             for milestone in (40, 110, 180, 250, 320):
-                while len(held) + len(released) < milestone:
-                    await asyncio.sleep(0.002)
+                await async_wait_for(
+                    lambda milestone=milestone: len(held) + len(released) >= milestone,
+                    timeout=120,
+                    interval=0.002,
+                    what=f"{milestone} acknowledged calls",
+                )
                 daemon.kill()
                 kills += 1
                 # What was acknowledged before the kill must be on disk, exactly.

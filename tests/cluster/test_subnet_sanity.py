@@ -15,9 +15,10 @@ import pytest
 import yaml
 
 from ipamd.ctl import main as ipamctl_main
-from tests.cluster.clusterkit import socket_dir, sqlite_snapshot, wait_until
+from tests.cluster.clusterkit import socket_dir, sqlite_snapshot
 from tests.plugin.shim_harness import run_shim
 from tests.support.daemon import REPO, Daemon
+from tests.support.waiting import wait_for
 
 REFUSED = [
     pytest.param("0.0.0.0/0", "minimum-prefix", id="v4-0"),
@@ -185,7 +186,7 @@ def test_the_config_file_is_refused_unless_it_forces(tmp_path: Path):
             # Re-applied unchanged: force is a permission, not part of the spec.
             assert daemon.process is not None
             daemon.process.send_signal(signal.SIGHUP)
-            wait_until(
+            wait_for(
                 lambda: "0 change(s), 0 kept, 0 error(s)" in daemon.log().split("SIGHUP", 1)[-1],
                 timeout=30,
                 what="the reload",

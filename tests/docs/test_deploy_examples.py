@@ -23,7 +23,11 @@ from typing import Any
 import pytest
 import yaml
 
+from ipamd import declarative
 from ipamd.cni import protocol
+from ipamd.core.nad import parse_network_request
+from ipamd.core.pool import canonical_pool, canonical_reservation
+from ipamd.core.subnet import canonical_subnet
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "deploy.md"
@@ -219,8 +223,7 @@ def test_nad_names_and_providers_agree() -> None:
 
 @pytest.mark.parametrize("where,config", CONFIGS, ids=[w for w, _ in CONFIGS])
 def test_network_config_is_accepted_by_the_daemons_parser(where: str, config: dict[str, Any]) -> None:
-    nad = pytest.importorskip("ipamd.core.nad")
-    request = nad.parse_network_request(config["ipam"], network_name=config["name"])
+    request = parse_network_request(config["ipam"], network_name=config["name"])
     if "provider" in config["ipam"]:
         assert request.network_key == config["ipam"]["provider"]
         assert request.inline_subnet is None
@@ -320,20 +323,17 @@ def test_declared_subnets_serve_nads_of_the_doc() -> None:
 
 
 def test_declared_subnets_are_accepted_by_the_daemon_core() -> None:
-    subnet_mod = pytest.importorskip("ipamd.core.subnet")
-    pool_mod = pytest.importorskip("ipamd.core.pool")
     for values in values_files().values():
         ipam = values.get("ipam", {})
-        specs = {raw["name"]: subnet_mod.canonical_subnet(raw) for raw in ipam.get("subnets", [])}
+        specs = {raw["name"]: canonical_subnet(raw) for raw in ipam.get("subnets", [])}
         for raw in ipam.get("pools", []):
-            pool_mod.canonical_pool(raw, subnet=specs[raw["subnet"]])
+            canonical_pool(raw, subnet=specs[raw["subnet"]])
         for raw in ipam.get("reservations", []):
-            pool_mod.canonical_reservation(raw, subnet=specs[raw["subnet"]])
+            canonical_reservation(raw, subnet=specs[raw["subnet"]])
 
 
 @pytest.mark.parametrize("name", sorted(n for n, v in values_files().items() if v.get("ipam")))
 def test_declared_objects_load_as_the_daemons_config_file(name: str, tmp_path: Path) -> None:
-    declarative = pytest.importorskip("ipamd.declarative")
     ipam = values_files()[name]["ipam"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(ipam))

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.support.client import Reply
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = REPO / "plugin" / "bin" / "ipamd"
@@ -34,20 +34,6 @@ NET1 = {
     "excludeIps": ["192.0.2.2..192.0.2.10"],
     "provider": PROVIDER,
 }
-
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], *, timeout: float = 15.0, what: str = "condition") -> T:
-    """Polls ``check`` until it returns something truthy; fails after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def note(name: str, interface: str | None = None) -> str:

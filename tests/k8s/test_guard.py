@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from ipamd.k8s.runtime import guarded
+from tests.support.waiting import async_wait_for
 
 
 async def test_a_crash_or_an_exit_is_logged_and_restarted(caplog: pytest.LogCaptureFixture):
@@ -25,9 +26,7 @@ async def test_a_crash_or_an_exit_is_logged_and_restarted(caplog: pytest.LogCapt
 
     caplog.set_level(logging.INFO, logger="ipamd.k8s")
     task = asyncio.create_task(guarded("pod watch", body, first_delay=0.001))
-    async with asyncio.timeout(5):
-        while runs < 3:
-            await asyncio.sleep(0.001)
+    await async_wait_for(lambda: runs >= 3, timeout=5, interval=0.001, what="the third run")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

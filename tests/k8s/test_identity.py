@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.k8s.conftest import Cluster, note, wait_for
+from tests.k8s.conftest import Cluster, note
+from tests.support.waiting import wait_for
 
 
 def _recreate(

@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.k8s.conftest import NET1, Cluster, note, wait_for
+from tests.k8s.conftest import NET1, Cluster, note
+from tests.support.waiting import wait_for
 
 # ----------------------------------------------------------------- annotations in, results out
 

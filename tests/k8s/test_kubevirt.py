@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.conftest import NODE, PROVIDER, Cluster, wait_for
+from tests.k8s.conftest import NODE, PROVIDER, Cluster
+from tests.support.waiting import wait_for
 
 MAC = "02:00:00:00:0a:01"
 

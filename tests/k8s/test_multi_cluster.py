@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.k8s.conftest import NET1, PROVIDER, Cluster, wait_for
+from tests.k8s.conftest import NET1, PROVIDER, Cluster
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.support.daemon import REPO, Daemon
+from tests.support.waiting import wait_for
 
 
 @dataclass

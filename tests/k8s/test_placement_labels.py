@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from ipamd.ctl import main as ipamctl_main
-from tests.k8s.conftest import NODE, PROVIDER, wait_for
+from tests.k8s.conftest import NODE, PROVIDER
+from tests.support.waiting import wait_for
 
 
 def subnet(name: str, cidr: str, **rules: Any) -> dict[str, Any]:

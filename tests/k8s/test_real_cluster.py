@@ -9,10 +9,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.k8s.conftest import NET1, NODE, Cluster, wait_for
+from tests.k8s.conftest import NET1, NODE, Cluster
 from tests.kube_double import ThreadedKubeApi
 from tests.plugin.shim_harness import ShimRun, run_shim
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 
 def _daemon(kube: ThreadedKubeApi, tmp_path: Path, node: str, *extra: str) -> Daemon:

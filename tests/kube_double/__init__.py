@@ -10,7 +10,6 @@ from .clock import TestClock
 from .errors import ApiError
 from .handlers import RecordedRequest
 from .server import KubeApiDouble, ThreadedKubeApi
-from .waiting import async_wait_until, wait_until
 
 __all__ = [
     "ApiError",
@@ -18,6 +17,4 @@ __all__ = [
     "RecordedRequest",
     "TestClock",
     "ThreadedKubeApi",
-    "async_wait_until",
-    "wait_until",
 ]

@@ -21,11 +21,12 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from tests.kube_double import KubeApiDouble, ThreadedKubeApi, async_wait_until, wait_until
+from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.kube_double.errors import ApiError
 from tests.kube_double.kubectl import Kubectl
 from tests.kube_double.patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from tests.kube_double.selectors import parse_field_selector, parse_label_selector
+from tests.support.waiting import async_wait_for, wait_for
 
 JSON = dict[str, Any]
 
@@ -245,7 +246,7 @@ def test_kubectl_delete_waits_for_the_pod_to_disappear(kube_thread: ThreadedKube
     proc = kubectl.popen("delete", "pod", "web-0", "--timeout=30s")
     try:
         # kubectl deletes, then watches until the object is gone.
-        wait_until(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
+        wait_for(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
         assert api.get_pod("web-0")["metadata"]["deletionTimestamp"]  # type: ignore[index]
         api.finalize_deletions()
         out, err = proc.communicate(timeout=30)
@@ -260,7 +261,7 @@ def test_kubectl_wait_for_delete(kube_thread: ThreadedKubeApi, kubectl: Kubectl)
     api.create_pod("web-0", node_name="n1", phase="Running")
     proc = kubectl.popen("wait", "--for=delete", "pod/web-0", "--timeout=30s")
     try:
-        wait_until(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
+        wait_for(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
         api.delete_pod("web-0", grace_period_seconds=0)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -277,11 +278,11 @@ def test_kubectl_get_watch_streams_changes(kube_thread: ThreadedKubeApi, kubectl
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()
     try:
-        wait_until(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
+        wait_for(lambda: api.watch_count("pods") >= 1, what="kubectl's watch")
         api.set_pod_phase("web-0", phase="Running")
         api.create_pod("web-1", node_name="n1")
         api.delete_pod("web-1", grace_period_seconds=0)
-        wait_until(
+        wait_for(
             lambda: any(line.split()[:2] == ["DELETED", "web-1"] for line in lines if line.strip()), what="DELETED line"
         )
     finally:
@@ -521,7 +522,7 @@ async def test_expire_watches_sends_error_410_mid_stream(kube_api: KubeApiDouble
     )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.create_pod("a")
-    await async_wait_until(lambda: kube_api.watch_count("pods") == 1)
+    await async_wait_for(lambda: kube_api.watch_count("pods") == 1)
     assert kube_api.expire_watches() == 1
     with pytest.raises(ApiException) as info:
         await waiter
@@ -637,7 +638,7 @@ async def test_drop_watches_and_client_reconnects_without_losing_events(
     )
     await kube_api.wait_for_watches(1, "pods")
     kube_api.create_pod("a")
-    await async_wait_until(lambda: stream.resource_version == str(kube_api.resource_version))
+    await async_wait_for(lambda: stream.resource_version == str(kube_api.resource_version))
     assert kube_api.drop_watches() == 1
     assert kube_api.watch_count() == 0
     kube_api.create_pod("b")  # happens while no watch is open
@@ -712,7 +713,7 @@ async def test_auto_finalize_removes_pods_once_due() -> None:
         api.delete_pod("a", grace_period_seconds=10)
         assert api.get_pod("a") is not None
         api.clock.advance(11)  # only the clock: the background check does the rest
-        await async_wait_until(lambda: api.get_pod("a") is None, what="pod removal")
+        await async_wait_for(lambda: api.get_pod("a") is None, what="pod removal")
 
 
 async def test_finalizers_hold_deletion(kube_api: KubeApiDouble, k8s: client.ApiClient) -> None:

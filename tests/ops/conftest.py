@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import ADMIN_TOKEN, READONLY_TOKEN, Ctl, TcpDaemon, free_port, tcp_get, wait_for
+from tests.ops.support import ADMIN_TOKEN, READONLY_TOKEN, Ctl, TcpDaemon, free_port, tcp_get
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers for the operator-facing tests: ipamctl runs, TCP requests, polling with a deadline,
+"""Helpers for the operator-facing tests: ipamctl runs, TCP requests,
 SIGHUP reloads of a daemon's --config file."""
 
 from __future__ import annotations
@@ -8,34 +8,19 @@ import json
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from ipamd.ctl import main as ipamctl_main
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ADMIN_TOKEN = "admin-token-for-ops-tests-0001"
 READONLY_TOKEN = "readonly-token-for-ops-tests-01"
-
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition") -> T:
-    """Returns the first truthy result of ``probe``, polling until ``timeout`` (never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {timeout}s")
-        time.sleep(0.02)
 
 
 @dataclass

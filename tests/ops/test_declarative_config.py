@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ops.support import log_has, reload, reload_and_wait, wait_for
+from tests.ops.support import log_has, reload, reload_and_wait
 from tests.support.daemon import REPO, Daemon
+from tests.support.waiting import wait_for
 
 CONFIG: dict[str, Any] = {
     "subnets": [

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.ops.support import wait_for
 from tests.support.daemon import REPO, Daemon
 from tests.support.postgres import _psql
+from tests.support.waiting import wait_for
 
 
 def serve_fails(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import wait_for
 from tests.support.daemon import Daemon
+from tests.support.waiting import wait_for
 
 ADD = {
     "containerId": "0123456789abcdef",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.support import TcpDaemon, tcp_get
 from tests.support.daemon import REPO, Daemon
+from tests.support.waiting import wait_for
 
 DOC = REPO / "docs" / "metrics.md"
 
@@ -258,10 +258,7 @@ def test_usage_is_refreshed_in_the_background(tmp_path: Path, database_url: str)
         assert _used(daemon, "m1") == 0
         _add(daemon, "a")
         _add(daemon, "b")
-        deadline = time.monotonic() + 30
-        while _used(daemon, "m1") != 2:
-            assert time.monotonic() < deadline, "the usage gauges were never refreshed"
-            time.sleep(0.05)
+        wait_for(lambda: _used(daemon, "m1") == 2, timeout=30, what="the usage gauges to be refreshed")
     finally:
         daemon.stop()
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
-from ipamd.errors import AddressConflict, AlreadyExists, Exhausted
+from ipamd.errors import AddressConflict, AlreadyExists, Exhausted, IpamError
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import open_database
 
@@ -48,6 +48,19 @@ operations = st.lists(
     min_size=1,
     max_size=60,
 )
+
+
+# The refusals each operation may meet; any other error, or one of these from another
+# operation, is a bug.
+REFUSALS: dict[str, tuple[type[IpamError], ...]] = {
+    "add": (Exhausted,),  # every dynamic address is held
+    "pool": (Exhausted,),  # every member of pool p is held
+    # Held, reserved, the network, gateway or broadcast address, or the pod holds another.
+    "static": (AddressConflict,),
+    "reserve": (AddressConflict, AlreadyExists),  # held by another pod, or reserved already
+    "del": (),
+    "unreserve": (),
+}
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -107,10 +120,8 @@ async def _run_operations(ops) -> None:
                             await ipam.delete_reservation(reservations[op[1] % len(reservations)]["id"])
                     else:
                         await ipam.allocate(request(pod, pool_name="p"))
-                except (AddressConflict, Exhausted, AlreadyExists):
-                    pass
-                except Exception as e:  # InvalidInput for gateway/network/broadcast statics
-                    assert op[0] in ("static", "reserve"), f"unexpected {e!r} for {op}"
+                except IpamError as refused:
+                    assert isinstance(refused, REFUSALS[op[0]]), f"{op}: {refused!r}"
             held = await ipam.list_allocations()
             addresses = [a["address"] for body in held for a in body["addresses"]]
             assert len(addresses) == len(set(addresses)), "an address is held twice"

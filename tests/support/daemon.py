@@ -6,10 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.support.client import UnixClient
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,19 +61,21 @@ class Daemon:
         return self
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ipamd exited with {self.process.returncode}:\n{self.log()}")
-            if os.path.exists(self.socket):
-                try:
-                    if self.client.get("/readyz").status == 200:
-                        return
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        raise TimeoutError(f"ipamd not ready after {timeout}s:\n{self.log()}")
+        try:
+            wait_for(self._ready, timeout=timeout, what=f"ipamd on {self.socket} to be ready")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}:\n{self.log()}") from None
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise RuntimeError(f"ipamd exited with {self.process.returncode}:\n{self.log()}")
+        if not os.path.exists(self.socket):
+            return False
+        try:
+            return self.client.get("/readyz").status == 200
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
