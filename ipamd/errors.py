@@ -121,6 +121,11 @@ class AlreadyExists(IpamError):
     cni_code = 104
 
 
+class NameTaken(AlreadyExists):
+    """Another row holds the unique name (one created at the same moment): raised by the
+    store at the insert, where the collision is known."""
+
+
 class StalePod(IpamError):
     """The request names a pod instance (UID) that is no longer the pod of that name.
 

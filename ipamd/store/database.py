@@ -18,18 +18,19 @@ import logging
 import os
 import sqlite3
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import URL, Connection, Engine, Row
+from sqlalchemy.engine import URL, Engine, Row
+from sqlalchemy.engine import Connection as Connection  # handed to the store's functions by the service
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql.expression import Executable
 
-from ipamd.errors import DatabaseFault, InvalidInput
+from ipamd.errors import DatabaseFault, InvalidInput, Unavailable
 from ipamd.store import engine as engines
 from ipamd.store import faults
 from ipamd.store.procedures import Procedure
@@ -40,6 +41,9 @@ T = TypeVar("T")
 Body = Callable[[Connection], T]
 # A body's future, the loop awaiting it, and its value or error.
 Outcome = tuple[asyncio.Future[Any], asyncio.AbstractEventLoop, Any, BaseException | None]
+Command: TypeAlias = Procedure | Executable
+"""What ``Database.call`` runs: a named procedure, or one statement."""
+DatabaseOrEngine: TypeAlias = "Database | AsyncEngine"
 
 # Enough to amortise an fsync over a burst, small enough that one batch stays short.
 MAX_BATCH = 128
@@ -58,7 +62,7 @@ class Database(Protocol):
     async def read(self, body: Body[T]) -> T:
         """Returns ``body(connection)`` run in a read-only transaction."""
 
-    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+    async def call(self, command: Command, params: dict[str, Any]) -> list[Any]:
         """Returns the rows of one statement (or procedure) that is a transaction by itself."""
 
     async def upgrade(self) -> None: ...
@@ -84,8 +88,56 @@ def open_database(raw_url: str | URL, *, pool_size: int = 10) -> Database:
     return AsyncEngineDatabase(engines.create_engine(url, pool_size=pool_size), pool_size=pool_size)
 
 
+def as_database(database: DatabaseOrEngine) -> Database:
+    """Returns ``database``, an engine wrapped as one."""
+    return AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
+
+
 def current_revision(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
+
+
+async def guarded(
+    database: Database,
+    health: faults.Health,
+    operation: Callable[[], Awaitable[T]],
+    channel: str,
+    *,
+    timeout: float,
+    counted: bool = True,
+) -> T:
+    """Returns what ``operation`` (a transaction on ``database``) returns within ``timeout``
+    seconds. A failure of the database leaves as the ``DatabaseFault`` it stands for
+    (ipamd.store.faults), noted in ``health`` under ``channel`` ("reads" or "writes");
+    ``counted``: for a request, not a check. Errors of the request itself pass unchanged."""
+    try:
+        async with asyncio.timeout(timeout):
+            result = await operation()
+    except Exception as e:
+        if not faults.is_database_failure(e):
+            raise
+        # A failure may be the file gone: that, not SQLite's own words, is what to say.
+        error = database.check_file() or faults.error_for(e, database=database.label)
+        health.failed(channel, error, counted=counted)
+        raise error from e
+    health.succeeded(channel)
+    return result
+
+
+async def try_upgrade(database: Database, url: URL) -> str | None:
+    """Migrates ``database`` to the newest schema. Returns None once done, or why another
+    try may succeed (ipamd.store.faults.migration_retry_reason); raises Unavailable when
+    the database refuses us in a way waiting does not fix (a wrong password)."""
+    try:
+        await database.upgrade()
+    except Exception as e:
+        reason = faults.migration_retry_reason(e)
+        if reason is not None:
+            return reason
+        if isinstance(e, sa.exc.DBAPIError):
+            raise Unavailable(engines.refusal_message(e, url)) from e
+        raise
+    return None
 
 
 class SqliteDatabase:
@@ -274,7 +326,7 @@ class SqliteDatabase:
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
-    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+    async def call(self, command: Command, params: dict[str, Any]) -> list[Any]:
         if not isinstance(command, Procedure):
             return await self.write(lambda connection: list(connection.execute(command, params)))
 
@@ -355,7 +407,7 @@ class AsyncEngineDatabase:
         async with engines.reader(self.engine).connect() as connection:
             return await connection.run_sync(body)
 
-    async def call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+    async def call(self, command: Command, params: dict[str, Any]) -> list[Any]:
         """One round trip: no BEGIN and COMMIT around the statement, and no ping first.
 
         A pooled connection found dead (the server restarted) is retried once on a new

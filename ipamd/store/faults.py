@@ -148,6 +148,18 @@ def is_database_failure(error: BaseException) -> bool:
     return False
 
 
+def migration_retry_reason(error: BaseException) -> str | None:
+    """Says why a migration that failed with ``error`` is worth trying again: the database
+    is not reachable yet, or the connection was lost meanwhile. None: waiting will not fix
+    it (a wrong password, a missing database, a bug). Names the exception's type only: its
+    text may carry the URL."""
+    if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError, TimeoutError)):
+        return f"database not reachable yet ({type(error).__name__})"
+    if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+        return f"database connection lost during migration ({type(error.orig).__name__})"
+    return None
+
+
 @dataclass
 class _Outage:
     fault: DatabaseFault

@@ -1,5 +1,7 @@
 """Reading and pruning ``address_events``, the audit history.
 
+Writing: one row per address allocated or released, in the transaction that does it.
+
 Reading: a page of an address's history is a page of allocation ids (keyset on the index
 ``(address, family, allocation_id)``), then the events of those allocations.
 
@@ -30,6 +32,38 @@ from ipamd.store.schema import address_events
 PRUNE_LOCK_KEY = 0x6970616D6468  # "ipamdh"
 
 _EVENTS = address_events.c
+INSERT_EVENT = sa.insert(address_events)
+
+
+def record_event(
+    conn: Connection,
+    *,
+    action: str,
+    subnet: str,
+    family: int,
+    address: int,
+    allocation_id: int | None,
+    holder: Any,
+    reason: str | None = None,
+) -> None:
+    """Writes one audit row; ``holder`` is the allocation row the address belonged to."""
+    conn.execute(
+        INSERT_EVENT,
+        {
+            "action": action,
+            "subnet": subnet,
+            "family": family,
+            "address": address,
+            "allocation_id": allocation_id,
+            "cluster": holder.cluster,
+            "network_key": holder.network_key,
+            "namespace": holder.namespace,
+            "pod": holder.pod,
+            "interface": holder.interface,
+            "container_id": holder.container_id,
+            "reason": reason,
+        },
+    )
 
 
 def _older_than(conn: Connection, retention_seconds: float) -> sa.ColumnElement[bool]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
@@ -12,6 +13,9 @@ from sqlalchemy.engine import Connection, Row
 from ipamd.core.addresses import ip_text
 from ipamd.core.subnet import SubnetSpec
 from ipamd.store.schema import allocations, pools, reservations, subnets, write_checks
+
+Record: TypeAlias = Row[*tuple[Any, ...]]
+"""A row as the store reads it, its columns as attributes: what the service gets back."""
 
 ALLOCATION_COLUMNS = (allocations, subnets.c.name.label("subnet_name"), pools.c.name.label("pool_name"))
 
@@ -51,6 +55,49 @@ BY_OWNER = (
 )
 ALLOCATION_BY_OWNER = allocation_query().where(*BY_OWNER)
 ALLOCATION_BY_ID = allocation_query().where(allocations.c.id == sa.bindparam("allocation_id"))
+# Deletes the row only as it was read: an ADD for a new sandbox may have taken the
+# attachment over meanwhile (container id, pod UID), and a DEL of the old sandbox must then
+# leave it alone.
+_DELETE_ALLOCATION_AS_READ = sa.delete(allocations).where(
+    allocations.c.id == sa.bindparam("allocation_id"),
+    allocations.c.container_id.is_not_distinct_from(
+        sa.bindparam("container_id", type_=allocations.c.container_id.type)
+    ),
+    allocations.c.pod_uid.is_not_distinct_from(sa.bindparam("pod_uid", type_=allocations.c.pod_uid.type)),
+)
+
+
+def allocation_by_id(conn: Connection, allocation_id: int) -> Record | None:
+    return conn.execute(ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+
+
+def allocations_of_subnet(conn: Connection, subnet_id: int) -> Sequence[Record]:
+    return conn.execute(allocation_query().where(allocations.c.subnet_id == subnet_id)).all()
+
+
+def allocations_in_pool(conn: Connection, pool_id: int) -> Sequence[Record]:
+    return conn.execute(allocation_query().where(allocations.c.pool_id == pool_id)).all()
+
+
+def allocations_at(conn: Connection, *, family: int, address: int) -> Sequence[Record]:
+    """Returns the allocations holding ``address`` in any subnet (inline ranges may share it)."""
+    column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
+    return conn.execute(allocation_query().where(column == address)).all()
+
+
+def leave_pool(conn: Connection, allocation_id: int) -> None:
+    """Marks the allocation as no longer a pool's: its addresses left the pool's members."""
+    conn.execute(sa.update(allocations).where(allocations.c.id == allocation_id).values(pool_id=None))
+
+
+def delete_allocation_as_read(conn: Connection, row: Any) -> bool:
+    """Deletes the allocation ``row`` if it is still as read (same container id and pod
+    UID); False when it was deleted or taken over meanwhile."""
+    deleted = conn.execute(
+        _DELETE_ALLOCATION_AS_READ,
+        {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid},
+    )
+    return deleted.rowcount > 0
 
 
 def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:

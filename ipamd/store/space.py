@@ -167,6 +167,18 @@ def released_addresses(conn: Connection, *, subnet_id: int, family: int) -> list
     return [int(row.address) for row in result]
 
 
+def forget_released(conn: Connection, *, subnet_id: int, family: int, first: int, last: int) -> None:
+    """Takes the addresses ``first``..``last`` off the reuse queue."""
+    conn.execute(
+        sa.delete(released).where(
+            released.c.subnet_id == subnet_id,
+            released.c.family == family,
+            released.c.address >= first,
+            released.c.address <= last,
+        )
+    )
+
+
 def clear(conn: Connection, *, subnet_id: int, pool_id: int | None = None, everything: bool = False) -> None:
     """Deletes free ranges of the subnet's dynamic space (or of one pool, or all of them)."""
     statement = sa.delete(free_ranges).where(free_ranges.c.subnet_id == subnet_id)
