@@ -6,18 +6,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import format_intervals, ip_text
 from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
 from ipamd.core.subnet import requested_subnet
 from ipamd.core.usage import classify
-from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NotFound
+from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NameTaken, NotFound
 from ipamd.service.base import ServiceBase, _Subnet, log
-from ipamd.store import records, space
-from ipamd.store.schema import allocations, pools, released, reservations, subnets
+from ipamd.store import catalog, records, space
+from ipamd.store.database import Connection
 
 
 class Administration(ServiceBase):
@@ -25,44 +22,30 @@ class Administration(ServiceBase):
 
     async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
         spec = requested_subnet(raw)
-        try:
 
-            def run(conn: Connection) -> Any:
-                self._check_overlap(conn, spec, exclude_id=None)
-                subnet_id = (
-                    conn.execute(
-                        sa.insert(subnets)
-                        .values(
-                            name=spec.name,
-                            provider=spec.provider,
-                            priority=spec.priority,
-                            spec=spec.to_json(),
-                            origin=origin,
-                        )
-                        .returning(subnets.c.id)
-                    )
-                ).scalar_one()
-                for layout in spec.families:
-                    space.add_ranges(
-                        conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space()
-                    )
-                log.info(
-                    "subnet created name=%s cidr=%s provider=%s origin=%s",
-                    spec.name,
-                    spec.cidr_block,
-                    spec.provider,
-                    origin,
+        def run(conn: Connection) -> Any:
+            self._check_overlap(conn, spec, exclude_id=None)
+            subnet_id = catalog.insert_subnet(
+                conn, name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin
+            )
+            for layout in spec.families:
+                space.add_ranges(
+                    conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space()
                 )
-                return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
+            log.info(
+                "subnet created name=%s cidr=%s provider=%s origin=%s",
+                spec.name,
+                spec.cidr_block,
+                spec.provider,
+                origin,
+            )
+            return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
 
-            return await self._write(run)
-        except sa.exc.IntegrityError as e:
-            raise AlreadyExists(f"subnet {spec.name} already exists") from e
+        return await self._write(run)
 
     async def list_subnets(self) -> list[dict[str, Any]]:
         def run(conn: Connection) -> Any:
-            rows = (conn.execute(sa.select(subnets).order_by(subnets.c.name))).all()
-            return [self._subnet_json(conn, self._subnet(row)) for row in rows]
+            return [self._subnet_json(conn, self._subnet(row)) for row in catalog.all_subnets(conn)]
 
         return await self._read(run)
 
@@ -82,15 +65,10 @@ class Administration(ServiceBase):
             version = layout.version
             free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
             reused = space.released_addresses(conn, subnet_id=subnet.id, family=version)
-            reserved = conn.execute(
-                sa.select(reservations.c.address).where(
-                    reservations.c.subnet_id == subnet.id, reservations.c.family == version
-                )
-            ).scalars()
             counts = classify(
                 layout,
                 held=records.held_addresses(conn, subnet_id=subnet.id, family=version),
-                reserved=(int(address) for address in reserved),
+                reserved=catalog.reserved_addresses(conn, subnet_id=subnet.id, family=version),
                 pooled=merge_members(pool_specs, version),
             )
             usage[f"v{version}"] = {
@@ -137,12 +115,13 @@ class Administration(ServiceBase):
                     conn, subnet_id=subnet.id, family=old.version
                 ):
                     raise InUse(f"IPv{old.version} addresses of subnet {name} are allocated; release them first")
-            conn.execute(
-                sa.update(subnets)
-                .where(subnets.c.id == subnet.id)
-                .values(
-                    provider=spec.provider, priority=spec.priority, spec=spec.to_json(), revision=subnet.revision + 1
-                )
+            catalog.update_subnet(
+                conn,
+                subnet.id,
+                provider=spec.provider,
+                priority=spec.priority,
+                spec=spec.to_json(),
+                revision=subnet.revision + 1,
             )
             updated = self._subnet_by_id(conn, subnet.id)
             self._rebuild_space(conn, updated)
@@ -169,26 +148,14 @@ class Administration(ServiceBase):
                         if layout.network.first <= a <= layout.network.last
                     ]
             held = iv.from_points(held_points)
-            reserved_rows = conn.execute(
-                sa.select(reservations.c.address).where(
-                    reservations.c.subnet_id == subnet.id, reservations.c.family == version
-                )
-            )
-            reserved = iv.from_points(int(row.address) for row in reserved_rows)
+            reserved = iv.from_points(catalog.reserved_addresses(conn, subnet_id=subnet.id, family=version))
             pooled = merge_members([spec for _, spec in pool_list], version)
             reused = iv.from_points(space.released_addresses(conn, subnet_id=subnet.id, family=version))
             dynamic = iv.subtract(layout.dynamic_space(), [*pooled, *reserved, *held])
             # Released addresses that are still dynamic stay in the reuse queue; others leave it.
             stale = iv.subtract(reused, dynamic)
             for first, last in stale:
-                conn.execute(
-                    sa.delete(released).where(
-                        released.c.subnet_id == subnet.id,
-                        released.c.family == version,
-                        released.c.address >= first,
-                        released.c.address <= last,
-                    )
-                )
+                space.forget_released(conn, subnet_id=subnet.id, family=version, first=first, last=last)
             space.add_ranges(
                 conn, subnet_id=subnet.id, family=version, pool_id=None, intervals=iv.subtract(dynamic, reused)
             )
@@ -199,7 +166,7 @@ class Administration(ServiceBase):
     async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
             subnet = self._locked(conn, self._subnet_by_name(conn, name))
-            rows = (conn.execute(records.allocation_query().where(allocations.c.subnet_id == subnet.id))).all()
+            rows = records.allocations_of_subnet(conn, subnet.id)
             if rows and not force:
                 raise InUse(
                     f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true"
@@ -215,7 +182,7 @@ class Administration(ServiceBase):
                     continue
                 for family, address in records.addresses_of(row):
                     self._return_to_peers(conn, subnet.peers or [], family, address)
-            conn.execute(sa.delete(subnets).where(subnets.c.id == subnet.id))
+            catalog.delete_subnet(conn, subnet.id)
             log.info("subnet deleted name=%s released=%d", name, len(rows))
             return {"deleted": name, "released": len(rows)}
 
@@ -227,37 +194,29 @@ class Administration(ServiceBase):
         subnet_name = raw.get("subnet")
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
-        try:
 
-            def run(conn: Connection) -> Any:
-                subnet = self._subnet_by_name(conn, subnet_name, lock=True)
-                spec = canonical_pool(raw, subnet=subnet.spec)
-                for _, other in self._pools_of(conn, subnet):
-                    if pools_overlap(spec, other):
-                        raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
-                pool_id = (
-                    conn.execute(
-                        sa.insert(pools)
-                        .values(
-                            name=spec.name,
-                            subnet_id=subnet.id,
-                            ips=list(spec.ips),
-                            rules=spec.placement.to_json() or None,
-                            origin=origin,
-                        )
-                        .returning(pools.c.id)
-                    )
-                ).scalar_one()
-                self._rebuild_space(conn, subnet)
-                log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
-                return self._pool_json(conn, pool_id)
+        def run(conn: Connection) -> Any:
+            subnet = self._subnet_by_name(conn, subnet_name, lock=True)
+            spec = canonical_pool(raw, subnet=subnet.spec)
+            for _, other in self._pools_of(conn, subnet):
+                if pools_overlap(spec, other):
+                    raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
+            pool_id = catalog.insert_pool(
+                conn,
+                name=spec.name,
+                subnet_id=subnet.id,
+                ips=list(spec.ips),
+                rules=spec.placement.to_json() or None,
+                origin=origin,
+            )
+            self._rebuild_space(conn, subnet)
+            log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
+            return self._pool_json(conn, pool_id)
 
-            return await self._write(run)
-        except sa.exc.IntegrityError as e:
-            raise AlreadyExists(f"pool {raw.get('name')} already exists") from e
+        return await self._write(run)
 
     def _pool_json(self, conn: Connection, pool_id: int) -> dict[str, Any]:
-        row = (conn.execute(sa.select(pools).where(pools.c.id == pool_id))).first()
+        row = catalog.pool_by_id(conn, pool_id)
         if row is None:
             raise NotFound(f"pool #{pool_id} not found")
         subnet = self._subnet_by_id(conn, row.subnet_id)
@@ -278,27 +237,26 @@ class Administration(ServiceBase):
 
     async def list_pools(self) -> list[dict[str, Any]]:
         def run(conn: Connection) -> Any:
-            ids = (conn.execute(sa.select(pools.c.id).order_by(pools.c.name))).scalars().all()
-            return [self._pool_json(conn, pool_id) for pool_id in ids]
+            return [self._pool_json(conn, pool_id) for pool_id in catalog.pool_ids(conn)]
 
         return await self._read(run)
 
     async def get_pool(self, name: str) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            pool_id = (conn.execute(sa.select(pools.c.id).where(pools.c.name == name))).scalar()
-            if pool_id is None:
+            row = catalog.pool_by_name(conn, name)
+            if row is None:
                 raise NotFound(f"pool {name} not found")
-            return self._pool_json(conn, pool_id)
+            return self._pool_json(conn, row.id)
 
         return await self._read(run)
 
     async def delete_pool(self, name: str) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = (conn.execute(sa.select(pools).where(pools.c.name == name))).first()
+            row = catalog.pool_by_name(conn, name)
             if row is None:
                 raise NotFound(f"pool {name} not found")
             subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
-            conn.execute(sa.delete(pools).where(pools.c.id == row.id))
+            catalog.delete_pool(conn, row.id)
             self._rebuild_space(conn, subnet)
             log.info("pool deleted name=%s subnet=%s", name, subnet.name)
             return {"deleted": name}
@@ -323,22 +281,19 @@ class Administration(ServiceBase):
         def run(conn: Connection) -> tuple[dict[str, Any], bool]:
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_pool(raw, subnet=subnet.spec)
-            existing = conn.execute(sa.select(pools).where(pools.c.name == name)).first()
+            existing = catalog.pool_by_name(conn, name)
             for pool_id, other in self._pools_of(conn, subnet):
                 if (existing is None or pool_id != existing.id) and pools_overlap(spec, other):
                     raise AlreadyExists(f"pool {spec.name} overlaps pool {other.name} of subnet {subnet.name}")
             if existing is None:
-                pool_id = conn.execute(
-                    sa.insert(pools)
-                    .values(
-                        name=name,
-                        subnet_id=subnet.id,
-                        ips=list(spec.ips),
-                        rules=spec.placement.to_json() or None,
-                        origin=origin,
-                    )
-                    .returning(pools.c.id)
-                ).scalar_one()
+                pool_id = catalog.insert_pool(
+                    conn,
+                    name=name,
+                    subnet_id=subnet.id,
+                    ips=list(spec.ips),
+                    rules=spec.placement.to_json() or None,
+                    origin=origin,
+                )
             else:
                 pool_id = existing.id
                 old_subnet = (
@@ -346,18 +301,19 @@ class Administration(ServiceBase):
                     if existing.subnet_id != subnet.id
                     else subnet
                 )
-                conn.execute(
-                    sa.update(pools)
-                    .where(pools.c.id == pool_id)
-                    .values(
-                        subnet_id=subnet.id, ips=list(spec.ips), rules=spec.placement.to_json() or None, origin=origin
-                    )
+                catalog.update_pool(
+                    conn,
+                    pool_id,
+                    subnet_id=subnet.id,
+                    ips=list(spec.ips),
+                    rules=spec.placement.to_json() or None,
+                    origin=origin,
                 )
-                for row in conn.execute(records.allocation_query().where(allocations.c.pool_id == pool_id)).all():
+                for row in records.allocations_in_pool(conn, pool_id):
                     if row.subnet_id != subnet.id or not all(
                         iv.contains(spec.intervals(family), address) for family, address in records.addresses_of(row)
                     ):
-                        conn.execute(sa.update(allocations).where(allocations.c.id == row.id).values(pool_id=None))
+                        records.leave_pool(conn, row.id)
                 if old_subnet is not subnet:
                     self._rebuild_space(conn, old_subnet)
             self._rebuild_space(conn, subnet)
@@ -372,8 +328,8 @@ class Administration(ServiceBase):
 
         try:
             return await self._write(run)
-        except sa.exc.IntegrityError as e:
-            raise AlreadyExists(f"pool {name} was created concurrently; retry") from e
+        except NameTaken as e:
+            raise NameTaken(f"pool {name} was created concurrently; retry") from e
 
     async def create_reservation(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
         if not isinstance(raw, Mapping):
@@ -393,47 +349,30 @@ class Administration(ServiceBase):
             if holder is not None:
                 raise AddressConflict(f"{text} in subnet {subnet.name} is held by {self._holder_label(holder)}")
             space.claim(conn, subnet_id=subnet.id, family=spec.version, address=spec.address)
-            reservation_id = (
-                conn.execute(
-                    sa.insert(reservations)
-                    .values(
-                        subnet_id=subnet.id,
-                        family=spec.version,
-                        address=spec.address,
-                        mac=spec.mac,
-                        owner=spec.owner,
-                        note=spec.note,
-                        origin=origin,
-                    )
-                    .returning(reservations.c.id)
-                )
-            ).scalar_one()
+            row = catalog.insert_reservation(
+                conn,
+                subnet_id=subnet.id,
+                family=spec.version,
+                address=spec.address,
+                mac=spec.mac,
+                owner=spec.owner,
+                note=spec.note,
+                origin=origin,
+            )
             log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
-            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).one()
             return records.reservation_json(row, subnet.name)
 
         return await self._write(run)
 
     async def list_reservations(self) -> list[dict[str, Any]]:
         def run(conn: Connection) -> Any:
-            result = conn.execute(
-                sa.select(reservations, subnets.c.name.label("subnet_name"))
-                .join(subnets, reservations.c.subnet_id == subnets.c.id)
-                .order_by(reservations.c.id)
-            )
-            return [records.reservation_json(row, row.subnet_name) for row in result]
+            return [records.reservation_json(row, row.subnet_name) for row in catalog.reservations_with_subnet(conn)]
 
         return await self._read(run)
 
     async def get_reservation(self, reservation_id: int) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = (
-                conn.execute(
-                    sa.select(reservations, subnets.c.name.label("subnet_name"))
-                    .join(subnets, reservations.c.subnet_id == subnets.c.id)
-                    .where(reservations.c.id == reservation_id)
-                )
-            ).first()
+            row = catalog.reservation_with_subnet(conn, reservation_id)
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
             return records.reservation_json(row, row.subnet_name)
@@ -442,11 +381,11 @@ class Administration(ServiceBase):
 
     async def delete_reservation(self, reservation_id: int) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = (conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id))).first()
+            row = catalog.reservation_by_id(conn, reservation_id)
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
             subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
-            if conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id)).rowcount == 0:
+            if not catalog.delete_reservation(conn, reservation_id):
                 # Deleted by a concurrent request while this one waited for the subnet lock:
                 # its address is back already, and must not be listed as free twice.
                 raise NotFound(f"reservation {reservation_id} not found")

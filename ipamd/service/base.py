@@ -11,11 +11,6 @@ from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql.expression import Executable
-
 from ipamd.core import intervals as iv
 from ipamd.core.allocation import DEFAULT_CLUSTER
 from ipamd.core.placement import parse_placement
@@ -23,36 +18,25 @@ from ipamd.core.pool import PoolSpec, canonical_pool
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
 from ipamd.errors import AlreadyExists, DatabaseFault, NotFound, Unavailable
 from ipamd.logs import allocation_fields
-from ipamd.store import faults, records, space
-from ipamd.store.database import AsyncEngineDatabase, Database, current_revision
+from ipamd.store import catalog, faults, history, records, space
+from ipamd.store.database import (
+    Command,
+    Connection,
+    Database,
+    DatabaseOrEngine,
+    as_database,
+    current_revision,
+    guarded,
+)
 from ipamd.store.engine import head_revision
-from ipamd.store.procedures import Procedure
-from ipamd.store.schema import address_events, allocations, pools, subnets
+from ipamd.store.records import Record
 
 log = logging.getLogger("ipamd.service")
 
 T = TypeVar("T")
 
-# Statements of the allocation and release paths, built once (see ipamd.store.space).
-_SUBNET_BY_ID = sa.select(subnets).where(subnets.c.id == sa.bindparam("subnet_id"))
-_SUBNET_BY_ID_LOCKED = _SUBNET_BY_ID.with_for_update()
-# Deletes the row only as it was read: an ADD for a new sandbox may have taken the
-# attachment over meanwhile (container id, pod UID), and a DEL of the old sandbox must then
-# leave it alone.
-_DELETE_ALLOCATION = sa.delete(allocations).where(
-    allocations.c.id == sa.bindparam("allocation_id"),
-    allocations.c.container_id.is_not_distinct_from(
-        sa.bindparam("container_id", type_=allocations.c.container_id.type)
-    ),
-    allocations.c.pod_uid.is_not_distinct_from(sa.bindparam("pod_uid", type_=allocations.c.pod_uid.type)),
-)
-# PostgreSQL only: a transaction-scoped lock on one provider's set of subnets.
-_PROVIDER_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
-_INSERT_EVENT = sa.insert(address_events)
-_INLINE_SUBNETS = sa.select(subnets).where(subnets.c.origin == "inline").order_by(subnets.c.id)
-_POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips, pools.c.rules).where(
-    pools.c.subnet_id == sa.bindparam("subnet_id")
-)
+# allocation.py still writes its audit rows with this statement itself (issue 13 item 2).
+_INSERT_EVENT = history.INSERT_EVENT
 
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 # While writes fail, how often a write is tried to see whether they work again.
@@ -97,12 +81,12 @@ class ServiceBase:
 
     def __init__(
         self,
-        database: Database | AsyncEngine,
+        database: DatabaseOrEngine,
         *,
         node: str | None = None,
         cluster: str = DEFAULT_CLUSTER,
     ) -> None:
-        self.database: Database = AsyncEngineDatabase(database) if isinstance(database, AsyncEngine) else database
+        self.database: Database = as_database(database)
         self.node = node
         # The cluster this daemon serves: part of every attachment identity it looks up or
         # creates (subnets, pools and reservations are shared by every cluster).
@@ -134,23 +118,14 @@ class ServiceBase:
 
     _read = read
 
-    async def _call(self, command: Procedure | Executable, params: dict[str, Any]) -> list[Any]:
+    async def _call(self, command: Command, params: dict[str, Any]) -> list[Any]:
         """Returns the rows of one statement run as a transaction by itself (ipamd.store.procedures)."""
         return await self._run(lambda: self.database.call(command, params), "writes")
 
     async def _run(self, operation: Callable[[], Awaitable[T]], channel: str, *, counted: bool = True) -> T:
-        try:
-            async with asyncio.timeout(TRANSACTION_TIMEOUT_SECONDS):
-                result = await operation()
-        except Exception as e:
-            if not faults.is_database_failure(e):
-                raise
-            # A failure may be the file gone: that, not SQLite's own words, is what to say.
-            error = self.database.check_file() or faults.error_for(e, database=self.database.label)
-            self.health.failed(channel, error, counted=counted)
-            raise error from e
-        self.health.succeeded(channel)
-        return result
+        return await guarded(
+            self.database, self.health, operation, channel, timeout=TRANSACTION_TIMEOUT_SECONDS, counted=counted
+        )
 
     async def close(self) -> None:
         await self.database.dispose()
@@ -254,27 +229,22 @@ class ServiceBase:
         return cached.with_rules[1]
 
     def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:
-        statement = sa.select(subnets).where(subnets.c.name == name)
-        if lock and self._row_locks:
-            statement = statement.with_for_update()
-        row = (conn.execute(statement)).first()
+        row = catalog.subnet_by_name(conn, name, lock=lock and self._row_locks)
         if row is None:
             raise NotFound(f"subnet {name} not found")
         return self._subnet(row)
 
     def _subnet_by_id(self, conn: Connection, subnet_id: int, *, lock: bool = False) -> _Subnet:
-        statement = _SUBNET_BY_ID_LOCKED if lock and self._row_locks else _SUBNET_BY_ID
-        row = conn.execute(statement, {"subnet_id": subnet_id}).first()
+        row = catalog.subnet_by_id(conn, subnet_id, lock=lock and self._row_locks)
         if row is None:
             raise NotFound(f"subnet #{subnet_id} not found")
         return self._subnet(row)
 
-    def _subnet(self, row: Row[Any]) -> _Subnet:
+    def _subnet(self, row: Record) -> _Subnet:
         return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
 
     def _pools_of(self, conn: Connection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
-        result = conn.execute(_POOLS_OF_SUBNET, {"subnet_id": subnet.id})
-        return [(row.id, self._pool_spec(row, subnet.spec)) for row in result]
+        return [(row.id, self._pool_spec(row, subnet.spec)) for row in catalog.pools_of_subnet(conn, subnet.id)]
 
     def _event(
         self,
@@ -289,22 +259,15 @@ class ServiceBase:
         reason: str | None = None,
     ) -> None:
         """Writes one audit row; ``row`` is the allocation row the address belonged to."""
-        conn.execute(
-            _INSERT_EVENT,
-            {
-                "action": action,
-                "subnet": subnet.name,
-                "family": family,
-                "address": address,
-                "allocation_id": allocation_id,
-                "cluster": row.cluster,
-                "network_key": row.network_key,
-                "namespace": row.namespace,
-                "pod": row.pod,
-                "interface": row.interface,
-                "container_id": row.container_id,
-                "reason": reason,
-            },
+        history.record_event(
+            conn,
+            action=action,
+            subnet=subnet.name,
+            family=family,
+            address=address,
+            allocation_id=allocation_id,
+            holder=row,
+            reason=reason,
         )
 
     def _notify(self, event: str, **data: Any) -> None:
@@ -320,12 +283,8 @@ class ServiceBase:
             # Nothing else serialises two daemons creating subnets of one provider at once:
             # both would pass this check and both insert. The lock lasts until commit; the
             # second one then sees the first's row (READ COMMITTED reads per statement).
-            conn.execute(_PROVIDER_LOCK, {"key": f"ipamd subnets of provider {spec.provider}"})
-        statement = sa.select(subnets)
-        statement = statement.where(
-            subnets.c.provider.is_(None) if spec.provider is None else subnets.c.provider == spec.provider
-        )
-        for row in conn.execute(statement):
+            catalog.lock_group(conn, f"ipamd subnets of provider {spec.provider}")
+        for row in catalog.subnets_of_provider(conn, spec.provider):
             # A row of the same name is a name clash, not an overlap: the insert's unique
             # constraint reports it, and an inline subnet created meanwhile by another daemon
             # (seen once the lock above is ours) is then found by the retried ADD.
@@ -345,7 +304,7 @@ class ServiceBase:
         if subnet.spec.overlap is None:
             return []
         peers = []
-        for row in conn.execute(_INLINE_SUBNETS):
+        for row in catalog.inline_subnets(conn):
             if row.id == subnet.id:
                 continue
             other = self._subnet(row)
@@ -361,7 +320,7 @@ class ServiceBase:
         cannot deadlock.
         """
         if spec.overlap is not None and self._row_locks:
-            conn.execute(_PROVIDER_LOCK, {"key": f"ipamd overlapping inline ranges {spec.overlap.group}"})
+            catalog.lock_group(conn, f"ipamd overlapping inline ranges {spec.overlap.group}")
 
     def _locked(self, conn: Connection, subnet: _Subnet) -> _Subnet:
         """Returns ``subnet`` read again under its row lock, with its peers locked and listed."""
@@ -381,7 +340,7 @@ class ServiceBase:
 
     def _peer_holder(
         self, conn: Connection, peers: list[tuple[_Subnet, tuple[int, ...]]], family: int, address: int
-    ) -> Row[Any] | None:
+    ) -> Record | None:
         """Returns the allocation holding ``address`` in a peer sharing it, if any."""
         for peer, families in peers:
             layout = peer.spec.family(family)
@@ -453,15 +412,12 @@ class ServiceBase:
         return iv.contains(layout.dynamic_space(), address), None
 
     def _release_row(
-        self, conn: Connection, row: Row[Any], *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
+        self, conn: Connection, row: Record, *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
     ) -> dict[str, Any]:
         if subnet is None:
             subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
         body = records.allocation_json(row, subnet.spec)
-        deleted = conn.execute(
-            _DELETE_ALLOCATION, {"allocation_id": row.id, "container_id": row.container_id, "pod_uid": row.pod_uid}
-        )
-        if deleted.rowcount == 0:
+        if not records.delete_allocation_as_read(conn, row):
             # ``row`` was read before the subnet lock: a concurrent release (another daemon's
             # DEL, CNI GC, the API) committed meanwhile, or an ADD of a new sandbox took the
             # row over. Giving the addresses back would list them as free twice (or free
@@ -485,8 +441,8 @@ class ServiceBase:
     def _release_current(
         self,
         conn: Connection,
-        row: Row[Any] | None,
-        read_again: Callable[[], Row[Any] | None] | None = None,
+        row: Record | None,
+        read_again: Callable[[], Record | None] | None = None,
         *,
         what: str,
         reason: str,
@@ -502,11 +458,7 @@ class ServiceBase:
             try:
                 return self._release_row(conn, row, reason=reason, subnet=subnet, give_back=give_back)
             except AllocationChanged:
-                row = (
-                    read_again()
-                    if read_again is not None
-                    else conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).first()
-                )
+                row = read_again() if read_again is not None else records.allocation_by_id(conn, row.id)
         raise Unavailable(f"{what} kept changing while being released; retry")
 
     def _log_release(self, body: dict[str, Any], reason: str) -> None:
@@ -525,7 +477,7 @@ class ServiceBase:
         )
         self._notify("released", allocation=body, reason=reason)
 
-    def _holder_label(self, row: Row[Any]) -> str:
+    def _holder_label(self, row: Record) -> str:
         pod = f"{row.namespace}/{row.pod}" if row.namespace else row.pod
         # A holder in another cluster sharing the database must not read as one of ours.
         cluster = f"cluster {row.cluster}, " if row.cluster != self.cluster else ""

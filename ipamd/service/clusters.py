@@ -10,15 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
-from ipamd.errors import InUse
+from ipamd.errors import InUse, NameTaken
 from ipamd.service.base import ServiceBase, log
-from ipamd.store.schema import allocations, clusters
-
-_CLUSTER_NAMES = sa.select(clusters.c.name).order_by(clusters.c.name)
-_HOLDS_ALLOCATIONS = sa.select(allocations.c.id).where(allocations.c.cluster == sa.bindparam("cluster")).limit(1)
+from ipamd.store import clusters
+from ipamd.store.database import Connection
 
 
 @dataclass(frozen=True)
@@ -41,7 +36,7 @@ class Clusters(ServiceBase):
         sqlite = self.database.dialect == "sqlite"
 
         def run(conn: Connection) -> ClusterJoin:
-            names = list(conn.execute(_CLUSTER_NAMES).scalars())
+            names = clusters.cluster_names(conn)
             others = tuple(name for name in names if name != self.cluster)
             if self.cluster in names:
                 if sqlite and others:
@@ -53,14 +48,14 @@ class Clusters(ServiceBase):
                 self._refuse_second_cluster(conn, others)
                 # Names that hold nothing (a mistyped name since corrected) keep nothing
                 # safe by staying: this daemon's cluster takes the file over.
-                conn.execute(sa.delete(clusters).where(clusters.c.name.in_(others)))
+                clusters.forget(conn, others)
                 forgotten, others = others, ()
-            conn.execute(sa.insert(clusters).values(name=self.cluster))
+            clusters.register(conn, self.cluster)
             return ClusterJoin(new=True, others=others, forgotten=forgotten)
 
         try:
             joined = await self._write(run)
-        except sa.exc.IntegrityError:
+        except NameTaken:
             # A daemon of the same cluster registered it at the same moment: now it is known.
             joined = await self._write(run)
         self.unregistered = None
@@ -68,7 +63,7 @@ class Clusters(ServiceBase):
         return joined
 
     def _refuse_second_cluster(self, conn: Connection, others: tuple[str, ...]) -> None:
-        holding = [name for name in others if conn.execute(_HOLDS_ALLOCATIONS, {"cluster": name}).first() is not None]
+        holding = [name for name in others if clusters.holds_allocations(conn, name)]
         if holding:
             raise InUse(
                 f"this SQLite database holds the allocations of cluster {', '.join(holding)}, and SQLite serves one cluster: "

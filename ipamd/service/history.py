@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.engine import Connection
-
 from ipamd.core.addresses import parse_ip
 from ipamd.core.history import HistoryQuery, spans
 from ipamd.service.base import ServiceBase
 from ipamd.store import history, records
-from ipamd.store.schema import allocations
+from ipamd.store.database import Connection
 
 
 class History(ServiceBase):
@@ -22,10 +20,9 @@ class History(ServiceBase):
         query = query or HistoryQuery()
         address = parse_ip(text, field="address")
         value, family = int(address), address.version
-        column = allocations.c.address_v4 if family == 4 else allocations.c.address_v6
 
         def run(conn: Connection) -> Any:
-            rows = conn.execute(records.allocation_query().where(column == value)).all()
+            rows = records.allocations_at(conn, family=family, address=value)
             holders = [records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec) for row in rows]
             ids = history.span_ids(conn, family=family, address=value, query=query)
             page = ids[: query.limit]
