@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from ipamd.errors import NameTaken
 from ipamd.store.records import Record
-from ipamd.store.schema import pools, reservations, subnets
+from ipamd.store.schema import free_ranges, pools, released, reservations, subnets
 
 # Prebuilt: the allocation and release paths read subnets by id (see ipamd.store.space).
 _SUBNET_BY_ID = sa.select(subnets).where(subnets.c.id == sa.bindparam("subnet_id"))
@@ -28,6 +28,40 @@ _POOLS_OF_SUBNET = sa.select(pools.c.id, pools.c.name, pools.c.ips, pools.c.rule
 # PostgreSQL only: a transaction-scoped lock on a name (one provider's set of subnets, one
 # shared address space).
 _GROUP_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))")
+_PROVIDER_SUBNETS = (
+    sa.select(subnets)
+    .where(subnets.c.provider == sa.bindparam("provider"))
+    .order_by(subnets.c.priority, subnets.c.name)
+)
+_PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
+# A subnet with free dynamic space in one of the families asked (dual stack may still find
+# the other family full: the caller then goes on to the next).
+_HAS_SPACE = sa.or_(
+    sa.exists().where(
+        free_ranges.c.subnet_id == subnets.c.id,
+        free_ranges.c.family.in_(sa.bindparam("families", expanding=True)),
+        free_ranges.c.pool_id.is_(None),
+    ),
+    sa.exists().where(
+        released.c.subnet_id == subnets.c.id, released.c.family.in_(sa.bindparam("families", expanding=True))
+    ),
+)
+_FIRST_WITH_SPACE = (
+    sa.select(subnets)
+    .where(subnets.c.provider == sa.bindparam("provider"), _HAS_SPACE)
+    .order_by(subnets.c.priority, subnets.c.name)
+    .limit(1)
+)
+# After the first subnet, the walk reads ahead: placement rules (one subnet per site on one
+# NAD) may refuse many subnets in a row, and each would otherwise cost a query.
+WALK_BATCH = 16
+_NEXT_WITH_SPACE = _FIRST_WITH_SPACE.where(
+    sa.tuple_(subnets.c.priority, subnets.c.name)
+    > sa.tuple_(
+        sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type)
+    )
+).limit(WALK_BATCH)
+_SUBNET_PROVIDER = sa.select(subnets.c.name, subnets.c.provider).where(subnets.c.name == sa.bindparam("name"))
 _RESERVATIONS_WITH_SUBNET = sa.select(reservations, subnets.c.name.label("subnet_name")).join(
     subnets, reservations.c.subnet_id == subnets.c.id
 )
@@ -77,6 +111,36 @@ def inline_subnets(conn: Connection) -> Sequence[Record]:
     return conn.execute(_INLINE_SUBNETS).all()
 
 
+def provider_subnets(conn: Connection, provider: str) -> Sequence[Record]:
+    """Returns the subnet rows of a provider in the order allocations try them (priority, name)."""
+    return conn.execute(_PROVIDER_SUBNETS, {"provider": provider}).all()
+
+
+def provider_has_subnet(conn: Connection, provider: str) -> bool:
+    return conn.execute(_PROVIDER_HAS_SUBNET, {"provider": provider}).first() is not None
+
+
+def first_subnet_with_space(conn: Connection, *, provider: str, families: Sequence[int]) -> Record | None:
+    """Returns the provider's first subnet (priority, name) with free dynamic space in one
+    of ``families``: full subnets are skipped in SQL, on ix_subnets_provider_order."""
+    return conn.execute(_FIRST_WITH_SPACE, {"provider": provider, "families": families}).first()
+
+
+def next_subnets_with_space(
+    conn: Connection, *, provider: str, families: Sequence[int], after: Record
+) -> Sequence[Record]:
+    """Returns up to WALK_BATCH subnets with space that follow the subnet row ``after``."""
+    return conn.execute(
+        _NEXT_WITH_SPACE,
+        {"provider": provider, "families": families, "priority": after.priority, "name": after.name},
+    ).all()
+
+
+def subnet_provider(conn: Connection, name: str) -> Record | None:
+    """Returns (name, provider) of the subnet ``name``: one row, none of its usage."""
+    return conn.execute(_SUBNET_PROVIDER, {"name": name}).first()
+
+
 def insert_subnet(conn: Connection, *, name: str, provider: str | None, priority: int, spec: Any, origin: str) -> int:
     """Returns the id of the new subnet row; raises NameTaken when ``name`` is."""
     with _unique_name(f"subnet {name}"):
@@ -99,6 +163,10 @@ def update_subnet(
     )
 
 
+def revise_subnet_spec(conn: Connection, subnet_id: int, *, spec: Any, revision: int) -> None:
+    conn.execute(sa.update(subnets).where(subnets.c.id == subnet_id).values(spec=spec, revision=revision))
+
+
 def delete_subnet(conn: Connection, subnet_id: int) -> None:
     """Deletes the subnet row; its pools, reservations and free space go with it (ON DELETE CASCADE)."""
     conn.execute(sa.delete(subnets).where(subnets.c.id == subnet_id))
@@ -118,6 +186,11 @@ def pool_by_id(conn: Connection, pool_id: int) -> Record | None:
 
 def pool_by_name(conn: Connection, name: str) -> Record | None:
     return conn.execute(sa.select(pools).where(pools.c.name == name)).first()
+
+
+def pool_name(conn: Connection, pool_id: int) -> str | None:
+    name = conn.execute(sa.select(pools.c.name).where(pools.c.id == pool_id)).scalar()
+    return None if name is None else str(name)
 
 
 def pool_ids(conn: Connection) -> list[int]:

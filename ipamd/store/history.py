@@ -35,6 +35,11 @@ _EVENTS = address_events.c
 INSERT_EVENT = sa.insert(address_events)
 
 
+def record_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+    """Writes audit rows, one per dict of columns (an allocation's addresses, in one statement)."""
+    conn.execute(INSERT_EVENT, events)
+
+
 def record_event(
     conn: Connection,
     *,

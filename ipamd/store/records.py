@@ -100,6 +100,76 @@ def delete_allocation_as_read(conn: Connection, row: Any) -> bool:
     return deleted.rowcount > 0
 
 
+_INSERT_ALLOCATION = sa.insert(allocations)
+_UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
+
+
+def allocation_by_owner(conn: Connection, owner: Any, *, cluster: str) -> Record | None:
+    """Returns the allocation of the attachment ``owner`` in ``cluster``."""
+    return conn.execute(ALLOCATION_BY_OWNER, owner_params(owner, cluster=cluster)).first()
+
+
+def insert_allocation(conn: Connection, values: dict[str, Any]) -> int:
+    """Returns the id of the new allocation row (``values``: its columns)."""
+    # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
+    inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
+
+
+def update_allocation(conn: Connection, allocation_id: int, changes: dict[str, Any]) -> bool:
+    """Sets the columns ``changes`` of the allocation; False when the row is gone."""
+    return conn.execute(_UPDATE_ALLOCATION.values(**changes), {"allocation_id": allocation_id}).rowcount > 0
+
+
+def allocation_with_mac(conn: Connection, *, mac: str, network_key: str) -> Record | None:
+    return conn.execute(
+        allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key)
+    ).first()
+
+
+def allocations_matching(
+    conn: Connection,
+    *,
+    cluster: str | None = None,
+    subnet: str | None = None,
+    namespace: str | None = None,
+    pod: str | None = None,
+    network_key: str | None = None,
+    node: str | None = None,
+    limit: int | None = None,
+) -> Sequence[Record]:
+    """Returns the allocations matching every filter given (None: any), by id."""
+    statement = allocation_query().order_by(allocations.c.id)
+    for column, value in (
+        (allocations.c.cluster, cluster),
+        (subnets.c.name, subnet),
+        (allocations.c.namespace, namespace),
+        (allocations.c.pod, pod),
+        (allocations.c.network_key, network_key),
+        (allocations.c.node, node),
+    ):
+        if value is not None:
+            statement = statement.where(column == value)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return conn.execute(statement).all()
+
+
+def allocations_of_network(
+    conn: Connection, network_key: str, *, origin: str | None = None, made_by: tuple[str, str | None] | None = None
+) -> Sequence[Record]:
+    """Returns the network's allocations; ``origin``: made through that door only;
+    ``made_by``: made by that (cluster, node) only (node names are unique in a cluster only)."""
+    statement = allocation_query().where(allocations.c.network_key == network_key)
+    if origin is not None:
+        statement = statement.where(allocations.c.origin == origin)
+    if made_by is not None:
+        cluster, node = made_by
+        statement = statement.where(allocations.c.cluster == cluster, allocations.c.node.is_not_distinct_from(node))
+    return conn.execute(statement).all()
+
+
 def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:
     """Returns the parameters of ALLOCATION_BY_OWNER: the attachment ``owner`` in ``cluster``."""
     return {
