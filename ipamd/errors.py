@@ -170,6 +170,12 @@ class DatabaseNeedsOperator(DatabaseFault):
     cni_code = 5
 
 
+class ConcurrentWrite(Unavailable):
+    """Another transaction wrote a row this one also wrote (a unique constraint): a fresh
+    transaction sees it. Raised by the store; the service retries on it, and a client that
+    gets it retries (CNI code 11)."""
+
+
 # Errors of the CNI protocol itself. The daemon writes them as CNI error objects in the
 # plugin's answer (ipamd.cni); the HTTP statuses apply only if one escapes elsewhere.
 

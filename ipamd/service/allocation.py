@@ -11,10 +11,6 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Row
-from sqlalchemy.sql.expression import Executable
-
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
@@ -23,57 +19,23 @@ from ipamd.core.subnet import SubnetSpec
 from ipamd.errors import (
     AddressConflict,
     AlreadyExists,
+    ConcurrentWrite,
     Exhausted,
     InvalidInput,
+    NameTaken,
     NotAdmitted,
     NotFound,
     PreconditionFailed,
     Unavailable,
 )
 from ipamd.logs import allocation_fields
-from ipamd.service.base import _INSERT_EVENT, CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
+from ipamd.service.base import CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded
-from ipamd.store import procedures, records, space
-from ipamd.store.schema import allocations, free_ranges, pools, released, subnets
+from ipamd.store import catalog, history, procedures, records, space
+from ipamd.store.database import Command, Connection
+from ipamd.store.records import Record
 
-# Statements of the allocation path, built once (see ipamd.store.space).
-_SUBNETS_OF_PROVIDER = (
-    sa.select(subnets)
-    .where(subnets.c.provider == sa.bindparam("provider"))
-    .order_by(subnets.c.priority, subnets.c.name)
-)
-_PROVIDER_HAS_SUBNET = sa.select(subnets.c.id).where(subnets.c.provider == sa.bindparam("provider")).limit(1)
-# A subnet with free dynamic space in one of the families asked (dual stack may still find
-# the other family full: the caller then goes on to the next).
-_HAS_SPACE = sa.or_(
-    sa.exists().where(
-        free_ranges.c.subnet_id == subnets.c.id,
-        free_ranges.c.family.in_(sa.bindparam("families", expanding=True)),
-        free_ranges.c.pool_id.is_(None),
-    ),
-    sa.exists().where(
-        released.c.subnet_id == subnets.c.id, released.c.family.in_(sa.bindparam("families", expanding=True))
-    ),
-)
-_FIRST_WITH_SPACE = (
-    sa.select(subnets)
-    .where(subnets.c.provider == sa.bindparam("provider"), _HAS_SPACE)
-    .order_by(subnets.c.priority, subnets.c.name)
-    .limit(1)
-)
-# After the first subnet, the walk reads ahead: placement rules (one subnet per site on one
-# NAD) may refuse many subnets in a row, and each would otherwise cost a query.
-WALK_BATCH = 16
-_NEXT_WITH_SPACE = _FIRST_WITH_SPACE.where(
-    sa.tuple_(subnets.c.priority, subnets.c.name)
-    > sa.tuple_(
-        sa.bindparam("priority", type_=subnets.c.priority.type), sa.bindparam("name", type_=subnets.c.name.type)
-    )
-).limit(WALK_BATCH)
 EXHAUSTED_NAMES = 5
-_INSERT_ALLOCATION = sa.insert(allocations)
-_SUBNET_PROVIDER = sa.select(subnets.c.name, subnets.c.provider).where(subnets.c.name == sa.bindparam("name"))
-_UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
 
 
 def _unserved(network_key: str) -> NotFound:
@@ -150,10 +112,11 @@ class Allocation(ServiceBase):
             except Exhausted as e:
                 self._notify("exhausted", **e.details)
                 raise
-            except sa.exc.IntegrityError as e:
-                # Another daemon inserted the same attachment or took the address between our
-                # read and insert: the next attempt sees its row and answers accordingly.
-                log.debug("allocation race (attempt %d): %s", attempt + 1, e.orig)
+            except (ConcurrentWrite, NameTaken) as e:
+                # Another daemon inserted the same attachment (or inline subnet) or took the
+                # address between our read and insert: the next attempt sees its row and
+                # answers accordingly.
+                log.debug("allocation race (attempt %d): %s", attempt + 1, e.message)
                 continue
         raise Unavailable("allocation kept colliding with concurrent requests; retry")
 
@@ -209,7 +172,7 @@ class Allocation(ServiceBase):
 
     def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
         owner = request.owner
-        existing = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
+        existing = records.allocation_by_owner(conn, owner, cluster=self.cluster)
         if existing is not None:
             reused = self._reuse(conn, existing, request)
             if reused is not None:
@@ -224,10 +187,7 @@ class Allocation(ServiceBase):
             self._check_mac(conn, mac, network_key=owner.network_key)
 
         if request.pool_name is not None:
-            if (
-                candidates is None
-                and conn.execute(_PROVIDER_HAS_SUBNET, {"provider": owner.network_key}).first() is None
-            ):
+            if candidates is None and not catalog.provider_has_subnet(conn, owner.network_key):
                 raise _unserved(owner.network_key)
             return self._allocate_from_pool(conn, request, mac=mac), True
         if request.pool_entries:
@@ -283,27 +243,19 @@ class Allocation(ServiceBase):
         takes the subnet's lock and moves on if another daemon took the last address.
         """
         families = (request.family,) if request.family is not None else (4, 6)
-        first = conn.execute(_FIRST_WITH_SPACE, {"provider": request.network.network_key, "families": families}).first()
-        batch: Sequence[Row[Any]] = [first] if first is not None else []
+        provider = request.network.network_key
+        first = catalog.first_subnet_with_space(conn, provider=provider, families=families)
+        batch: Sequence[Record] = [first] if first is not None else []
         while batch:
             for row in batch:
                 yield self._subnet(row)
-            last = batch[-1]
-            batch = conn.execute(
-                _NEXT_WITH_SPACE,
-                {
-                    "provider": request.network.network_key,
-                    "families": families,
-                    "priority": last.priority,
-                    "name": last.name,
-                },
-            ).all()
+            batch = catalog.next_subnets_with_space(conn, provider=provider, families=families, after=batch[-1])
 
     def _all_candidates(self, conn: Connection, request: AddRequest, candidates: list[_Subnet] | None) -> list[_Subnet]:
         """Every subnet the request may use (static requests and errors: O(subnets), off the dynamic path)."""
         if candidates is not None:
             return candidates
-        rows = conn.execute(_SUBNETS_OF_PROVIDER, {"provider": request.network.network_key}).all()
+        rows = catalog.provider_subnets(conn, request.network.network_key)
         if not rows:
             raise _unserved(request.network.network_key)
         return [self._subnet(row) for row in rows]
@@ -422,7 +374,7 @@ class Allocation(ServiceBase):
             picks[layout.version] = address
         return picks
 
-    def _reuse(self, conn: Connection, row: Row[Any], request: AddRequest) -> dict[str, Any] | None:
+    def _reuse(self, conn: Connection, row: Record, request: AddRequest) -> dict[str, Any] | None:
         """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts.
 
         Returns None when the row is gone by the time it is updated.
@@ -457,9 +409,11 @@ class Allocation(ServiceBase):
         if request.hold != row.hold and request.hold is not None:
             changes["hold"] = request.hold
         if changes:
-            if conn.execute(_UPDATE_ALLOCATION.values(**changes), {"allocation_id": row.id}).rowcount == 0:
+            if not records.update_allocation(conn, row.id, changes):
                 return None
-            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": row.id}).one()
+            updated = records.allocation_by_id(conn, row.id)
+            assert updated is not None, "updated in this transaction"
+            row = updated
         return records.allocation_json(row, subnet.spec)
 
     def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet] | None:
@@ -484,23 +438,18 @@ class Allocation(ServiceBase):
 
     def _ensure_inline(self, conn: Connection, spec: SubnetSpec) -> _Subnet:
         """Returns the daemon-owned subnet of an inline NAD range, creating it on first use."""
-        row = (conn.execute(sa.select(subnets).where(subnets.c.name == spec.name))).first()
+        row = catalog.subnet_by_name(conn, spec.name)
         if row is None:
             self._check_overlap(conn, spec, exclude_id=None)
             self._lock_overlap_group(conn, spec)
-            subnet_id = (
-                conn.execute(
-                    sa.insert(subnets)
-                    .values(
-                        name=spec.name,
-                        provider=spec.provider,
-                        priority=spec.priority,
-                        spec=spec.to_json(),
-                        origin="inline",
-                    )
-                    .returning(subnets.c.id)
-                )
-            ).scalar_one()
+            subnet_id = catalog.insert_subnet(
+                conn,
+                name=spec.name,
+                provider=spec.provider,
+                priority=spec.priority,
+                spec=spec.to_json(),
+                origin="inline",
+            )
             for layout in spec.families:
                 space.add_ranges(
                     conn, subnet_id=subnet_id, family=layout.version, pool_id=None, intervals=layout.dynamic_space()
@@ -513,9 +462,7 @@ class Allocation(ServiceBase):
         if existing.spec.overlap is None and replace(existing.spec, overlap=spec.overlap) == spec:
             # Created before inline ranges shared address spaces: join its peers now.
             self._lock_overlap_group(conn, spec)
-            conn.execute(
-                sa.update(subnets).where(subnets.c.id == row.id).values(spec=spec.to_json(), revision=row.revision + 1)
-            )
+            catalog.revise_subnet_spec(conn, row.id, spec=spec.to_json(), revision=row.revision + 1)
             upgraded = self._subnet_by_id(conn, row.id)
             self._join_overlap(conn, upgraded)
             log.info("inline subnet %s now shares addresses with overlapping inline ranges", spec.name)
@@ -627,12 +574,9 @@ class Allocation(ServiceBase):
             "origin": request.origin,
             "created_at": datetime.now(UTC),
         }
-        # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
-        inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
-        assert inserted is not None
-        allocation_id = inserted[0]
-        conn.execute(
-            _INSERT_EVENT,
+        allocation_id = records.insert_allocation(conn, values)
+        history.record_events(
+            conn,
             [
                 {
                     "action": "allocate",
@@ -652,22 +596,19 @@ class Allocation(ServiceBase):
         )
         pool_name = None
         if pool_id is not None:
-            pool_name = conn.execute(sa.select(pools.c.name).where(pools.c.id == pool_id)).scalar()
+            pool_name = catalog.pool_name(conn, pool_id)
         return records.allocation_json(
             SimpleNamespace(id=allocation_id, subnet_name=subnet.name, pool_name=pool_name, **values), subnet.spec
         )
 
     def _check_mac(self, conn: Connection, mac: str, *, network_key: str) -> None:
-        holder = (
-            conn.execute(
-                records.allocation_query().where(allocations.c.mac == mac, allocations.c.network_key == network_key)
-            )
-        ).first()
+        holder = records.allocation_with_mac(conn, mac=mac, network_key=network_key)
         if holder is not None:
             raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
 
     def _allocate_from_pool(self, conn: Connection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
-        row = (conn.execute(sa.select(pools).where(pools.c.name == request.pool_name))).first()
+        assert request.pool_name is not None, "only pool requests get here"
+        row = catalog.pool_by_name(conn, request.pool_name)
         if row is None:
             raise NotFound(f"pool {request.pool_name} not found")
         subnet = self._subnet_by_id(conn, row.subnet_id)
@@ -780,7 +721,7 @@ class Allocation(ServiceBase):
         decision taken on an earlier read (CNI GC) must not release a new sandbox's takeover.
         """
 
-        def check(row: Row[Any] | None, spec_of: Callable[[Row[Any]], SubnetSpec]) -> Row[Any]:
+        def check(row: Record | None, spec_of: Callable[[Record], SubnetSpec]) -> Record:
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
             if container_id is not None and row.container_id != container_id:
@@ -795,8 +736,8 @@ class Allocation(ServiceBase):
             return row
 
         def run(conn: Connection) -> Any:
-            def read() -> Row[Any]:
-                row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+            def read() -> Record:
+                row = records.allocation_by_id(conn, allocation_id)
                 return check(row, lambda row: self._subnet_by_id(conn, row.subnet_id).spec)
 
             # Changed meanwhile: gone (404) or checked again.
@@ -822,16 +763,14 @@ class Allocation(ServiceBase):
         late DEL of an old sandbox cannot take the address of its replacement.
         """
 
-        def check(row: Row[Any] | None) -> Row[Any] | None:
+        def check(row: Record | None) -> Record | None:
             if row is None or (container_id is not None and row.container_id not in (None, container_id)):
                 return None
             return row
 
         def run(conn: Connection) -> Any:
-            def read() -> Row[Any] | None:
-                return check(
-                    conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
-                )
+            def read() -> Record | None:
+                return check(records.allocation_by_owner(conn, owner, cluster=self.cluster))
 
             # Changed meanwhile: released (DEL is idempotent) or taken over by a new sandbox.
             return self._release_current(conn, read(), read, what=owner.label, reason=reason)
@@ -851,9 +790,9 @@ class Allocation(ServiceBase):
 
     async def _release(
         self,
-        statement: Executable,
+        statement: Command,
         params: dict[str, Any],
-        check: Callable[[Row[Any] | None], Row[Any] | None],
+        check: Callable[[Record | None], Record | None],
         *,
         run: Callable[[Connection], Any],
         what: str,
@@ -913,7 +852,7 @@ class Allocation(ServiceBase):
         """
 
         def run(conn: Connection) -> str:
-            row = conn.execute(_SUBNET_PROVIDER, {"name": subnet_name}).first()
+            row = catalog.subnet_provider(conn, subnet_name)
             if row is None:
                 raise NotFound(f"subnet {subnet_name} not found")
             return str(row.provider or row.name)
@@ -934,22 +873,16 @@ class Allocation(ServiceBase):
         """Returns the allocations matching every filter given, of every cluster unless ``cluster`` names one."""
 
         def run(conn: Connection) -> Any:
-            statement = records.allocation_query().order_by(allocations.c.id)
-            if cluster is not None:
-                statement = statement.where(allocations.c.cluster == cluster)
-            if subnet is not None:
-                statement = statement.where(subnets.c.name == subnet)
-            if namespace is not None:
-                statement = statement.where(allocations.c.namespace == namespace)
-            if pod is not None:
-                statement = statement.where(allocations.c.pod == pod)
-            if provider is not None:
-                statement = statement.where(allocations.c.network_key == provider)
-            if node is not None:
-                statement = statement.where(allocations.c.node == node)
-            if limit is not None:
-                statement = statement.limit(limit)
-            rows = (conn.execute(statement)).all()
+            rows = records.allocations_matching(
+                conn,
+                cluster=cluster,
+                subnet=subnet,
+                namespace=namespace,
+                pod=pod,
+                network_key=provider,
+                node=node,
+                limit=limit,
+            )
             specs: dict[int, SubnetSpec] = {}
             bodies = []
             for row in rows:
@@ -962,7 +895,7 @@ class Allocation(ServiceBase):
 
     async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
         def run(conn: Connection) -> Any:
-            row = conn.execute(records.ALLOCATION_BY_ID, {"allocation_id": allocation_id}).first()
+            row = records.allocation_by_id(conn, allocation_id)
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
             return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
@@ -973,7 +906,7 @@ class Allocation(ServiceBase):
         """Returns the allocation of the attachment ``owner`` of this daemon's cluster, if any."""
 
         def run(conn: Connection) -> Any:
-            row = conn.execute(records.ALLOCATION_BY_OWNER, records.owner_params(owner, cluster=self.cluster)).first()
+            row = records.allocation_by_owner(conn, owner, cluster=self.cluster)
             if row is None:
                 return None
             return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
@@ -982,19 +915,13 @@ class Allocation(ServiceBase):
 
     async def allocations_for_network(
         self, network_key: str, *, origin: str | None = None, this_node: bool = False
-    ) -> list[Row[Any]]:
+    ) -> list[Record]:
         """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one
         door and to the allocations this daemon's node made (a CNI GC's scope). Node names
         are unique in a cluster only: this node is this node of this daemon's cluster."""
 
         def run(conn: Connection) -> Any:
-            statement = records.allocation_query().where(allocations.c.network_key == network_key)
-            if origin is not None:
-                statement = statement.where(allocations.c.origin == origin)
-            if this_node:
-                statement = statement.where(
-                    allocations.c.cluster == self.cluster, allocations.c.node.is_not_distinct_from(self.node)
-                )
-            return list((conn.execute(statement)).all())
+            made_by = (self.cluster, self.node) if this_node else None
+            return list(records.allocations_of_network(conn, network_key, origin=origin, made_by=made_by))
 
         return await self._read(run)

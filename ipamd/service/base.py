@@ -35,9 +35,6 @@ log = logging.getLogger("ipamd.service")
 
 T = TypeVar("T")
 
-# allocation.py still writes its audit rows with this statement itself (issue 13 item 2).
-_INSERT_EVENT = history.INSERT_EVENT
-
 TRANSACTION_TIMEOUT_SECONDS = 10.0
 # While writes fail, how often a write is tried to see whether they work again.
 WRITE_CHECK_SECONDS = 1.0

@@ -109,11 +109,15 @@ async def guarded(
     """Returns what ``operation`` (a transaction on ``database``) returns within ``timeout``
     seconds. A failure of the database leaves as the ``DatabaseFault`` it stands for
     (ipamd.store.faults), noted in ``health`` under ``channel`` ("reads" or "writes");
-    ``counted``: for a request, not a check. Errors of the request itself pass unchanged."""
+    ``counted``: for a request, not a check. A unique violation leaves as ConcurrentWrite;
+    errors of the request itself pass unchanged."""
     try:
         async with asyncio.timeout(timeout):
             result = await operation()
     except Exception as e:
+        collided = faults.conflict(e)
+        if collided is not None:
+            raise collided from e
         if not faults.is_database_failure(e):
             raise
         # A failure may be the file gone: that, not SQLite's own words, is what to say.

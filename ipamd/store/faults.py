@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ipamd.errors import DatabaseFault, DatabaseNeedsOperator, IpamError
+from ipamd.errors import ConcurrentWrite, DatabaseFault, DatabaseNeedsOperator, IpamError
 
 log = logging.getLogger("ipamd.database")
 
@@ -132,6 +132,15 @@ def error_for(error: BaseException, *, database: str) -> DatabaseFault:
         return error
     kind, detail = kind_of(error)
     return fault(kind, detail, database=database)
+
+
+def conflict(error: BaseException) -> ConcurrentWrite | None:
+    """Returns the ConcurrentWrite a unique violation stands for; None for anything else."""
+    if not isinstance(error, sa.exc.IntegrityError):
+        return None
+    cause: BaseException = error.orig or error
+    detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+    return ConcurrentWrite(f"a concurrent request wrote the same row ({detail}); retry")
 
 
 def is_database_failure(error: BaseException) -> bool:
