@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import URL
 
@@ -30,8 +29,8 @@ from ipamd.lifecycle import Lifetime, cancel
 from ipamd.metrics import Metrics
 from ipamd.policy import AttachmentPolicy
 from ipamd.service import Ipam
-from ipamd.store.database import Database, open_database
-from ipamd.store.engine import normalize_url, refusal_message, safe_url
+from ipamd.store.database import Database, open_database, try_upgrade
+from ipamd.store.engine import normalize_url, safe_url
 
 log = logging.getLogger("ipamd.server")
 
@@ -202,20 +201,8 @@ async def migrate_when_reachable(database: Database, url: URL) -> None:
     put the pod into crash-loop back-off, so wait here and keep saying why.
     """
     delay = 1.0
-    while True:
-        try:
-            await database.upgrade()
-            return
-        except (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError, OSError, TimeoutError) as e:
-            # The exception's text may carry the URL: name its type only.
-            log.warning("database not reachable yet (%s); retrying in %.0fs", type(e).__name__, delay)
-        except sa.exc.DBAPIError as e:
-            if not e.connection_invalidated:
-                # A wrong password or a missing database: waiting would not fix it.
-                raise Unavailable(refusal_message(e, url)) from e
-            log.warning(
-                "database connection lost during migration (%s); retrying in %.0fs", type(e.orig).__name__, delay
-            )
+    while (reason := await try_upgrade(database, url)) is not None:
+        log.warning("%s; retrying in %.0fs", reason, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 15.0)
 
