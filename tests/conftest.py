@@ -44,6 +44,32 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield request.getfixturevalue("postgres_url")
 
 
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh database on each backend for one module's shared fixture (e.g. a daemon that
+    the module's read-only tests share instead of starting one each)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'ipamd.db'}"
+        return
+    admin_url = request.getfixturevalue("postgres_admin_url")
+    url = create_database(admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(admin_url, url)
+
+
+@pytest.fixture(scope="module")
+def module_daemon(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A running ipamd on each backend, shared by one module's tests that change nothing (they
+    check it with ``Daemon.objects()``); starting one per test is most of such a test's time."""
+    process = Daemon(tmp_path_factory.mktemp("daemon"), module_database_url).start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture
 def daemon(tmp_path: Path, database_url: str) -> Iterator[Daemon]:
     """A running ipamd on a fresh database, stopped after the test."""

@@ -243,13 +243,15 @@ def test_inline_whereabouts_network_owned_by_the_daemon(daemon: Daemon):
         ),
     ],
 )
-def test_bad_bodies_get_clear_errors_and_change_nothing(daemon: Daemon, raw: bytes, status: int, code: str):
+def test_bad_bodies_get_clear_errors_and_change_nothing(module_daemon: Daemon, raw: bytes, status: int, code: str):
+    daemon = module_daemon
     reply = daemon.client.post("/v1/subnets", raw=raw)
     assert (reply.status, reply.error_code) == (status, code)
     assert daemon.client.get("/v1/subnets").body == {"items": []}
 
 
-def test_socket_mode_health_and_ready(daemon: Daemon):
+def test_socket_mode_health_and_ready(module_daemon: Daemon):
+    daemon = module_daemon
     assert stat.S_IMODE(os.stat(daemon.socket).st_mode) == 0o660
     assert daemon.client.get("/healthz").body == {"ok": True}
     assert daemon.client.get("/readyz").body == {"ready": True}

@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,31 @@ def populate(daemon: Daemon) -> dict[str, Any]:
     return dict(live.body)
 
 
+@dataclass
+class Populated:
+    daemon: Daemon
+    live: dict[str, Any]  # populate()'s live allocation
+    ctl: Ctl
+
+
+@pytest.fixture(scope="module")
+def populated_daemon(module_daemon: Daemon) -> tuple[Daemon, dict[str, Any]]:
+    """One daemon per database with populate()'s objects, shared by the tests that only read."""
+    return module_daemon, populate(module_daemon)
+
+
+@pytest.fixture
+def populated(
+    populated_daemon: tuple[Daemon, dict[str, Any]], capsys: pytest.CaptureFixture[str]
+) -> Iterator[Populated]:
+    """The shared populated daemon, with an ipamctl that captures this test's output; the test
+    fails if it changed an object."""
+    daemon, live = populated_daemon
+    before = daemon.objects()
+    yield Populated(daemon, live, Ctl(capsys, ["--socket", daemon.socket]))
+    assert daemon.objects() == before, "a test of the shared daemon changed its objects"
+
+
 def rows(table: str) -> list[list[str]]:
     """Returns a printed table as lists of cells (cells never contain two spaces)."""
     return [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()]
@@ -59,9 +86,8 @@ def rows(table: str) -> list[list[str]]:
 # ---------------------------------------------------------------------------- get
 
 
-def test_get_subnets_table_shows_usage_per_family(daemon: Daemon, ctl: Ctl) -> None:
-    populate(daemon)
-    table = rows(ctl.ok("get", "subnets").out)
+def test_get_subnets_table_shows_usage_per_family(populated: Populated) -> None:
+    table = rows(populated.ctl.ok("get", "subnets").out)
     assert table[0] == ["NAME", "PROVIDER", "CIDR", "IPV4", "IPV6", "ORIGIN"]
     # IPv4: 1 used + 233 available (254 minus gateway, 9 excluded, the reservation, 10 pooled).
     assert table[1] == [
@@ -89,18 +115,15 @@ def test_get_subnets_bar_fills_with_use(daemon: Daemon, ctl: Ctl) -> None:
     "fmt, load", [pytest.param("json", None, id="json"), pytest.param("yaml", yaml.safe_load, id="yaml")]
 )
 @pytest.mark.parametrize("resource", ["subnets", "pools", "reservations", "allocations"])
-def test_get_lists_in_machine_formats_equal_the_api(
-    daemon: Daemon, ctl: Ctl, resource: str, fmt: str, load: Any
-) -> None:
-    populate(daemon)
-    run = ctl.ok("get", resource, "-o", fmt)
+def test_get_lists_in_machine_formats_equal_the_api(populated: Populated, resource: str, fmt: str, load: Any) -> None:
+    run = populated.ctl.ok("get", resource, "-o", fmt)
     parsed = run.json() if load is None else load(run.out)
-    assert parsed == daemon.client.get(f"/v1/{resource}").body
+    assert parsed == populated.daemon.client.get(f"/v1/{resource}").body
     assert len(parsed["items"]) == 1
 
 
-def test_get_one_by_name_or_id(daemon: Daemon, ctl: Ctl) -> None:
-    live = populate(daemon)
+def test_get_one_by_name_or_id(populated: Populated) -> None:
+    daemon, live, ctl = populated.daemon, populated.live, populated.ctl
     assert ctl.ok("get", "subnet", "net1", "-o", "json").json()["name"] == "net1"
     assert rows(ctl.ok("get", "pool", "db").out) == [
         ["NAME", "SUBNET", "IPS", "USAGE", "ORIGIN"],
@@ -156,8 +179,8 @@ def test_get_allocations_filters(daemon: Daemon, ctl: Ctl) -> None:
 # ---------------------------------------------------------------------------- describe, who-has, history
 
 
-def test_describe_subnet_lists_free_ranges_pools_and_reservations(daemon: Daemon, ctl: Ctl) -> None:
-    populate(daemon)
+def test_describe_subnet_lists_free_ranges_pools_and_reservations(populated: Populated) -> None:
+    daemon, ctl = populated.daemon, populated.ctl
     text = ctl.ok("describe", "subnet", "net1").out
     lines = text.splitlines()
     assert "Provider:    macvlan.default" in lines
@@ -173,15 +196,14 @@ def test_describe_subnet_lists_free_ranges_pools_and_reservations(daemon: Daemon
     assert ctl.ok("describe", "subnet", "net1", "-o", "json").json() == daemon.client.get("/v1/subnets/net1").body
 
 
-def test_describe_pool(daemon: Daemon, ctl: Ctl) -> None:
-    populate(daemon)
-    lines = ctl.ok("describe", "pool", "db").out.splitlines()
+def test_describe_pool(populated: Populated) -> None:
+    lines = populated.ctl.ok("describe", "pool", "db").out.splitlines()
     assert "Usage:     0/10 [----------] 0%" in lines
     assert lines[-2:] == ["Free ranges:", "  192.0.2.50-192.0.2.59"]
 
 
-def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
-    live = populate(daemon)
+def test_who_has_names_the_holder(populated: Populated) -> None:
+    live, ctl = populated.live, populated.ctl
     table = rows(ctl.ok("who-has", "192.0.2.11").out)
     assert table[0] == [
         "ALLOCATION",
@@ -201,8 +223,8 @@ def test_who_has_names_the_holder(daemon: Daemon, ctl: Ctl) -> None:
     assert ctl.ok("who-has", "192.0.2.200").out.strip() == "nobody holds 192.0.2.200"
 
 
-def test_history_lists_every_holder(daemon: Daemon, ctl: Ctl) -> None:
-    populate(daemon)
+def test_history_lists_every_holder(populated: Populated) -> None:
+    ctl = populated.ctl
     table = rows(ctl.ok("history", "192.0.2.12").out)
     assert table[0] == [
         "SUBNET",
@@ -405,10 +427,10 @@ def test_apply_reports_bad_documents_and_applies_the_rest(daemon: Daemon, ctl: C
     ],
 )
 def test_apply_rejects_unusable_input_in_one_line(
-    ctl: Ctl, monkeypatch: pytest.MonkeyPatch, text: str, message: str
+    populated: Populated, monkeypatch: pytest.MonkeyPatch, text: str, message: str
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(text))
-    run = ctl("apply", "-f", "-")
+    run = populated.ctl("apply", "-f", "-")
     assert (run.code, run.out, run.err.splitlines()) == (1, "", [message])
 
 
@@ -456,8 +478,8 @@ def test_delete_reservation_by_id(daemon: Daemon, ctl: Ctl) -> None:
         ),
     ],
 )
-def test_errors_are_one_line(ctl: Ctl, args: tuple[str, ...], message: str) -> None:
-    run = ctl(*args)
+def test_errors_are_one_line(populated: Populated, args: tuple[str, ...], message: str) -> None:
+    run = populated.ctl(*args)
     assert (run.code, run.out, run.err.splitlines()) == (1, "", [message])
 
 

@@ -91,26 +91,33 @@ async def pruning_rest(database_url: str) -> AsyncIterator[Rest]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+# How long the churn goes on, in windows of retention plus one pruning period plus slack:
+# enough for dozens of pruning rounds and for the history written early to be long gone.
+WINDOWS = 3
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1500)
-async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(
-    pruning_rest: Rest, database_url: str
+@pytest.mark.timeout(600)
+async def test_allocate_release_churn_over_several_retention_windows_leaves_a_bounded_history(
+    pruning_rest: Rest,
 ) -> None:
-    """10,000 allocate/release cycles of one address with 2 s of retention: at every sample
-    the table holds no more events than were written within the retention plus one pruning
-    period and some scheduling slack; then the API pages through what remains, every
-    allocation exactly once, in order, in both orders, while new cycles go on."""
+    """Allocate/release cycles of one address, as fast as the service takes them, for three
+    windows of 2 s retention, 0.5 s pruning period and 3 s slack: at every pruning period
+    the table holds no more events than were written within one window; then the API pages
+    through what remains, every allocation exactly once, in order, in both orders, while new
+    cycles go on.
+
+    What bounds the table is the retention in seconds, not a number of cycles: the churn
+    runs for a time, and how many cycles fit in it is up to the machine (thousands, on
+    either database)."""
     rest = pruning_rest
     pruner = rest.app[HISTORY_PRUNER]  # type: ignore[attr-defined]
     window = pruner.retention + pruner.period + 3.0
-    # 10,000 on SQLite; on PostgreSQL, where a cycle costs several times as much here, 2,000
-    # still span several retention windows and pruning rounds (its batches are larger).
-    cycles = 10_000 if database_url.startswith("sqlite") else 2_000
     finished: list[float] = []
     samples: list[tuple[int, int]] = []
 
     # Through the service, the same transactions as POST and DELETE /v1/allocations without
-    # the HTTP round trips: 10,000 of them in a row are what this test can afford.
+    # the HTTP round trips: thousands of them in a row are what this test can afford.
     request = AddRequest(
         owner=Owner("net1", "lab", "churn", "eth1"), network=NetworkRequest("net1", None), subnet_name="net1"
     )
@@ -122,16 +129,20 @@ async def test_ten_thousand_cycles_of_one_address_leave_a_bounded_history(
         finished.append(time.monotonic())
         return int(allocation["id"])
 
-    for index in range(cycles):
+    started = last_sample = time.monotonic()
+    while time.monotonic() - started < WINDOWS * window:
         await cycle()
-        if index % 250 == 249:
+        if time.monotonic() - last_sample >= pruner.period:
             rows = await count_events(rest.ipam)
-            now = time.monotonic()
+            now = last_sample = time.monotonic()
             recent = sum(1 for moment in finished if moment >= now - window)
             samples.append((rows, recent))
             # Two events per cycle written within the window, and the cycle in flight.
-            assert rows <= 2 * recent + 2, (index, rows, recent, samples)
-    assert max(rows for rows, _ in samples) < 2 * cycles // 2, samples
+            assert rows <= 2 * recent + 2, (len(finished), rows, recent, samples)
+    cycles = len(finished)
+    assert len(samples) >= WINDOWS * window / pruner.period / 2, samples
+    # Never more than half of what was written is still there: the early history is gone.
+    assert max(rows for rows, _ in samples) < 2 * cycles // 2, (cycles, samples)
 
     # What remains, kept still: retention 0 keeps everything.
     pruner.set_retention(0)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support.client import UnixClient
 from tests.support.waiting import wait_for
@@ -76,6 +77,13 @@ class Daemon:
             return self.client.get("/readyz").status == 200
         except OSError:
             return False
+
+    def objects(self) -> dict[str, Any]:
+        """Every object the API lists, usage included: a test that must change nothing leaves
+        it equal."""
+        return {
+            kind: self.client.get(f"/v1/{kind}").body for kind in ("subnets", "pools", "reservations", "allocations")
+        }
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
