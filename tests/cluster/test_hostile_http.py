@@ -13,14 +13,13 @@ import gzip
 import json
 import socket
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import Daemon, serve_refused
 from tests.support.postgres import free_port
 from tests.support.waiting import wait_for
 
@@ -293,23 +292,7 @@ def test_oversized_bodies_and_heads_are_refused(listener: tuple[Daemon, int]) ->
 
 
 def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--database-url",
-            f"sqlite:///{tmp_path / 'ipamd.db'}",
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return serve_refused(str(tmp_path / "s.sock"), f"sqlite:///{tmp_path / 'ipamd.db'}", *args)
 
 
 def test_listen_without_tokens_is_refused(tmp_path: Path) -> None:

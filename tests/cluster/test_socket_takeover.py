@@ -12,32 +12,15 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import Daemon, serve_refused
 
 
 def _serve(socket_path: str, database: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            socket_path,
-            "--database-url",
-            f"sqlite:///{database}",
-            *args,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return serve_refused(socket_path, f"sqlite:///{database}", *args)
 
 
 def _one_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -6,8 +6,6 @@ traffic is ever sent to these ranges)."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import yaml
 from ipamd.ctl import main as ipamctl_main
 from tests.cluster.clusterkit import socket_dir, sqlite_snapshot
 from tests.plugin.shim_harness import run_shim
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import Daemon, serve_refused
 from tests.support.waiting import wait_for
 
 REFUSED = [
@@ -155,24 +153,7 @@ def test_the_config_file_is_refused_unless_it_forces(tmp_path: Path):
     config.write_text(yaml.safe_dump({"subnets": [entry]}))
     with socket_dir() as sockets:
         database = f"sqlite:///{tmp_path / 'ipamd.db'}"
-        refused = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ipamd",
-                "serve",
-                "--socket",
-                str(sockets / "a.sock"),
-                "--database-url",
-                database,
-                "--config",
-                str(config),
-            ],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            timeout=60,
-        )
+        refused = serve_refused(str(sockets / "a.sock"), database, "--config", str(config))
         assert refused.returncode != 0
         assert (
             "subnets[0]: cidrBlock: 127.0.0.0/24 overlaps loopback space 127.0.0.0/8 (rule loopback)" in refused.stderr

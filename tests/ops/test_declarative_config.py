@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +11,7 @@ import pytest
 import yaml
 
 from tests.ops.support import log_has, reload, reload_and_wait
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import Daemon, serve_refused
 from tests.support.waiting import wait_for
 
 CONFIG: dict[str, Any] = {
@@ -170,24 +168,7 @@ def test_a_bad_file_on_sighup_changes_nothing(configured: Daemon, config_file: P
 def test_a_bad_file_at_start_stops_the_daemon_with_one_line(tmp_path: Path, database_url: str) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text("subnets: [\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--database-url",
-            database_url,
-            "--config",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    result = serve_refused(str(tmp_path / "s.sock"), database_url, "--config", str(path))
     assert result.returncode == 2
     assert (
         result.stderr.splitlines()[-1]
@@ -227,25 +208,8 @@ def test_the_files_cluster_name_is_the_daemons_unless_the_flag_disagrees(
         daemon.stop()
 
     write(config_file, {**CONFIG, "clusterName": "prod-east"})
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--database-url",
-            database_url,
-            "--config",
-            str(config_file),
-            "--cluster-name",
-            "prod-west",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
+    result = serve_refused(
+        str(tmp_path / "s.sock"), database_url, "--config", str(config_file), "--cluster-name", "prod-west"
     )
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1] == (

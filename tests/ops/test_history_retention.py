@@ -14,29 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import REPO, Daemon, serve_refused
 from tests.support.postgres import _psql
 from tests.support.waiting import wait_for
 
 
 def serve_fails(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--database-url",
-            f"sqlite:///{tmp_path / 'db'}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-    )
+    return serve_refused(str(tmp_path / "s.sock"), f"sqlite:///{tmp_path / 'db'}", *args)
 
 
 @pytest.mark.parametrize("value", ["3x", "30", "1.5h", "-1d"])

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.support import TcpDaemon, tcp_get
-from tests.support.daemon import REPO, Daemon
+from tests.support.daemon import REPO, Daemon, serve_refused
 from tests.support.waiting import wait_for
 
 DOC = REPO / "docs" / "metrics.md"
@@ -265,27 +265,8 @@ def test_usage_is_refreshed_in_the_background(tmp_path: Path, database_url: str)
 
 @pytest.mark.parametrize("interval", ["0", "-1", "nan", "99999"])
 def test_metrics_interval_is_checked(tmp_path: Path, interval: str) -> None:
-    import subprocess
-    import sys
 
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ipamd",
-            "serve",
-            "--socket",
-            str(tmp_path / "s.sock"),
-            "--database-url",
-            f"sqlite:///{tmp_path / 'x.db'}",
-            "--metrics-interval",
-            interval,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = serve_refused(str(tmp_path / "s.sock"), f"sqlite:///{tmp_path / 'x.db'}", "--metrics-interval", interval)
     assert result.returncode == 2 and "--metrics-interval" in result.stderr and "0.1 to 3600" in result.stderr, (
         result.stderr
     )

@@ -1,4 +1,5 @@
-"""ipamd daemon processes for tests: start, wait until ready, stop, SIGKILL, restart."""
+"""ipamd daemon processes for tests: start, wait until ready, stop, SIGKILL, restart; a start
+that must refuse and exit."""
 
 from __future__ import annotations
 
@@ -106,3 +107,15 @@ class Daemon:
     def restart(self) -> Daemon:
         self.stop()
         return self.start()
+
+
+def serve_refused(socket: Path | str, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Runs ``ipamd serve`` in the foreground, for a start that must stop by itself (a refused
+    flag, config file, socket or database): its exit code and output, within a minute."""
+    return subprocess.run(
+        [sys.executable, "-m", "ipamd", "serve", "--socket", str(socket), "--database-url", database_url, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
