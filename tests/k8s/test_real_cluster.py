@@ -101,7 +101,11 @@ def test_the_claim_moves_only_when_the_lease_is_deleted(kube: ThreadedKubeApi, t
     daemon = _daemon(kube, tmp_path, "n1", "--reconcile-interval", "600").start(wait=False)
     try:
         _wait_serving(daemon)
-        assert "node gone-node holds it" in daemon.client.get("/readyz").message
+        # Serving starts before the claim's first check ('not checked yet'); then it names the holder.
+        wait_for(
+            lambda: "node gone-node holds it" in daemon.client.get("/readyz").message,
+            what="readiness to name the Lease's holder",
+        )
         # The operator moves SQLite here: deletes the Lease, and the daemon's next check (here
         # its restart's) claims it.
         request = urllib.request.Request(
