@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from ipamd.api.allocations import ALLOCATE_FIELDS
 from ipamd.api.cni import ADD_FIELDS, CHECK_FIELDS, GC_FIELDS
 from ipamd.core.nad import HOST_LOCAL_KEYS, WHEREABOUTS_KEYS
+from ipamd.core.placement import RULE_FIELDS
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.subnet import SUBNET_FIELDS
 from tests.cluster.clusterkit import postgres_snapshot, socket_dir, sqlite_snapshot
@@ -53,8 +54,12 @@ class Target:
         existing = {s["name"]: s for s in self.client.get("/v1/subnets").body["items"]}
         for spec in SEED_SUBNETS:
             current = existing.get(spec["name"])
-            if current is not None and any(current.get(key) != value for key, value in spec.items()):
-                # A fuzzed PATCH that was valid changed it: start that subnet over.
+            if current is not None and (
+                any(current.get(key) != value for key, value in spec.items())
+                or any(current.get(key) is not None for key in RULE_FIELDS if key not in spec)
+            ):
+                # A fuzzed PATCH that was valid changed it (or gave it placement rules the
+                # seed's ADDs would not meet): start that subnet over.
                 assert self.client.delete(f"/v1/subnets/{spec['name']}?force=true").status == 200
                 current = None
             if current is None:
