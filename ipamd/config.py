@@ -12,6 +12,7 @@ from ipamd.core import identity
 from ipamd.core.allocation import DEFAULT_CLUSTER
 from ipamd.core.history import parse_duration
 from ipamd.errors import InvalidInput
+from ipamd.metrics import DEFAULT_REFRESH_SECONDS
 
 DEFAULT_SOCKET = "/run/ipamd/ipamd.sock"
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:////var/lib/ipamd/ipamd.db"
@@ -35,7 +36,7 @@ class Settings:
     log_level: str
     shutdown_timeout: float = 10.0
     insecure_read_only: bool = False
-    metrics_interval: float = 5.0
+    metrics_interval: float = DEFAULT_REFRESH_SECONDS
     adopt_annotations: bool = False
     # None: not given as a flag or in the environment; the --config file's clusterName, else
     # DEFAULT_CLUSTER (see cluster_name).
@@ -90,7 +91,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics-interval",
         type=float,
-        default=env("IPAMD_METRICS_INTERVAL", "5"),
+        default=env("IPAMD_METRICS_INTERVAL", f"{DEFAULT_REFRESH_SECONDS:g}"),
         help="seconds between refreshes of the usage gauges of /metrics, while it is scraped",
     )
     parser.add_argument(
