@@ -16,7 +16,7 @@ import binascii
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,34 +131,46 @@ def decode_token(token: str, *, newest_first: bool) -> int:
     return int(decoded["after"])
 
 
-def spans(events: Iterable[Any], stamp: Any) -> list[dict[str, Any]]:
-    """Returns one span per allocation of ``events`` (rows grouped by allocation id, each
-    group in event order), in the order of the groups.
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One allocation of an address, from its ``allocate`` event to its ``release``.
 
-    A span whose ``allocate`` event was pruned starts at null: the address was held since
-    before the history kept.
-    """
-    result: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
+    ``start`` is None when the allocate event was pruned (held since before the history
+    kept), ``end`` while it is still held."""
+
+    allocation_id: int
+    subnet: str
+    cluster: str
+    network_key: str
+    namespace: str
+    pod: str
+    interface: str
+    container_id: str | None
+    start: datetime | None = None
+    end: datetime | None = None
+    release_reason: str | None = None
+
+
+def spans(events: Iterable[Any]) -> list[Span]:
+    """Returns one span per allocation of ``events`` (rows grouped by allocation id, each
+    group in event order), in the order of the groups."""
+    result: list[Span] = []
     for event in events:
-        if current is None or current["allocationId"] != event.allocation_id:
-            current = {
-                "subnet": event.subnet,
-                "cluster": event.cluster,
-                "networkKey": event.network_key,
-                "namespace": event.namespace,
-                "pod": event.pod,
-                "interface": event.interface,
-                "containerId": event.container_id,
-                "allocationId": event.allocation_id,
-                "from": None,
-                "to": None,
-                "releaseReason": None,
-            }
-            result.append(current)
+        if not result or result[-1].allocation_id != event.allocation_id:
+            result.append(
+                Span(
+                    event.allocation_id,
+                    event.subnet,
+                    event.cluster,
+                    event.network_key,
+                    event.namespace,
+                    event.pod,
+                    event.interface,
+                    event.container_id,
+                )
+            )
         if event.action == "allocate":
-            current["from"] = stamp(event.at)
+            result[-1] = replace(result[-1], start=event.at)
         elif event.action == "release":
-            current["to"] = stamp(event.at)
-            current["releaseReason"] = event.reason
+            result[-1] = replace(result[-1], end=event.at, release_reason=event.reason)
     return result
