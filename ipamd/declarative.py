@@ -18,10 +18,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -80,9 +79,9 @@ class Applier:
 
     async def apply(self, desired: DesiredState) -> Report:
         current = [
-            *(Existing.of(Kind.SUBNET, body) for body in await self.ipam.list_subnets()),
-            *(Existing.of(Kind.POOL, body) for body in await self.ipam.list_pools()),
-            *(Existing.of(Kind.RESERVATION, body) for body in await self.ipam.list_reservations()),
+            *(Existing.subnet(subnet) for subnet in await self.ipam.list_subnets()),
+            *(Existing.pool(pool) for pool in await self.ipam.list_pools()),
+            *(Existing.reservation(reservation) for reservation in await self.ipam.list_reservations()),
         ]
         for change in plan(desired.objects, current, owner=ORIGIN):
             if change.action is Action.KEEP:
@@ -169,22 +168,22 @@ class Applier:
         """Returns whether the object a create collided with is this file's, as declared."""
         try:
             if desired.kind is Kind.SUBNET:
-                found = await self.ipam.get_subnet(desired.key)
+                held = Existing.subnet(await self.ipam.get_subnet(desired.key))
             elif desired.kind is Kind.POOL:
-                found = await self.ipam.get_pool(desired.key)
+                held = Existing.pool(await self.ipam.get_pool(desired.key))
             else:
-                found = await self._reservation_at(desired.spec)
+                held = await self._reservation_at(desired)
         except NotFound:
             # The collision was with something else (an overlapping CIDR, say): report that.
             return False
-        held = Existing.of(desired.kind, found)
         return held.origin == ORIGIN and held.spec == desired.spec
 
-    async def _reservation_at(self, reservation: Mapping[str, Any]) -> dict[str, Any]:
-        for body in await self.ipam.list_reservations():
-            if (body["subnet"], body["address"]) == (reservation["subnet"], reservation["address"]):
-                return body
-        raise NotFound(f"no reservation of {reservation['address']} in subnet {reservation['subnet']}")
+    async def _reservation_at(self, desired: Declared) -> Existing:
+        for reservation in await self.ipam.list_reservations():
+            held = Existing.reservation(reservation)
+            if held.key == desired.key:
+                return held
+        raise NotFound(f"no reservation of {desired.spec['address']} in subnet {desired.spec['subnet']}")
 
 
 def _label(change: Change) -> str:

@@ -3,8 +3,10 @@
 ``plan(desired, current)`` says which changes make the daemon hold what is declared, and in
 which order. Two callers carry the changes out: the daemon for its ``--config`` file, at
 start and on SIGHUP (ipamd.declarative, through the service), and ``ipamctl apply`` (through
-the REST API). Both describe objects in the API's form (docs/api.md), so an object compares
-equal to its declaration exactly when the daemon holds what was declared.
+the REST API). The daemon reads what it holds as the service's values (``ipamd.model``),
+``ipamctl`` as the API's JSON; both become the declared fields in the API's form
+(docs/api.md), so an object compares equal to its declaration exactly when the daemon holds
+what was declared.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ipamd import model
 from ipamd.core.placement import RULE_FIELDS
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.subnet import SUBNET_FIELDS
@@ -90,8 +93,36 @@ class Existing:
     """Reservations: what the API deletes one by."""
 
     @classmethod
+    def subnet(cls, value: model.Subnet) -> Existing:
+        """Reads a subnet as the service returns it (the daemon's ``--config``)."""
+        return cls._held(Kind.SUBNET, value.spec.to_json(), value.origin, in_use=value.used)
+
+    @classmethod
+    def pool(cls, value: model.Pool) -> Existing:
+        """Reads a pool as the service returns it (the daemon's ``--config``)."""
+        return cls._held(Kind.POOL, value.spec.to_json(), value.origin, in_use=value.used)
+
+    @classmethod
+    def reservation(cls, value: model.Reservation) -> Existing:
+        """Reads a reservation as the service returns it (the daemon's ``--config``)."""
+        fields = {
+            "subnet": value.subnet,
+            "address": value.address,
+            "mac": value.mac,
+            "owner": value.owner,
+            "note": value.note,
+        }
+        return cls._held(Kind.RESERVATION, fields, value.origin, id=value.id)
+
+    @classmethod
+    def _held(
+        cls, kind: Kind, fields: Mapping[str, Any], origin: str, *, in_use: int = 0, id: int | None = None
+    ) -> Existing:
+        return cls(kind, key_of(kind, fields), spec_of(kind, fields), origin, in_use, id)
+
+    @classmethod
     def of(cls, kind: Kind, body: Mapping[str, Any]) -> Existing:
-        """Reads an object as the API shows it."""
+        """Reads an object as the API shows it (``ipamctl apply``)."""
         usage = body.get("usage") or {}
         if kind is Kind.SUBNET:
             in_use = sum(int(family.get("used", 0)) for family in usage.values())
@@ -99,7 +130,7 @@ class Existing:
             in_use = int(usage.get("used", 0))
         else:
             in_use = 0
-        return cls(kind, key_of(kind, body), spec_of(kind, body), str(body["origin"]), in_use, body.get("id"))
+        return cls._held(kind, body, str(body["origin"]), in_use=in_use, id=body.get("id"))
 
 
 class Action(StrEnum):

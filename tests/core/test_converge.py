@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ipamd import model
+from ipamd.api import wire
 from ipamd.core.converge import KINDS, Action, Change, Declared, Existing, Kind, Why, plan, spec_of
+from ipamd.core.pool import canonical_pool
 from ipamd.core.subnet import canonical_subnet
 
 OWNER = "config"
@@ -252,3 +256,92 @@ def test_an_object_declared_twice_is_a_bug_of_the_caller():
     pool = Declared.of(Kind.POOL, {"name": "web", "subnet": "lab", "ips": ["198.51.100.20"]})
     with pytest.raises(ValueError, match="pool web is declared twice"):
         plan([pool, pool], [])
+
+
+# ---------------------------------------------------------------------------- the daemon's route
+# The daemon reads the service's values, ipamctl the API's JSON of the same values: both
+# must see the same object, or a --config file and ipamctl apply would disagree on a change.
+
+CREATED = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
+DUAL_STACK = {
+    **SUBNET_JSON,
+    "cidrBlock": "198.51.100.0/24,2001:db8::/64",
+    "gateway": "198.51.100.1,2001:db8::1",
+    "routes": [{"dst": "203.0.113.0/24", "gw": "198.51.100.254"}],
+    "dns": {"nameservers": ["198.51.100.53"]},
+    "nodeSelector": {"matchLabels": {"rack": "r1"}},
+}
+
+
+def family_usage(family: int, used: int) -> model.FamilyUsage:
+    return model.FamilyUsage(family, 253, used, 253 - used, 0, 0, 0, free=((10, 20),))
+
+
+SUBNETS = [
+    model.Subnet(canonical_subnet(SUBNET_JSON), "config", CREATED, (family_usage(4, 2),)),
+    model.Subnet(canonical_subnet(DUAL_STACK), "api", None, (family_usage(4, 1), family_usage(6, 3))),
+    model.Subnet(
+        canonical_subnet(
+            {**SUBNET_JSON, "overlap": {"networkName": "n", "enableOverlappingRanges": False}}, inline=True
+        ),
+        "inline",
+        CREATED,
+        (family_usage(4, 0),),
+    ),
+]
+POOLS = [
+    model.Pool(
+        canonical_pool(
+            {"name": "web", "subnet": "lab", "ips": ["198.51.100.20", "198.51.100.30..198.51.100.31"]},
+            subnet=canonical_subnet(SUBNET_JSON),
+        ),
+        "config",
+        CREATED,
+        capacity=3,
+        used=2,
+        available=1,
+        free=((4, ((1, 1),)),),
+    ),
+    model.Pool(
+        canonical_pool(
+            {"name": "db", "subnet": "lab", "ips": ["198.51.100.40"], "namespaces": ["team-a"]},
+            subnet=canonical_subnet(SUBNET_JSON),
+        ),
+        "api",
+        None,
+        capacity=1,
+        used=0,
+        available=1,
+        free=(),
+    ),
+]
+RESERVATIONS = [
+    model.Reservation(9, "lab", 6, "2001:db8::7", None, None, None, "api", CREATED),
+    model.Reservation(10, "lab", 4, "198.51.100.7", "02:00:00:00:00:07", "vm-1", "the gateway VM", "config", None),
+]
+
+
+@pytest.mark.parametrize("subnet", SUBNETS, ids=lambda subnet: subnet.origin)
+def test_a_subnet_read_from_the_service_is_the_subnet_the_api_shows(subnet):
+    assert Existing.subnet(subnet) == Existing.of(Kind.SUBNET, wire.subnet(subnet))
+    assert Existing.subnet(subnet).in_use == subnet.used
+
+
+@pytest.mark.parametrize("pool", POOLS, ids=lambda pool: pool.name)
+def test_a_pool_read_from_the_service_is_the_pool_the_api_shows(pool):
+    assert Existing.pool(pool) == Existing.of(Kind.POOL, wire.pool(pool))
+    assert Existing.pool(pool).in_use == pool.used
+
+
+@pytest.mark.parametrize("reservation", RESERVATIONS, ids=lambda reservation: reservation.address)
+def test_a_reservation_read_from_the_service_is_the_reservation_the_api_shows(reservation):
+    held = Existing.reservation(reservation)
+    assert held == Existing.of(Kind.RESERVATION, wire.reservation(reservation))
+    assert (held.key, held.id) == (f"lab/{reservation.address}", reservation.id)
+
+
+def test_a_subnet_as_declared_is_kept_whichever_route_read_it():
+    declared = Declared.of(Kind.SUBNET, canonical_subnet(DUAL_STACK).to_json())
+    [subnet] = [subnet for subnet in SUBNETS if subnet.origin == "api"]
+    assert plan([declared], [Existing.subnet(subnet)]) == []
+    assert plan([declared], [Existing.of(Kind.SUBNET, wire.subnet(subnet))]) == []
