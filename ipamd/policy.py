@@ -7,8 +7,9 @@ and keeps addresses across sandbox restarts. The CNI handlers only talk to this 
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
+from ipamd import model
 from ipamd.errors import IpamError
 from ipamd.service import AddRequest
 
@@ -28,7 +29,7 @@ class AttachmentPolicy(Protocol):
     async def read_labels(self, request: AddRequest, kinds: frozenset[str]) -> AddRequest:
         """Returns the request with the labels of ``kinds`` a placement rule needs (LabelsNeeded)."""
 
-    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+    async def committed(self, request: AddRequest, allocation: model.Allocation) -> None:
         """Called after an allocation committed; must not undo it on failure."""
 
     async def failed(self, request: AddRequest, error: IpamError) -> None:
@@ -50,7 +51,7 @@ class StandalonePolicy:
     async def prepare(self, request: AddRequest) -> AddRequest:
         return request
 
-    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+    async def committed(self, request: AddRequest, allocation: model.Allocation) -> None:
         return None
 
     async def failed(self, request: AddRequest, error: IpamError) -> None:

@@ -85,7 +85,7 @@ async def adopt_node_annotations(
             )
             continue
         adopted += 1
-        log.info("adopted %s as allocation %s", adoption.label, allocation["id"])
+        log.info("adopted %s as allocation %s", adoption.label, allocation.id)
     for skipped in plan.skipped:
         log.info("not adopted: %s: %s", skipped.source, skipped.reason)
     log.info(

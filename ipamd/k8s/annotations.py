@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ipamd import model
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac
 from ipamd.core.subnet import Route, parse_routes
@@ -199,21 +200,26 @@ def parse_pod_annotations(annotations: Mapping[str, Any] | None, *, provider: st
     )
 
 
-def result_annotations(provider: str, allocation: Mapping[str, Any]) -> dict[str, str]:
+def by_family(allocation: model.Allocation) -> list[model.HeldAddress]:
+    """The allocation's addresses in the order annotations list them: ``v4,v6``."""
+    return sorted(allocation.addresses, key=lambda held: held.family)
+
+
+def result_annotations(provider: str, allocation: model.Allocation) -> dict[str, str]:
     """Returns the annotations that publish ``allocation`` (Kube-OVN's result keys).
 
     ``cidr`` and ``gateway`` are the subnet's, ``v4,v6`` for dual stack like ``ip_address``;
     ``mac_address`` is written only when the allocation has a MAC.
     """
-    addresses = sorted(allocation.get("addresses") or [], key=lambda a: a["family"])
+    addresses = by_family(allocation)
     result = {
         key(provider, ALLOCATED): "true",
-        key(provider, IP_ADDRESS): ",".join(a["address"] for a in addresses),
-        key(provider, CIDR): ",".join(str(ipaddress.ip_interface(a["cidr"]).network) for a in addresses),
-        key(provider, GATEWAY): ",".join(a["gateway"] for a in addresses if a.get("gateway")),
+        key(provider, IP_ADDRESS): ",".join(held.address for held in addresses),
+        key(provider, CIDR): ",".join(str(ipaddress.ip_interface(held.cidr).network) for held in addresses),
+        key(provider, GATEWAY): ",".join(held.gateway for held in addresses if held.gateway),
     }
     if not result[key(provider, GATEWAY)]:
         del result[key(provider, GATEWAY)]
-    if allocation.get("mac"):
-        result[key(provider, MAC_ADDRESS)] = str(allocation["mac"])
+    if allocation.mac:
+        result[key(provider, MAC_ADDRESS)] = allocation.mac
     return result

@@ -1,6 +1,6 @@
-"""Reading the few fields ipamd needs from Kubernetes objects (JSON) and its own records.
+"""Reading the few fields ipamd needs from Kubernetes objects (JSON) and its own allocations.
 
-No I/O here: these turn pods, StatefulSets and allocation bodies into the values of
+No I/O here: these turn pods, StatefulSets and allocations into the values of
 ``ipamd.core.release``.
 """
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from ipamd import model
 from ipamd.core.release import AllocationState, PodState, StatefulSetState
 
 JSON = Mapping[str, Any]
@@ -121,27 +122,33 @@ def statefulset_state(sts: JSON) -> StatefulSetState:
     )
 
 
-def allocation_state(body: Mapping[str, Any]) -> AllocationState:
-    """Returns the release view of an allocation as ``Ipam`` serialises it."""
-    owner = body["owner"]
-    created = parse_time(body.get("createdAt")) or datetime.now(UTC)
+def allocation_state(allocation: model.Allocation) -> AllocationState:
+    """Returns the release view of an allocation."""
+    owner = allocation.owner
+    created = allocation.created_at
+    if created is None:
+        created = datetime.now(UTC)
+    elif created.tzinfo is None:
+        # SQLite hands back naive UTC datetimes.
+        created = created.replace(tzinfo=UTC)
+    # To the second, as the API server's clock (its Date header) that the rules compare it with.
+    created = created.replace(microsecond=0)
     return AllocationState(
-        id=int(body["id"]),
-        namespace=str(owner.get("namespace") or ""),
-        pod=str(owner.get("pod") or ""),
-        interface=str(owner.get("interface") or ""),
-        network_key=str(body.get("networkKey") or ""),
+        id=allocation.id,
+        namespace=owner.namespace,
+        pod=owner.pod,
+        interface=owner.interface,
+        network_key=owner.network_key,
         created_at=created,
-        pod_uid=owner.get("podUid"),
-        hold=body.get("hold"),
+        pod_uid=allocation.pod_uid,
+        hold=allocation.hold,
     )
 
 
-def is_pod_allocation(body: Mapping[str, Any]) -> bool:
+def is_pod_allocation(allocation: model.Allocation) -> bool:
     """True for allocations made by a CNI ADD for a Kubernetes pod.
 
     Allocations made through the REST API for owners outside Kubernetes (no container) and
     standalone attachments without a pod (empty namespace) are not the reconciler's.
     """
-    owner = body.get("owner") or {}
-    return bool(owner.get("namespace")) and bool(owner.get("containerId"))
+    return bool(allocation.owner.namespace) and bool(allocation.container_id)

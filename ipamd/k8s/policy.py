@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from ipamd import model
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import (
     HOLD_STATEFULSET,
@@ -311,24 +312,20 @@ class KubernetesPolicy:
         plain_key = notes.key(owner.network_key, notes.IP_ADDRESS if what == "ip" else notes.MAC_ADDRESS)
         if not ask.allocated or used_key != plain_key:
             return False
-        for body in await self.ipam.list_allocations(
+        for allocation in await self.ipam.list_allocations(
             namespace=owner.namespace,
             pod=owner.pod,
             provider=owner.network_key,
             cluster=self.ipam.cluster,
         ):
-            if body["owner"]["interface"] == owner.interface:
+            if allocation.owner.interface == owner.interface:
                 continue
-            held = (
-                body.get("mac")
-                if what == "mac"
-                else ",".join(a["address"] for a in sorted(body["addresses"], key=lambda a: a["family"]))
-            )
-            if held and held == value:
+            ours = allocation.mac if what == "mac" else ",".join(held.address for held in notes.by_family(allocation))
+            if ours and ours == value:
                 return True
         return False
 
-    async def committed(self, request: AddRequest, allocation: dict[str, Any]) -> None:
+    async def committed(self, request: AddRequest, allocation: model.Allocation) -> None:
         owner = request.owner
         if not owner.namespace:
             return
@@ -393,13 +390,15 @@ class KubernetesPolicy:
         log.info("DEL of %s releases its address: %s", owner.label, decision.detail)
         return True
 
-    async def _sets_for(self, allocation: dict[str, Any], pod: JSON | None) -> dict[tuple[str, str], StatefulSetState]:
-        if allocation.get("hold") != HOLD_STATEFULSET:
+    async def _sets_for(
+        self, allocation: model.Allocation, pod: JSON | None
+    ) -> dict[tuple[str, str], StatefulSetState]:
+        if allocation.hold != HOLD_STATEFULSET:
             return {}
-        namespace = allocation["owner"]["namespace"]
+        namespace = allocation.owner.namespace
         name = owner_statefulset(pod) if pod is not None else None
         if name is None:
-            parsed = statefulset_pod(allocation["owner"]["pod"])
+            parsed = statefulset_pod(allocation.owner.pod)
             if parsed is None:
                 return {}
             name = parsed[0]
@@ -440,14 +439,16 @@ class KubernetesPolicy:
             )
             return 0
         count = 0
-        for body in await self.ipam.list_allocations(namespace=namespace, pod=vm_owner(vm), cluster=self.ipam.cluster):
-            if body.get("hold") != HOLD_VM:
+        for allocation in await self.ipam.list_allocations(
+            namespace=namespace, pod=vm_owner(vm), cluster=self.ipam.cluster
+        ):
+            if allocation.hold != HOLD_VM:
                 continue
             try:
-                await self.ipam.release(body["id"], reason=VM_DELETED)
+                await self.ipam.release(allocation.id, reason=VM_DELETED)
             except NotFound:
                 continue
-            log.info("released allocation %s of virtual machine %s/%s: it is deleted", body["id"], namespace, vm)
+            log.info("released allocation %s of virtual machine %s/%s: it is deleted", allocation.id, namespace, vm)
             count += 1
         return count
 
@@ -456,24 +457,24 @@ class KubernetesPolicy:
         namespace, name, uid = meta(pod).get("namespace") or "", meta(pod).get("name") or "", uid_of(pod)
         count = 0
         # A pod of the same name in another cluster sharing the database is not this one.
-        for body in await self.ipam.list_allocations(namespace=namespace, pod=name, cluster=self.ipam.cluster):
-            held_for = body["owner"].get("podUid")
+        for allocation in await self.ipam.list_allocations(namespace=namespace, pod=name, cluster=self.ipam.cluster):
+            held_for = allocation.pod_uid
             if uid and held_for and held_for != uid:
                 # Taken over by a newer pod of the same name since.
                 continue
             decision = release_decision(
-                allocation_state(body),
+                allocation_state(allocation),
                 None if gone else pod_state(pod),
-                await self._sets_for(body, pod),
+                await self._sets_for(allocation, pod),
                 now=self.client.now(),
                 grace=timedelta(0),
             )
             if decision is None:
                 continue
             try:
-                await self.ipam.release(body["id"], reason=decision.reason)
+                await self.ipam.release(allocation.id, reason=decision.reason)
             except NotFound:
                 continue
-            log.info("released allocation %s of pod %s/%s: %s", body["id"], namespace, name, decision.detail)
+            log.info("released allocation %s of pod %s/%s: %s", allocation.id, namespace, name, decision.detail)
             count += 1
         return count

@@ -130,8 +130,11 @@ class Reconciler:
         # older than the grace period in this snapshot.
         # This cluster's only: another cluster sharing the database has pods this API server
         # has never heard of, and they are not gone.
-        own = await self.ipam.list_allocations(cluster=self.ipam.cluster)
-        allocations = [allocation_state(body) for body in own if is_pod_allocation(body)]
+        allocations = [
+            allocation_state(allocation)
+            for allocation in await self.ipam.list_allocations(cluster=self.ipam.cluster)
+            if is_pod_allocation(allocation)
+        ]
         if not allocations:
             self.passes += 1
             log.debug("reconcile: no pod allocations")

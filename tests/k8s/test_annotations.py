@@ -6,6 +6,8 @@ import pytest
 
 from ipamd.errors import InvalidInput
 from ipamd.k8s.annotations import PodAsk, parse_ip_pool, parse_pod_annotations, result_annotations
+from ipamd.model import HeldAddress
+from tests.k8s.conftest import allocation_of
 
 P = "macvlan.default"
 
@@ -144,13 +146,11 @@ def test_pool_and_switch_from_annotations():
 
 
 def test_result_annotations():
-    allocation = {
-        "addresses": [
-            {"address": "2001:db8:1::b", "family": 6, "cidr": "2001:db8:1::b/64", "gateway": "2001:db8:1::1"},
-            {"address": "192.0.2.11", "family": 4, "cidr": "192.0.2.11/24", "gateway": "192.0.2.1"},
-        ],
-        "mac": "02:00:00:00:00:0b",
-    }
+    allocation = allocation_of(
+        HeldAddress(6, "2001:db8:1::b", 64, "2001:db8:1::1"),
+        HeldAddress(4, "192.0.2.11", 24, "192.0.2.1"),
+        mac="02:00:00:00:00:0b",
+    )
     assert result_annotations(P, allocation) == {
         f"{P}.kubernetes.io/allocated": "true",
         f"{P}.kubernetes.io/ip_address": "192.0.2.11,2001:db8:1::b",
@@ -158,10 +158,7 @@ def test_result_annotations():
         f"{P}.kubernetes.io/gateway": "192.0.2.1,2001:db8:1::1",
         f"{P}.kubernetes.io/mac_address": "02:00:00:00:00:0b",
     }
-    no_mac = result_annotations(
-        P,
-        {"addresses": [{"address": "192.0.2.11", "family": 4, "cidr": "192.0.2.11/24", "gateway": None}], "mac": None},
-    )
+    no_mac = result_annotations(P, allocation_of(HeldAddress(4, "192.0.2.11", 24, None), mac=None))
     assert no_mac == {
         f"{P}.kubernetes.io/allocated": "true",
         f"{P}.kubernetes.io/ip_address": "192.0.2.11",
