@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TypedDict
 
 from aiohttp import web
 
+from ipamd import model
+from ipamd.api import wire
 from ipamd.api.body import json_object, json_response, path_int
 from ipamd.api.keys import IPAM, POLICY
 from ipamd.core import identity
@@ -14,7 +17,6 @@ from ipamd.core.placement import parse_labels
 from ipamd.core.subnet import reject_unknown
 from ipamd.errors import InvalidInput
 from ipamd.service import AddRequest, owner_from
-from ipamd.service.allocation import allocation_etag
 
 routes = web.RouteTableDef()
 
@@ -28,10 +30,19 @@ async def list_all(request: web.Request) -> web.Response:
     unknown = sorted(set(request.query) - set(FILTERS))
     if unknown:
         raise InvalidInput(f"unknown filter; known filters are {', '.join(FILTERS)}", field=unknown[0])
-    filters: dict[str, Any] = {key: request.query[key] for key in FILTERS if key in request.query}
-    if "cluster" in filters:
-        identity.cluster_name(filters["cluster"], field="cluster")
-    return json_response({"items": await request.app[IPAM].list_allocations(**filters)})
+    query = request.query
+    cluster = query.get("cluster")
+    if cluster is not None:
+        identity.cluster_name(cluster, field="cluster")
+    found = await request.app[IPAM].list_allocations(
+        subnet=query.get("subnet"),
+        namespace=query.get("namespace"),
+        pod=query.get("pod"),
+        provider=query.get("provider"),
+        node=query.get("node"),
+        cluster=cluster,
+    )
+    return json_response(wire.items(wire.allocation(allocation) for allocation in found))
 
 
 @routes.get("/v1/allocations/{id}")
@@ -73,28 +84,37 @@ async def create(request: web.Request) -> web.Response:
 @routes.delete("/v1/allocations/{id}")
 async def delete(request: web.Request) -> web.Response:
     """Releases the allocation; with ``If-Match`` only while it is the one the client read."""
-    return json_response(
-        await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request))
-    )
+    released = await request.app[IPAM].release(path_int(request, "id"), reason="api", if_match=_if_match(request))
+    return json_response(wire.allocation(released))
 
 
-def _labels(raw: object) -> dict[str, Any]:
+class PlacementLabels(TypedDict):
+    """The owner's labels as ``AddRequest`` takes them (None: not given)."""
+
+    pod_labels: Mapping[str, str] | None
+    namespace_labels: Mapping[str, str] | None
+    node_labels: Mapping[str, str] | None
+
+
+def _labels(raw: object) -> PlacementLabels:
     """The owner's labels for placement rules: ``{"pod": {...}, "namespace": {...}, "node": {...}}``."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
+    if raw is not None and not isinstance(raw, dict):
         raise InvalidInput("expected {pod, namespace, node}, each an object of label key: value", field="labels")
-    reject_unknown(raw, frozenset(LABEL_KINDS), prefix="labels.")
+    given = raw or {}
+    reject_unknown(given, frozenset(LABEL_KINDS), prefix="labels.")
+    parsed = {
+        kind: parse_labels(given[kind], field=f"labels.{kind}") for kind in LABEL_KINDS if given.get(kind) is not None
+    }
     return {
-        f"{kind}_labels": parse_labels(raw[kind], field=f"labels.{kind}")
-        for kind in LABEL_KINDS
-        if raw.get(kind) is not None
+        "pod_labels": parsed.get("pod"),
+        "namespace_labels": parsed.get("namespace"),
+        "node_labels": parsed.get("node"),
     }
 
 
-def _with_etag(body: dict[str, Any], *, status: int = 200) -> web.Response:
-    response = json_response(body, status=status)
-    response.headers["ETag"] = allocation_etag(body)
+def _with_etag(allocation: model.Allocation, *, status: int = 200) -> web.Response:
+    response = json_response(wire.allocation(allocation), status=status)
+    response.headers["ETag"] = allocation.etag
     return response
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ipamd.api import wire
 from ipamd.api.body import json_response
 from ipamd.api.keys import IPAM
 from ipamd.core.history import history_query
@@ -14,4 +15,4 @@ routes = web.RouteTableDef()
 @routes.get("/v1/ips/{address}")
 async def get(request: web.Request) -> web.Response:
     query = history_query(request.query)
-    return json_response(await request.app[IPAM].ip_info(request.match_info["address"], query))
+    return json_response(wire.address_history(await request.app[IPAM].ip_info(request.match_info["address"], query)))

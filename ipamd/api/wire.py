@@ -12,6 +12,7 @@ from typing import Any, TypedDict
 
 from ipamd.core.addresses import format_intervals
 from ipamd.core.history import Span
+from ipamd.core.subnet import Route
 from ipamd.model import (
     AddressHistory,
     Allocation,
@@ -110,19 +111,43 @@ class ItemsJson(TypedDict):
     items: list[Any]
 
 
+class DeletedJson(TypedDict):
+    deleted: str | int
+    """The name or id of what was deleted."""
+
+
+class DeletedSubnetJson(TypedDict):
+    deleted: str
+    released: int
+    """Allocations the deletion released (``?force=true``)."""
+
+
 def items(values: Iterable[Any]) -> ItemsJson:
     """A list answer: ``{"items": [...]}``."""
     return {"items": list(values)}
+
+
+def deleted(key: str | int) -> DeletedJson:
+    return {"deleted": key}
+
+
+def deleted_subnet(name: str, released: int) -> DeletedSubnetJson:
+    return {"deleted": name, "released": released}
 
 
 def address(held: HeldAddress) -> AddressJson:
     return {"address": held.address, "family": held.family, "cidr": held.cidr, "gateway": held.gateway}
 
 
+def routes(values: tuple[Route, ...]) -> list[dict[str, str]]:
+    """A subnet's routes in the API's form (``Route.to_json``), fresh dicts for the caller."""
+    return [dict(route) for route in _routes(values)]
+
+
 @lru_cache(maxsize=256)
-def _routes(routes: tuple[Any, ...]) -> tuple[dict[str, str], ...]:
-    """A subnet's routes in the API's form: the same ones in every allocation of the subnet."""
-    return tuple(route.to_json() for route in routes)
+def _routes(values: tuple[Route, ...]) -> tuple[dict[str, str], ...]:
+    # The same ones in every allocation of the subnet: made once.
+    return tuple(route.to_json() for route in values)
 
 
 def allocation(value: Allocation) -> AllocationJson:
@@ -144,7 +169,7 @@ def allocation(value: Allocation) -> AllocationJson:
         "pool": value.pool,
         "node": value.node,
         "hold": value.hold,
-        "routes": [dict(route) for route in _routes(value.routes)],
+        "routes": routes(value.routes),
         "dns": dict(value.dns),
         "createdAt": rfc3339(value.created_at),
     }
