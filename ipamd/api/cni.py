@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache, partial
 from pathlib import Path
@@ -17,7 +17,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ipamd.api import health
+from ipamd import model
+from ipamd.api import health, wire
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import CNI_OUTCOME, IPAM, POLICY
 from ipamd.cni import protocol
@@ -56,20 +57,20 @@ CHECK_FIELDS = IDENTITY_FIELDS | {"prevResult"}
 GC_FIELDS = frozenset({"network", "ipam", "validAttachments", "cniVersion"})
 
 
-def _optional(body: dict[str, Any], key: str, check: Callable[..., str]) -> str | None:
+def _optional(body: Mapping[str, Any], key: str, check: Callable[..., str]) -> str | None:
     """Returns the field checked by its identity rule (ipamd.core.identity), or None when absent."""
     value = body.get(key)
     return None if value is None or value == "" else check(value, field=key)
 
 
-def _required(body: dict[str, Any], key: str, check: Callable[..., str]) -> str:
+def _required(body: Mapping[str, Any], key: str, check: Callable[..., str]) -> str:
     value = body.get(key)
     if value is None or value == "":
         raise InvalidInput("required", field=key)
     return check(value, field=key)
 
 
-def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_only: bool = False) -> AddRequest:
+def parse_add_request(body: Mapping[str, Any], *, known: frozenset[str], identity_only: bool = False) -> AddRequest:
     """Returns the allocation request a CNI call describes.
 
     ``identity_only`` (DEL, CHECK) reads only what identifies the attachment: an inline
@@ -108,7 +109,7 @@ def parse_add_request(body: dict[str, Any], *, known: frozenset[str], identity_o
     )
 
 
-def _network(body: dict[str, Any], network_name: str, *, identity_only: bool) -> NetworkRequest:
+def _network(body: Mapping[str, Any], network_name: str, *, identity_only: bool) -> NetworkRequest:
     ipam = body.get("ipam")
     if not identity_only:
         return parse_network_request(ipam, network_name=network_name)
@@ -117,11 +118,15 @@ def _network(body: dict[str, Any], network_name: str, *, identity_only: bool) ->
     return NetworkRequest(network_key(ipam, network_name), None)
 
 
-def cni_ips(allocation: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"address": a["cidr"], "gateway": a["gateway"], "family": a["family"]} for a in allocation["addresses"]]
+def cni_ips(allocation: model.Allocation) -> list[protocol.HeldAddress]:
+    return [{"address": held.cidr, "gateway": held.gateway, "family": held.family} for held in allocation.addresses]
 
 
-async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = False) -> dict[str, Any]:
+# The operations below take a body as it came (a structured route's JSON, or what
+# ipamd.cni.protocol made of the plugin's request) and validate it themselves.
+
+
+async def _add(app: web.Application, body: Mapping[str, Any], *, adopt: bool = False) -> protocol.AddAnswer:
     ipam, policy = app[IPAM], app[POLICY]
     add_request = parse_add_request(body, known=ADOPT_FIELDS if adopt else ADD_FIELDS)
     if adopt:
@@ -158,14 +163,14 @@ async def _add(app: web.Application, body: dict[str, Any], *, adopt: bool = Fals
         # An adopted pod keeps what its old IPAM wrote; its own next ADD writes ipamd's result
         # (and only its node's daemon may write its annotations).
         await policy.committed(add_request, allocation)
-    dns = allocation["dns"] if from_file is None else result_dns(allocation["dns"], from_file)
+    dns = dict(allocation.dns) if from_file is None else result_dns(allocation.dns, from_file)
     return {
-        "allocationId": allocation["id"],
-        "subnet": allocation["subnet"],
+        "allocationId": allocation.id,
+        "subnet": allocation.subnet,
         "ips": cni_ips(allocation),
-        "routes": result_routes(allocation["routes"], add_request.network.routes, add_request.routes),
+        "routes": result_routes(wire.routes(allocation.routes), add_request.network.routes, add_request.routes),
         "dns": dns,
-        "mac": allocation["mac"],
+        "mac": allocation.mac,
     }
 
 
@@ -182,7 +187,7 @@ async def _resolv_conf(path: str) -> dict[str, Any]:
     return parse_resolv_conf(text)
 
 
-async def _del(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def _del(app: web.Application, body: Mapping[str, Any]) -> protocol.DelAnswer:
     ipam, policy = app[IPAM], app[POLICY]
     del_request = parse_add_request(body, known=ADD_FIELDS, identity_only=True)
     if not await policy.release_on_del(del_request):
@@ -191,13 +196,13 @@ async def _del(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     return {"released": len(released)}
 
 
-async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def _check(app: web.Application, body: Mapping[str, Any]) -> protocol.CheckAnswer:
     ipam = app[IPAM]
     check_request = await app[POLICY].owner_of(parse_add_request(body, known=CHECK_FIELDS, identity_only=True))
     allocation = await ipam.find_owner(check_request.owner)
     if allocation is None:
         raise NotFound(f"ipamd holds no address for {check_request.owner.label}")
-    held = sorted(a["cidr"] for a in allocation["addresses"])
+    held = sorted(address.cidr for address in allocation.addresses)
     previous = body.get("prevResult")
     if not isinstance(previous, dict) or not isinstance(previous.get("ips"), list):
         raise InvalidInput("expected the prevResult object with its ips", field="prevResult")
@@ -209,7 +214,7 @@ async def _check(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     return {"ips": cni_ips(allocation)}
 
 
-async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
+async def _gc(app: web.Application, body: Mapping[str, Any]) -> protocol.GcAnswer:
     ipam = app[IPAM]
     reject_unknown(body, GC_FIELDS)
     network = _network(body, _required(body, "network", identity.network_name), identity_only=True)
@@ -230,9 +235,9 @@ async def _gc(app: web.Application, body: dict[str, Any]) -> dict[str, Any]:
     held = await ipam.allocations_for_network(network.network_key, origin="cni", this_node=True)
     # A VM's addresses outlive its sandboxes (a stopped VM has none): never the runtime's to collect.
     stale = [
-        (row.id, row.container_id)
-        for row in held
-        if (row.container_id, row.interface) not in valid and row.hold != HOLD_VM
+        (allocation.id, allocation.container_id)
+        for allocation in held
+        if (allocation.container_id, allocation.owner.interface) not in valid and allocation.hold != HOLD_VM
     ]
     released = await ipam.release_ids(stale, reason="cni gc")
     return {"released": len(released)}
@@ -247,7 +252,7 @@ def _refuse_retired_shim(request: web.Request) -> None:
         )
 
 
-Operation = Callable[[web.Application, dict[str, Any]], Awaitable[dict[str, Any]]]
+Operation = Callable[[web.Application, Mapping[str, Any]], Awaitable[Mapping[str, object]]]
 
 
 def _structured(operation: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
@@ -289,7 +294,7 @@ def _warn_log_file_ignored(network: str, path: str) -> None:
     log.warning("network %s: ipam.log_file %s ignored (ipamd writes no file a network config names)", network, path)
 
 
-async def _execute(app: web.Application, invocation: protocol.Invocation) -> dict[str, Any] | None:
+async def _execute(app: web.Application, invocation: protocol.Invocation) -> Mapping[str, object] | None:
     """Runs one verb; returns what the plugin prints on success (None: nothing)."""
     command = invocation.command
     _ignore_log_file(invocation.config)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from ipamd.core import identity
 from ipamd.core.text import printable
@@ -38,6 +38,112 @@ VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 ROUTE_KEYS_1_1 = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
 ROUTE_KEYS_OLD = ("dst", "gw")
 DNS_KEYS = ("nameservers", "domain", "search", "options")
+
+
+# ----------------------------------------------------------------------------- shapes
+# ipamd's own: what the plugin's verbs become for the structured routes (/v1/cni/add, del,
+# check, gc), and what those answer.
+
+
+class Attachment(TypedDict):
+    containerId: str
+    ifName: str
+
+
+class AttachmentRequest(TypedDict):
+    """What ``/v1/cni/add`` (``del``, ``check``) takes: one attachment, and for an ADD the
+    addresses and MAC asked for, for a CHECK the result to check."""
+
+    containerId: str
+    ifName: str
+    netns: NotRequired[str]
+    network: str
+    podNamespace: str | None
+    podName: str | None
+    podUid: str | None
+    ipam: dict[str, Any]
+    ips: NotRequired[list[str]]
+    mac: NotRequired[str | None]
+    prevResult: NotRequired[dict[str, Any]]
+
+
+class GcRequest(TypedDict):
+    """What ``/v1/cni/gc`` takes: the network, and the attachments the runtime still has."""
+
+    network: str
+    ipam: dict[str, Any]
+    validAttachments: list[Attachment]
+
+
+class HeldAddress(TypedDict):
+    address: str
+    """With its prefix length (``192.0.2.7/24``)."""
+    gateway: str | None
+    family: int
+
+
+class AddAnswer(TypedDict):
+    """``/v1/cni/add``'s answer; ``add_result`` makes the CNI result of it."""
+
+    allocationId: int
+    subnet: str
+    ips: list[HeldAddress]
+    routes: list[dict[str, Any]]
+    dns: dict[str, Any]
+    mac: str | None
+
+
+class DelAnswer(TypedDict):
+    released: int
+    kept: NotRequired[bool]
+    """True when the policy kept the address past the DEL (ipamd.core.release)."""
+
+
+class CheckAnswer(TypedDict):
+    ips: list[HeldAddress]
+
+
+class GcAnswer(TypedDict):
+    released: int
+
+
+# The CNI specification's (SPEC.md): what the plugin prints.
+
+
+class ResultIp(TypedDict):
+    version: NotRequired[str]
+    """Results before 1.0.0 only."""
+    address: str
+    gateway: NotRequired[str]
+
+
+class IpamResult(TypedDict):
+    """An IPAM plugin's ADD result: no interfaces."""
+
+    cniVersion: str
+    ips: list[ResultIp]
+    routes: list[dict[str, Any]]
+    dns: dict[str, Any]
+
+
+class VersionResult(TypedDict):
+    cniVersion: str
+    supportedVersions: list[str]
+
+
+class ErrorResult(TypedDict):
+    cniVersion: str
+    code: int
+    msg: str
+    details: str
+
+
+class PluginAnswer(TypedDict):
+    """The wire answer the plugin passes on: what to print and how to exit."""
+
+    exitCode: int
+    stdout: str
+    stderr: str
 
 
 @dataclass(frozen=True)
@@ -70,7 +176,7 @@ def answer_version(body: object) -> str:
     return LATEST_VERSION
 
 
-def version_result(cni_version: str) -> dict[str, Any]:
+def version_result(cni_version: str) -> VersionResult:
     return {"cniVersion": cni_version, "supportedVersions": list(SUPPORTED_VERSIONS)}
 
 
@@ -145,12 +251,11 @@ def _variable(env: Mapping[str, str], name: str, check: Callable[..., str]) -> s
         raise InvalidEnvironment(e.message) from None
 
 
-# CNI_ARGS keys of the Kubernetes conventions: what each is in the request, and its rule.
-POD_ARGUMENTS = (
-    ("K8S_POD_NAMESPACE", "podNamespace", identity.namespace),
-    ("K8S_POD_NAME", "podName", identity.pod),
-    ("K8S_POD_UID", "podUid", identity.pod_uid),
-)
+def _pod_argument(cni_args: Mapping[str, str], name: str, check: Callable[..., str]) -> str | None:
+    """A CNI_ARGS key of the Kubernetes conventions (``K8S_POD_NAME``...), checked by its rule.
+
+    Values in CNI_ARGS are request input, like IP= and MAC=: code 7 naming the key."""
+    return check(cni_args[name], field=name) if cni_args.get(name) else None
 
 
 # ----------------------------------------------------------------------------- config
@@ -215,21 +320,26 @@ def mac_of(config: Mapping[str, Any], cni_args: Mapping[str, str]) -> str | None
     return cni_args.get("MAC") or None
 
 
-def attachment_request(invocation: Invocation) -> dict[str, Any]:
+def attachment_request(invocation: Invocation) -> AttachmentRequest:
     """The attachment an ADD, DEL or CHECK is about, as ``/v1/cni/add`` takes it."""
     config, env = invocation.config, invocation.env
     cni_args = parse_cni_args(env.get("CNI_ARGS", ""))
-    body: dict[str, Any] = {
-        "containerId": _variable(env, "CNI_CONTAINERID", identity.container_id),
-        "ifName": _variable(env, "CNI_IFNAME", identity.interface),
+    # Checked in this order: the first invalid one is the error.
+    container_id = _variable(env, "CNI_CONTAINERID", identity.container_id)
+    interface = _variable(env, "CNI_IFNAME", identity.interface)
+    # DEL may come without a namespace once it is gone.
+    netns = _variable(env, "CNI_NETNS", identity.netns) if env.get("CNI_NETNS") else None
+    body: AttachmentRequest = {
+        "containerId": container_id,
+        "ifName": interface,
+        "network": network_name_of(config),
+        "podNamespace": _pod_argument(cni_args, "K8S_POD_NAMESPACE", identity.namespace),
+        "podName": _pod_argument(cni_args, "K8S_POD_NAME", identity.pod),
+        "podUid": _pod_argument(cni_args, "K8S_POD_UID", identity.pod_uid),
+        "ipam": ipam_of(config),
     }
-    if env.get("CNI_NETNS"):  # DEL may come without one once the namespace is gone
-        body["netns"] = _variable(env, "CNI_NETNS", identity.netns)
-    body["network"] = network_name_of(config)
-    for argument, key, check in POD_ARGUMENTS:
-        # Values in CNI_ARGS are request input, like IP= and MAC=: code 7 naming the key.
-        body[key] = check(cni_args[argument], field=argument) if cni_args.get(argument) else None
-    body["ipam"] = ipam_of(config)
+    if netns is not None:
+        body["netns"] = netns
     if invocation.command == "ADD":
         # A chained ADD may carry prevResult; an IPAM plugin has nothing to merge it into.
         body["ips"] = static_ips_of(config, cni_args)
@@ -242,7 +352,7 @@ def attachment_request(invocation: Invocation) -> dict[str, Any]:
     return body
 
 
-def gc_request(invocation: Invocation) -> dict[str, Any]:
+def gc_request(invocation: Invocation) -> GcRequest:
     """What a GC asks, as ``/v1/cni/gc`` takes it."""
     config = invocation.config
     if VALID_ATTACHMENTS not in config:
@@ -251,7 +361,7 @@ def gc_request(invocation: Invocation) -> dict[str, Any]:
     raw = config[VALID_ATTACHMENTS]
     if not isinstance(raw, list):
         raise InvalidInput("expected a list", field=VALID_ATTACHMENTS)
-    valid = []
+    valid: list[Attachment] = []
     for index, item in enumerate(raw):
         if (
             not isinstance(item, dict)
@@ -266,17 +376,20 @@ def gc_request(invocation: Invocation) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- answers
 
 
-def add_result(answer: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
+def add_result(answer: AddAnswer, cni_version: str) -> IpamResult:
     """The daemon's add answer as an IPAM result of ``cni_version`` (no interfaces)."""
     with_ip_version = _version_key(cni_version) < (1, 0, 0)
-    ips = []
+    ips: list[ResultIp] = []
     for entry in answer["ips"]:
-        ip: dict[str, Any] = {}
-        if with_ip_version:
-            ip["version"] = str(entry.get("family") or (6 if ":" in entry["address"] else 4))
-        ip["address"] = entry["address"]
-        if entry.get("gateway"):
-            ip["gateway"] = entry["gateway"]
+        address = entry["address"]
+        ip: ResultIp = (
+            {"version": str(entry.get("family") or (6 if ":" in address else 4)), "address": address}
+            if with_ip_version
+            else {"address": address}
+        )
+        gateway = entry.get("gateway")
+        if gateway:
+            ip["gateway"] = gateway
         ips.append(ip)
     route_keys = ROUTE_KEYS_1_1 if cni_version == "1.1.0" else ROUTE_KEYS_OLD
     routes = [
@@ -293,17 +406,17 @@ def add_result(answer: Mapping[str, Any], cni_version: str) -> dict[str, Any]:
     return {"cniVersion": cni_version, "ips": ips, "routes": routes, "dns": dns}
 
 
-def error_result(error: IpamError, cni_version: str) -> dict[str, Any]:
+def error_result(error: IpamError, cni_version: str) -> ErrorResult:
     return {"cniVersion": cni_version, "code": error.cni_code, "msg": error.message, "details": error.code}
 
 
-def success(output: Mapping[str, Any] | None) -> dict[str, Any]:
+def success(output: Mapping[str, object] | None) -> PluginAnswer:
     """The wire answer of a verb that succeeded: its result (if any) on stdout, exit 0."""
     stdout = json.dumps(output, separators=(",", ":")) + "\n" if output is not None else ""
     return {"exitCode": 0, "stdout": stdout, "stderr": ""}
 
 
-def failure(error: IpamError, cni_version: str, command: str) -> dict[str, Any]:
+def failure(error: IpamError, cni_version: str, command: str) -> PluginAnswer:
     """The wire answer of a verb that failed: the CNI error on stdout, one line on stderr."""
     result = error_result(error, cni_version)
     line = f"ipamd-cni: {printable(command) or '?'} failed with code {error.cni_code}: {printable(error.message)}\n"
