@@ -6,12 +6,12 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ipamd.core.text import printable
+from ipamd.model import Allocation
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -35,19 +35,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def allocation_fields(event: str, allocation: Mapping[str, Any], **more: Any) -> dict[str, Any]:
+def allocation_fields(event: str, allocation: Allocation, **more: Any) -> dict[str, Any]:
     """Returns the structured fields of an allocation log line (``extra=``): who holds what, where."""
-    owner = allocation.get("owner") or {}
+    owner = allocation.owner
     return {
         "event": event,
-        "allocationId": allocation.get("id"),
-        "subnet": allocation.get("subnet"),
-        "network": allocation.get("networkKey"),
-        "namespace": owner.get("namespace"),
-        "pod": owner.get("pod"),
-        "interface": owner.get("interface"),
-        "containerId": owner.get("containerId"),
-        "addresses": [address.get("address") for address in allocation.get("addresses") or []],
+        "allocationId": allocation.id,
+        "subnet": allocation.subnet,
+        "network": owner.network_key,
+        "namespace": owner.namespace,
+        "pod": owner.pod,
+        "interface": owner.interface,
+        "containerId": allocation.container_id,
+        "addresses": allocation.address_texts,
         **more,
     }
 

@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from ipamd.core.usage import UsageReport
 from ipamd.errors import IpamError, Unavailable
+from ipamd.model import Allocated, Event, ExhaustedSpace, HistoryPruned, HistoryPruneFailed, Released
 
 log = logging.getLogger("ipamd.metrics")
 
@@ -184,7 +185,7 @@ class Metrics:
         # labels() takes a lock and builds a key on every call: the hot path keeps its children.
         self._latency_by_route = {route: self.latency.labels(route) for route in ALLOCATION_ROUTES}
         self._ok_by_route = {route: self.requests.labels(route, "ok") for route in ALLOCATION_ROUTES}
-        self._allocated_by_subnet: dict[tuple[str, str], Any] = {}
+        self._allocated_by_subnet: dict[tuple[str, str], Counter] = {}
         # The usage gauges live in a registry of their own: rendered by the background
         # refresh, never by a scrape.
         self.usage = UsageCollector()
@@ -200,28 +201,24 @@ class Metrics:
 
     # ------------------------------------------------------------------ events
 
-    def on_event(self, event: str, **data: Any) -> None:
-        """The ``Ipam.listeners`` entry: counts allocations, releases and exhaustion."""
-        if event == "allocated":
-            allocation = data["allocation"]
-            key = (allocation["subnet"], allocation["cluster"])
-            counter = self._allocated_by_subnet.get(key)
-            if counter is None:
-                counter = self._allocated_by_subnet[key] = self.allocations.labels(*key)
-            counter.inc()
-        elif event == "released":
-            allocation = data["allocation"]
-            self.releases.labels(
-                allocation["subnet"], reason_label(str(data.get("reason") or "")), allocation["cluster"]
-            ).inc()
-        elif event == "history_pruned":
-            self.history_pruned.inc(data["count"])
-        elif event == "history_prune_failed":
-            self.history_prune_failures.inc()
-        elif event == "exhausted":
-            pool = data.get("pool") or ""
-            for subnet in data.get("subnets") or [""]:
-                self.exhausted.labels(subnet, pool).inc()
+    def on_event(self, event: Event) -> None:
+        """The ``Ipam.listeners`` entry: counts allocations, releases, exhaustion and pruning."""
+        match event:
+            case Allocated(allocation):
+                key = (allocation.subnet, allocation.cluster)
+                counter = self._allocated_by_subnet.get(key)
+                if counter is None:
+                    counter = self._allocated_by_subnet[key] = self.allocations.labels(*key)
+                counter.inc()
+            case Released(allocation, reason):
+                self.releases.labels(allocation.subnet, reason_label(reason), allocation.cluster).inc()
+            case ExhaustedSpace(subnets, pool):
+                for subnet in subnets or ("",):
+                    self.exhausted.labels(subnet, pool or "").inc()
+            case HistoryPruned(count):
+                self.history_pruned.inc(count)
+            case HistoryPruneFailed():
+                self.history_prune_failures.inc()
 
     def reconciler_released(self, count: int) -> None:
         """The Kubernetes reconciler's callback: counts the allocations one pass released."""

@@ -134,20 +134,41 @@ def test_metrics_served_on_tcp_without_a_token(tcp_daemon: TcpDaemon) -> None:
 
 
 def test_each_application_has_its_own_registry() -> None:
+    from collections.abc import Callable
+
     from ipamd.api.app import create_app
     from ipamd.api.metrics import METRICS
+    from ipamd.core.allocation import Owner
     from ipamd.core.usage import UsageReport
+    from ipamd.model import Allocated, Allocation, Event
 
     class NoService:
         def __init__(self) -> None:
-            self.listeners: list[object] = []
+            self.listeners: list[Callable[[Event], None]] = []
             self.cluster = "east"
 
         async def usage(self) -> UsageReport:
             return UsageReport()
 
     first, second = create_app(NoService()), create_app(NoService())  # type: ignore[arg-type]
-    first[METRICS].on_event("allocated", allocation={"subnet": "a", "cluster": "east"})
+    allocation = Allocation(
+        id=1,
+        subnet="a",
+        cluster="east",
+        owner=Owner(network_key="a", namespace="ns", pod="p", interface="eth0"),
+        container_id="c1",
+        pod_uid=None,
+        addresses=(),
+        mac=None,
+        pool=None,
+        node=None,
+        hold=None,
+        origin="api",
+        routes=(),
+        dns={},
+        created_at=None,
+    )
+    first[METRICS].on_event(Allocated(allocation))
     # The reconciler's callback reaches the application it was given, and no other.
     second[METRICS].reconciler_released(3)
     labels = {"subnet": "a", "cluster": "east"}

@@ -85,11 +85,14 @@ def test_document_is_served_without_a_token(tcp_daemon: TcpDaemon) -> None:
 
 def test_every_route_is_documented() -> None:
     """Each route the application serves appears in the document with the same methods."""
+    from collections.abc import Callable
+
     from ipamd.api.app import create_app
     from ipamd.api.openapi import document
+    from ipamd.model import Event
 
     class NoService:
-        listeners: list[object] = []
+        listeners: list[Callable[[Event], None]] = []
         cluster = "default"
 
         async def usage(self) -> None:
