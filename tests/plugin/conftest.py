@@ -4,8 +4,6 @@ protocol tests send the plugin's requests to, exactly as plugin/main.go frames t
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +11,10 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 from shim_harness import cni_environment
 
 from ipamd.api.app import create_app
-from ipamd.service import Ipam
-from ipamd.store.database import open_database
+from tests.support.inprocess import opened_ipam, serving
 
 
 @dataclass
@@ -78,7 +74,9 @@ class Daemon:
         return await reply.json()
 
     async def subnet(self, name: str, cidr: str, **fields: Any) -> None:
-        status, body = await self.post("/v1/subnets", {"name": name, "cidrBlock": cidr, "provider": f"{name}.default", **fields})
+        status, body = await self.post(
+            "/v1/subnets", {"name": name, "cidrBlock": cidr, "provider": f"{name}.default", **fields}
+        )
         assert status == 201, body
 
     async def held(self, subnet: str) -> list[dict[str, Any]]:
@@ -87,19 +85,10 @@ class Daemon:
 
 @pytest.fixture
 async def daemon(tmp_path: Path) -> AsyncIterator[Daemon]:
-    database = open_database(f"sqlite:///{tmp_path / 'ipamd.db'}")
-    await database.upgrade()
-    runner = web.AppRunner(create_app(Ipam(database, node="n1")))
-    await runner.setup()
-    # A Unix socket path holds at most 107 bytes; pytest's tmp_path can be longer.
-    directory = tempfile.mkdtemp(prefix="ipamd-cni-", dir="/tmp")
-    socket = f"{directory}/ipamd.sock"
-    await web.UnixSite(runner, socket).start()
-    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))
-    try:
-        yield Daemon(Client(session))
-    finally:
-        await session.close()
-        await runner.cleanup()
-        await database.dispose()
-        shutil.rmtree(directory, ignore_errors=True)
+    async with opened_ipam(f"sqlite:///{tmp_path / 'ipamd.db'}", node="n1") as ipam:
+        async with serving(create_app(ipam), prefix="ipamd-cni-") as socket:
+            session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=socket))
+            try:
+                yield Daemon(Client(session))
+            finally:
+                await session.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest
 
 
 def owner(pod: str) -> dict[str, str]:
@@ -34,10 +34,10 @@ async def test_a_released_reserved_pool_member_stays_out_of_the_pool(rest: Rest)
     network = NetworkRequest("net1.default", None)
     got = []
     for pod in ("a", "b", "c"):
-        body = await rest.ipam.allocate(
+        allocation = await rest.ipam.allocate(
             AddRequest(owner=Owner("net1.default", "lab", pod, "eth1"), network=network, pool_name="db")
         )
-        got.append(body["addresses"][0]["address"])
+        got.append(allocation.addresses[0].address)
     assert got == ["192.0.2.51", "192.0.2.52", "192.0.2.53"]
     usage = (await rest.ok("GET", "/v1/subnets/net1"))["usage"]["v4"]
     assert (usage["used"], usage["reserved"], usage["pooled"]) == (3, 1, 0)
@@ -66,10 +66,10 @@ async def test_pool_allocation_skips_a_reserved_member_left_in_its_free_list(res
 
     await rest.ipam._write(put_back)
     network = NetworkRequest("net1.default", None)
-    body = await rest.ipam.allocate(
+    allocation = await rest.ipam.allocate(
         AddRequest(owner=Owner("net1.default", "lab", "a", "eth1"), network=network, pool_name="db")
     )
-    assert body["addresses"][0]["address"] == "192.0.2.51"
+    assert allocation.addresses[0].address == "192.0.2.51"
     assert (await rest.ok("GET", "/v1/pools/db"))["usage"]["freeRanges"] == ["192.0.2.52"]
 
 

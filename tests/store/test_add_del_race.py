@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest
 
 PAIRS = 500
 CONCURRENT_PAIRS = 50

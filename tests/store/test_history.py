@@ -5,19 +5,14 @@ The pruner runs in the application (``create_app(history_retention=...)``), as i
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aiohttp
 import pytest
 import sqlalchemy as sa
-from aiohttp import web
 
-from ipamd.api.app import create_app
 from ipamd.core.allocation import Owner
 from ipamd.core.history import HistoryQuery
 from ipamd.core.nad import NetworkRequest
@@ -25,7 +20,7 @@ from ipamd.retention import HISTORY_PRUNER
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import open_database
 from ipamd.store.schema import address_events
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest, opened_ipam, rest_on
 
 ADDRESS = "192.0.2.9"
 ADDRESS_VALUE = 0xC0000209
@@ -69,26 +64,10 @@ async def page_through(
 @pytest.fixture
 async def pruning_rest(database_url: str) -> AsyncIterator[Rest]:
     """An in-process daemon keeping 2 seconds of history, with one subnet holding ADDRESS."""
-    database = open_database(database_url)
-    await database.upgrade()
-    ipam = Ipam(database, node="n1")
-    app = create_app(ipam, history_retention=2.0)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    directory = tempfile.mkdtemp(prefix="ipamd-history-", dir="/tmp")
-    await web.UnixSite(runner, f"{directory}/ipamd.sock").start()
-    session = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=f"{directory}/ipamd.sock", limit=8))
-    rest = Rest(session, ipam)
-    rest.app = app  # type: ignore[attr-defined]
-    # A /30: the one usable address besides the gateway is ADDRESS, every cycle takes it again.
-    await rest.ok("POST", "/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.8/30", "gateway": "192.0.2.10"})
-    try:
+    async with opened_ipam(database_url, node="n1") as ipam, rest_on(ipam, history_retention=2.0) as rest:
+        # A /30: the one usable address besides the gateway is ADDRESS, every cycle takes it again.
+        await rest.ok("POST", "/v1/subnets", {"name": "net1", "cidrBlock": "192.0.2.8/30", "gateway": "192.0.2.10"})
         yield rest
-    finally:
-        await session.close()
-        await runner.cleanup()
-        await database.dispose()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 # How long the churn goes on, in windows of retention plus one pruning period plus slack:
@@ -113,7 +92,7 @@ async def test_allocate_release_churn_over_several_retention_windows_leaves_a_bo
     What bounds the table is the retention in seconds, not a number of cycles: however
     many cycles a window holds on this machine, the early history must be gone."""
     rest = pruning_rest
-    pruner = rest.app[HISTORY_PRUNER]  # type: ignore[attr-defined]
+    pruner = rest.app[HISTORY_PRUNER]
     window = pruner.retention + pruner.period + 3.0
     finished: list[float] = []
     samples: list[tuple[int, int]] = []
@@ -126,10 +105,10 @@ async def test_allocate_release_churn_over_several_retention_windows_leaves_a_bo
 
     async def cycle() -> int:
         allocation = await rest.ipam.allocate(request)
-        assert allocation["addresses"][0]["address"] == ADDRESS
-        await rest.ipam.release(allocation["id"], reason="api")
+        assert allocation.addresses[0].address == ADDRESS
+        await rest.ipam.release(allocation.id, reason="api")
         finished.append(time.monotonic())
-        return int(allocation["id"])
+        return allocation.id
 
     started = last_sample = time.monotonic()
     while time.monotonic() - started < WINDOWS * window or len(finished) < CYCLES:
@@ -373,8 +352,8 @@ async def test_migration_0008_keeps_the_history_both_ways(database_url: str) -> 
         assert await history_indexes(database_url) == [["address", "family", "allocation_id"]]
         first = await ipam.ip_info(ADDRESS, HistoryQuery(limit=3))
         rest_of_it = await ipam.ip_info(ADDRESS, HistoryQuery(limit=3, after=3))
-        assert [span["allocationId"] for span in first["history"] + rest_of_it["history"]] == [1, 2, 3, 4, 5]
-        assert first["continue"] is not None and rest_of_it["continue"] is None
+        assert [span.allocation_id for span in first.spans + rest_of_it.spans] == [1, 2, 3, 4, 5]
+        assert first.continue_token is not None and rest_of_it.continue_token is None
         await migrate(database_url, "downgrade", "0007")
         assert await history_indexes(database_url) == [["address", "id"]]
         assert await count_events(ipam) == 10

@@ -13,7 +13,7 @@ from alembic import command
 from ipamd.core.addresses import ip_text
 from ipamd.store.database import open_database
 from ipamd.store.engine import alembic_config, head_revision
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest
 
 NET = {"name": "net1", "cidrBlock": "192.0.2.0/24", "provider": "net1.default"}
 
@@ -85,7 +85,7 @@ async def test_the_etag_changes_when_the_row_passes_to_another_pod_instance(rest
     network = NetworkRequest("net1.default", None)
     attachment = Owner("net1.default", "lab", "a", "eth1")
     first = await rest.ipam.allocate(AddRequest(owner=attachment, network=network, container_id="c1", pod_uid="uid-1"))
-    path = f"/v1/allocations/{first['id']}"
+    path = f"/v1/allocations/{first.id}"
     _, _, before = await rest.call("GET", path)
     # A new sandbox of the same pod keeps the tag; another pod instance changes it.
     await rest.ipam.allocate(AddRequest(owner=attachment, network=network, container_id="c2", pod_uid="uid-1"))

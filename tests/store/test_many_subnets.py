@@ -7,6 +7,7 @@ import asyncio
 import tempfile
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from ipamd.core.allocation import Owner
@@ -14,7 +15,7 @@ from ipamd.core.nad import NetworkRequest
 from ipamd.errors import Exhausted, NotFound
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import SqliteDatabase, open_database
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest
 
 PROVIDER = "many.default"
 
@@ -37,7 +38,7 @@ async def test_the_first_subnet_with_space_in_priority_order_serves(rest: Rest) 
     for index in range(12):
         await rest.ok("POST", "/v1/subnets", subnet(index, priority=1 if index % 2 else 0))
     # Priority 0 first (s0000, s0002, ... s0010), then priority 1, by name within a priority.
-    got = [(await rest.ipam.allocate(add(f"p{n}")))["subnet"] for n in range(12)]
+    got = [(await rest.ipam.allocate(add(f"p{n}"))).subnet for n in range(12)]
     assert got == [f"s{i:04d}" for i in (0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11)]
 
     status, answer, _ = await rest.call(
@@ -62,7 +63,7 @@ async def test_the_first_subnet_with_space_in_priority_order_serves(rest: Rest) 
     # A release in a late subnet is found again past the full ones.
     released = next(a for a in (await rest.ok("GET", "/v1/allocations?subnet=s0007"))["items"])
     await rest.ok("DELETE", f"/v1/allocations/{released['id']}")
-    assert (await rest.ipam.allocate(add("again")))["subnet"] == "s0007"
+    assert (await rest.ipam.allocate(add("again"))).subnet == "s0007"
 
 
 def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) -> None:
@@ -88,8 +89,8 @@ def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) 
 
                 database.engine.dispose()
                 sa.event.listen(database.engine, "connect", trace)
-                body = await ipam.allocate(add("measured"))
-                assert body["subnet"] == f"s{full:04d}"
+                allocation = await ipam.allocate(add("measured"))
+                assert allocation.subnet == f"s{full:04d}"
                 assert not any("FROM subnets" in s and "LIMIT" not in s and "WHERE s.id = " not in s for s in seen), (
                     seen
                 )
@@ -108,53 +109,26 @@ def test_an_add_reads_the_same_statements_with_3_or_300_subnets(tmp_path: Path) 
     asyncio.run(scenario())
 
 
-def test_exhausting_a_provider_names_all_subnets_when_they_are_few(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        database = open_database(f"sqlite:///{tmp_path / 'ipam.db'}")
-        await database.upgrade()
-        ipam = Ipam(database)
-        try:
-            for index in range(2):
-                await ipam.create_subnet(subnet(index))
-            await ipam.allocate(add("a"))
-            await ipam.allocate(add("b"))
-            try:
-                await ipam.allocate(add("c"))
-            except Exhausted as e:
-                assert (e.message, e.details) == (
-                    f"no free address in subnet s0000, s0001 (network {PROVIDER})",
-                    {"subnets": ["s0000", "s0001"]},
-                )
-            else:
-                raise AssertionError("expected exhaustion")
-        finally:
-            await ipam.close()
-
-    asyncio.run(scenario())
+async def test_exhausting_a_provider_names_all_subnets_when_they_are_few(ipam: Ipam) -> None:
+    for index in range(2):
+        await ipam.create_subnet(subnet(index))
+    await ipam.allocate(add("a"))
+    await ipam.allocate(add("b"))
+    with pytest.raises(Exhausted) as refused:
+        await ipam.allocate(add("c"))
+    assert (refused.value.message, refused.value.details) == (
+        f"no free address in subnet s0000, s0001 (network {PROVIDER})",
+        {"subnets": ["s0000", "s0001"]},
+    )
 
 
-def test_a_provider_without_subnets_is_not_found_whatever_the_request(tmp_path: Path) -> None:
+async def test_a_provider_without_subnets_is_not_found_whatever_the_request(ipam: Ipam) -> None:
     """The check runs only once an ADD finds no subnet, off the path of an ADD that succeeds."""
-
-    async def scenario() -> None:
-        database = open_database(f"sqlite:///{tmp_path / 'ipam.db'}")
-        await database.upgrade()
-        ipam = Ipam(database)
-        try:
-            await ipam.create_subnet({**subnet(0), "provider": "other.default"})
-            await ipam.create_pool({"name": "other-pool", "subnet": "s0000", "ips": ["198.18.0.2"]})
-            for request in (
-                add("dynamic"),
-                add("static", static_ips=("198.18.0.2",)),
-                add("pooled", pool_name="other-pool"),
-            ):
-                try:
-                    await ipam.allocate(request)
-                except NotFound as e:
-                    assert e.message == f"no subnet serves provider {PROVIDER}; create one with provider {PROVIDER!r}"
-                else:
-                    raise AssertionError(f"expected NotFound for {request.owner.pod}")
-        finally:
-            await ipam.close()
-
-    asyncio.run(scenario())
+    await ipam.create_subnet({**subnet(0), "provider": "other.default"})
+    await ipam.create_pool({"name": "other-pool", "subnet": "s0000", "ips": ["198.18.0.2"]})
+    for request in (add("dynamic"), add("static", static_ips=("198.18.0.2",)), add("pooled", pool_name="other-pool")):
+        with pytest.raises(NotFound) as refused:
+            await ipam.allocate(request)
+        assert (
+            refused.value.message == f"no subnet serves provider {PROVIDER}; create one with provider {PROVIDER!r}"
+        ), request.owner.pod

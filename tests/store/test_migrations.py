@@ -290,7 +290,7 @@ def test_one_call_functions_come_and_go_with_their_revision(database_url: str):
         ipam = Ipam(open_database(database_url))
         try:
             await ipam.allocate(add(pod))
-            return [body["owner"]["pod"] for body in await ipam.list_allocations()]
+            return [allocation.owner.pod for allocation in await ipam.list_allocations()]
         finally:
             await ipam.close()
 

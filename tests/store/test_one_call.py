@@ -5,15 +5,14 @@ read before it."""
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.subnet import canonical_subnet
-from ipamd.service import AddRequest, Ipam
+from ipamd.service import AddRequest
 from ipamd.store import procedures
-from ipamd.store.database import open_database
-from tests.store.conftest import Rest
+from tests.support.inprocess import Rest, opened_ipam
+from tests.support.results import family_usage
 
 PROVIDER = "calls.default"
 
@@ -35,8 +34,8 @@ async def test_dual_stack_takes_both_families_or_moves_to_the_next_subnet(rest: 
         {"name": "next", "cidrBlock": "198.51.100.0/24,2001:db8:1::/120", "provider": PROVIDER, "priority": 1},
     )
     got = [await rest.ipam.allocate(add(f"p{n}")) for n in range(4)]
-    assert [body["subnet"] for body in got] == ["small", "small", "next", "next"]
-    assert [[a["address"] for a in body["addresses"]] for body in got[:3]] == [
+    assert [allocation.subnet for allocation in got] == ["small", "small", "next", "next"]
+    assert [allocation.address_texts for allocation in got[:3]] == [
         ["192.0.2.2", "2001:db8::2"],
         ["192.0.2.3", "2001:db8::3"],
         ["198.51.100.2", "2001:db8:1::2"],
@@ -57,11 +56,7 @@ async def test_an_add_of_a_new_sandbox_keeps_the_addresses_and_refreshes_its_fac
             netns="/run/netns/new",
         )
     )
-    assert (again["id"], again["addresses"], again["owner"]["containerId"]) == (
-        first["id"],
-        first["addresses"],
-        "c-new",
-    )
+    assert (again.id, again.addresses, again.container_id) == (first.id, first.addresses, "c-new")
     history = (await rest.ok("GET", "/v1/ips/192.0.2.2"))["history"]
     assert [(span["pod"], span["to"]) for span in history] == [("p", None)]
 
@@ -71,19 +66,17 @@ def test_postgresql_releases_only_what_it_read_under_the_spec_it_read(postgres_u
     row taken over since ('changed'), and then changes nothing."""
 
     async def scenario() -> None:
-        database = open_database(postgres_url)
-        await database.upgrade()
-        ipam = Ipam(database)
-        try:
+        async with opened_ipam(postgres_url) as ipam:
+            database = ipam.database
             await ipam.create_subnet({"name": "one", "cidrBlock": "192.0.2.0/24", "provider": PROVIDER})
-            body = await ipam.allocate(add("p"))
-            [row] = await database.call(procedures.FOR_RELEASE_BY_ID, {"allocation_id": body["id"]})
+            allocation = await ipam.allocate(add("p"))
+            [row] = await database.call(procedures.FOR_RELEASE_BY_ID, {"allocation_id": allocation.id})
             params = procedures.release_params(row, give_back={4: None}, reason="test")
 
             await ipam.patch_subnet("one", {"excludeIps": ["192.0.2.200"]})
             [answer] = await database.call(procedures.RELEASE, params)
             assert answer.outcome == "stale"
-            [reread] = await database.call(procedures.FOR_RELEASE_BY_ID, {"allocation_id": body["id"]})
+            [reread] = await database.call(procedures.FOR_RELEASE_BY_ID, {"allocation_id": allocation.id})
             assert reread.subnet_revision == row.subnet_revision + 1
 
             [answer] = await database.call(
@@ -94,14 +87,12 @@ def test_postgresql_releases_only_what_it_read_under_the_spec_it_read(postgres_u
                 },
             )
             assert answer.outcome == "changed"
-            assert [a["id"] for a in await ipam.list_allocations()] == [body["id"]]
+            assert [held.id for held in await ipam.list_allocations()] == [allocation.id]
 
             # The service reads again and releases under the current revision.
-            released = await ipam.release(body["id"], reason="test")
-            assert released["addresses"] == body["addresses"]
-            assert (await ipam.get_subnet("one"))["usage"]["v4"]["used"] == 0
-        finally:
-            await ipam.close()
+            released = await ipam.release(allocation.id, reason="test")
+            assert released.addresses == allocation.addresses
+            assert family_usage(await ipam.get_subnet("one"), 4).used == 0
 
     asyncio.run(scenario())
 
@@ -110,13 +101,12 @@ async def test_a_release_reading_no_pool_rules_keeps_the_pools_cached_spec(rest:
     """PostgreSQL's release reads a pool's members without its rules (ipamd_pools_of): the
     parsed pool stays cached for the next allocation instead of flipping with each call."""
     spec = canonical_subnet({"name": "one", "cidrBlock": "192.0.2.0/24", "provider": PROVIDER})
-    stored = {"id": 7, "name": "web", "ips": ["192.0.2.10..192.0.2.19"]}
-    with_rules = SimpleNamespace(**stored, rules={"namespaces": ["lab"]})
-    for_release = SimpleNamespace(**stored, rules=None)
+    stored = {"pool_id": 7, "name": "web", "ips": ["192.0.2.10..192.0.2.19"]}
+    rules = {"namespaces": ["lab"]}
 
-    allocating = rest.ipam._pool_spec(with_rules, spec)
-    releasing = rest.ipam._pool_spec(for_release, spec)
+    allocating = rest.ipam._pool_spec(spec, **stored, rules=rules)
+    releasing = rest.ipam._pool_spec(spec, **stored, rules=None)
     assert allocating.placement.binds and not releasing.placement.binds
     assert allocating.members == releasing.members
-    assert rest.ipam._pool_spec(with_rules, spec) is allocating
-    assert rest.ipam._pool_spec(for_release, spec) is releasing
+    assert rest.ipam._pool_spec(spec, **stored, rules=rules) is allocating
+    assert rest.ipam._pool_spec(spec, **stored, rules=None) is releasing

@@ -1,0 +1,31 @@
+"""Reading the service's typed results (ipamd.model) in assertions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ipamd.core.addresses import ip_text
+from ipamd.core.intervals import Interval
+from ipamd.model import FamilyUsage, Pool, Subnet
+
+
+def family_usage(subnet: Subnet, family: int) -> FamilyUsage:
+    """The usage of one family of ``subnet``; fails the test if the subnet lacks it."""
+    found = [usage for usage in subnet.usage if usage.family == family]
+    assert len(found) == 1, (family, subnet.usage)
+    return found[0]
+
+
+def addresses_in(intervals: Iterable[Interval], family: int) -> set[str]:
+    """Every address of ``intervals`` as text (keep them small)."""
+    return {ip_text(value, family) for first, last in intervals for value in range(first, last + 1)}
+
+
+def pool_free(pool: Pool, family: int | None = None) -> set[str]:
+    """The pool's free members as text: of one family, or of every family."""
+    return {
+        text
+        for member_family, free in pool.free
+        if family is None or member_family == family
+        for text in addresses_in(free, member_family)
+    }
