@@ -15,7 +15,7 @@ See docs/design/concurrency.md.
 from __future__ import annotations
 
 from ipamd.service.admin import Administration
-from ipamd.service.allocation import Allocation
+from ipamd.service.allocation import Allocations
 from ipamd.service.clusters import ClusterJoin, Clusters
 from ipamd.service.history import History
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded, owner_from, with_network
@@ -24,6 +24,6 @@ from ipamd.service.usage import UsageReports
 __all__ = ["AddRequest", "ClusterJoin", "HeldByAnotherPod", "Ipam", "LabelsNeeded", "owner_from", "with_network"]
 
 
-class Ipam(Administration, Allocation, Clusters, History, UsageReports):
+class Ipam(Administration, Allocations, Clusters, History, UsageReports):
     """Allocation, release, the administration of subnets, pools and reservations, the
     registry of clusters sharing the database, the audit history and the usage report."""

@@ -4,10 +4,10 @@ also keeps the free-space rows (``ipamd.store.space``) true."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
+from ipamd import model
 from ipamd.core import intervals as iv
-from ipamd.core.addresses import format_intervals, ip_text
+from ipamd.core.addresses import ip_text
 from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
 from ipamd.core.subnet import requested_subnet
 from ipamd.core.usage import classify
@@ -15,15 +15,30 @@ from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, Na
 from ipamd.service.base import ServiceBase, _Subnet, log
 from ipamd.store import catalog, records, space
 from ipamd.store.database import Connection
+from ipamd.store.records import Record
+
+
+def _reservation(row: Record, subnet_name: str) -> model.Reservation:
+    return model.Reservation(
+        id=row.id,
+        subnet=subnet_name,
+        family=row.family,
+        address=ip_text(int(row.address), row.family),
+        mac=row.mac,
+        owner=row.owner,
+        note=row.note,
+        origin=row.origin,
+        created_at=row.created_at,
+    )
 
 
 class Administration(ServiceBase):
     """Subnets, pools and reservations: created, listed, changed, deleted."""
 
-    async def create_subnet(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+    async def create_subnet(self, raw: object, *, origin: str = "api") -> model.Subnet:
         spec = requested_subnet(raw)
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Subnet:
             self._check_overlap(conn, spec, exclude_id=None)
             subnet_id = catalog.insert_subnet(
                 conn, name=spec.name, provider=spec.provider, priority=spec.priority, spec=spec.to_json(), origin=origin
@@ -39,28 +54,26 @@ class Administration(ServiceBase):
                 spec.provider,
                 origin,
             )
-            return self._subnet_json(conn, self._subnet_by_id(conn, subnet_id))
+            return self._described_subnet(conn, self._subnet_by_id(conn, subnet_id))
 
         return await self._write(run)
 
-    async def list_subnets(self) -> list[dict[str, Any]]:
-        def run(conn: Connection) -> Any:
-            return [self._subnet_json(conn, self._subnet(row)) for row in catalog.all_subnets(conn)]
+    async def list_subnets(self) -> list[model.Subnet]:
+        def run(conn: Connection) -> list[model.Subnet]:
+            return [self._described_subnet(conn, self._subnet(row)) for row in catalog.all_subnets(conn)]
 
         return await self._read(run)
 
-    async def get_subnet(self, name: str) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
-            return self._subnet_json(conn, self._subnet_by_name(conn, name))
+    async def get_subnet(self, name: str) -> model.Subnet:
+        def run(conn: Connection) -> model.Subnet:
+            return self._described_subnet(conn, self._subnet_by_name(conn, name))
 
         return await self._read(run)
 
-    def _subnet_json(self, conn: Connection, subnet: _Subnet) -> dict[str, Any]:
-        body = subnet.spec.to_json()
-        body["origin"] = subnet.origin
-        body["createdAt"] = records.timestamp(subnet.created_at)
+    def _described_subnet(self, conn: Connection, subnet: _Subnet) -> model.Subnet:
+        """The subnet with its usage per family."""
         pool_specs = [spec for _, spec in self._pools_of(conn, subnet)]
-        usage = {}
+        usage = []
         for layout in subnet.spec.families:
             version = layout.version
             free = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=None)
@@ -71,19 +84,21 @@ class Administration(ServiceBase):
                 reserved=catalog.reserved_addresses(conn, subnet_id=subnet.id, family=version),
                 pooled=merge_members(pool_specs, version),
             )
-            usage[f"v{version}"] = {
-                "total": counts.total,
-                "used": counts.used,
-                "available": iv.size(free) + len(reused),
-                "excluded": counts.excluded,
-                "reserved": counts.reserved,
-                "pooled": counts.pooled,
-                "freeRanges": format_intervals(iv.normalize([*free, *iv.from_points(reused)]), version),
-            }
-        body["usage"] = usage
-        return body
+            usage.append(
+                model.FamilyUsage(
+                    family=version,
+                    total=counts.total,
+                    used=counts.used,
+                    available=iv.size(free) + len(reused),
+                    excluded=counts.excluded,
+                    reserved=counts.reserved,
+                    pooled=counts.pooled,
+                    free=tuple(iv.normalize([*free, *iv.from_points(reused)])),
+                )
+            )
+        return model.Subnet(spec=subnet.spec, origin=subnet.origin, created_at=subnet.created_at, usage=tuple(usage))
 
-    async def patch_subnet(self, name: str, patch: object) -> dict[str, Any]:
+    async def patch_subnet(self, name: str, patch: object) -> model.Subnet:
         if not isinstance(patch, Mapping):
             raise InvalidInput("expected a JSON object with the fields to change")
         if "name" in patch and patch["name"] != name:
@@ -93,7 +108,7 @@ class Administration(ServiceBase):
                 "overlap follows the NAD's network_name and enable_overlapping_ranges; edit the NAD", field="overlap"
             )
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Subnet:
             subnet = self._subnet_by_name(conn, name, lock=True)
             merged = {**subnet.spec.to_json(), **patch}
             spec = requested_subnet(merged, inline=subnet.origin == "inline", starting_from=subnet.spec)
@@ -126,7 +141,7 @@ class Administration(ServiceBase):
             updated = self._subnet_by_id(conn, subnet.id)
             self._rebuild_space(conn, updated)
             log.info("subnet updated name=%s cidr=%s", name, spec.cidr_block)
-            return self._subnet_json(conn, updated)
+            return self._described_subnet(conn, updated)
 
         return await self._write(run)
 
@@ -163,8 +178,10 @@ class Administration(ServiceBase):
                 members = iv.subtract(pool_spec.intervals(version), [*held, *reserved, *layout.unassignable()])
                 space.add_ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id, intervals=members)
 
-    async def delete_subnet(self, name: str, *, force: bool = False) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def delete_subnet(self, name: str, *, force: bool = False) -> int:
+        """Deletes the subnet; returns how many allocations it released (``force``: any at all)."""
+
+        def run(conn: Connection) -> int:
             subnet = self._locked(conn, self._subnet_by_name(conn, name))
             rows = records.allocations_of_subnet(conn, subnet.id)
             if rows and not force:
@@ -184,18 +201,18 @@ class Administration(ServiceBase):
                     self._return_to_peers(conn, subnet.peers or [], family, address)
             catalog.delete_subnet(conn, subnet.id)
             log.info("subnet deleted name=%s released=%d", name, len(rows))
-            return {"deleted": name, "released": len(rows)}
+            return len(rows)
 
         return await self._write(run)
 
-    async def create_pool(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+    async def create_pool(self, raw: object, *, origin: str = "api") -> model.Pool:
         if not isinstance(raw, Mapping):
             raise InvalidInput("expected a JSON object describing a pool")
         subnet_name = raw.get("subnet")
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Pool:
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_pool(raw, subnet=subnet.spec)
             for _, other in self._pools_of(conn, subnet):
@@ -211,47 +228,51 @@ class Administration(ServiceBase):
             )
             self._rebuild_space(conn, subnet)
             log.info("pool created name=%s subnet=%s ips=%s", spec.name, subnet.name, ",".join(spec.ips))
-            return self._pool_json(conn, pool_id)
+            return self._described_pool(conn, pool_id)
 
         return await self._write(run)
 
-    def _pool_json(self, conn: Connection, pool_id: int) -> dict[str, Any]:
+    def _described_pool(self, conn: Connection, pool_id: int) -> model.Pool:
+        """The pool with its usage."""
         row = catalog.pool_by_id(conn, pool_id)
         if row is None:
             raise NotFound(f"pool #{pool_id} not found")
         subnet = self._subnet_by_id(conn, row.subnet_id)
-        spec = self._pool_spec(row, subnet.spec)
-        free: list[str] = []
+        spec = self._pool_spec(subnet.spec, pool_id=row.id, name=row.name, ips=row.ips, rules=row.rules)
+        free = []
         available = used = 0
         for version, _ in spec.members:
             ranges = space.ranges(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
-            free += format_intervals(ranges, version)
+            free.append((version, tuple(ranges)))
             available += iv.size(ranges)
             used += records.count_held(conn, subnet_id=subnet.id, family=version, pool_id=pool_id)
-        return {
-            **spec.to_json(),
-            "origin": row.origin,
-            "createdAt": records.timestamp(row.created_at),
-            "usage": {"total": pool_capacity(spec), "used": used, "available": available, "freeRanges": free},
-        }
+        return model.Pool(
+            spec=spec,
+            origin=row.origin,
+            created_at=row.created_at,
+            capacity=pool_capacity(spec),
+            used=used,
+            available=available,
+            free=tuple(free),
+        )
 
-    async def list_pools(self) -> list[dict[str, Any]]:
-        def run(conn: Connection) -> Any:
-            return [self._pool_json(conn, pool_id) for pool_id in catalog.pool_ids(conn)]
+    async def list_pools(self) -> list[model.Pool]:
+        def run(conn: Connection) -> list[model.Pool]:
+            return [self._described_pool(conn, pool_id) for pool_id in catalog.pool_ids(conn)]
 
         return await self._read(run)
 
-    async def get_pool(self, name: str) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def get_pool(self, name: str) -> model.Pool:
+        def run(conn: Connection) -> model.Pool:
             row = catalog.pool_by_name(conn, name)
             if row is None:
                 raise NotFound(f"pool {name} not found")
-            return self._pool_json(conn, row.id)
+            return self._described_pool(conn, row.id)
 
         return await self._read(run)
 
-    async def delete_pool(self, name: str) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def delete_pool(self, name: str) -> None:
+        def run(conn: Connection) -> None:
             row = catalog.pool_by_name(conn, name)
             if row is None:
                 raise NotFound(f"pool {name} not found")
@@ -259,11 +280,10 @@ class Administration(ServiceBase):
             catalog.delete_pool(conn, row.id)
             self._rebuild_space(conn, subnet)
             log.info("pool deleted name=%s subnet=%s", name, subnet.name)
-            return {"deleted": name}
 
-        return await self._write(run)
+        await self._write(run)
 
-    async def replace_pool(self, name: str, raw: object, *, origin: str = "api") -> tuple[dict[str, Any], bool]:
+    async def replace_pool(self, name: str, raw: object, *, origin: str = "api") -> tuple[model.Pool, bool]:
         """Creates the pool or replaces its members in one transaction; returns it and whether it is new.
 
         Allocations of addresses that leave the pool keep them (they are no longer pool
@@ -278,7 +298,7 @@ class Administration(ServiceBase):
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet the pool belongs to", field="subnet")
 
-        def run(conn: Connection) -> tuple[dict[str, Any], bool]:
+        def run(conn: Connection) -> tuple[model.Pool, bool]:
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_pool(raw, subnet=subnet.spec)
             existing = catalog.pool_by_name(conn, name)
@@ -324,21 +344,21 @@ class Administration(ServiceBase):
                 subnet.name,
                 ",".join(spec.ips),
             )
-            return self._pool_json(conn, pool_id), existing is None
+            return self._described_pool(conn, pool_id), existing is None
 
         try:
             return await self._write(run)
         except NameTaken as e:
             raise NameTaken(f"pool {name} was created concurrently; retry") from e
 
-    async def create_reservation(self, raw: object, *, origin: str = "api") -> dict[str, Any]:
+    async def create_reservation(self, raw: object, *, origin: str = "api") -> model.Reservation:
         if not isinstance(raw, Mapping):
             raise InvalidInput("expected a JSON object describing a reservation")
         subnet_name = raw.get("subnet")
         if not isinstance(subnet_name, str):
             raise InvalidInput("required: the name of the subnet", field="subnet")
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Reservation:
             subnet = self._subnet_by_name(conn, subnet_name, lock=True)
             spec = canonical_reservation(raw, subnet=subnet.spec)
             text = ip_text(spec.address, spec.version)
@@ -360,27 +380,27 @@ class Administration(ServiceBase):
                 origin=origin,
             )
             log.info("reservation created subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
-            return records.reservation_json(row, subnet.name)
+            return _reservation(row, subnet.name)
 
         return await self._write(run)
 
-    async def list_reservations(self) -> list[dict[str, Any]]:
-        def run(conn: Connection) -> Any:
-            return [records.reservation_json(row, row.subnet_name) for row in catalog.reservations_with_subnet(conn)]
+    async def list_reservations(self) -> list[model.Reservation]:
+        def run(conn: Connection) -> list[model.Reservation]:
+            return [_reservation(row, row.subnet_name) for row in catalog.reservations_with_subnet(conn)]
 
         return await self._read(run)
 
-    async def get_reservation(self, reservation_id: int) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def get_reservation(self, reservation_id: int) -> model.Reservation:
+        def run(conn: Connection) -> model.Reservation:
             row = catalog.reservation_with_subnet(conn, reservation_id)
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
-            return records.reservation_json(row, row.subnet_name)
+            return _reservation(row, row.subnet_name)
 
         return await self._read(run)
 
-    async def delete_reservation(self, reservation_id: int) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def delete_reservation(self, reservation_id: int) -> None:
+        def run(conn: Connection) -> None:
             row = catalog.reservation_by_id(conn, reservation_id)
             if row is None:
                 raise NotFound(f"reservation {reservation_id} not found")
@@ -394,6 +414,5 @@ class Administration(ServiceBase):
             if holder is None:
                 self._return_address(conn, subnet, row.family, address)
             log.info("reservation deleted subnet=%s address=%s", subnet.name, ip_text(address, row.family))
-            return {"deleted": reservation_id}
 
-        return await self._write(run)
+        await self._write(run)

@@ -3,14 +3,11 @@ attachment (ADD is idempotent), pick or claim addresses, insert the row and its 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
 
+from ipamd import model
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
@@ -29,10 +26,19 @@ from ipamd.errors import (
     Unavailable,
 )
 from ipamd.logs import allocation_fields
-from ipamd.service.base import CONFLICT_RETRIES, TRANSACTION_TIMEOUT_SECONDS, ServiceBase, _Subnet, log
+from ipamd.service.base import (
+    CONFLICT_RETRIES,
+    TRANSACTION_TIMEOUT_SECONDS,
+    ServiceBase,
+    _allocation,
+    _held_addresses,
+    _Subnet,
+    log,
+)
 from ipamd.service.requests import AddRequest, HeldByAnotherPod, LabelsNeeded
 from ipamd.store import catalog, history, procedures, records, space
 from ipamd.store.database import Command, Connection
+from ipamd.store.procedures import AllocationResult
 from ipamd.store.records import Record
 
 EXHAUSTED_NAMES = 5
@@ -63,54 +69,35 @@ def _held_by_another(request: AddRequest, held_uid: str) -> HeldByAnotherPod:
     )
 
 
-def allocation_etag(body: dict[str, Any]) -> str:
-    """Returns the entity tag of an allocation: it names one holder of these addresses.
-
-    It changes when the row is another one (a new id), or when the same row passes to
-    another pod instance (pod UID); a new sandbox of the same pod keeps it.
-    """
-    owner = body["owner"]
-    identity = [
-        body["id"],
-        body["subnet"],
-        body["networkKey"],
-        owner["namespace"],
-        owner["pod"],
-        owner["interface"],
-        owner["podUid"],
-        [a["address"] for a in body["addresses"]],
-        body["createdAt"],
-    ]
-    return '"' + hashlib.sha256(json.dumps(identity).encode()).hexdigest()[:20] + '"'
-
-
-class Allocation(ServiceBase):
+class Allocations(ServiceBase):
     """Allocate, release and look up what attachments hold."""
 
-    async def allocate(self, request: AddRequest) -> dict[str, Any]:
+    async def allocate(self, request: AddRequest) -> model.Allocation:
         """Returns the allocation of the request's attachment, creating it if needed."""
         if self.unregistered is not None:
             raise Unavailable(self.unregistered)
         for attempt in range(CONFLICT_RETRIES):
             try:
                 if _dynamic_by_provider(request):
-                    body, created = await self._allocate_one_call(request)
+                    allocation, created = await self._allocate_one_call(request)
                 else:
-                    body, created = await self._write(lambda conn: self._allocate_in(conn, request))
+                    allocation, created = await self._write(lambda conn: self._allocate_in(conn, request))
                 if created:
-                    self._notify("allocated", allocation=body, request=request)
+                    self._notify(model.Allocated(allocation))
                     log.info(
                         "allocated id=%s owner=%s addresses=%s subnet=%s container=%s",
-                        body["id"],
+                        allocation.id,
                         request.owner.label,
-                        ",".join(a["address"] for a in body["addresses"]),
-                        body["subnet"],
+                        ",".join(allocation.address_texts),
+                        allocation.subnet,
                         request.container_id,
-                        extra=allocation_fields("allocated", body),
+                        extra=allocation_fields("allocated", allocation),
                     )
-                return body
+                return allocation
             except Exhausted as e:
-                self._notify("exhausted", **e.details)
+                self._notify(
+                    model.ExhaustedSpace(subnets=tuple(e.details.get("subnets") or ()), pool=e.details.get("pool"))
+                )
                 raise
             except (ConcurrentWrite, NameTaken) as e:
                 # Another daemon inserted the same attachment (or inline subnet) or took the
@@ -120,7 +107,7 @@ class Allocation(ServiceBase):
                 continue
         raise Unavailable("allocation kept colliding with concurrent requests; retry")
 
-    async def _allocate_one_call(self, request: AddRequest) -> tuple[dict[str, Any], bool]:
+    async def _allocate_one_call(self, request: AddRequest) -> tuple[model.Allocation, bool]:
         """The allocation (or the attachment's existing one) in one call (ipamd.store.procedures)."""
         row = await self._call_allocate(request, subnet_ids=None)
         if row.outcome == "placement":
@@ -140,10 +127,12 @@ class Allocation(ServiceBase):
             # clock are the multi-statement path's.
             return await self._write(lambda conn: self._allocate_in(conn, request))
         if row.outcome == "held":
+            assert row.pod_uid is not None, "held for another pod UID"
             raise _held_by_another(request, row.pod_uid)
-        return records.allocation_json(row, self._row_spec(row)), row.outcome == "created"
+        return _allocation(row, self._result_spec(row)), row.outcome == "created"
 
-    async def _call_allocate(self, request: AddRequest, *, subnet_ids: list[int] | None) -> Any:
+    async def _call_allocate(self, request: AddRequest, *, subnet_ids: list[int] | None) -> AllocationResult | Record:
+        """ALLOCATE's row (PostgreSQL's has the same columns)."""
         rows = await self._call(
             procedures.ALLOCATE,
             procedures.allocate_params(
@@ -162,7 +151,8 @@ class Allocation(ServiceBase):
                 deadline=datetime.now(UTC) + timedelta(seconds=TRANSACTION_TIMEOUT_SECONDS),
             ),
         )
-        return rows[0]
+        row: AllocationResult | Record = rows[0]
+        return row
 
     def _admitted_ids(self, conn: Connection, request: AddRequest) -> list[int]:
         """The provider's subnets whose placement rules admit the request, in priority
@@ -170,7 +160,7 @@ class Allocation(ServiceBase):
         candidates = self._all_candidates(conn, request, None)
         return [subnet.id for subnet in self._admitted(candidates, request)]
 
-    def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[dict[str, Any], bool]:
+    def _allocate_in(self, conn: Connection, request: AddRequest) -> tuple[model.Allocation, bool]:
         owner = request.owner
         existing = records.allocation_by_owner(conn, owner, cluster=self.cluster)
         if existing is not None:
@@ -374,7 +364,7 @@ class Allocation(ServiceBase):
             picks[layout.version] = address
         return picks
 
-    def _reuse(self, conn: Connection, row: Record, request: AddRequest) -> dict[str, Any] | None:
+    def _reuse(self, conn: Connection, row: Record, request: AddRequest) -> model.Allocation | None:
         """An ADD for an attachment that already holds addresses: same answer, fresh sandbox facts.
 
         Returns None when the row is gone by the time it is updated.
@@ -393,7 +383,7 @@ class Allocation(ServiceBase):
                         f"{request.owner.label} already holds {ip_text(held[family], family) if family in held else 'another address'} "
                         f"in subnet {subnet.name}; release it before asking for {ip_text(address, family)}"
                     )
-        changes = {}
+        changes: dict[str, str] = {}
         for column, value in (
             ("container_id", request.container_id),
             ("pod_uid", request.pod_uid),
@@ -414,7 +404,7 @@ class Allocation(ServiceBase):
             updated = records.allocation_by_id(conn, row.id)
             assert updated is not None, "updated in this transaction"
             row = updated
-        return records.allocation_json(row, subnet.spec)
+        return _allocation(row, subnet.spec)
 
     def _candidate_subnets(self, conn: Connection, request: AddRequest) -> list[_Subnet] | None:
         """The one subnet a request names (logical_switch, inline range), or None for all of the provider's."""
@@ -524,7 +514,7 @@ class Allocation(ServiceBase):
         mac: str | None,
         pool_id: int | None = None,
         taken: bool = False,
-    ) -> dict[str, Any]:
+    ) -> model.Allocation:
         """Claims the picked addresses and inserts the allocation with its audit rows.
 
         ``taken`` says the picks were already taken out of the free space (so nobody holds
@@ -555,6 +545,10 @@ class Allocation(ServiceBase):
             if reservation is not None and mac is None and reservation.mac:
                 mac = reservation.mac
             space.claim(conn, subnet_id=subnet.id, family=family, address=address)
+        node = request.node or self.node
+        created_at = datetime.now(UTC)
+        if self._naive_timestamps:
+            created_at = created_at.replace(tzinfo=None)
         values = {
             "subnet_id": subnet.id,
             "cluster": self.cluster,
@@ -569,10 +563,10 @@ class Allocation(ServiceBase):
             "container_id": request.container_id,
             "pod_uid": request.pod_uid,
             "netns": request.netns,
-            "node": request.node or self.node,
+            "node": node,
             "hold": request.hold,
             "origin": request.origin,
-            "created_at": datetime.now(UTC),
+            "created_at": created_at,
         }
         allocation_id = records.insert_allocation(conn, values)
         history.record_events(
@@ -594,11 +588,22 @@ class Allocation(ServiceBase):
                 for family, address in picks.items()
             ],
         )
-        pool_name = None
-        if pool_id is not None:
-            pool_name = catalog.pool_name(conn, pool_id)
-        return records.allocation_json(
-            SimpleNamespace(id=allocation_id, subnet_name=subnet.name, pool_name=pool_name, **values), subnet.spec
+        return model.Allocation(
+            id=allocation_id,
+            subnet=subnet.name,
+            cluster=self.cluster,
+            owner=owner,
+            container_id=request.container_id,
+            pod_uid=request.pod_uid,
+            addresses=_held_addresses(subnet.spec, picks.items()),
+            mac=mac,
+            pool=None if pool_id is None else catalog.pool_name(conn, pool_id),
+            node=node,
+            hold=request.hold,
+            origin=request.origin,
+            routes=subnet.spec.routes,
+            dns=subnet.spec.dns,
+            created_at=created_at,
         )
 
     def _check_mac(self, conn: Connection, mac: str, *, network_key: str) -> None:
@@ -606,7 +611,7 @@ class Allocation(ServiceBase):
         if holder is not None:
             raise AddressConflict(f"MAC {mac} is already used by {self._holder_label(holder)} in network {network_key}")
 
-    def _allocate_from_pool(self, conn: Connection, request: AddRequest, *, mac: str | None) -> dict[str, Any]:
+    def _allocate_from_pool(self, conn: Connection, request: AddRequest, *, mac: str | None) -> model.Allocation:
         assert request.pool_name is not None, "only pool requests get here"
         row = catalog.pool_by_name(conn, request.pool_name)
         if row is None:
@@ -615,7 +620,7 @@ class Allocation(ServiceBase):
         self._check_pool_network(subnet, request)
         self._check_admits(subnet, request)
         subnet = self._locked(conn, subnet)
-        spec = self._pool_spec(row, subnet.spec)
+        spec = self._pool_spec(subnet.spec, pool_id=row.id, name=row.name, ips=row.ips, rules=row.rules)
         if spec.placement.binds:
             subject = self._subject(request)
             self._check_labels_known(spec.placement, request, subject)
@@ -682,7 +687,7 @@ class Allocation(ServiceBase):
 
     def _allocate_from_entries(
         self, conn: Connection, request: AddRequest, candidates: list[_Subnet], *, mac: str | None
-    ) -> dict[str, Any]:
+    ) -> model.Allocation:
         """Kube-OVN ``ip_pool`` as an address list: the ordinal's entry, or the first entry nobody holds."""
         entries = list(request.pool_entries)
         if request.ordinal is not None:
@@ -714,7 +719,7 @@ class Allocation(ServiceBase):
         reason: str = "api",
         if_match: Collection[str] | None = None,
         container_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> model.Allocation:
         """Releases an allocation by id; with ``if_match``, only if its entity tag is one of them.
 
         With ``container_id``, only while the allocation still belongs to that container: a
@@ -727,7 +732,7 @@ class Allocation(ServiceBase):
             if container_id is not None and row.container_id != container_id:
                 raise NotFound(f"allocation {allocation_id} now belongs to another container")
             if if_match is not None and "*" not in if_match:
-                etag = allocation_etag(records.allocation_json(row, spec_of(row)))
+                etag = _allocation(row, spec_of(row)).etag
                 if etag not in if_match:
                     raise PreconditionFailed(
                         f"allocation {allocation_id} is now {etag}, not {', '.join(if_match)}: it passed to another "
@@ -735,7 +740,7 @@ class Allocation(ServiceBase):
                     )
             return row
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Allocation | None:
             def read() -> Record:
                 row = records.allocation_by_id(conn, allocation_id)
                 return check(row, lambda row: self._subnet_by_id(conn, row.subnet_id).spec)
@@ -743,20 +748,22 @@ class Allocation(ServiceBase):
             # Changed meanwhile: gone (404) or checked again.
             return self._release_current(conn, read(), read, what=f"allocation {allocation_id}", reason=reason)
 
-        body: dict[str, Any] = await self._release(
+        allocation = await self._release(
             procedures.FOR_RELEASE_BY_ID,
             {"allocation_id": allocation_id},
-            lambda row: check(row, self._row_spec),
+            lambda row: check(row, self._result_spec),
             run=run,
             what=f"allocation {allocation_id}",
             reason=reason,
         )
-        self._log_release(body, reason)
-        return body
+        # check() raises instead of finding nothing.
+        assert allocation is not None
+        self._log_release(allocation, reason)
+        return allocation
 
     async def release_owner(
         self, owner: Owner, *, reason: str, container_id: str | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[model.Allocation]:
         """Releases the attachment's allocation, if any (DEL is idempotent).
 
         With ``container_id`` only an allocation made for that container is released, so a
@@ -768,14 +775,14 @@ class Allocation(ServiceBase):
                 return None
             return row
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Allocation | None:
             def read() -> Record | None:
                 return check(records.allocation_by_owner(conn, owner, cluster=self.cluster))
 
             # Changed meanwhile: released (DEL is idempotent) or taken over by a new sandbox.
             return self._release_current(conn, read(), read, what=owner.label, reason=reason)
 
-        body = await self._release(
+        allocation = await self._release(
             procedures.FOR_RELEASE_BY_OWNER,
             records.owner_params(owner, cluster=self.cluster),
             check,
@@ -783,22 +790,22 @@ class Allocation(ServiceBase):
             what=owner.label,
             reason=reason,
         )
-        if body is None:
+        if allocation is None:
             return []
-        self._log_release(body, reason)
-        return [body]
+        self._log_release(allocation, reason)
+        return [allocation]
 
     async def _release(
         self,
         statement: Command,
-        params: dict[str, Any],
+        params: dict[str, object],
         check: Callable[[Record | None], Record | None],
         *,
-        run: Callable[[Connection], Any],
+        run: Callable[[Connection], model.Allocation | None],
         what: str,
         reason: str,
-    ) -> Any:
-        """Returns the body of the allocation released, or None when ``check`` finds nothing.
+    ) -> model.Allocation | None:
+        """Returns the allocation released, or None when ``check`` finds nothing.
 
         ``run`` releases in one transaction. On PostgreSQL the allocation is read (by
         ``statement``), where its addresses go back is decided here, and one statement
@@ -812,14 +819,14 @@ class Allocation(ServiceBase):
             row = check(next(iter(await self._call(statement, params)), None))
             if row is None:
                 return None
-            spec = self._row_spec(row)
+            spec = self._result_spec(row)
             if spec.overlap is not None:
                 # Inline ranges sharing addresses give them back to their peers too.
                 return await self._write(run)
             # Where an address goes back depends on the pools' members only; their placement
             # rules (which ipamd_pools_of does not read) play no part in it.
             pools = [
-                (pool_id, self._pool_spec(SimpleNamespace(id=pool_id, name=name, ips=ips, rules=None), spec))
+                (pool_id, self._pool_spec(spec, pool_id=pool_id, name=name, ips=ips, rules=None))
                 for pool_id, name, ips in row.subnet_pools
             ]
             give_back = {}
@@ -831,18 +838,18 @@ class Allocation(ServiceBase):
                 await self._call(procedures.RELEASE, procedures.release_params(row, give_back=give_back, reason=reason))
             )[0].outcome
             if outcome == "released":
-                return records.allocation_json(row, spec)
+                return _allocation(row, spec)
         raise Unavailable(f"{what} kept changing while being released; retry")
 
-    async def release_ids(self, ids: Iterable[tuple[int, str | None]], *, reason: str) -> list[dict[str, Any]]:
+    async def release_ids(self, ids: Iterable[tuple[int, str | None]], *, reason: str) -> list[model.Allocation]:
         """Releases each (id, container id) pair whose allocation still belongs to that container."""
-        released_bodies = []
+        released = []
         for allocation_id, container_id in ids:
             try:
-                released_bodies.append(await self.release(allocation_id, reason=reason, container_id=container_id))
+                released.append(await self.release(allocation_id, reason=reason, container_id=container_id))
             except NotFound:
                 continue
-        return released_bodies
+        return released
 
     async def network_key_of(self, subnet_name: str) -> str:
         """Returns the network key REST allocations in the subnet get: its provider, else its name.
@@ -869,10 +876,10 @@ class Allocation(ServiceBase):
         node: str | None = None,
         cluster: str | None = None,
         limit: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[model.Allocation]:
         """Returns the allocations matching every filter given, of every cluster unless ``cluster`` names one."""
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> list[model.Allocation]:
             rows = records.allocations_matching(
                 conn,
                 cluster=cluster,
@@ -883,45 +890,41 @@ class Allocation(ServiceBase):
                 node=node,
                 limit=limit,
             )
-            specs: dict[int, SubnetSpec] = {}
-            bodies = []
-            for row in rows:
-                if row.subnet_id not in specs:
-                    specs[row.subnet_id] = (self._subnet_by_id(conn, row.subnet_id)).spec
-                bodies.append(records.allocation_json(row, specs[row.subnet_id]))
-            return bodies
+            return self._allocations(conn, rows)
 
         return await self._read(run)
 
-    async def get_allocation(self, allocation_id: int) -> dict[str, Any]:
-        def run(conn: Connection) -> Any:
+    async def get_allocation(self, allocation_id: int) -> model.Allocation:
+        def run(conn: Connection) -> model.Allocation:
             row = records.allocation_by_id(conn, allocation_id)
             if row is None:
                 raise NotFound(f"allocation {allocation_id} not found")
-            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+            return _allocation(row, self._subnet_by_id(conn, row.subnet_id).spec)
 
         return await self._read(run)
 
-    async def find_owner(self, owner: Owner) -> dict[str, Any] | None:
+    async def find_owner(self, owner: Owner) -> model.Allocation | None:
         """Returns the allocation of the attachment ``owner`` of this daemon's cluster, if any."""
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> model.Allocation | None:
             row = records.allocation_by_owner(conn, owner, cluster=self.cluster)
             if row is None:
                 return None
-            return records.allocation_json(row, (self._subnet_by_id(conn, row.subnet_id)).spec)
+            return _allocation(row, self._subnet_by_id(conn, row.subnet_id).spec)
 
         return await self._read(run)
 
     async def allocations_for_network(
         self, network_key: str, *, origin: str | None = None, this_node: bool = False
-    ) -> list[Record]:
+    ) -> list[model.Allocation]:
         """Returns the network's allocations; ``origin`` and ``this_node`` narrow them to one
         door and to the allocations this daemon's node made (a CNI GC's scope). Node names
         are unique in a cluster only: this node is this node of this daemon's cluster."""
 
-        def run(conn: Connection) -> Any:
+        def run(conn: Connection) -> list[model.Allocation]:
             made_by = (self.cluster, self.node) if this_node else None
-            return list(records.allocations_of_network(conn, network_key, origin=origin, made_by=made_by))
+            return self._allocations(
+                conn, records.allocations_of_network(conn, network_key, origin=origin, made_by=made_by)
+            )
 
         return await self._read(run)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from types import SimpleNamespace
+from datetime import datetime
+from functools import lru_cache
 from typing import Any, TypeVar
 
+from ipamd import model
 from ipamd.core import intervals as iv
-from ipamd.core.allocation import DEFAULT_CLUSTER
+from ipamd.core.addresses import ip_text
+from ipamd.core.allocation import DEFAULT_CLUSTER, Owner
 from ipamd.core.placement import parse_placement
 from ipamd.core.pool import PoolSpec, canonical_pool
 from ipamd.core.subnet import SubnetSpec, canonical_subnet, shared_families
@@ -29,7 +32,8 @@ from ipamd.store.database import (
     guarded,
 )
 from ipamd.store.engine import head_revision
-from ipamd.store.records import Record
+from ipamd.store.procedures import AllocationResult
+from ipamd.store.records import AllocationRow, Record
 
 log = logging.getLogger("ipamd.service")
 
@@ -55,21 +59,59 @@ class _Subnet:
     spec: SubnetSpec
     origin: str
     revision: int
-    created_at: Any = None
+    created_at: datetime | None = None
     pools: list[tuple[int, PoolSpec]] = field(default_factory=list)
     # Inline subnets sharing this one's address space, with the families shared (see
     # ipamd.core.nad); filled by ServiceBase._locked.
     peers: list[tuple[_Subnet, tuple[int, ...]]] | None = None
 
 
+@lru_cache(maxsize=1024)
+def _gateway_text(gateway: int, family: int) -> str:
+    """A subnet's gateway as text: the same one in every allocation of the subnet."""
+    return ip_text(gateway, family)
+
+
+def _held_addresses(spec: SubnetSpec, addresses: Iterable[tuple[int, int]]) -> tuple[model.HeldAddress, ...]:
+    """The ``(family, address)`` pairs of an allocation in ``spec``'s subnet, with its prefix and gateway."""
+    held = []
+    for family, address in addresses:
+        layout = spec.family(family)
+        assert layout is not None, "an allocation's family always exists in its subnet"
+        gateway = None if layout.gateway is None else _gateway_text(layout.gateway, family)
+        held.append(model.HeldAddress(family, ip_text(address, family), layout.prefixlen, gateway))
+    return tuple(held)
+
+
+def _allocation(row: AllocationRow, spec: SubnetSpec) -> model.Allocation:
+    """The allocation ``row`` of the subnet whose spec is ``spec``."""
+    return model.Allocation(
+        id=row.id,
+        subnet=row.subnet_name,
+        cluster=row.cluster,
+        owner=Owner(row.network_key, row.namespace, row.pod, row.interface),
+        container_id=row.container_id,
+        pod_uid=row.pod_uid,
+        addresses=_held_addresses(spec, records.addresses_of(row)),
+        mac=row.mac,
+        pool=row.pool_name,
+        node=row.node,
+        hold=row.hold,
+        origin=row.origin,
+        routes=spec.routes,
+        dns=spec.dns,
+        created_at=row.created_at,
+    )
+
+
 @dataclass
 class _CachedPool:
-    stored: tuple[Any, Any]
+    stored: tuple[str, Sequence[str]]
     """(name, ips) as stored: what the members are made of, with the subnet's spec."""
     subnet: SubnetSpec
     members: PoolSpec
     """The pool without placement rules."""
-    with_rules: tuple[Any, PoolSpec] | None = None
+    with_rules: tuple[Mapping[str, Any], PoolSpec] | None = None
     """(stored rules, the pool with them) of the last row read with rules."""
 
 
@@ -92,12 +134,15 @@ class ServiceBase:
         self._row_locks = self.database.dialect != "sqlite"
         # PostgreSQL releases through a server-side function (migration 0009).
         self._release_by_call = self.database.dialect == "postgresql"
+        # SQLite reads timestamps back naive (UTC): a result made without reading the row
+        # back must carry what a later read of it gives.
+        self._naive_timestamps = self.database.dialect == "sqlite"
         self._clock_warned = False
         # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
         # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.
-        self._spec_cache: dict[tuple[int, int], tuple[Any, SubnetSpec]] = {}
+        self._spec_cache: dict[tuple[int, int], tuple[object, SubnetSpec]] = {}
         self._pool_cache: dict[int, _CachedPool] = {}
-        self.listeners: list[Any] = []
+        self.listeners: list[Callable[[model.Event], None]] = []
         # Faults are logged when they start, change and end, not once per refused request.
         self.health = faults.Health()
         self._writes_checked_at = 0.0
@@ -115,7 +160,7 @@ class ServiceBase:
 
     _read = read
 
-    async def _call(self, command: Command, params: dict[str, Any]) -> list[Any]:
+    async def _call(self, command: Command, params: dict[str, object]) -> list[Any]:
         """Returns the rows of one statement run as a transaction by itself (ipamd.store.procedures)."""
         return await self._run(lambda: self.database.call(command, params), "writes")
 
@@ -187,42 +232,36 @@ class ServiceBase:
             return failing
         return None
 
-    def _spec(self, row: Any) -> SubnetSpec:
-        """Returns the parsed spec of a subnet row (id, revision, spec, origin), cached."""
-        key = (row.id, row.revision)
+    def _spec(self, subnet_id: int, revision: int, stored: object, *, origin: str) -> SubnetSpec:
+        """Returns the parsed spec of a subnet (its row's id, revision, spec and origin), cached."""
+        key = (subnet_id, revision)
         cached = self._spec_cache.get(key)
-        if cached is not None and cached[0] == row.spec:
+        if cached is not None and cached[0] == stored:
             return cached[1]
-        spec = canonical_subnet(row.spec, inline=row.origin == "inline")
-        self._spec_cache[key] = (row.spec, spec)
+        spec = canonical_subnet(stored, inline=origin == "inline")
+        self._spec_cache[key] = (stored, spec)
         return spec
 
-    def _row_spec(self, row: Any) -> SubnetSpec:
-        """Returns the spec of the subnet a ipamd.store.procedures row names (subnet_* columns)."""
-        return self._spec(
-            SimpleNamespace(
-                id=row.subnet_id, revision=row.subnet_revision, spec=row.subnet_spec, origin=row.subnet_origin
-            )
-        )
+    def _result_spec(self, row: AllocationResult | Record) -> SubnetSpec:
+        """Returns the spec of the subnet an ipamd.store.procedures row names (subnet_* columns)."""
+        return self._spec(row.subnet_id, row.subnet_revision, row.subnet_spec, origin=row.subnet_origin)
 
-    def _pool_spec(self, row: Any, subnet: SubnetSpec) -> PoolSpec:
-        """Returns the parsed spec of a pool row (id, name, ips, rules), cached.
+    def _pool_spec(
+        self, subnet: SubnetSpec, *, pool_id: int, name: str, ips: Sequence[str], rules: Mapping[str, Any] | None
+    ) -> PoolSpec:
+        """Returns the parsed spec of a pool of ``subnet`` (its row's id, name, ips and rules), cached.
 
         The members are cached on what they are made of (name, ips, the subnet's spec) and
         the placement rules apart, on their stored form: a release reads a pool's members
         without its rules (ipamd_pools_of), and must not evict what allocations reuse."""
-        cached = self._pool_cache.get(row.id)
-        if (
-            cached is None
-            or cached.stored != (row.name, row.ips)
-            or not (cached.subnet is subnet or cached.subnet == subnet)
-        ):
-            members = canonical_pool({"name": row.name, "subnet": subnet.name, "ips": row.ips}, subnet=subnet)
-            cached = self._pool_cache[row.id] = _CachedPool((row.name, row.ips), subnet, members)
-        if not row.rules:
+        cached = self._pool_cache.get(pool_id)
+        if cached is None or cached.stored != (name, ips) or not (cached.subnet is subnet or cached.subnet == subnet):
+            members = canonical_pool({"name": name, "subnet": subnet.name, "ips": ips}, subnet=subnet)
+            cached = self._pool_cache[pool_id] = _CachedPool((name, ips), subnet, members)
+        if not rules:
             return cached.members
-        if cached.with_rules is None or cached.with_rules[0] != row.rules:
-            cached.with_rules = (row.rules, replace(cached.members, placement=parse_placement(row.rules)))
+        if cached.with_rules is None or cached.with_rules[0] != rules:
+            cached.with_rules = (rules, replace(cached.members, placement=parse_placement(rules)))
         return cached.with_rules[1]
 
     def _subnet_by_name(self, conn: Connection, name: str, *, lock: bool = False) -> _Subnet:
@@ -238,10 +277,25 @@ class ServiceBase:
         return self._subnet(row)
 
     def _subnet(self, row: Record) -> _Subnet:
-        return _Subnet(row.id, row.name, self._spec(row), row.origin, row.revision, row.created_at)
+        spec = self._spec(row.id, row.revision, row.spec, origin=row.origin)
+        return _Subnet(row.id, row.name, spec, row.origin, row.revision, row.created_at)
 
     def _pools_of(self, conn: Connection, subnet: _Subnet) -> list[tuple[int, PoolSpec]]:
-        return [(row.id, self._pool_spec(row, subnet.spec)) for row in catalog.pools_of_subnet(conn, subnet.id)]
+        return [
+            (row.id, self._pool_spec(subnet.spec, pool_id=row.id, name=row.name, ips=row.ips, rules=row.rules))
+            for row in catalog.pools_of_subnet(conn, subnet.id)
+        ]
+
+    def _allocations(self, conn: Connection, rows: Iterable[Record]) -> list[model.Allocation]:
+        """The allocations ``rows``, each subnet's spec read once."""
+        specs: dict[int, SubnetSpec] = {}
+        allocations = []
+        for row in rows:
+            spec = specs.get(row.subnet_id)
+            if spec is None:
+                spec = specs[row.subnet_id] = self._subnet_by_id(conn, row.subnet_id).spec
+            allocations.append(_allocation(row, spec))
+        return allocations
 
     def _event(
         self,
@@ -252,7 +306,7 @@ class ServiceBase:
         family: int,
         address: int,
         allocation_id: int | None,
-        row: Any,
+        row: AllocationRow,
         reason: str | None = None,
     ) -> None:
         """Writes one audit row; ``row`` is the allocation row the address belonged to."""
@@ -267,12 +321,12 @@ class ServiceBase:
             reason=reason,
         )
 
-    def _notify(self, event: str, **data: Any) -> None:
+    def _notify(self, event: model.Event) -> None:
         for listener in self.listeners:
             try:
-                listener(event, **data)
+                listener(event)
             except Exception:  # noqa: BLE001 - observers never break an allocation
-                log.exception("listener failed on %s", event)
+                log.exception("listener failed on %s", type(event).__name__)
 
     def _check_overlap(self, conn: Connection, spec: SubnetSpec, *, exclude_id: int | None) -> None:
         """Rejects a CIDR overlapping another subnet of the same provider (one L2 domain)."""
@@ -287,7 +341,7 @@ class ServiceBase:
             # (seen once the lock above is ours) is then found by the retried ADD.
             if row.id == exclude_id or row.name == spec.name:
                 continue
-            other = self._spec(row)
+            other = self._subnet(row).spec
             for layout in spec.families:
                 theirs = other.family(layout.version)
                 if theirs is not None and (layout.network in theirs.network or theirs.network in layout.network):
@@ -410,10 +464,10 @@ class ServiceBase:
 
     def _release_row(
         self, conn: Connection, row: Record, *, reason: str, subnet: _Subnet | None = None, give_back: bool = True
-    ) -> dict[str, Any]:
+    ) -> model.Allocation:
         if subnet is None:
             subnet = self._locked(conn, self._subnet_by_id(conn, row.subnet_id))
-        body = records.allocation_json(row, subnet.spec)
+        allocation = _allocation(row, subnet.spec)
         if not records.delete_allocation_as_read(conn, row):
             # ``row`` was read before the subnet lock: a concurrent release (another daemon's
             # DEL, CNI GC, the API) committed meanwhile, or an ADD of a new sandbox took the
@@ -433,7 +487,7 @@ class ServiceBase:
             )
             if give_back:
                 self._return_address(conn, subnet, family, address)
-        return body
+        return allocation
 
     def _release_current(
         self,
@@ -445,7 +499,7 @@ class ServiceBase:
         reason: str,
         subnet: _Subnet | None = None,
         give_back: bool = True,
-    ) -> dict[str, Any] | None:
+    ) -> model.Allocation | None:
         """Releases ``row``; while a concurrent writer changes or deletes it first (see
         AllocationChanged), releases what ``read_again`` (default: the row by id) finds
         instead. None: nothing to release."""
@@ -458,21 +512,21 @@ class ServiceBase:
                 row = read_again() if read_again is not None else records.allocation_by_id(conn, row.id)
         raise Unavailable(f"{what} kept changing while being released; retry")
 
-    def _log_release(self, body: dict[str, Any], reason: str) -> None:
-        owner = body["owner"]
+    def _log_release(self, allocation: model.Allocation, reason: str) -> None:
+        owner = allocation.owner
         log.info(
             "released id=%s owner=%s/%s %s (%s) addresses=%s subnet=%s reason=%s",
-            body["id"],
-            owner["namespace"],
-            owner["pod"],
-            owner["interface"],
-            body["networkKey"],
-            ",".join(a["address"] for a in body["addresses"]),
-            body["subnet"],
+            allocation.id,
+            owner.namespace,
+            owner.pod,
+            owner.interface,
+            owner.network_key,
+            ",".join(allocation.address_texts),
+            allocation.subnet,
             reason,
-            extra=allocation_fields("released", body, reason=reason),
+            extra=allocation_fields("released", allocation, reason=reason),
         )
-        self._notify("released", allocation=body, reason=reason)
+        self._notify(model.Released(allocation, reason))
 
     def _holder_label(self, row: Record) -> str:
         pod = f"{row.namespace}/{row.pod}" if row.namespace else row.pod

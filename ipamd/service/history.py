@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from ipamd import model
 from ipamd.core.addresses import parse_ip
 from ipamd.core.history import HistoryQuery, spans
 from ipamd.service.base import ServiceBase
@@ -14,28 +13,26 @@ from ipamd.store.database import Connection
 class History(ServiceBase):
     """Reading an address's holders and history; deleting history older than the retention."""
 
-    async def ip_info(self, text: str, query: HistoryQuery | None = None) -> dict[str, Any]:
+    async def ip_info(self, text: str, query: HistoryQuery | None = None) -> model.AddressHistory:
         """Returns who holds the address now and one page of who held it, with the token
-        of the next page (null on the last)."""
+        of the next page (None on the last)."""
         query = query or HistoryQuery()
         address = parse_ip(text, field="address")
         value, family = int(address), address.version
 
-        def run(conn: Connection) -> Any:
-            rows = records.allocations_at(conn, family=family, address=value)
-            holders = [records.allocation_json(row, self._subnet_by_id(conn, row.subnet_id).spec) for row in rows]
+        def run(conn: Connection) -> model.AddressHistory:
+            holders = self._allocations(conn, records.allocations_at(conn, family=family, address=value))
             ids = history.span_ids(conn, family=family, address=value, query=query)
             page = ids[: query.limit]
             events = history.span_events(conn, family=family, address=value, ids=page, newest_first=query.newest_first)
-            return holders, events, page, len(ids) > len(page)
+            return model.AddressHistory(
+                address=str(address),
+                holders=tuple(holders),
+                spans=tuple(spans(events)),
+                continue_token=query.next_token(page[-1]) if len(ids) > len(page) else None,
+            )
 
-        holders, events, page, more = await self._read(run)
-        return {
-            "address": str(address),
-            "holders": holders,
-            "history": spans(events, records.timestamp),
-            "continue": query.next_token(page[-1]) if more else None,
-        }
+        return await self._read(run)
 
     async def prune_history(self, *, retention_seconds: float, batch: int) -> tuple[int, bool]:
         """Deletes one batch of the oldest events older than the retention, in its own
@@ -45,8 +42,8 @@ class History(ServiceBase):
                 lambda conn: history.prune_batch(conn, retention_seconds=retention_seconds, batch=batch)
             )
         except Exception:
-            self._notify("history_prune_failed")
+            self._notify(model.HistoryPruneFailed())
             raise
         if deleted:
-            self._notify("history_pruned", count=deleted)
+            self._notify(model.HistoryPruned(deleted))
         return deleted, more

@@ -27,7 +27,7 @@ class UsageReports(ServiceBase):
         subnets: list[SubnetUsage] = []
         for row in counts.subnets:
             try:
-                spec = self._spec(row)
+                spec = self._spec(row.id, row.revision, row.spec, origin=row.origin)
             except IpamError as e:
                 log.warning("usage: skipping subnet %s: %s", row.name, e.message)
                 continue
@@ -49,7 +49,7 @@ class UsageReports(ServiceBase):
             if subnet is None:
                 continue
             try:
-                pool = self._pool_spec(row, subnet)
+                pool = self._pool_spec(subnet, pool_id=row.id, name=row.name, ips=row.ips, rules=row.rules)
             except IpamError as e:
                 log.warning("usage: skipping pool %s: %s", row.name, e.message)
                 continue

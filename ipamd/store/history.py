@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
 from ipamd.core.history import HistoryQuery
+from ipamd.store.records import AllocationRow
 from ipamd.store.schema import address_events
 
 # pg_try_advisory_xact_lock key: one daemon prunes at a time, the others skip the round.
@@ -48,7 +49,7 @@ def record_event(
     family: int,
     address: int,
     allocation_id: int | None,
-    holder: Any,
+    holder: AllocationRow,
     reason: str | None = None,
 ) -> None:
     """Writes one audit row; ``holder`` is the allocation row the address belonged to."""

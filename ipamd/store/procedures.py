@@ -15,17 +15,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import namedtuple
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.expression import Executable
 
+from ipamd.core.allocation import Owner
 from ipamd.core.placement import RULE_FIELDS
 from ipamd.store import records
 from ipamd.store.schema import IPAddressBytes, allocations, subnets
@@ -71,11 +71,40 @@ _ALLOCATE_ON_POSTGRESQL = sa.text(
     created_at=sa.DateTime(timezone=True),
     subnet_spec=sa.JSON,
 )
-AllocationResult = namedtuple(
-    "AllocationResult",
-    "outcome id subnet_id cluster network_key namespace pod interface address_v4 address_v6 mac pool_id container_id pod_uid "
-    "netns node origin hold created_at subnet_name pool_name subnet_revision subnet_spec subnet_origin",
-)
+
+
+class AllocationResult(NamedTuple):
+    """ALLOCATE's row: the outcome, the allocation in the shape of
+    ``records.allocation_query`` (``records.AllocationRow``) and what the service needs to
+    parse its subnet's spec from its cache. Rows of the outcomes that write nothing carry
+    the outcome alone (every other field None)."""
+
+    outcome: str
+    id: int
+    subnet_id: int
+    cluster: str
+    network_key: str
+    namespace: str
+    pod: str
+    interface: str
+    address_v4: int | None
+    address_v6: int | None
+    mac: str | None
+    pool_id: int | None
+    container_id: str | None
+    pod_uid: str | None
+    netns: str | None
+    node: str | None
+    origin: str
+    hold: str | None
+    created_at: datetime | None
+    subnet_name: str
+    pool_name: str | None
+    subnet_revision: int
+    subnet_spec: Any
+    subnet_origin: str
+
+
 _NOTHING = AllocationResult._make([None] * len(AllocationResult._fields))
 
 # ipamd_allocate's steps for SQLite, where the writer is alone: nothing changes between a
@@ -340,7 +369,7 @@ def allocate_params(
     *,
     subnet_ids: list[int] | None,
     family: int | None,
-    owner: Any,
+    owner: Owner,
     cluster: str,
     container_id: str | None,
     pod_uid: str | None,
@@ -351,7 +380,7 @@ def allocate_params(
     check_uid: bool,
     replaces_uid: str | None,
     deadline: datetime,
-) -> dict[str, Any]:
+) -> dict[str, object]:
     """Returns ALLOCATE's parameters; ``subnet_ids`` None: the provider's subnets by priority.
     Past ``deadline`` (UTC) the database allocates nothing: the caller has given up by then."""
     return {
@@ -388,7 +417,7 @@ RELEASE = sa.text(
 ).bindparams(sa.bindparam("pools", type_=JSONB), sa.bindparam("give_back", type_=JSONB))
 
 
-def release_params(row: Any, *, give_back: dict[int, int | None], reason: str) -> dict[str, Any]:
+def release_params(row: records.Record, *, give_back: dict[int, int | None], reason: str) -> dict[str, object]:
     """Returns RELEASE's parameters for ``row`` (read by FOR_RELEASE_*): each family in
     ``give_back`` returns to that pool id, or to the reuse queue for None."""
     return {

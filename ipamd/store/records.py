@@ -1,17 +1,15 @@
-"""Reading rows and shaping them into API objects; the small queries the service reuses."""
+"""Reading allocation rows, and the small queries the service reuses."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any, TypeAlias
+from datetime import datetime
+from typing import Any, Protocol, TypeAlias
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Row
 
-from ipamd.core.addresses import ip_text
-from ipamd.core.subnet import SubnetSpec
+from ipamd.core.allocation import Owner
 from ipamd.store.schema import allocations, pools, reservations, subnets, write_checks
 
 Record: TypeAlias = Row[*tuple[Any, ...]]
@@ -20,14 +18,46 @@ Record: TypeAlias = Row[*tuple[Any, ...]]
 ALLOCATION_COLUMNS = (allocations, subnets.c.name.label("subnet_name"), pools.c.name.label("pool_name"))
 
 
-def timestamp(value: datetime | None) -> str | None:
-    """Returns an RFC 3339 UTC timestamp (SQLite hands back naive UTC datetimes)."""
-    if value is None:
-        return None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    # Fields rather than strftime: a third of the cost, on every allocation answered.
-    return f"{value.year:04d}-{value.month:02d}-{value.day:02d}T{value.hour:02d}:{value.minute:02d}:{value.second:02d}Z"
+class AllocationRow(Protocol):
+    """An allocation as ``allocation_query`` reads it (ipamd.store.procedures' rows too):
+    its columns, its subnet's name and its pool's."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def subnet_id(self) -> int: ...
+    @property
+    def subnet_name(self) -> str: ...
+    @property
+    def pool_name(self) -> str | None: ...
+    @property
+    def cluster(self) -> str: ...
+    @property
+    def network_key(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def pod(self) -> str: ...
+    @property
+    def interface(self) -> str: ...
+    @property
+    def address_v4(self) -> int | None: ...
+    @property
+    def address_v6(self) -> int | None: ...
+    @property
+    def mac(self) -> str | None: ...
+    @property
+    def container_id(self) -> str | None: ...
+    @property
+    def pod_uid(self) -> str | None: ...
+    @property
+    def node(self) -> str | None: ...
+    @property
+    def hold(self) -> str | None: ...
+    @property
+    def origin(self) -> str: ...
+    @property
+    def created_at(self) -> datetime | None: ...
 
 
 def check_writes(conn: Connection, *, node: str) -> None:
@@ -90,7 +120,7 @@ def leave_pool(conn: Connection, allocation_id: int) -> None:
     conn.execute(sa.update(allocations).where(allocations.c.id == allocation_id).values(pool_id=None))
 
 
-def delete_allocation_as_read(conn: Connection, row: Any) -> bool:
+def delete_allocation_as_read(conn: Connection, row: AllocationRow) -> bool:
     """Deletes the allocation ``row`` if it is still as read (same container id and pod
     UID); False when it was deleted or taken over meanwhile."""
     deleted = conn.execute(
@@ -104,7 +134,7 @@ _INSERT_ALLOCATION = sa.insert(allocations)
 _UPDATE_ALLOCATION = sa.update(allocations).where(allocations.c.id == sa.bindparam("allocation_id"))
 
 
-def allocation_by_owner(conn: Connection, owner: Any, *, cluster: str) -> Record | None:
+def allocation_by_owner(conn: Connection, owner: Owner, *, cluster: str) -> Record | None:
     """Returns the allocation of the attachment ``owner`` in ``cluster``."""
     return conn.execute(ALLOCATION_BY_OWNER, owner_params(owner, cluster=cluster)).first()
 
@@ -170,7 +200,7 @@ def allocations_of_network(
     return conn.execute(statement).all()
 
 
-def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:
+def owner_params(owner: Owner, *, cluster: str) -> dict[str, object]:
     """Returns the parameters of ALLOCATION_BY_OWNER: the attachment ``owner`` in ``cluster``."""
     return {
         "cluster": cluster,
@@ -181,7 +211,7 @@ def owner_params(owner: Any, *, cluster: str) -> dict[str, str]:
     }
 
 
-def addresses_of(row: Any) -> list[tuple[int, int]]:
+def addresses_of(row: AllocationRow) -> list[tuple[int, int]]:
     """Returns ``(family, address)`` pairs an allocation row holds."""
     pairs = []
     if row.address_v4 is not None:
@@ -189,62 +219,6 @@ def addresses_of(row: Any) -> list[tuple[int, int]]:
     if row.address_v6 is not None:
         pairs.append((6, int(row.address_v6)))
     return pairs
-
-
-@lru_cache(maxsize=1024)
-def _gateway_text(gateway: int, family: int) -> str:
-    """A subnet's gateway as text: the same one in every allocation of the subnet."""
-    return ip_text(gateway, family)
-
-
-def allocation_json(row: Any, spec: SubnetSpec) -> dict[str, Any]:
-    addresses = []
-    for family, address in addresses_of(row):
-        layout = spec.family(family)
-        assert layout is not None, "an allocation's family always exists in its subnet"
-        text = ip_text(address, family)
-        addresses.append(
-            {
-                "address": text,
-                "family": family,
-                "cidr": f"{text}/{layout.prefixlen}",
-                "gateway": None if layout.gateway is None else _gateway_text(layout.gateway, family),
-            }
-        )
-    return {
-        "id": row.id,
-        "subnet": row.subnet_name,
-        "cluster": row.cluster,
-        "networkKey": row.network_key,
-        "owner": {
-            "namespace": row.namespace,
-            "pod": row.pod,
-            "interface": row.interface,
-            "containerId": row.container_id,
-            "podUid": row.pod_uid,
-        },
-        "addresses": addresses,
-        "mac": row.mac,
-        "pool": row.pool_name,
-        "node": row.node,
-        "hold": row.hold,
-        "routes": [route.to_json() for route in spec.routes],
-        "dns": dict(spec.dns),
-        "createdAt": timestamp(row.created_at),
-    }
-
-
-def reservation_json(row: Row[Any], subnet_name: str) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "subnet": subnet_name,
-        "address": ip_text(int(row.address), row.family),
-        "mac": row.mac,
-        "owner": row.owner,
-        "note": row.note,
-        "origin": row.origin,
-        "createdAt": timestamp(row.created_at),
-    }
 
 
 _HOLDER = {
@@ -260,11 +234,11 @@ _RESERVATION_AT = sa.select(reservations).where(
 )
 
 
-def holder_of(conn: Connection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
+def holder_of(conn: Connection, *, subnet_id: int, family: int, address: int) -> Record | None:
     return conn.execute(_HOLDER[family], {"subnet_id": subnet_id, "address": address}).first()
 
 
-def reservation_at(conn: Connection, *, subnet_id: int, family: int, address: int) -> Row[Any] | None:
+def reservation_at(conn: Connection, *, subnet_id: int, family: int, address: int) -> Record | None:
     return conn.execute(_RESERVATION_AT, {"subnet_id": subnet_id, "family": family, "address": address}).first()
 
 
