@@ -129,7 +129,7 @@ class Allocations(ServiceBase):
         if row.outcome == "held":
             assert row.pod_uid is not None, "held for another pod UID"
             raise _held_by_another(request, row.pod_uid)
-        return _allocation(row, self._result_spec(row)), row.outcome == "created"
+        return _allocation(row, self._result_spec(row), owner=request.owner), row.outcome == "created"
 
     async def _call_allocate(self, request: AddRequest, *, subnet_ids: list[int] | None) -> AllocationResult | Record:
         """ALLOCATE's row (PostgreSQL's has the same columns)."""

@@ -83,13 +83,14 @@ def _held_addresses(spec: SubnetSpec, addresses: Iterable[tuple[int, int]]) -> t
     return tuple(held)
 
 
-def _allocation(row: AllocationRow, spec: SubnetSpec) -> model.Allocation:
-    """The allocation ``row`` of the subnet whose spec is ``spec``."""
+def _allocation(row: AllocationRow, spec: SubnetSpec, *, owner: Owner | None = None) -> model.Allocation:
+    """The allocation ``row`` of the subnet whose spec is ``spec``; ``owner``: the row's,
+    when the caller has it (an ADD's request names the attachment it found), else read off the row."""
     return model.Allocation(
         id=row.id,
         subnet=row.subnet_name,
         cluster=row.cluster,
-        owner=Owner(row.network_key, row.namespace, row.pod, row.interface),
+        owner=Owner(row.network_key, row.namespace, row.pod, row.interface) if owner is None else owner,
         container_id=row.container_id,
         pod_uid=row.pod_uid,
         addresses=_held_addresses(spec, records.addresses_of(row)),
