@@ -18,7 +18,7 @@ All functions run inside the caller's transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,7 +36,7 @@ _EVENTS = address_events.c
 INSERT_EVENT = sa.insert(address_events)
 
 
-def record_events(conn: Connection, events: list[dict[str, Any]]) -> None:
+def record_events(conn: Connection, events: Sequence[Mapping[str, object]]) -> None:
     """Writes audit rows, one per dict of columns (an allocation's addresses, in one statement)."""
     conn.execute(INSERT_EVENT, events)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias
 
@@ -139,7 +139,7 @@ def allocation_by_owner(conn: Connection, owner: Owner, *, cluster: str) -> Reco
     return conn.execute(ALLOCATION_BY_OWNER, owner_params(owner, cluster=cluster)).first()
 
 
-def insert_allocation(conn: Connection, values: dict[str, Any]) -> int:
+def insert_allocation(conn: Connection, values: Mapping[str, object]) -> int:
     """Returns the id of the new allocation row (``values``: its columns)."""
     # inserted_primary_key: SQLite's lastrowid, PostgreSQL's RETURNING; no result set to read.
     inserted = conn.execute(_INSERT_ALLOCATION, values).inserted_primary_key
@@ -147,7 +147,7 @@ def insert_allocation(conn: Connection, values: dict[str, Any]) -> int:
     return int(inserted[0])
 
 
-def update_allocation(conn: Connection, allocation_id: int, changes: dict[str, Any]) -> bool:
+def update_allocation(conn: Connection, allocation_id: int, changes: Mapping[str, object]) -> bool:
     """Sets the columns ``changes`` of the allocation; False when the row is gone."""
     return conn.execute(_UPDATE_ALLOCATION.values(**changes), {"allocation_id": allocation_id}).rowcount > 0
 
