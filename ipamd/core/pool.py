@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ipamd.core.addresses import format_intervals, parse_entries, parse_ip
-from ipamd.core.intervals import Interval, intersect, normalize, size, subtract
+from ipamd.core.intervals import Interval, contains, intersect, normalize, size, subtract
 from ipamd.core.placement import NO_RULES, RULE_FIELDS, Placement, parse_placement
 from ipamd.core.subnet import SubnetSpec, check_name, reject_unknown
 from ipamd.errors import InvalidInput
@@ -34,6 +34,14 @@ class PoolSpec:
 
     def intervals(self, version: int) -> tuple[Interval, ...]:
         return next((members for family, members in self.members if family == version), ())
+
+
+def holds_pool_member(pool: PoolSpec, addresses: Iterable[tuple[int, int]]) -> bool:
+    """Whether an allocation holding ``(family, address)`` pairs is still the pool's: every
+    address of a family the pool lists is a member, and there is one. An address of a
+    family the pool does not list came from the subnet (dual stack takes both families)."""
+    pooled = [(family, address) for family, address in addresses if pool.intervals(family)]
+    return bool(pooled) and all(contains(pool.intervals(family), address) for family, address in pooled)
 
 
 def canonical_pool(raw: object, *, subnet: SubnetSpec) -> PoolSpec:

@@ -8,7 +8,14 @@ from collections.abc import Mapping
 from ipamd import model
 from ipamd.core import intervals as iv
 from ipamd.core.addresses import ip_text
-from ipamd.core.pool import canonical_pool, canonical_reservation, merge_members, pool_capacity, pools_overlap
+from ipamd.core.pool import (
+    canonical_pool,
+    canonical_reservation,
+    holds_pool_member,
+    merge_members,
+    pool_capacity,
+    pools_overlap,
+)
 from ipamd.core.subnet import requested_subnet
 from ipamd.core.usage import classify
 from ipamd.errors import AddressConflict, AlreadyExists, InUse, InvalidInput, NameTaken, NotFound
@@ -30,6 +37,10 @@ def _reservation(row: Record, subnet_name: str) -> model.Reservation:
         origin=row.origin,
         created_at=row.created_at,
     )
+
+
+# The reason of the releases a forced subnet deletion makes.
+SUBNET_DELETED = "subnet deleted"
 
 
 class Administration(ServiceBase):
@@ -181,29 +192,33 @@ class Administration(ServiceBase):
     async def delete_subnet(self, name: str, *, force: bool = False) -> int:
         """Deletes the subnet; returns how many allocations it released (``force``: any at all)."""
 
-        def run(conn: Connection) -> int:
+        def run(conn: Connection) -> list[model.Allocation]:
             subnet = self._locked(conn, self._subnet_by_name(conn, name))
             rows = records.allocations_of_subnet(conn, subnet.id)
             if rows and not force:
                 raise InUse(
                     f"subnet {name} has {len(rows)} live allocation(s); release them or delete with ?force=true"
                 )
+            released = []
             for row in rows:
                 # An ADD of a new sandbox may update the row after it was read: release it as it is now.
-                if (
-                    self._release_current(
-                        conn, row, what=f"allocation {row.id}", reason="subnet deleted", subnet=subnet, give_back=False
-                    )
-                    is None
-                ):
+                allocation = self._release_current(
+                    conn, row, what=f"allocation {row.id}", reason=SUBNET_DELETED, subnet=subnet, give_back=False
+                )
+                if allocation is None:
                     continue
+                released.append(allocation)
                 for family, address in records.addresses_of(row):
                     self._return_to_peers(conn, subnet.peers or [], family, address)
             catalog.delete_subnet(conn, subnet.id)
-            log.info("subnet deleted name=%s released=%d", name, len(rows))
-            return len(rows)
+            log.info("subnet deleted name=%s released=%d", name, len(released))
+            return released
 
-        return await self._write(run)
+        released = await self._write(run)
+        # Logged and told once committed, like any release (the metrics count them).
+        for allocation in released:
+            self._log_release(allocation, SUBNET_DELETED)
+        return len(released)
 
     async def create_pool(self, raw: object, *, origin: str = "api") -> model.Pool:
         if not isinstance(raw, Mapping):
@@ -330,9 +345,7 @@ class Administration(ServiceBase):
                     origin=origin,
                 )
                 for row in records.allocations_in_pool(conn, pool_id):
-                    if row.subnet_id != subnet.id or not all(
-                        iv.contains(spec.intervals(family), address) for family, address in records.addresses_of(row)
-                    ):
+                    if row.subnet_id != subnet.id or not holds_pool_member(spec, records.addresses_of(row)):
                         records.leave_pool(conn, row.id)
                 if old_subnet is not subnet:
                     self._rebuild_space(conn, old_subnet)
