@@ -43,3 +43,15 @@ def test_the_daemon_type_checks_strictly():
     mypy = str(Path(sys.executable).parent / "mypy")
     result = subprocess.run([mypy, "--strict", "ipamd"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_service_answers_typed_values_not_wire_dicts():
+    """The service's results are ipamd.model values; ``dict[str, Any]`` would be API JSON
+    built below the HTTP layer again (issue 13)."""
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}"
+        for path in sorted((REPO / "ipamd" / "service").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if "dict[str, Any]" in line or "SimpleNamespace" in line
+    ]
+    assert offenders == []
