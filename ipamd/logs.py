@@ -10,8 +10,8 @@ from typing import Any
 
 from aiohttp.http_exceptions import HttpProcessingError
 
+from ipamd.core.model import Allocation
 from ipamd.core.text import printable
-from ipamd.model import Allocation
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

@@ -30,9 +30,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from ipamd.core.model import Allocated, Event, ExhaustedSpace, HistoryPruned, HistoryPruneFailed, Released
 from ipamd.core.usage import UsageReport
 from ipamd.errors import IpamError, Unavailable
-from ipamd.model import Allocated, Event, ExhaustedSpace, HistoryPruned, HistoryPruneFailed, Released
 
 log = logging.getLogger("ipamd.metrics")
 

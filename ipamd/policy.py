@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.errors import IpamError
 from ipamd.service import AddRequest
 

@@ -7,11 +7,10 @@ from typing import TypedDict
 
 from aiohttp import web
 
-from ipamd import model
 from ipamd.api import wire
 from ipamd.api.body import json_object, json_response, path_int
 from ipamd.api.keys import IPAM, POLICY
-from ipamd.core import identity
+from ipamd.core import identity, model
 from ipamd.core.nad import NetworkRequest
 from ipamd.core.placement import parse_labels
 from ipamd.core.subnet import reject_unknown

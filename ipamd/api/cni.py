@@ -17,12 +17,11 @@ from typing import Any
 
 from aiohttp import web
 
-from ipamd import model
 from ipamd.api import health, wire
 from ipamd.api.body import json_object, json_response
 from ipamd.api.keys import CNI_OUTCOME, IPAM, POLICY
 from ipamd.cni import protocol
-from ipamd.core import identity
+from ipamd.core import identity, model
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import (
     NetworkRequest,

@@ -1,4 +1,4 @@
-"""The API's JSON: the one place service results (``ipamd.model``) become wire objects.
+"""The API's JSON: the one place service results (``ipamd.core.model``) become wire objects.
 
 The shapes are TypedDicts so that mypy checks each field; their names and meaning are the
 API's (docs/api.md, ``ipamd.api.openapi``).
@@ -12,8 +12,7 @@ from typing import Any, TypedDict
 
 from ipamd.core.addresses import format_intervals
 from ipamd.core.history import Span
-from ipamd.core.subnet import Route
-from ipamd.model import (
+from ipamd.core.model import (
     AddressHistory,
     Allocation,
     FamilyUsage,
@@ -23,6 +22,7 @@ from ipamd.model import (
     Subnet,
     rfc3339,
 )
+from ipamd.core.subnet import Route
 
 
 class AddressJson(TypedDict):

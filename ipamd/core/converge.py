@@ -3,7 +3,7 @@
 ``plan(desired, current)`` says which changes make the daemon hold what is declared, and in
 which order. Two callers carry the changes out: the daemon for its ``--config`` file, at
 start and on SIGHUP (ipamd.declarative, through the service), and ``ipamctl apply`` (through
-the REST API). The daemon reads what it holds as the service's values (``ipamd.model``),
+the REST API). The daemon reads what it holds as the service's values (``ipamd.core.model``),
 ``ipamctl`` as the API's JSON; both become the declared fields in the API's form
 (docs/api.md), so an object compares equal to its declaration exactly when the daemon holds
 what was declared.
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.core.placement import RULE_FIELDS
 from ipamd.core.pool import POOL_FIELDS, RESERVATION_FIELDS
 from ipamd.core.subnet import SUBNET_FIELDS

@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.core.addresses import parse_ip
 from ipamd.core.allocation import canonical_mac
 from ipamd.core.subnet import Route, parse_routes

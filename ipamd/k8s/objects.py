@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.core.release import AllocationState, PodState, StatefulSetState
 
 JSON = Mapping[str, Any]

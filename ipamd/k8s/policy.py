@@ -28,7 +28,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.core.allocation import statefulset_ordinal
 from ipamd.core.release import (
     HOLD_STATEFULSET,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ipamd import model
 from ipamd.core import intervals as iv
+from ipamd.core import model
 from ipamd.core.addresses import ip_text
 from ipamd.core.pool import (
     canonical_pool,

@@ -7,8 +7,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from ipamd import model
 from ipamd.core import intervals as iv
+from ipamd.core import model
 from ipamd.core.addresses import ip_text, parse_ip
 from ipamd.core.allocation import Owner, canonical_mac, parse_static_request, reservation_admits
 from ipamd.core.placement import Placement, Subject, admit, refusal, refusals_text

@@ -12,8 +12,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, TypeVar
 
-from ipamd import model
 from ipamd.core import intervals as iv
+from ipamd.core import model
 from ipamd.core.addresses import ip_text
 from ipamd.core.allocation import DEFAULT_CLUSTER, Owner
 from ipamd.core.placement import parse_placement

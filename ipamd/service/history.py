@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipamd import model
+from ipamd.core import model
 from ipamd.core.addresses import parse_ip
 from ipamd.core.history import HistoryQuery, spans
 from ipamd.service.base import ServiceBase

@@ -46,7 +46,7 @@ def test_the_daemon_type_checks_strictly():
 
 
 def test_the_service_answers_typed_values_not_wire_dicts():
-    """The service's results are ipamd.model values; ``dict[str, Any]`` would be API JSON
+    """The service's results are ipamd.core.model values; ``dict[str, Any]`` would be API JSON
     built below the HTTP layer again (issue 13)."""
     offenders = [
         f"{path.relative_to(REPO)}:{number}"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ipamd import model
 from ipamd.api import wire
+from ipamd.core import model
 from ipamd.core.converge import KINDS, Action, Change, Declared, Existing, Kind, Why, plan, spec_of
 from ipamd.core.pool import canonical_pool
 from ipamd.core.subnet import canonical_subnet

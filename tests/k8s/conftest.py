@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from ipamd.core.allocation import Owner
-from ipamd.model import Allocation, HeldAddress
+from ipamd.core.model import Allocation, HeldAddress
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.support.client import Reply
 from tests.support.daemon import Daemon

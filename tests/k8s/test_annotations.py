@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from ipamd.core.model import HeldAddress
 from ipamd.errors import InvalidInput
 from ipamd.k8s.annotations import PodAsk, parse_ip_pool, parse_pod_annotations, result_annotations
-from ipamd.model import HeldAddress
 from tests.k8s.conftest import allocation_of
 
 P = "macvlan.default"

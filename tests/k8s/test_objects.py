@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from ipamd.core.allocation import Owner
+from ipamd.core.model import HeldAddress
 from ipamd.core.release import HOLD_STATEFULSET, AllocationState
 from ipamd.k8s.objects import allocation_state, is_pod_allocation
-from ipamd.model import HeldAddress
 from tests.k8s.conftest import PROVIDER, allocation_of
 
 ADDRESS = HeldAddress(4, "192.0.2.11", 24, "192.0.2.1")

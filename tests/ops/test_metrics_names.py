@@ -139,8 +139,8 @@ def test_each_application_has_its_own_registry() -> None:
     from ipamd.api.app import create_app
     from ipamd.api.metrics import METRICS
     from ipamd.core.allocation import Owner
+    from ipamd.core.model import Allocated, Allocation, Event
     from ipamd.core.usage import UsageReport
-    from ipamd.model import Allocated, Allocation, Event
 
     class NoService:
         def __init__(self) -> None:

@@ -89,7 +89,7 @@ def test_every_route_is_documented() -> None:
 
     from ipamd.api.app import create_app
     from ipamd.api.openapi import document
-    from ipamd.model import Event
+    from ipamd.core.model import Event
 
     class NoService:
         listeners: list[Callable[[Event], None]] = []

@@ -5,8 +5,8 @@ listeners (the metrics' release counter) of each release."""
 from __future__ import annotations
 
 from ipamd.core.allocation import Owner
+from ipamd.core.model import Event, Released
 from ipamd.core.nad import NetworkRequest
-from ipamd.model import Event, Released
 from ipamd.service import AddRequest, Ipam
 
 PROVIDER = "changes.default"

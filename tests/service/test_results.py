@@ -1,4 +1,4 @@
-"""What the service answers, on both databases: the frozen values of ipamd.model, and the
+"""What the service answers, on both databases: the frozen values of ipamd.core.model, and the
 events it tells its listeners (issue 13 item 1).
 
 The HTTP API's JSON is built from these values alone (ipamd.api.wire), so what is pinned
@@ -13,10 +13,7 @@ import pytest
 
 from ipamd.api import wire
 from ipamd.core.allocation import Owner
-from ipamd.core.nad import NetworkRequest
-from ipamd.core.subnet import Route
-from ipamd.errors import Exhausted, NotFound
-from ipamd.model import (
+from ipamd.core.model import (
     AddressHistory,
     Allocated,
     Allocation,
@@ -28,6 +25,9 @@ from ipamd.model import (
     Reservation,
     Subnet,
 )
+from ipamd.core.nad import NetworkRequest
+from ipamd.core.subnet import Route
+from ipamd.errors import Exhausted, NotFound
 from ipamd.service import AddRequest, Ipam
 from tests.support.inprocess import Rest
 from tests.support.results import family_usage

@@ -1,4 +1,4 @@
-"""Reading the service's typed results (ipamd.model) in assertions."""
+"""Reading the service's typed results (ipamd.core.model) in assertions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from ipamd.core.addresses import ip_text
 from ipamd.core.intervals import Interval
-from ipamd.model import FamilyUsage, Pool, Subnet
+from ipamd.core.model import FamilyUsage, Pool, Subnet
 
 
 def family_usage(subnet: Subnet, family: int) -> FamilyUsage:

@@ -3,8 +3,10 @@ history, and the events it tells its listeners. Frozen values, no I/O.
 
 The service builds them from what the store reads; the HTTP layer alone turns them into
 the API's JSON (``ipamd.api.wire``); the Kubernetes layer, the metrics, the logs and the
-declarative config read them as they are. Addresses are kept as text as well as numbers
-where every reader wants the text (results, annotations, log lines), so it is made once.
+declarative config read them as they are. An allocation's addresses are kept as text with
+their family, prefix and gateway: every reader wants the text (results, annotations, log
+lines, the entity tag), so it is made once. They sit in the core with the usage report's
+values (``ipamd.core.usage``): the other answer of the service.
 """
 
 from __future__ import annotations
