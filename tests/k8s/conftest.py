@@ -12,14 +12,12 @@ import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ipamd.core.allocation import Owner
-from ipamd.core.model import Allocation, HeldAddress
 from tests.kube_double import KubeApiDouble, ThreadedKubeApi
 from tests.support.client import Reply
 from tests.support.daemon import Daemon
@@ -36,28 +34,6 @@ NET1 = {
     "excludeIps": ["192.0.2.2..192.0.2.10"],
     "provider": PROVIDER,
 }
-
-
-def allocation_of(*addresses: HeldAddress, **fields: Any) -> Allocation:
-    """An allocation of pod default/web-0 as the service returns it; ``fields`` change it."""
-    made_by_cni = Allocation(
-        id=1,
-        subnet="net1",
-        cluster="default",
-        owner=Owner(PROVIDER, "default", "web-0", "net1"),
-        container_id="sandbox",
-        pod_uid=None,
-        addresses=addresses,
-        mac=None,
-        pool=None,
-        node=None,
-        hold=None,
-        origin="cni",
-        routes=(),
-        dns={},
-        created_at=None,
-    )
-    return replace(made_by_cni, **fields)
 
 
 def note(name: str, interface: str | None = None) -> str:

@@ -7,7 +7,7 @@ import pytest
 from ipamd.core.model import HeldAddress
 from ipamd.errors import InvalidInput
 from ipamd.k8s.annotations import PodAsk, parse_ip_pool, parse_pod_annotations, result_annotations
-from tests.k8s.conftest import allocation_of
+from tests.support.results import allocation_of
 
 P = "macvlan.default"
 

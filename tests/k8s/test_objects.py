@@ -10,7 +10,8 @@ from ipamd.core.allocation import Owner
 from ipamd.core.model import HeldAddress
 from ipamd.core.release import HOLD_STATEFULSET, AllocationState
 from ipamd.k8s.objects import allocation_state, is_pod_allocation
-from tests.k8s.conftest import PROVIDER, allocation_of
+from tests.k8s.conftest import PROVIDER
+from tests.support.results import allocation_of
 
 ADDRESS = HeldAddress(4, "192.0.2.11", 24, "192.0.2.1")
 

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.ops.support import TcpDaemon, tcp_get
 from tests.support.daemon import REPO, Daemon, serve_refused
+from tests.support.results import allocation_of
 from tests.support.waiting import wait_for
 
 DOC = REPO / "docs" / "metrics.md"
@@ -138,8 +139,7 @@ def test_each_application_has_its_own_registry() -> None:
 
     from ipamd.api.app import create_app
     from ipamd.api.metrics import METRICS
-    from ipamd.core.allocation import Owner
-    from ipamd.core.model import Allocated, Allocation, Event
+    from ipamd.core.model import Allocated, Event
     from ipamd.core.usage import UsageReport
 
     class NoService:
@@ -151,23 +151,7 @@ def test_each_application_has_its_own_registry() -> None:
             return UsageReport()
 
     first, second = create_app(NoService()), create_app(NoService())  # type: ignore[arg-type]
-    allocation = Allocation(
-        id=1,
-        subnet="a",
-        cluster="east",
-        owner=Owner(network_key="a", namespace="ns", pod="p", interface="eth0"),
-        container_id="c1",
-        pod_uid=None,
-        addresses=(),
-        mac=None,
-        pool=None,
-        node=None,
-        hold=None,
-        origin="api",
-        routes=(),
-        dns={},
-        created_at=None,
-    )
+    allocation = allocation_of(subnet="a", cluster="east")
     first[METRICS].on_event(Allocated(allocation))
     # The reconciler's callback reaches the application it was given, and no other.
     second[METRICS].reconciler_released(3)

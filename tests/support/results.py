@@ -1,12 +1,15 @@
-"""Reading the service's typed results (ipamd.core.model) in assertions."""
+"""The service's typed results (ipamd.core.model) in tests: read in assertions, or made up."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from ipamd.core.addresses import ip_text
+from ipamd.core.allocation import Owner
 from ipamd.core.intervals import Interval
-from ipamd.core.model import FamilyUsage, Pool, Subnet
+from ipamd.core.model import Allocation, FamilyUsage, HeldAddress, Pool, Subnet
 
 
 def family_usage(subnet: Subnet, family: int) -> FamilyUsage:
@@ -29,3 +32,26 @@ def pool_free(pool: Pool, family: int | None = None) -> set[str]:
         if family is None or member_family == family
         for text in addresses_in(free, member_family)
     }
+
+
+def allocation_of(*addresses: HeldAddress, **fields: Any) -> Allocation:
+    """An allocation as the service returns one, made by a CNI ADD for pod default/web-0 of
+    network macvlan.default; ``fields`` change it."""
+    made_by_cni = Allocation(
+        id=1,
+        subnet="net1",
+        cluster="default",
+        owner=Owner("macvlan.default", "default", "web-0", "net1"),
+        container_id="sandbox",
+        pod_uid=None,
+        addresses=addresses,
+        mac=None,
+        pool=None,
+        node=None,
+        hold=None,
+        origin="cni",
+        routes=(),
+        dns={},
+        created_at=None,
+    )
+    return replace(made_by_cni, **fields)
