@@ -1,10 +1,12 @@
-"""Placement rules: which pods, namespaces and nodes a subnet (or pool) serves. Pure, no I/O.
+"""Placement rules: which pods, namespaces, nodes and clusters a subnet (or pool) serves. Pure, no I/O.
 
 A subnet or pool may carry any of these rules; each one it carries must admit the pod:
 
 - ``namespaces``: Kube-OVN's Subnet field. A list of namespace names; the subnet serves only
   pods of those namespaces. An empty or absent list binds nothing and serves any namespace.
 - ``nodeNames``: the nodes whose pods it serves (one site, rack or VLAN of a macvlan NAD).
+- ``clusters``: the clusters (``--cluster-name``) whose daemons may allocate from it, when
+  several clusters share one database (a staging cluster's own range on a shared segment).
 - ``namespaceSelector``, ``nodeSelector``, ``podSelector``: Kubernetes label selectors
   (``matchLabels`` and ``matchExpressions`` with ``In``, ``NotIn``, ``Exists``,
   ``DoesNotExist``) matched against the labels of the pod's namespace, node and pod. As in
@@ -28,7 +30,7 @@ from typing import Any, Generic, TypeVar
 from ipamd.core import identity
 from ipamd.errors import InvalidInput
 
-RULE_FIELDS = ("namespaces", "namespaceSelector", "nodeSelector", "podSelector", "nodeNames")
+RULE_FIELDS = ("namespaces", "namespaceSelector", "nodeSelector", "podSelector", "nodeNames", "clusters")
 SELECTOR_FIELDS = frozenset({"matchLabels", "matchExpressions"})
 EXPRESSION_FIELDS = frozenset({"key", "operator", "values"})
 OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
@@ -116,6 +118,7 @@ class Subject:
     pod_labels: Labels | None = None
     namespace_labels: Labels | None = None
     node_labels: Labels | None = None
+    cluster: str | None = None
 
     @property
     def label(self) -> str:
@@ -132,11 +135,12 @@ class Placement:
     namespace_selector: LabelSelector | None = None
     node_selector: LabelSelector | None = None
     pod_selector: LabelSelector | None = None
+    clusters: tuple[str, ...] = ()
 
     @property
     def binds(self) -> bool:
         """True when some rule restricts who is served."""
-        return bool(self.namespaces or self.node_names) or any(
+        return bool(self.namespaces or self.node_names or self.clusters) or any(
             selector is not None for selector in (self.namespace_selector, self.node_selector, self.pod_selector)
         )
 
@@ -153,6 +157,8 @@ class Placement:
             body["namespaces"] = list(self.namespaces)
         if self.node_names:
             body["nodeNames"] = list(self.node_names)
+        if self.clusters:
+            body["clusters"] = list(self.clusters)
         for key, selector in (
             ("namespaceSelector", self.namespace_selector),
             ("nodeSelector", self.node_selector),
@@ -168,6 +174,9 @@ NO_RULES = Placement()
 
 def refusal(placement: Placement, subject: Subject) -> str | None:
     """Returns why ``placement`` refuses ``subject`` (the first rule that does), or None when it admits it."""
+    if placement.clusters and subject.cluster not in placement.clusters:
+        held = subject.cluster or "unknown"
+        return f"clusters [{', '.join(placement.clusters)}] does not include cluster {held}"
     if placement.namespaces and subject.namespace not in placement.namespaces:
         held = subject.namespace or "none"
         return f"namespaces [{', '.join(placement.namespaces)}] does not include namespace {held}"
@@ -234,6 +243,7 @@ def parse_placement(raw: Mapping[str, Any], *, prefix: str = "") -> Placement:
         namespace_selector=selectors["namespaceSelector"],
         node_selector=selectors["nodeSelector"],
         pod_selector=selectors["podSelector"],
+        clusters=_names(raw.get("clusters"), identity.cluster_name, field=f"{prefix}clusters"),
     )
 
 

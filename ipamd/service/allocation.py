@@ -257,6 +257,7 @@ class Allocations(ServiceBase):
             pod_labels=request.pod_labels,
             namespace_labels=request.namespace_labels,
             node_labels=request.node_labels,
+            cluster=self.cluster,
         )
 
     def _refusal(self, subnet: _Subnet, request: AddRequest) -> str | None:

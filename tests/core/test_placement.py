@@ -87,6 +87,17 @@ def test_namespaces_bind_like_kube_ovn(namespaces, namespace):
     assert admitted == (not namespaces or namespace in namespaces)
 
 
+@given(
+    st.one_of(st.none(), st.lists(st.sampled_from(["east", "west", "staging"]), max_size=3)),
+    st.sampled_from(["east", "west", "staging"]),
+)
+def test_clusters_bind_as_namespaces_do(clusters, cluster):
+    placement = parse_placement({"clusters": clusters})
+    # Null or an empty list binds nothing; a bound subnet serves only its clusters' daemons.
+    assert placement.binds == bool(clusters)
+    assert (refusal(placement, Subject(cluster=cluster)) is None) == (not clusters or cluster in clusters)
+
+
 @pytest.mark.parametrize(
     ("rules", "subject", "expected"),
     [
@@ -114,6 +125,19 @@ def test_namespaces_bind_like_kube_ovn(namespaces, namespace):
             Subject(),
             "nodeNames [edge-1] does not include node unknown",
             id="node-unknown",
+        ),
+        pytest.param(
+            {"clusters": ["east", "staging"]},
+            Subject(cluster="west"),
+            "clusters [east, staging] does not include cluster west",
+            id="clusters",
+        ),
+        pytest.param({"clusters": ["east"]}, Subject(cluster="east"), None, id="cluster-listed"),
+        pytest.param(
+            {"clusters": ["east"]},
+            Subject(),
+            "clusters [east] does not include cluster unknown",
+            id="cluster-unknown",
         ),
         pytest.param(
             {"nodeSelector": {"matchLabels": {"site": "east"}}},
@@ -163,6 +187,17 @@ def test_refusals_text_names_a_few_and_counts_the_rest():
     ("raw", "message"),
     [
         pytest.param({"namespaces": "lab"}, "namespaces: expected a list of names", id="namespaces-not-list"),
+        pytest.param({"clusters": "east"}, "clusters: expected a list of names", id="clusters-not-list"),
+        # A cluster name is a DNS label (--cluster-name's rule, ipamd.core.identity.cluster_name).
+        pytest.param(
+            {"clusters": ["east", "Prod_West"]},
+            "clusters[1]: 'Prod_West' is not a valid cluster name",
+            id="bad-cluster-name",
+        ),
+        pytest.param(
+            {"clusters": ["prod.east"]}, "clusters[0]: 'prod.east' is not a valid cluster name", id="dotted-cluster"
+        ),
+        pytest.param({"clusters": [7]}, "clusters[0]: expected a non-empty string", id="cluster-not-text"),
         pytest.param(
             {"nodeNames": ["Edge_1"]}, "nodeNames[0]: 'Edge_1' is not a DNS-1123 subdomain", id="bad-node-name"
         ),
@@ -250,7 +285,9 @@ def test_bad_rules_are_refused_with_the_field(raw, message):
 def test_subnet_spec_carries_rules_and_shows_them_only_when_set():
     plain = canonical_subnet({"name": "net1", "cidrBlock": "192.0.2.0/24"})
     assert not plain.placement.binds
-    assert not {"namespaces", "nodeNames", "nodeSelector"} & set(plain.to_json())
+    assert not {"namespaces", "nodeNames", "nodeSelector", "clusters"} & set(plain.to_json())
+    # An empty list is no rule: nothing bound, nothing shown.
+    assert canonical_subnet({"name": "net1", "cidrBlock": "192.0.2.0/24", "clusters": []}) == plain
     raw = {
         "name": "site-east",
         "cidrBlock": "192.0.2.0/24",
@@ -258,12 +295,15 @@ def test_subnet_spec_carries_rules_and_shows_them_only_when_set():
         "namespaces": ["lab"],
         "nodeSelector": {"matchLabels": {"site": "east"}},
         "nodeNames": ["edge-1"],
+        "clusters": ["east", "east", "staging"],
     }
     spec = canonical_subnet(raw)
     assert spec.placement.namespaces == ("lab",)
+    assert spec.placement.clusters == ("east", "staging")
     assert spec.placement.needs_labels == frozenset({"node"})
     shown = spec.to_json()
     assert shown["namespaces"] == ["lab"] and shown["nodeNames"] == ["edge-1"]
+    assert shown["clusters"] == ["east", "staging"]
     assert shown["nodeSelector"] == {"matchLabels": {"site": "east"}}
     assert canonical_subnet(shown) == spec
 
@@ -294,6 +334,11 @@ def test_pool_spec_carries_rules():
     )
     assert pool.placement.namespaces == ("db",)
     assert pool.to_json() == {"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.59"], "namespaces": ["db"]}
+    east_only = canonical_pool(
+        {"name": "db", "subnet": "net1", "ips": ["192.0.2.50"], "clusters": ["east"]}, subnet=subnet
+    )
+    assert east_only.to_json()["clusters"] == ["east"]
+    assert canonical_pool(east_only.to_json(), subnet=subnet) == east_only
     with pytest.raises(InvalidInput, match="^podSelector.matchLabels: 'a b' is not a label key"):
         canonical_pool(
             {"name": "db", "subnet": "net1", "ips": ["192.0.2.50"], "podSelector": {"matchLabels": {"a b": "x"}}},

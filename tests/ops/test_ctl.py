@@ -420,7 +420,7 @@ def test_apply_reports_bad_documents_and_applies_the_rest(daemon: Daemon, ctl: C
         ),
         pytest.param(
             "apiVersion: ipamd.io/v1\nkind: Subnet\nmetadata: {name: x}\nspec: {cidrBlock: 192.0.2.0/24, vlan: 3}\n",
-            "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, dns, excludeIps, force, gateway, namespaceSelector, namespaces, nodeNames, nodeSelector, podSelector, priority, provider, routes",
+            "ipamctl: stdin document 1: spec.vlan is not a Subnet field; known fields are cidrBlock, clusters, dns, excludeIps, force, gateway, namespaceSelector, namespaces, nodeNames, nodeSelector, podSelector, priority, provider, routes",
             id="field",
         ),
         pytest.param("", "ipamctl: stdin: no Subnet, Pool, Reservation or IPPool document", id="empty"),

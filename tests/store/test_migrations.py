@@ -384,3 +384,49 @@ def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(d
     assert at_0010 == (("created", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
     again = _at_revision(database_url, "head", add("third"))
     assert again == (("placement", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
+
+
+def test_0012_walk_stops_at_a_cluster_rule_and_going_back_restores_0011s_walk(database_url: str):
+    """0012: PostgreSQL's ipamd_allocate also answers 'placement' (writing nothing) at a
+    subnet whose only rule is ``clusters``; at 0011 it allocated there, for any cluster.
+    SQLite has no function: its rows come through both ways."""
+    from ipamd.service import Ipam
+
+    async def create() -> None:
+        database = open_database(database_url)
+        await database.upgrade()
+        ipam = Ipam(database)
+        try:
+            await ipam.create_subnet(
+                {"name": "east-only", "cidrBlock": "192.0.2.0/24", "provider": "walk", "clusters": ["east"]}
+            )
+        finally:
+            await ipam.close()
+
+    def add(pod: str) -> Callable[[sa.Connection], tuple[object, ...]]:
+        def run(conn: sa.Connection) -> tuple[object, ...]:
+            subnets = _rows(conn, "SELECT name FROM subnets")
+            if conn.dialect.name != "postgresql":
+                return ("no function", subnets)
+            outcome = conn.execute(
+                sa.text(
+                    "SELECT outcome FROM ipamd_allocate(NULL, NULL, 'west', 'walk', 'lab', :pod, 'net1', NULL, NULL, NULL, NULL, "
+                    "'api', NULL, false, NULL, now() + interval '1 minute')"
+                ),
+                {"pod": pod},
+            ).scalar_one()
+            return (outcome, subnets, _rows(conn, "SELECT pod FROM allocations ORDER BY id"))
+
+        return run
+
+    asyncio.run(create())
+    postgresql = "postgresql" in database_url
+    assert _at_revision(database_url, "0012", add("first")) == (
+        ("placement", [("east-only",)], []) if postgresql else ("no function", [("east-only",)])
+    )
+    assert _at_revision(database_url, "0011", add("second"), downgrade=True) == (
+        ("created", [("east-only",)], [("second",)]) if postgresql else ("no function", [("east-only",)])
+    )
+    assert _at_revision(database_url, "0012", add("third")) == (
+        ("placement", [("east-only",)], [("second",)]) if postgresql else ("no function", [("east-only",)])
+    )

@@ -5,11 +5,15 @@ read before it."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from ipamd.core.allocation import Owner
 from ipamd.core.nad import NetworkRequest
+from ipamd.core.placement import RULE_FIELDS
 from ipamd.core.subnet import canonical_subnet
-from ipamd.service import AddRequest
+from ipamd.service import AddRequest, Ipam
 from ipamd.store import procedures
 from tests.support.inprocess import Rest, opened_ipam
 from tests.support.results import family_usage
@@ -110,3 +114,48 @@ async def test_a_release_reading_no_pool_rules_keeps_the_pools_cached_spec(rest:
     assert allocating.members == releasing.members
     assert rest.ipam._pool_spec(spec, **stored, rules=rules) is allocating
     assert rest.ipam._pool_spec(spec, **stored, rules=None) is releasing
+
+
+# One binding value of each placement rule (ipamd.core.placement.RULE_FIELDS).
+BINDING_RULES = {
+    "namespaces": ["lab"],
+    "nodeNames": ["n1"],
+    "clusters": ["default"],
+    "namespaceSelector": {},
+    "nodeSelector": {},
+    "podSelector": {},
+}
+
+
+def test_every_rule_field_has_a_binding_example() -> None:
+    # A new rule field belongs here, and in the key list of PostgreSQL's ipamd_allocate (a migration).
+    assert set(BINDING_RULES) == set(RULE_FIELDS)
+
+
+@pytest.mark.parametrize("rule", sorted(BINDING_RULES))
+async def test_the_one_call_walk_stops_at_a_subnet_with_any_rule(ipam: Ipam, rule: str) -> None:
+    """Whatever the rule, even one this pod would meet, the call writes nothing and answers
+    'placement': the rules are the daemon's to apply (migrations 0011 and 0012)."""
+    await ipam.create_subnet(
+        {"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": PROVIDER, rule: BINDING_RULES[rule]}
+    )
+    [row] = await ipam.database.call(
+        procedures.ALLOCATE,
+        procedures.allocate_params(
+            subnet_ids=None,
+            family=None,
+            owner=Owner(PROVIDER, "lab", "p", "net1"),
+            cluster=ipam.cluster,
+            container_id="c-p",
+            pod_uid=None,
+            netns=None,
+            node="n1",
+            origin="cni",
+            hold=None,
+            check_uid=False,
+            replaces_uid=None,
+            deadline=datetime.now(UTC) + timedelta(minutes=1),
+        ),
+    )
+    assert row.outcome == "placement"
+    assert await ipam.list_allocations() == []
