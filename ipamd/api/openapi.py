@@ -95,6 +95,11 @@ PLACEMENT: dict[str, Schema] = {
         "description": "Kube-OVN: serve only pods of these namespaces (empty: any)",
     },
     "nodeNames": {"type": "array", "items": STRING, "description": "serve only pods on these nodes (empty: any)"},
+    "clusters": {
+        "type": "array",
+        "items": STRING,
+        "description": "serve only the daemons of these clusters (--cluster-name) sharing the database (empty: any)",
+    },
     "namespaceSelector": ref("LabelSelector"),
     "nodeSelector": ref("LabelSelector"),
     "podSelector": ref("LabelSelector"),

@@ -168,3 +168,41 @@ def test_cni_add_walks_past_refusing_subnets_in_priority_order(daemon: Daemon):
     # b-second admits the pod and is full; a-first never admitted it: exhaustion names b-second only.
     assert full.error_code == "exhausted"
     assert full.message == "no free address in subnet b-second (network p)"
+
+
+def test_each_clusters_daemons_get_their_clusters_subnet_through_the_plugin(tmp_path: Path, postgres_url: str):
+    """Two clusters on one database (docs/deploy.md): a subnet listing ``clusters`` serves
+    only their daemons; the others walk past it, or are refused naming the rule."""
+    daemons = [
+        Daemon(
+            tmp_path, postgres_url, name=cluster, extra_args=("--cluster-name", cluster, "--node-name", "n1")
+        ).start()
+        for cluster in ("east", "west")
+    ]
+    try:
+        east, west = daemons
+        east_only = {"name": "east-only", "cidrBlock": "192.0.2.0/28", "provider": PROVIDER, "clusters": ["east"]}
+        made = east.client.post("/v1/subnets", east_only)
+        assert (made.status, made.body["clusters"]) == (201, ["east"])
+        code, result = plugin_add(west, pod="web")
+        assert (code, result["code"]) == (1, 107)
+        assert result["msg"] == (
+            f"no subnet of network {PROVIDER} admits lab/web (namespace lab, node n1): "
+            "subnet east-only: clusters [east] does not include cluster west"
+        )
+        shared = {"name": "shared", "cidrBlock": "198.51.100.0/28", "provider": PROVIDER, "priority": 1}
+        assert east.client.post("/v1/subnets", shared).status == 201
+        code, result = plugin_add(west, pod="web")
+        assert code == 0, result
+        assert result["ips"][0]["address"] == "198.51.100.2/28"
+        code, result = plugin_add(east, pod="web")
+        assert code == 0, result
+        assert result["ips"][0]["address"] == "192.0.2.2/28"
+
+        bad = east.client.patch("/v1/subnets/east-only", {"clusters": ["East"]})
+        assert (bad.status, bad.body["error"]["details"]) == (400, {"field": "clusters[0]"})
+        dropped = east.client.patch("/v1/subnets/east-only", {"clusters": None})
+        assert dropped.status == 200 and "clusters" not in dropped.body
+    finally:
+        for daemon in daemons:
+            daemon.stop()

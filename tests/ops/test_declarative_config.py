@@ -221,17 +221,18 @@ def test_the_files_cluster_name_is_the_daemons_unless_the_flag_disagrees(
 def test_placement_rules_are_compared_and_a_rule_left_out_is_dropped(
     tmp_path: Path, database_url: str, config_file: Path
 ) -> None:
-    bound = {**CONFIG, "subnets": [{**CONFIG["subnets"][0], "namespaces": ["team-a"]}]}
+    bound = {**CONFIG, "subnets": [{**CONFIG["subnets"][0], "namespaces": ["team-a"], "clusters": ["default"]}]}
     write(config_file, bound)
     daemon = Daemon(tmp_path, database_url, extra_args=("--config", str(config_file))).start()
     try:
-        assert daemon.client.get("/v1/subnets/macvlan-net").body["namespaces"] == ["team-a"]
+        subnet = daemon.client.get("/v1/subnets/macvlan-net").body
+        assert (subnet["namespaces"], subnet["clusters"]) == (["team-a"], ["default"])
         # The file as the daemon holds it: nothing to do.
         assert "applied: 0 change(s), 0 kept, 0 error(s)" in reload_and_wait(daemon)
         write(config_file, {**CONFIG, "subnets": CONFIG["subnets"][:1]})
         log = reload_and_wait(daemon)
         assert "config: subnet macvlan-net updated" in log
         assert "applied: 1 change(s), 0 kept, 0 error(s)" in log
-        assert "namespaces" not in daemon.client.get("/v1/subnets/macvlan-net").body
+        assert not {"namespaces", "clusters"} & set(daemon.client.get("/v1/subnets/macvlan-net").body)
     finally:
         daemon.stop()
