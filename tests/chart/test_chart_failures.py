@@ -132,6 +132,20 @@ def test_schema_rejects_bad_values(render_error: Any, values: dict[str, Any], ex
     assert expected in message
 
 
+def test_schema_knows_the_fields_of_subnets_and_pools() -> None:
+    """A field the daemon's config takes (a new placement rule, say) must not be refused by the chart."""
+    import json
+    from pathlib import Path
+
+    from ipamd.core.pool import POOL_FIELDS
+    from ipamd.core.subnet import SUBNET_FIELDS
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "charts/ipamd/values.schema.json").read_text())
+    ipam = schema["properties"]["ipam"]["properties"]
+    assert set(ipam["subnets"]["items"]["properties"]) == SUBNET_FIELDS
+    assert set(ipam["pools"]["items"]["properties"]) == POOL_FIELDS
+
+
 def test_schema_validation_alone_agrees(chart: Any) -> None:
     """validate_schema (what `helm install` runs first) accepts the defaults and a full set."""
     chart.validate_schema({})
