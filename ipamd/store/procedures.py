@@ -61,7 +61,7 @@ _ALLOCATE_PARAMETERS = (
 # 'held' (another instance of the pod holds it; the row is its), 'exhausted' (no candidate
 # had space), 'overlap' (a candidate shares addresses with other inline ranges),
 # 'placement' (the provider's walk reached a subnet with placement rules, which the daemon
-# applies: it calls again with the subnets it chose; migration 0011) and 'expired' (the
+# applies: it calls again with the subnets it chose; migrations 0011, 0012) and 'expired' (the
 # database's clock is past the deadline): the last four leave everything as it was.
 _ALLOCATE_ON_POSTGRESQL = sa.text(
     f"SELECT * FROM ipamd_allocate({', '.join(':' + name for name in _ALLOCATE_PARAMETERS)})"
