@@ -343,10 +343,21 @@ def test_0010_pools_from_before_have_no_rules_and_going_back_keeps_them(database
     assert "rules" not in columns and names == [("db",)]
 
 
-def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(database_url: str):
-    """0011: PostgreSQL's ipamd_allocate answers 'placement' (writing nothing) when the
-    provider's walk reaches a subnet with rules; at 0010 it allocated there. SQLite has no
-    function: its rows come through both ways."""
+@pytest.mark.parametrize(
+    "revision, before, rule",
+    [
+        # 0011: the walk stops at any placement rule; at 0010 it allocated there.
+        ("0011", "0010", {"namespaces": ["lab"]}),
+        # 0012: also at a subnet whose only rule is clusters; at 0011 any cluster allocated there.
+        ("0012", "0011", {"clusters": ["east"]}),
+    ],
+)
+def test_the_walk_stops_at_a_placement_rule_and_going_back_restores_the_walk_before(
+    database_url: str, revision: str, before: str, rule: dict[str, list[str]]
+):
+    """PostgreSQL's ipamd_allocate answers 'placement' (writing nothing) when the provider's
+    walk reaches a subnet with the rule, for a pod of namespace lab in cluster west; at the
+    revision before, it allocated there. SQLite has no function: its rows come through both ways."""
     from ipamd.service import Ipam
 
     async def create() -> None:
@@ -354,52 +365,7 @@ def test_0011_walk_stops_at_placement_rules_and_going_back_restores_0009s_walk(d
         await database.upgrade()
         ipam = Ipam(database)
         try:
-            await ipam.create_subnet(
-                {"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": "walk", "namespaces": ["lab"]}
-            )
-        finally:
-            await ipam.close()
-
-    def add(pod: str) -> Callable[[sa.Connection], tuple[object, ...]]:
-        def run(conn: sa.Connection) -> tuple[object, ...]:
-            subnets = _rows(conn, "SELECT name FROM subnets")
-            if conn.dialect.name != "postgresql":
-                return ("no function", subnets)
-            outcome = conn.execute(
-                sa.text(
-                    "SELECT outcome FROM ipamd_allocate(NULL, NULL, 'default', 'walk', 'lab', :pod, 'net1', NULL, NULL, NULL, NULL, "
-                    "'api', NULL, false, NULL, now() + interval '1 minute')"
-                ),
-                {"pod": pod},
-            ).scalar_one()
-            return (outcome, subnets, _rows(conn, "SELECT pod FROM allocations ORDER BY id"))
-
-        return run
-
-    asyncio.run(create())
-    postgresql = "postgresql" in database_url
-    at_head = _at_revision(database_url, "head", add("first"))
-    assert at_head == (("placement", [("ruled",)], []) if postgresql else ("no function", [("ruled",)]))
-    at_0010 = _at_revision(database_url, "0010", add("second"), downgrade=True)
-    assert at_0010 == (("created", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
-    again = _at_revision(database_url, "head", add("third"))
-    assert again == (("placement", [("ruled",)], [("second",)]) if postgresql else ("no function", [("ruled",)]))
-
-
-def test_0012_walk_stops_at_a_cluster_rule_and_going_back_restores_0011s_walk(database_url: str):
-    """0012: PostgreSQL's ipamd_allocate also answers 'placement' (writing nothing) at a
-    subnet whose only rule is ``clusters``; at 0011 it allocated there, for any cluster.
-    SQLite has no function: its rows come through both ways."""
-    from ipamd.service import Ipam
-
-    async def create() -> None:
-        database = open_database(database_url)
-        await database.upgrade()
-        ipam = Ipam(database)
-        try:
-            await ipam.create_subnet(
-                {"name": "east-only", "cidrBlock": "192.0.2.0/24", "provider": "walk", "clusters": ["east"]}
-            )
+            await ipam.create_subnet({"name": "ruled", "cidrBlock": "192.0.2.0/24", "provider": "walk", **rule})
         finally:
             await ipam.close()
 
@@ -421,12 +387,13 @@ def test_0012_walk_stops_at_a_cluster_rule_and_going_back_restores_0011s_walk(da
 
     asyncio.run(create())
     postgresql = "postgresql" in database_url
-    assert _at_revision(database_url, "0012", add("first")) == (
-        ("placement", [("east-only",)], []) if postgresql else ("no function", [("east-only",)])
+    sqlite = ("no function", [("ruled",)])
+    assert _at_revision(database_url, revision, add("first")) == (
+        ("placement", [("ruled",)], []) if postgresql else sqlite
     )
-    assert _at_revision(database_url, "0011", add("second"), downgrade=True) == (
-        ("created", [("east-only",)], [("second",)]) if postgresql else ("no function", [("east-only",)])
+    assert _at_revision(database_url, before, add("second"), downgrade=True) == (
+        ("created", [("ruled",)], [("second",)]) if postgresql else sqlite
     )
-    assert _at_revision(database_url, "0012", add("third")) == (
-        ("placement", [("east-only",)], [("second",)]) if postgresql else ("no function", [("east-only",)])
+    assert _at_revision(database_url, revision, add("third")) == (
+        ("placement", [("ruled",)], [("second",)]) if postgresql else sqlite
     )
