@@ -26,7 +26,7 @@ from ipamd.core.subnet import Route, SubnetSpec
 
 
 def rfc3339(value: datetime | None) -> str | None:
-    """Returns an RFC 3339 UTC timestamp to the second (SQLite hands back naive UTC datetimes)."""
+    """Returns an RFC 3339 UTC timestamp to the second (a naive value is taken as UTC)."""
     if value is None:
         return None
     if value.tzinfo is not None:

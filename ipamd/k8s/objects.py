@@ -125,12 +125,7 @@ def statefulset_state(sts: JSON) -> StatefulSetState:
 def allocation_state(allocation: model.Allocation) -> AllocationState:
     """Returns the release view of an allocation."""
     owner = allocation.owner
-    created = allocation.created_at
-    if created is None:
-        created = datetime.now(UTC)
-    elif created.tzinfo is None:
-        # SQLite hands back naive UTC datetimes.
-        created = created.replace(tzinfo=UTC)
+    created = allocation.created_at or datetime.now(UTC)
     # To the second, as the API server's clock (its Date header) that the rules compare it with.
     created = created.replace(microsecond=0)
     return AllocationState(

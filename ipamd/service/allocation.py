@@ -548,8 +548,6 @@ class Allocations(ServiceBase):
             space.claim(conn, subnet_id=subnet.id, family=family, address=address)
         node = request.node or self.node
         created_at = datetime.now(UTC)
-        if self._naive_timestamps:
-            created_at = created_at.replace(tzinfo=None)
         values = {
             "subnet_id": subnet.id,
             "cluster": self.cluster,

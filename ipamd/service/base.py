@@ -135,9 +135,6 @@ class ServiceBase:
         self._row_locks = self.database.dialect != "sqlite"
         # PostgreSQL releases through a server-side function (migration 0009).
         self._release_by_call = self.database.dialect == "postgresql"
-        # SQLite reads timestamps back naive (UTC): a result made without reading the row
-        # back must carry what a later read of it gives.
-        self._naive_timestamps = self.database.dialect == "sqlite"
         self._clock_warned = False
         # Parsed specs, checked against the stored form on every hit: SQLite reuses the id of
         # a deleted row, so (id, revision) alone could hand a new subnet its predecessor's spec.

@@ -28,7 +28,7 @@ from sqlalchemy.sql.expression import Executable
 from ipamd.core.allocation import Owner
 from ipamd.core.placement import RULE_FIELDS
 from ipamd.store import records
-from ipamd.store.schema import IPAddressBytes, allocations, subnets
+from ipamd.store.schema import IPAddressBytes, UtcDateTime, allocations, subnets
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ _ALLOCATE_ON_POSTGRESQL = sa.text(
 ).columns(
     address_v4=IPAddressBytes,
     address_v6=IPAddressBytes,
-    created_at=sa.DateTime(timezone=True),
+    created_at=UtcDateTime(),
     subnet_spec=sa.JSON,
 )
 
@@ -210,8 +210,7 @@ def _allocate_on_sqlite(db: sqlite3.Connection, params: dict[str, Any]) -> list[
         picks = _take_in_subnet(db, subnet_id, _families(spec, params["family"]))
         if picks is None:
             continue
-        # Naive UTC, as the column reads back on SQLite.
-        created_at = datetime.now(UTC).replace(tzinfo=None)
+        created_at = datetime.now(UTC)
         allocation_id = db.execute(
             _INSERT,
             (
@@ -336,7 +335,7 @@ def _result(db: sqlite3.Connection, outcome: str, allocation_id: int) -> Allocat
             _integer(address_v4),
             _integer(address_v6),
             *middle,
-            datetime.fromisoformat(created_at),
+            datetime.fromisoformat(created_at).replace(tzinfo=UTC),
             subnet_name,
             pool_name,
             revision,

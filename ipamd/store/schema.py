@@ -6,6 +6,7 @@ space fit, and both SQLite (memcmp on BLOB) and PostgreSQL (bytea) order them co
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +35,21 @@ class IPAddressBytes(TypeDecorator[int]):
         return None if value is None else int.from_bytes(value, "big")
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment, read back as an aware UTC datetime on every database: SQLite stores the
+    UTC digits of what was written and hands them back naive, PostgreSQL an aware one."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        # SQLite keeps the digits and drops the offset: write them in UTC.
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
 def _now() -> sa.ColumnElement[Any]:
     return sa.func.current_timestamp()
 
@@ -49,7 +65,7 @@ subnets = sa.Table(
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=_now()),
     # An ADD walks a provider's subnets in this order to the first with free space.
     sa.Index("ix_subnets_provider_order", "provider", "priority", "name"),
 )
@@ -61,7 +77,7 @@ clusters = sa.Table(
     "clusters",
     metadata,
     sa.Column("name", sa.String(63), primary_key=True),
-    sa.Column("joined_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("joined_at", UtcDateTime(), nullable=False, server_default=_now()),
 )
 
 pools = sa.Table(
@@ -74,7 +90,7 @@ pools = sa.Table(
     # Placement rules (namespaces, nodeNames, selectors) as the API writes them; null: none.
     sa.Column("rules", sa.JSON, nullable=True),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=_now()),
 )
 
 reservations = sa.Table(
@@ -88,7 +104,7 @@ reservations = sa.Table(
     sa.Column("owner", sa.String(1024), nullable=True),
     sa.Column("note", sa.String(1024), nullable=True),
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=_now()),
     # The family is part of the key: IPv4 a.b.c.d and IPv6 ::a.b.c.d are the same integer.
     sa.UniqueConstraint("subnet_id", "family", "address"),
     # A deleted reservation's id is never given to another (DELETE by id stays safe to retry).
@@ -122,7 +138,7 @@ allocations = sa.Table(
     sa.Column("origin", sa.String(16), nullable=False, server_default="api"),
     # Why the address outlives its sandbox or pod (e.g. "statefulset"); null otherwise.
     sa.Column("hold", sa.String(64), nullable=True),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("created_at", UtcDateTime(), nullable=False, server_default=_now()),
     # The attachment identity; the address constraints below are shared by every cluster.
     sa.UniqueConstraint("cluster", "network_key", "namespace", "pod", "interface"),
     sa.UniqueConstraint("subnet_id", "address_v4"),
@@ -160,7 +176,7 @@ released = sa.Table(
     sa.Column("subnet_id", sa.Integer, sa.ForeignKey("subnets.id", ondelete="CASCADE"), nullable=False),
     sa.Column("family", sa.SmallInteger, nullable=False),
     sa.Column("address", IPAddressBytes, nullable=False),
-    sa.Column("released_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("released_at", UtcDateTime(), nullable=False, server_default=_now()),
     sa.UniqueConstraint("subnet_id", "family", "address"),
     sa.Index("ix_released_order", "subnet_id", "family", "id"),
 )
@@ -170,7 +186,7 @@ address_events = sa.Table(
     "address_events",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("at", UtcDateTime(), nullable=False, server_default=_now()),
     sa.Column("action", sa.String(16), nullable=False),
     sa.Column("subnet", sa.String(253), nullable=False),
     sa.Column("family", sa.SmallInteger, nullable=False),
@@ -193,5 +209,5 @@ write_checks = sa.Table(
     "write_checks",
     metadata,
     sa.Column("node", sa.String(253), primary_key=True),
-    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False, server_default=_now()),
+    sa.Column("checked_at", UtcDateTime(), nullable=False, server_default=_now()),
 )

@@ -36,9 +36,9 @@ def test_the_release_view_names_the_owner_and_the_hold():
     )
 
 
-def test_a_naive_creation_time_is_utc_to_the_second():
-    # SQLite hands back naive UTC datetimes; the API server's clock counts whole seconds.
-    allocation = allocation_of(ADDRESS, created_at=datetime(2026, 11, 29, 12, 0, 5, 999_999))
+def test_a_creation_time_counts_to_the_second():
+    # The API server's clock (its Date header) counts whole seconds.
+    allocation = allocation_of(ADDRESS, created_at=datetime(2026, 11, 29, 12, 0, 5, 999_999, tzinfo=UTC))
     assert allocation_state(allocation).created_at == datetime(2026, 11, 29, 12, 0, 5, tzinfo=UTC)
 
 

@@ -7,7 +7,7 @@ here is what every door (REST, CNI, Kubernetes, metrics, logs) reads.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -42,6 +42,13 @@ SUBNET = {
     "routes": [{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}, {"dst": "2001:db8:99::/48"}],
     "dns": {"nameservers": ["192.0.2.53"], "search": ["lab.example"]},
 }
+
+
+def assert_just_made(moment: datetime | None) -> None:
+    """A creation time reads back as an aware moment of the last minute, on both databases
+    (SQLite's naive digits are UTC: ipamd.store.schema.UtcDateTime)."""
+    assert moment is not None and moment.utcoffset() is not None, moment
+    assert abs(datetime.now(UTC) - moment) < timedelta(minutes=1), moment
 
 
 def owner(pod: str) -> Owner:
@@ -84,7 +91,7 @@ async def test_allocate_answers_what_the_request_asked_for_with_the_subnets_sett
         None,
         None,
     )
-    assert isinstance(allocation.created_at, datetime)
+    assert_just_made(allocation.created_at)
 
 
 async def test_a_static_request_with_a_mac_answers_them(ipam: Ipam) -> None:
@@ -167,7 +174,7 @@ async def test_a_subnets_usage_follows_allocations_and_releases(ipam: Ipam) -> N
     created = await ipam.create_subnet({**SUBNET, "excludeIps": ["192.0.2.100..192.0.2.109"]})
     assert isinstance(created, Subnet)
     assert (created.name, created.origin) == ("net1", "api")
-    assert isinstance(created.created_at, datetime)
+    assert_just_made(created.created_at)
     assert [usage.family for usage in created.usage] == [4, 6]
     before = family_usage(created, 4)
     # 254 addresses besides network and broadcast; the gateway counts as excluded.
@@ -209,7 +216,7 @@ async def test_a_pools_capacity_use_and_free_members(ipam: Ipam) -> None:
     created = await ipam.create_pool({"name": "db", "subnet": "net1", "ips": ["192.0.2.50..192.0.2.53"]})
     assert isinstance(created, Pool)
     assert (created.name, created.spec.subnet, created.origin) == ("db", "net1", "api")
-    assert isinstance(created.created_at, datetime)
+    assert_just_made(created.created_at)
     assert (created.capacity, created.used, created.available) == (4, 0, 4)
     assert created.free == ((4, ((0xC0000232, 0xC0000235),)),)
     # The pool's members are pooled in the subnet's usage, out of its dynamic space.
@@ -250,7 +257,7 @@ async def test_reservations_answer_what_was_reserved(ipam: Ipam) -> None:
         "edge",
         "api",
     )
-    assert isinstance(router.created_at, datetime)
+    assert_just_made(router.created_at)
     v6 = await ipam.create_reservation({"subnet": "net1", "address": "2001:db8:5::9"})
     assert (v6.family, v6.address, v6.mac, v6.owner, v6.note) == (6, "2001:db8:5::9", None, None, None)
     assert v6.id > router.id
