@@ -98,13 +98,18 @@ class HistoryPruner:
                     await self._wake.wait()
 
     async def prune_once(self) -> int:
-        """Runs one round; returns how many events it deleted."""
+        """Runs one round; returns how many events it deleted.
+
+        The round keeps the retention it started with and ends when the retention changes:
+        a batch after the change must not use a cutoff the round did not start from (the next
+        round, woken by the change, does)."""
         total = 0
+        retention = self.retention
         loop = asyncio.get_running_loop()
-        while not self._stopping:
+        while not self._stopping and self.retention == retention:
             started = loop.time()
             try:
-                deleted, more = await self.ipam.prune_history(retention_seconds=self.retention, batch=self.batch)
+                deleted, more = await self.ipam.prune_history(retention_seconds=retention, batch=self.batch)
             except Exception as e:  # noqa: BLE001 - whatever fails, the daemon keeps serving and retries next round
                 self._failed(e)
                 break
@@ -116,7 +121,7 @@ class HistoryPruner:
                 break
             await asyncio.sleep(loop.time() - started)
         if total:
-            log.debug("history: deleted %d events older than %s", total, format_duration(self.retention))
+            log.debug("history: deleted %d events older than %s", total, format_duration(retention))
         return total
 
     def _failed(self, error: Exception) -> None:

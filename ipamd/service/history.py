@@ -36,7 +36,12 @@ class History(ServiceBase):
 
     async def prune_history(self, *, retention_seconds: float, batch: int) -> tuple[int, bool]:
         """Deletes one batch of the oldest events older than the retention, in its own
-        transaction; returns how many it deleted and whether older ones may remain."""
+        transaction; returns how many it deleted and whether older ones may remain.
+
+        A retention of 0 keeps every event, as ``--history-retention 0`` does: it deletes
+        nothing rather than everything older than now."""
+        if retention_seconds <= 0:
+            return 0, False
         try:
             deleted, more = await self._write(
                 lambda conn: history.prune_batch(conn, retention_seconds=retention_seconds, batch=batch)

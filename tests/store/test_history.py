@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from ipamd.core.allocation import Owner
 from ipamd.core.history import HistoryQuery
 from ipamd.core.nad import NetworkRequest
-from ipamd.retention import HISTORY_PRUNER
+from ipamd.retention import HISTORY_PRUNER, HistoryPruner
 from ipamd.service import AddRequest, Ipam
 from ipamd.store.database import open_database
 from ipamd.store.schema import address_events
@@ -125,8 +125,9 @@ async def test_allocate_release_churn_over_several_retention_windows_leaves_a_bo
     # Never more than half of what was written is still there: the early history is gone.
     assert max(rows for rows, _ in samples) < 2 * cycles // 2, (cycles, samples)
 
-    # What remains, kept still: retention 0 keeps everything.
-    pruner.set_retention(0)
+    # What remains, kept still: the pruner stops after its batch in flight, which would
+    # otherwise delete events after they were read here.
+    await pruner.stop()
     remaining = await events_of_address(rest.ipam)
     assert 0 < len(remaining) < 2 * cycles
     by_allocation: dict[int, list[str]] = {}
@@ -306,6 +307,32 @@ async def test_pruning_deletes_the_oldest_events_in_batches_by_the_database_cloc
     assert [event.allocation_id for event in await events_of_address(rest.ipam)] == [8, 9]
     assert await rest.ipam.prune_history(retention_seconds=30, batch=3) == (2, False)
     assert await count_events(rest.ipam) == 0
+
+
+async def test_a_retention_change_ends_the_round_in_flight_and_zero_deletes_nothing(
+    rest: Rest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Setting the retention to 0 (keep everything) while a round is deleting batches: the
+    round ends after the batch in flight instead of going on with a cutoff of now, which
+    would delete the whole history."""
+    await insert_events(rest.ipam, [(n, "allocate", datetime.now(UTC) - timedelta(hours=1)) for n in range(1, 8)])
+    assert await rest.ipam.prune_history(retention_seconds=0, batch=3) == (0, False)
+
+    pruner = HistoryPruner(rest.ipam, retention=1800)
+    pruner.batch = 3
+    asked: list[float] = []
+    prune_history = rest.ipam.prune_history
+
+    async def prune_then_keep_everything(*, retention_seconds: float, batch: int) -> tuple[int, bool]:
+        asked.append(retention_seconds)
+        result = await prune_history(retention_seconds=retention_seconds, batch=batch)
+        pruner.set_retention(0)  # as SIGHUP would, while this batch was in flight
+        return result
+
+    monkeypatch.setattr(rest.ipam, "prune_history", prune_then_keep_everything)
+    assert await pruner.prune_once() == 3
+    assert asked == [1800]
+    assert [event.allocation_id for event in await events_of_address(rest.ipam)] == [4, 5, 6, 7]
 
 
 async def migrate(url: str, direction: str, revision: str) -> None:
