@@ -86,6 +86,9 @@ class AllocationState:
     created_at: datetime
     pod_uid: str | None = None
     hold: str | None = None
+    # The allocation's entity tag when it was read (``model.Allocation.etag``): a release
+    # decided on this view holds only while the row still names the same pod instance.
+    etag: str | None = None
 
 
 # Release reasons: fixed strings (they label metrics); the detail goes to the log.
@@ -127,6 +130,9 @@ class Release:
     # True when the decision rests on the pod's absence from a snapshot: the caller checks
     # again right before acting, since a pod with that name may have been created since.
     pod_absent: bool = False
+    # The allocation's entity tag in the snapshot: the release must be conditional on it, or
+    # a new pod instance that took the row over since (same id and address) loses it.
+    etag: str | None = None
 
 
 def statefulset_pod(name: str) -> tuple[str, int] | None:
@@ -244,6 +250,7 @@ def plan_releases(
                     decision.reason,
                     decision.detail,
                     pod_absent=pod_absent,
+                    etag=allocation.etag,
                 )
             )
     return releases

@@ -137,6 +137,7 @@ def allocation_state(allocation: model.Allocation) -> AllocationState:
         created_at=created,
         pod_uid=allocation.pod_uid,
         hold=allocation.hold,
+        etag=allocation.etag,
     )
 
 

@@ -39,7 +39,7 @@ from ipamd.core.release import (
     statefulset_pod,
     vm_owner,
 )
-from ipamd.errors import InvalidInput, IpamError, NotFound, StalePod, Unavailable
+from ipamd.errors import InvalidInput, IpamError, NotFound, PreconditionFailed, StalePod, Unavailable
 from ipamd.k8s import annotations as notes
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.events import ACQUIRE_FAILED, EventRecorder
@@ -415,9 +415,10 @@ class KubernetesPolicy:
             if vm is not None:
                 await self.release_vm_if_gone(meta(pod).get("namespace") or "", vm)
         elif pod_state(pod).terminal and uid not in self._ended:
+            await self.release_pod(pod, gone=False)
+            # Only once that worked: a failed release is tried again on the pod's next event.
             if uid:
                 self._ended.add(uid)
-            await self.release_pod(pod, gone=False)
 
     async def release_vm_if_gone(self, namespace: str, vm: str) -> int:
         """Releases a virtual machine's addresses once neither the VirtualMachine nor its
@@ -444,9 +445,7 @@ class KubernetesPolicy:
         ):
             if allocation.hold != HOLD_VM:
                 continue
-            try:
-                await self.ipam.release(allocation.id, reason=VM_DELETED)
-            except NotFound:
+            if not await release_as_read(self.ipam, allocation.id, allocation.etag, reason=VM_DELETED):
                 continue
             log.info("released allocation %s of virtual machine %s/%s: it is deleted", allocation.id, namespace, vm)
             count += 1
@@ -471,10 +470,26 @@ class KubernetesPolicy:
             )
             if decision is None:
                 continue
-            try:
-                await self.ipam.release(allocation.id, reason=decision.reason)
-            except NotFound:
+            if not await release_as_read(self.ipam, allocation.id, allocation.etag, reason=decision.reason):
                 continue
             log.info("released allocation %s of pod %s/%s: %s", allocation.id, namespace, name, decision.detail)
             count += 1
         return count
+
+
+async def release_as_read(ipam: Ipam, allocation_id: int, etag: str | None, *, reason: str) -> bool:
+    """Releases an allocation only if it is still the one a decision was taken on (its entity
+    tag then); returns whether it released it.
+
+    Between the read and the release, a new instance of the pod may have taken the row over
+    (same id and address, another pod UID): that pod is alive, and its address must not go
+    back to the free list. An allocation gone meanwhile is nothing to release either.
+    """
+    try:
+        await ipam.release(allocation_id, reason=reason, if_match=None if etag is None else [etag])
+    except NotFound:
+        return False
+    except PreconditionFailed:
+        log.info("allocation %d passed to another pod instance since it was read; keeping it", allocation_id)
+        return False
+    return True

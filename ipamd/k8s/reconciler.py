@@ -29,10 +29,11 @@ from datetime import timedelta
 from typing import Any
 
 from ipamd.core.release import HOLD_VM, PodState, Release, plan_releases
-from ipamd.errors import IpamError, NotFound
+from ipamd.errors import IpamError
 from ipamd.k8s.client import KubeClient
 from ipamd.k8s.leader import LeaseElector
 from ipamd.k8s.objects import allocation_state, is_pod_allocation, live, meta, object_key, pod_state, statefulset_state
+from ipamd.k8s.policy import release_as_read
 from ipamd.service import Ipam
 
 log = logging.getLogger("ipamd.k8s.reconciler")
@@ -51,7 +52,8 @@ class Reconciler:
         grace: float,
         on_released: Callable[[int], None] | None = None,
     ) -> None:
-        """``on_released`` is told how many allocations each pass released (the metrics count them)."""
+        """``on_released`` is told of the allocations a pass releases as it releases them (the
+        metrics count them)."""
         self.ipam = ipam
         self.client = client
         self.elector = elector
@@ -162,17 +164,16 @@ class Reconciler:
                     release.allocation_id,
                 )
                 continue
-            try:
-                await self.ipam.release(release.allocation_id, reason=release.reason)
-            except NotFound:
+            if not await release_as_read(self.ipam, release.allocation_id, release.etag, reason=release.reason):
                 continue
             log.info("reconcile: released allocation %d: %s", release.allocation_id, release.detail)
             done.append(release)
+            # Counted one by one: a pass cancelled halfway (the Lease lost) has still released these.
             self.released_by_reason[release.reason] += 1
+            self.released_total += 1
+            if self.on_released is not None:
+                self.on_released(1)
         self.passes += 1
-        self.released_total += len(done)
-        if self.on_released is not None:
-            self.on_released(len(done))
         log.info(
             "reconcile pass %d: %d pod allocation(s), %d pod(s), %d statefulset(s): released %d (total %d)",
             self.passes,
