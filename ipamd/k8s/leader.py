@@ -7,7 +7,9 @@ a takeover waits at most one more duration. The holder renews every ``renew_ever
 seconds; another daemon takes over when the
 record has not changed for ``duration`` seconds by its own clock (not by the timestamps in
 the Lease, which were written by another node's clock). Writes carry the resourceVersion
-that was read, so two candidates cannot both win: the loser gets a 409.
+that was read, so two candidates cannot both win: the loser gets a 409. A holder that
+cannot renew stops leading once its next attempt would come a lease duration after its last
+renewal (counted from when that renewal was asked), before another daemon may take over.
 
 The identity is the node name: a daemon restarted on its node takes its own Lease back at
 once instead of waiting for it to expire.
@@ -68,19 +70,22 @@ class LeaseElector:
     async def run(self) -> None:
         """Acquires and renews until cancelled."""
         while True:
-            asked = 0.0
-            try:
-                won = await self.try_acquire()
-            except IpamError as e:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, e.message)
-                # Without a successful renewal for a whole lease duration, others may take over.
-                won = self.leading and self.clock() - self._last_renew < self.duration
-                asked = wait_asked(e)
-            self._set_leading(won)
-            self.decided.set()
-            await asyncio.sleep(
-                max(asked, self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2))
-            )
+            await asyncio.sleep(await self.attempt())
+
+    async def attempt(self) -> float:
+        """Tries to acquire or renew once; returns how long to wait before the next attempt."""
+        asked = 0.0
+        try:
+            won = await self.try_acquire()
+        except IpamError as e:
+            log.warning("lease %s/%s: %s", self.namespace, self.name, e.message)
+            # Others may take over a lease duration after the last renewal: this daemon
+            # stops leading before that, unless the next attempt still comes in time.
+            won = self.leading and self.clock() + self.renew_every - self._last_renew < self.duration
+            asked = wait_asked(e)
+        self._set_leading(won)
+        self.decided.set()
+        return max(asked, self.renew_every if self.leading else self.duration * random.uniform(1.0, 1.2))
 
     def _set_leading(self, won: bool) -> None:
         if won and not self.leading:
@@ -106,13 +111,15 @@ class LeaseElector:
 
     async def try_acquire(self) -> bool:
         """Returns whether this daemon holds the Lease after one attempt."""
+        # A renewal counts from before it was asked: the others' clocks start no earlier.
+        asked_at = self.clock()
         lease = await self.client.get_lease(self.namespace, self.name)
         if lease is None:
             try:
                 await self.client.create_lease(self.namespace, self.name, self._spec(transitions=0, acquired=None))
             except Conflict:
                 return False
-            self._last_renew = self.clock()
+            self._last_renew = asked_at
             return True
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
@@ -130,7 +137,7 @@ class LeaseElector:
             await self.client.replace_lease(self.namespace, self.name, lease)
         except Conflict:
             return False
-        self._last_renew = self.clock()
+        self._last_renew = asked_at
         return True
 
     async def release(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from ipamd.k8s.client import KubeClient
@@ -59,6 +60,29 @@ async def test_an_expired_lease_is_taken_over(tmp_path: Path):
             await client.close()
 
 
+async def test_a_holder_that_cannot_renew_stops_leading_before_others_may_take_over(tmp_path: Path):
+    """Others take over a lease duration after the last renewal by their own clocks, which
+    start no earlier than the renewal was asked: the holder stops leading while its next
+    attempt would come later than that."""
+    async with KubeApiDouble() as api:
+        client = await KubeClient.connect(str(api.write_kubeconfig(tmp_path / "kubeconfig")))
+        try:
+            now = [1000.0]
+            holder = LeaseElector(
+                client, namespace="kube-system", identity="n1", duration=15, renew_every=5, clock=lambda: now[0]
+            )
+            assert await holder.attempt() == 5 and holder.leading
+            api.inject_error("GET", "/leases/ipamd-reconciler", code=500, times=2)
+            now[0] += 9.9  # the next attempt, 5 s on, still comes before 15 s
+            await holder.attempt()
+            assert holder.leading
+            now[0] += 0.2  # it would come after: others may hold the Lease by then
+            await holder.attempt()
+            assert not holder.leading and holder.not_leading.is_set()
+        finally:
+            await client.close()
+
+
 async def test_losing_the_lease_cancels_the_running_pass(tmp_path: Path):
     import asyncio
 
@@ -111,13 +135,18 @@ async def test_non_holders_poll_at_the_lease_duration(tmp_path: Path):
         task = asyncio.create_task(waiter.run())
         try:
             await asyncio.wait_for(waiter.decided.wait(), 10)
-            # Keep the holder renewing while the waiter polls, for about three durations.
+            # Keep the holder renewing while the waiter polls, for about three durations
+            # (longer on a loaded machine: the bounds below follow the time it took).
+            started = time.monotonic()
             for _ in range(60):
                 await holder.try_acquire()
                 await asyncio.sleep(0.05)
+            elapsed = time.monotonic() - started
             reads = [r for r in api.recorded("GET", "/leases/ipamd-reconciler")]
             waiter_reads = len(reads) - 61  # the holder read once per renewal
-            assert 2 <= waiter_reads <= 4, waiter_reads
+            # Its first read, then one every 1 to 1.2 durations; polling at renew_every would
+            # have read about 60 times.
+            assert int(elapsed / 1.2) <= waiter_reads <= int(elapsed) + 2, (waiter_reads, elapsed)
             assert not waiter.leading
         finally:
             task.cancel()
