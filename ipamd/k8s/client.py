@@ -13,7 +13,8 @@ Errors leave here as ``ipamd.errors`` types, decided in one place (:func:`error_
 Being polite to the API server: a 429 is retried here a few times after the delay the
 server asks for, then handed to the caller with that delay (:func:`wait_asked`), which the
 long-running loops (watch, Lease, SQLite claim, annotation retries) wait at least. Lists can be served from the watch cache
-(``resourceVersion=0``) and can hand each item to a callback as its page arrives, so no
+(``resourceVersion=0``, possibly older than what the caller has seen; a caller that must
+not go back in time passes its version with ``resourceVersionMatch=NotOlderThan``) and can hand each item to a callback as its page arrives, so no
 caller has to hold a whole cluster's pods. The client remembers the last successful
 exchange (readiness) and the API server's clock (``Date``), for decisions that compare
 times written by the API server.
@@ -274,48 +275,92 @@ class KubeClient:
         label_selector: str | None = None,
         page_size: int = LIST_PAGE_SIZE,
         resource_version: str | None = None,
+        resource_version_match: str | None = None,
         keep: Callable[[JSON], Any] | None = None,
     ) -> tuple[list[Any], str]:
         """Returns every item of a collection (read in pages) and the list's resourceVersion.
 
         ``resource_version="0"`` lets the API server answer from its watch cache instead of
-        etcd, as client-go's reflector lists (the server may then ignore ``limit``).
+        etcd, as client-go's reflector lists (the server may then ignore ``limit``): the
+        answer may be older than what the caller has seen. ``None`` is a consistent read
+        (the newest state). Any other version needs ``resource_version_match``: with
+        ``limit`` set and no match the API server reads it as ``Exact`` (the state at that
+        version, 410 once compacted), not ``NotOlderThan`` (at least as new). Both are sent
+        with the first page only; a continue token carries the version of its list.
+        ``page_size=0`` sends no ``limit``: one answer. A list at a non-zero version can then
+        be served from the watch cache, where with ``limit`` the API server (before 1.34's
+        snapshot pagination) reads it from etcd.
         ``keep`` turns each item into what the caller stores (None drops it) as its page
         arrives, so only one page of full objects is ever held.
+
+        Raises ``Gone`` when the first page answers 410: the version asked for is no longer
+        available (client-go's "last sync resourceVersion unavailable"), and the caller
+        chooses what to list instead. A 410 on a later page is an expired continue token:
+        the list starts over, a few times.
         """
         for _ in range(3):
-            items: list[Any] = []
-            token: str | None = None
-            try:
-                while True:
-                    query = [("limit", str(page_size))]
-                    if resource_version is not None and not token:
-                        query.append(("resourceVersion", resource_version))
-                    if field_selector:
-                        query.append(("fieldSelector", field_selector))
-                    if label_selector:
-                        query.append(("labelSelector", label_selector))
-                    if token:
-                        query.append(("continue", token))
-                    page = await self.request("GET", path, query=query)
-                    raw = page.pop("items", None) or []
-                    if keep is None:
-                        items.extend(raw)
-                    else:
-                        for item in raw:
-                            kept = keep(item)
-                            if kept is not None:
-                                items.append(kept)
-                    del raw
-                    meta = page.get("metadata") or {}
-                    token = meta.get("continue") or None
-                    if token is None:
-                        return items, str(meta.get("resourceVersion") or "")
-            except Gone:
-                # The continue token outlived the history it points into: start over.
-                log.info("list %s: continue token expired; listing again", path)
-                continue
+            listed = await self._list_pages(
+                path,
+                field_selector=field_selector,
+                label_selector=label_selector,
+                page_size=page_size,
+                resource_version=resource_version,
+                resource_version_match=resource_version_match,
+                keep=keep,
+            )
+            if listed is not None:
+                return listed
+            # The continue token outlived the history it points into: start over.
+            log.info("list %s: continue token expired; listing again", path)
         raise Unavailable(f"could not list {path} consistently (history kept expiring); retry later")
+
+    async def _list_pages(
+        self,
+        path: str,
+        *,
+        field_selector: str | None,
+        label_selector: str | None,
+        page_size: int,
+        resource_version: str | None,
+        resource_version_match: str | None,
+        keep: Callable[[JSON], Any] | None,
+    ) -> tuple[list[Any], str] | None:
+        """One list, page after page; None when a continue token expired (a 410 on the first
+        page, the version itself, is raised)."""
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            query = [("limit", str(page_size))] if page_size > 0 else []
+            if not token:
+                if resource_version is not None:
+                    query.append(("resourceVersion", resource_version))
+                if resource_version_match:
+                    query.append(("resourceVersionMatch", resource_version_match))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            try:
+                page = await self.request("GET", path, query=query)
+            except Gone:
+                if token is None:
+                    raise
+                return None
+            raw = page.pop("items", None) or []
+            if keep is None:
+                items.extend(raw)
+            else:
+                for item in raw:
+                    kept = keep(item)
+                    if kept is not None:
+                        items.append(kept)
+            del raw
+            meta = page.get("metadata") or {}
+            token = meta.get("continue") or None
+            if token is None:
+                return items, str(meta.get("resourceVersion") or "")
 
     async def watch(
         self,

@@ -7,12 +7,33 @@ objects that disappeared meanwhile are reported as DELETED, so a deletion is nev
 either. Handlers run one at a time, in event order; a failing handler is logged and the
 watch goes on.
 
-Polite to the API server: lists ask for ``resourceVersion=0`` (served from the watch cache,
-not etcd, as client-go's reflector does), so a restarted API server is not met by every
-node listing from etcd at once. Watch requests are at least ``min_gap`` apart (with
-jitter) even when the server ends them cleanly at once, and the backoff after failures is
-reset only by a watch that lasted; a 429's ``Retry-After`` is waited at least. Cached
-objects drop ``metadata.managedFields``, most of a pod's size and never read here.
+That comparison is only sound with a list at least as new as the cache. A DELETED for
+a pod makes the daemon release its address at once, so a list older than what the watch
+has shown would free the address of a running pod (seen through the watch, absent from
+the stale list) for another pod: a duplicate IP. ``resourceVersion=0`` gives no such
+guarantee: any API server may answer it from its watch cache, and in an HA control plane
+that cache can lag behind the server the watch was talking to. So the lists are chosen as
+client-go's reflector chooses them:
+
+- the first list, with an empty cache, asks for ``resourceVersion=0``: cheap (served from
+  the watch cache, not etcd), so a restarted API server is not met by every node listing
+  from etcd at once, and an old answer is harmless when nothing is cached;
+- a list after a Gone asks for the last resourceVersion seen (kept through the Gone) with
+  ``resourceVersionMatch=NotOlderThan``, so whichever server answers, it answers with
+  data at least that new. The match is sent explicitly (with ``limit`` and no match the
+  API server reads the version as Exact, 410 once compacted), and there is no ``limit``
+  (as client-go's reflector drops it for such lists): the watch cache serves it, where a
+  paginated one would go to etcd, which matters after an API server restart, when every
+  node's watch is Gone at once. A server whose cache is behind waits for it or answers
+  504 "Too large resource version": that is retried after a backoff with the same
+  version, never with an older list;
+- when that list answers 410 (the version is no longer available), the next one leaves
+  resourceVersion unset: a consistent read, the newest state.
+
+Polite to the API server: watch requests are at least ``min_gap`` apart (with jitter)
+even when the server ends them cleanly at once, and the backoff after failures is reset
+only by a watch that lasted; a 429's ``Retry-After`` is waited at least. Cached objects
+drop ``metadata.managedFields``, most of a pod's size and never read here.
 """
 
 from __future__ import annotations
@@ -26,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ipamd.errors import IpamError
-from ipamd.k8s.client import Gone, KubeClient, Refused, wait_asked
+from ipamd.k8s.client import LIST_PAGE_SIZE, Gone, KubeClient, Refused, wait_asked
 from ipamd.k8s.objects import meta, object_key, uid_of
 
 log = logging.getLogger("ipamd.k8s.watch")
@@ -88,7 +109,13 @@ class Informer:
         self.watch_timeout = watch_timeout
         self.name = name
         self.cache: dict[tuple[str, str], JSON] = {}
+        # The last resourceVersion seen (a list's, an event's, a bookmark's); kept through a
+        # Gone, as the version the next list must be at least as new as.
         self.resource_version: str | None = None
+        # True until listed, and again after the watch answered Gone: the next round lists.
+        self.must_list = True
+        # The list at resource_version answered Gone: the next list is a consistent read.
+        self.version_unavailable = False
         self.synced = asyncio.Event()
         self.min_gap = min_gap
         # A watch that ran this long resets the failure backoff.
@@ -127,20 +154,33 @@ class Informer:
                     await asyncio.sleep(gap)
             last_start = loop.time()
             try:
-                if self.resource_version is None:
+                if self.must_list:
                     await self._relist()
                 await self._watch()
                 if loop.time() - last_start >= self.lasting:
                     backoff.reset()
             except Gone as e:
                 self.gone += 1
-                log.info(
-                    "%s watch: resourceVersion %s expired (%s); listing again",
-                    self.name,
-                    self.resource_version,
-                    e.message,
-                )
-                self.resource_version = None
+                if self.must_list:
+                    # The list itself: the version is gone from the history too (client-go's
+                    # "last sync resourceVersion unavailable"). Never fall back to "0".
+                    self.version_unavailable = True
+                    log.info(
+                        "%s: resourceVersion %s is no longer available to list (%s); "
+                        "listing again, a consistent read of the current state",
+                        self.name,
+                        self.resource_version,
+                        e.message,
+                    )
+                else:
+                    # Keep resource_version: the list must be at least as new as it.
+                    self.must_list = True
+                    log.info(
+                        "%s watch: resourceVersion %s expired (%s); listing again, not older than it",
+                        self.name,
+                        self.resource_version,
+                        e.message,
+                    )
             except IpamError as e:
                 if self.error is None or self.error[0] != e.message:
                     self.error = (e.message, time.monotonic(), isinstance(e, Refused))
@@ -148,11 +188,25 @@ class Informer:
                 log.warning("%s watch: %s; retrying in %.1fs", self.name, e.message, delay)
                 await asyncio.sleep(delay)
 
+    def _list_version(self) -> tuple[str | None, str | None]:
+        """The resourceVersion and resourceVersionMatch of the next list (see the module doc)."""
+        if self.version_unavailable:
+            return None, None
+        if self.resource_version is None:
+            # Nothing seen yet: any version will do. A cache without a version (a server
+            # that sent none) is not compared with an answer that may be older.
+            return ("0", None) if not self.cache else (None, None)
+        return self.resource_version, "NotOlderThan"
+
     async def _relist(self) -> None:
+        version, match = self._list_version()
         items, resource_version = await self.client.list_all(
             self.path,
             field_selector=self.field_selector,
-            resource_version="0",
+            resource_version=version,
+            resource_version_match=match,
+            # No limit at a version: served from the watch cache, not etcd (module doc).
+            page_size=0 if match else LIST_PAGE_SIZE,
             keep=slim,
         )
         self.lists += 1
@@ -161,7 +215,10 @@ class Informer:
         previous = self.cache
         self.cache = fresh
         self.resource_version = resource_version or None
-        log.info("%s: listed %d (resourceVersion %s)", self.name, len(fresh), resource_version)
+        self.must_list = False
+        self.version_unavailable = False
+        asked = "unset (consistent read)" if version is None else version + (f" {match}" if match else "")
+        log.info("%s: listed %d at resourceVersion %s (asked for %s)", self.name, len(fresh), resource_version, asked)
         # What vanished while we were not watching: report it as deleted.
         for key, old in previous.items():
             new = fresh.get(key)

@@ -57,8 +57,22 @@ class RecordedRequest:
     headers: dict[str, str] = field(default_factory=dict)
     # time.monotonic() on arrival, for tests of request pacing.
     at: float = field(default_factory=time.monotonic)
-    # Lists only: "cache" (resourceVersion=0, the watch cache) or "etcd" (a consistent read).
+    # Lists only: "cache" (the watch cache) or "etcd" (see _served_from).
     served_from: str | None = None
+
+
+def _served_from(query: dict[str, str]) -> str:
+    """Where an apiserver (before 1.34's snapshot pagination, without the consistent reads
+    from cache of 1.31) serves a list: from the watch cache when it asks for
+    ``resourceVersion=0``, or for another version not Exact and without ``limit``; from
+    etcd otherwise (a consistent read, a continue token, an Exact or paginated version)."""
+    rv = query.get("resourceVersion") or ""
+    if query.get("continue") or not rv:
+        return "etcd"
+    if rv == "0":
+        return "cache"
+    match = query.get("resourceVersionMatch") or ""
+    return "cache" if match in ("", "NotOlderThan") and not int(query.get("limit") or 0) else "etcd"
 
 
 @dataclass
@@ -239,9 +253,7 @@ class Handlers:
                     return await self._watch(request, target, query, fmt)
                 listed = self._list(target, query, fmt)
                 if recorded is not None:
-                    recorded.served_from = (
-                        "cache" if query.get("resourceVersion") == "0" and not query.get("continue") else "etcd"
-                    )
+                    recorded.served_from = _served_from(query)
                 return _json(listed)
             obj = self.registry.get(resource, target.namespace or "", target.name)
             return _json(self._render_one(resource, obj, fmt, query))
@@ -340,7 +352,9 @@ class Handlers:
             at_rv, start_after = self._decode_continue(query["continue"])
         elif rv_param not in ("", "0"):
             wanted = self._parse_rv(rv_param)
-            if match == "Exact":
+            # With limit and no resourceVersionMatch, a non-zero resourceVersion means Exact
+            # (the paginated list's legacy semantics, KEP-2523), not NotOlderThan.
+            if match == "Exact" or (not match and int(query.get("limit") or 0) > 0):
                 at_rv = wanted
             elif wanted > current:
                 raise ApiError(
