@@ -3,7 +3,7 @@
 The file lists subnets, pools and reservations, and may set ``history.retention`` (used
 when ``--history-retention`` is not given). At start-up and on SIGHUP the daemon makes
 the objects it created from the file (``origin: config``) equal to the file: missing ones
-are created, changed subnets patched, changed pools and reservations replaced, removed
+are created, changed subnets and reservations updated in place, changed pools replaced, removed
 ones deleted unless they still have live allocations (then kept, and said so in the log).
 Objects created over the API or from a NAD are never touched, even when the file names them.
 What to change, and in which order, is ipamd.core.converge's plan; the file's text is
@@ -150,9 +150,11 @@ class Applier:
             else:
                 assert change.action is Action.RECREATE and change.current is not None
                 assert change.current.id is not None
-                await self.ipam.delete_reservation(change.current.id)
-                await self.ipam.create_reservation(desired.request(), origin=ORIGIN)
-                self._changed(f"{label} replaced")
+                # Only its MAC, owner or note changed (the address names it): edited in place,
+                # in one transaction, so the address is never free for an ADD meanwhile and a
+                # reload cancelled here never leaves it missing.
+                await self.ipam.replace_reservation(change.current.id, desired.request())
+                self._changed(f"{label} updated")
         except IpamError as e:
             self._failed(label, e)
 

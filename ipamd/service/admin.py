@@ -397,6 +397,47 @@ class Administration(ServiceBase):
 
         return await self._write(run)
 
+    async def replace_reservation(self, reservation_id: int, raw: object) -> model.Reservation:
+        """Rewrites the reservation's MAC, owner and note in place, in one transaction: its
+        address stays reserved throughout (no ADD can take it meanwhile), and its id, origin
+        and creation time stay. ``raw`` is the whole reservation as for a create (a field
+        left out becomes null); its subnet and address, when given, must be the
+        reservation's: another address is another reservation (delete it, create that one).
+
+        An allocation holding the address keeps it: the new owner applies to later requests.
+        """
+        if not isinstance(raw, Mapping):
+            raise InvalidInput("expected a JSON object describing a reservation")
+
+        def run(conn: Connection) -> model.Reservation:
+            row = catalog.reservation_by_id(conn, reservation_id)
+            if row is None:
+                raise NotFound(f"reservation {reservation_id} not found")
+            subnet = self._subnet_by_id(conn, row.subnet_id, lock=True)
+            text = ip_text(int(row.address), row.family)
+            body = {"subnet": subnet.name, "address": text, **raw}
+            if body["subnet"] != subnet.name:
+                raise InvalidInput(
+                    f"reservation {reservation_id} is in subnet {subnet.name}; to reserve an address of another "
+                    "subnet, delete it and create another",
+                    field="subnet",
+                )
+            spec = canonical_reservation(body, subnet=subnet.spec)
+            if (spec.version, spec.address) != (row.family, int(row.address)):
+                raise InvalidInput(
+                    f"reservation {reservation_id} reserves {text}; to reserve another address, delete it and "
+                    "create another",
+                    field="address",
+                )
+            updated = catalog.update_reservation(conn, reservation_id, mac=spec.mac, owner=spec.owner, note=spec.note)
+            if updated is None:
+                # Deleted by a concurrent request while this one waited for the subnet lock.
+                raise NotFound(f"reservation {reservation_id} not found")
+            log.info("reservation updated subnet=%s address=%s owner=%s", subnet.name, text, spec.owner)
+            return _reservation(updated, subnet.name)
+
+        return await self._write(run)
+
     async def list_reservations(self) -> list[model.Reservation]:
         def run(conn: Connection) -> list[model.Reservation]:
             return [_reservation(row, row.subnet_name) for row in catalog.reservations_with_subnet(conn)]

@@ -265,6 +265,19 @@ def reservation_with_subnet(conn: Connection, reservation_id: int) -> Record | N
     return conn.execute(_RESERVATIONS_WITH_SUBNET.where(reservations.c.id == reservation_id)).first()
 
 
+def update_reservation(
+    conn: Connection, reservation_id: int, *, mac: str | None, owner: str | None, note: str | None
+) -> Record | None:
+    """Rewrites the reservation's MAC, owner and note in place (its id, address, origin and
+    creation stay); returns the row as it is now, None when no row was there (deleted meanwhile)."""
+    changed = conn.execute(
+        sa.update(reservations).where(reservations.c.id == reservation_id).values(mac=mac, owner=owner, note=note)
+    ).rowcount
+    if not changed:
+        return None
+    return conn.execute(sa.select(reservations).where(reservations.c.id == reservation_id)).one()
+
+
 def delete_reservation(conn: Connection, reservation_id: int) -> bool:
     """Deletes the reservation; False when no row was there (deleted meanwhile)."""
     return conn.execute(sa.delete(reservations).where(reservations.c.id == reservation_id)).rowcount > 0
