@@ -33,6 +33,8 @@ def test_the_release_view_names_the_owner_and_the_hold():
         created_at=datetime(2026, 11, 29, 12, 0, 5, tzinfo=UTC),
         pod_uid="uid-1",
         hold=HOLD_STATEFULSET,
+        # What a release decided on this view is conditional on.
+        etag=allocation.etag,
     )
 
 
