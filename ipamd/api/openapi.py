@@ -105,6 +105,21 @@ PLACEMENT: dict[str, Schema] = {
     "podSelector": ref("LabelSelector"),
 }
 
+# What a reservation takes, to create it (POST) or to rewrite it (PUT).
+RESERVATION_INPUT: dict[str, Schema] = {
+    "subnet": STRING,
+    "address": STRING,
+    "mac": nullable(STRING),
+    "owner": nullable(
+        {
+            "type": "string",
+            "maxLength": RESERVATION_TEXT_MAX,
+            "description": "namespace/pod, or the pod name alone",
+        }
+    ),
+    "note": nullable({"type": "string", "maxLength": RESERVATION_TEXT_MAX}),
+}
+
 SCHEMAS: dict[str, Schema] = {
     "LabelSelector": strict(
         {
@@ -237,21 +252,14 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "PoolList": shape({"items": {"type": "array", "items": ref("Pool")}}),
     "PoolDeleted": shape({"deleted": STRING}),
-    "ReservationInput": strict(
+    "ReservationInput": strict(RESERVATION_INPUT, required=("subnet", "address")),
+    # The same body; subnet and address name the reservation: left out, or its own.
+    "ReservationReplace": strict(
         {
-            "subnet": STRING,
-            "address": STRING,
-            "mac": nullable(STRING),
-            "owner": nullable(
-                {
-                    "type": "string",
-                    "maxLength": RESERVATION_TEXT_MAX,
-                    "description": "namespace/pod, or the pod name alone",
-                }
-            ),
-            "note": nullable({"type": "string", "maxLength": RESERVATION_TEXT_MAX}),
-        },
-        required=("subnet", "address"),
+            **RESERVATION_INPUT,
+            "subnet": {"type": "string", "description": "the reservation's subnet (another one is refused)"},
+            "address": {"type": "string", "description": "the reservation's address (another one is refused)"},
+        }
     ),
     "Reservation": shape(
         {
@@ -680,6 +688,16 @@ PATHS: dict[str, Schema] = {
             parameters=[RESERVATION_ID],
             tag="reservations",
         ),
+        "put": operation(
+            "rewrite a reservation's mac, owner and note in one transaction (its address stays reserved "
+            "throughout; a field left out becomes null); subnet and address, if given, must be its own",
+            {"200": ok("replaced", "Reservation")},
+            errors=("404",),
+            body="ReservationReplace",
+            parameters=[RESERVATION_ID],
+            changes_state=True,
+            tag="reservations",
+        ),
         "delete": operation(
             "delete a reservation",
             {"200": ok("deleted", "ReservationDeleted")},
@@ -805,6 +823,7 @@ OPERATION_IDS = {
     ("/v1/reservations", "get"): "listReservations",
     ("/v1/reservations", "post"): "createReservation",
     ("/v1/reservations/{id}", "get"): "getReservation",
+    ("/v1/reservations/{id}", "put"): "replaceReservation",
     ("/v1/reservations/{id}", "delete"): "deleteReservation",
     ("/v1/allocations", "get"): "listAllocations",
     ("/v1/allocations", "post"): "createAllocation",
@@ -817,7 +836,11 @@ OPERATION_IDS = {
 LINKS = {
     ("/v1/subnets", "post", "201"): ("name", "$response.body#/name", ("getSubnet", "patchSubnet", "deleteSubnet")),
     ("/v1/pools", "post", "201"): ("name", "$response.body#/name", ("getPool", "deletePool")),
-    ("/v1/reservations", "post", "201"): ("id", "$response.body#/id", ("getReservation", "deleteReservation")),
+    ("/v1/reservations", "post", "201"): (
+        "id",
+        "$response.body#/id",
+        ("getReservation", "replaceReservation", "deleteReservation"),
+    ),
     ("/v1/allocations", "post", "201"): ("id", "$response.body#/id", ("getAllocation", "releaseAllocation")),
 }
 

@@ -28,6 +28,16 @@ async def get(request: web.Request) -> web.Response:
     return json_response(wire.reservation(await request.app[IPAM].get_reservation(path_int(request, "id"))))
 
 
+@routes.put("/v1/reservations/{id}")
+async def replace(request: web.Request) -> web.Response:
+    """Rewrites the reservation's MAC, owner and note in one transaction: its address stays
+    reserved throughout. The body is a create's; its subnet and address, when given, must be
+    the reservation's own (another address is another reservation)."""
+    reservation_id = path_int(request, "id")
+    replaced = await request.app[IPAM].replace_reservation(reservation_id, await json_object(request))
+    return json_response(wire.reservation(replaced))
+
+
 @routes.delete("/v1/reservations/{id}")
 async def delete(request: web.Request) -> web.Response:
     reservation_id = path_int(request, "id")

@@ -90,7 +90,7 @@ class Existing:
     in_use: int = 0
     """Addresses allocated: in the subnet (live allocations) or among the pool's members."""
     id: int | None = None
-    """Reservations: what the API deletes one by."""
+    """Reservations: what the API names one by (``/v1/reservations/{id}``)."""
 
     @classmethod
     def subnet(cls, value: model.Subnet) -> Existing:
@@ -141,7 +141,11 @@ class Action(StrEnum):
     """A pool's members and rules are swapped in one transaction: an ADD never finds it
     missing, and members held stay held (they are allocations, not pool state)."""
     RECREATE = "recreate"
-    """A reservation cannot be edited: it is deleted, then created again."""
+    """A reservation's MAC, owner and note are rewritten in place, in one transaction (the
+    daemon: ``Ipam.replace_reservation``; ``ipamctl apply``: ``PUT /v1/reservations/{id}``).
+    Its subnet and address are its key, so the plan only ever pairs a declaration with the
+    reservation of the same address: it is never deleted and created again, its address stays
+    reserved throughout, and its id, origin and creation time stay. (The name is historical.)"""
     DELETE = "delete"
     KEEP = "keep"
     """Nothing is done, and that is worth saying: see ``Change.why``."""

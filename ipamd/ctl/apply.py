@@ -2,9 +2,11 @@
 
 Each manifest in turn is compared with what the daemon holds under its name, and
 ipamd.core.converge's plan says what to do: subnets are created, or patched with the whole
-declared spec when they differ; a changed pool is replaced in one request; a reservation
-cannot be edited, so a changed one is deleted and created again. Nothing is deleted for
-being left out. Applying the same file twice changes nothing the second time.
+declared spec when they differ; a changed pool is replaced in one request; a changed
+reservation (its MAC, owner or note: its subnet and address name it) is rewritten in place
+in one request, ``PUT /v1/reservations/{id}``, so its address is reserved throughout and an
+apply interrupted anywhere never leaves it missing. Nothing is deleted for being left out.
+Applying the same file twice changes nothing the second time.
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ def apply_one(client: Client, manifest: Manifest, warn: Callable[[str], None]) -
             )
         client.put(f"/v1/pools/{segment(desired.key)}", desired.request())
         return "configured"
-    assert change.action is Action.RECREATE
-    client.delete(f"/v1/reservations/{change.current.id}")
-    client.post("/v1/reservations", desired.request())
-    return "configured (replaced)"
+    assert change.action is Action.RECREATE and change.current.id is not None
+    # The plan pairs a declaration with the reservation of the same subnet and address (its
+    # key): only the MAC, owner or note differ, and one PUT rewrites them in one transaction.
+    # A DELETE then a POST would free the address between the two, for a static ADD, a pool
+    # member or the released queue to take, and an apply interrupted there would leave it gone.
+    client.put(f"/v1/reservations/{change.current.id}", desired.request())
+    return "configured"
 
 
 def _declared(client: Client, manifest: Manifest) -> Declared:
@@ -112,11 +117,11 @@ def _subnet_spec(client: Client, name: object) -> SubnetSpec:
 
 
 def _warn_managed(current: Existing, manifest: Manifest, warn: Callable[[str], None]) -> None:
-    if current.origin == "config" and manifest.kind == "subnet":
-        # A PATCH keeps the subnet's origin, so the file still owns it.
+    if current.origin == "config" and manifest.kind in ("subnet", "reservation"):
+        # A subnet's PATCH and a reservation's PUT keep its origin, so the file still owns it.
         warn(f"warning: {manifest.ref} is declared in the daemon's --config file; its next reload undoes this change")
     elif current.origin == "config":
-        # A pool's PUT and a reservation's re-creation make the object the API's.
+        # A pool's PUT makes the pool the API's.
         warn(
             f"warning: {manifest.ref} was declared in the daemon's --config file; it is now the API's,"
             " and reloads of the file leave it as it is"

@@ -382,7 +382,7 @@ def test_apply_own_kinds_is_idempotent_and_updates(
     assert ctl.ok("apply", "-f", "-").out.splitlines() == [
         "subnet/lab configured",
         "pool/web configured",
-        "reservation/lab/198.51.100.7 configured (replaced)",
+        "reservation/lab/198.51.100.7 configured",
     ]
     subnet = daemon.client.get("/v1/subnets/lab").body
     # A field left out of the manifest returns to its default: apply declares the whole spec.
