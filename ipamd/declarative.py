@@ -148,7 +148,7 @@ class Applier:
                 await self.ipam.replace_pool(change.key, desired.request(), origin=ORIGIN)
                 self._changed(f"{label} replaced")
             else:
-                assert change.action is Action.RECREATE and change.current is not None
+                assert change.action is Action.REWRITE and change.current is not None
                 assert change.current.id is not None
                 # Only its MAC, owner or note changed (the address names it): edited in place,
                 # in one transaction, so the address is never free for an ADD meanwhile and a

@@ -140,12 +140,12 @@ class Action(StrEnum):
     REPLACE = "replace"
     """A pool's members and rules are swapped in one transaction: an ADD never finds it
     missing, and members held stay held (they are allocations, not pool state)."""
-    RECREATE = "recreate"
+    REWRITE = "rewrite"
     """A reservation's MAC, owner and note are rewritten in place, in one transaction (the
     daemon: ``Ipam.replace_reservation``; ``ipamctl apply``: ``PUT /v1/reservations/{id}``).
     Its subnet and address are its key, so the plan only ever pairs a declaration with the
     reservation of the same address: it is never deleted and created again, its address stays
-    reserved throughout, and its id, origin and creation time stay. (The name is historical.)"""
+    reserved throughout, and its id, origin and creation time stay."""
     DELETE = "delete"
     KEEP = "keep"
     """Nothing is done, and that is worth saying: see ``Change.why``."""
@@ -155,7 +155,7 @@ class Action(StrEnum):
 UPDATE: Mapping[Kind, Action] = {
     Kind.SUBNET: Action.PATCH,
     Kind.POOL: Action.REPLACE,
-    Kind.RESERVATION: Action.RECREATE,
+    Kind.RESERVATION: Action.REWRITE,
 }
 
 

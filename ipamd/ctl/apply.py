@@ -66,7 +66,7 @@ def apply_one(client: Client, manifest: Manifest, warn: Callable[[str], None]) -
             )
         client.put(f"/v1/pools/{segment(desired.key)}", desired.request())
         return "configured"
-    assert change.action is Action.RECREATE and change.current.id is not None
+    assert change.action is Action.REWRITE and change.current.id is not None
     # The plan pairs a declaration with the reservation of the same subnet and address (its
     # key): only the MAC, owner or note differ, and one PUT rewrites them in one transaction.
     # A DELETE then a POST would free the address between the two, for a static ADD, a pool

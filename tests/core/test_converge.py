@@ -16,7 +16,7 @@ from ipamd.core.pool import canonical_pool
 from ipamd.core.subnet import canonical_subnet
 
 OWNER = "config"
-UPDATES = {Action.PATCH, Action.REPLACE, Action.RECREATE}
+UPDATES = {Action.PATCH, Action.REPLACE, Action.REWRITE}
 
 # A few names per kind and a few versions of each object: collisions are the interesting cases.
 keys = st.sampled_from(["a", "b", "c", "d"])
@@ -212,7 +212,7 @@ def test_an_object_no_longer_declared(origin, in_use, owner, expected):
         (
             Kind.RESERVATION,
             {"subnet": "lab", "address": "198.51.100.7", "mac": None, "owner": "x", "note": None, "id": 4},
-            Action.RECREATE,
+            Action.REWRITE,
         ),
     ],
 )
