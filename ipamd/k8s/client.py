@@ -299,68 +299,42 @@ class KubeClient:
         the list starts over, a few times.
         """
         for _ in range(3):
-            listed = await self._list_pages(
-                path,
-                field_selector=field_selector,
-                label_selector=label_selector,
-                page_size=page_size,
-                resource_version=resource_version,
-                resource_version_match=resource_version_match,
-                keep=keep,
-            )
-            if listed is not None:
-                return listed
-            # The continue token outlived the history it points into: start over.
-            log.info("list %s: continue token expired; listing again", path)
-        raise Unavailable(f"could not list {path} consistently (history kept expiring); retry later")
-
-    async def _list_pages(
-        self,
-        path: str,
-        *,
-        field_selector: str | None,
-        label_selector: str | None,
-        page_size: int,
-        resource_version: str | None,
-        resource_version_match: str | None,
-        keep: Callable[[JSON], Any] | None,
-    ) -> tuple[list[Any], str] | None:
-        """One list, page after page; None when a continue token expired (a 410 on the first
-        page, the version itself, is raised)."""
-        items: list[Any] = []
-        token: str | None = None
-        while True:
-            query = [("limit", str(page_size))] if page_size > 0 else []
-            if not token:
-                if resource_version is not None:
-                    query.append(("resourceVersion", resource_version))
-                if resource_version_match:
-                    query.append(("resourceVersionMatch", resource_version_match))
-            if field_selector:
-                query.append(("fieldSelector", field_selector))
-            if label_selector:
-                query.append(("labelSelector", label_selector))
-            if token:
-                query.append(("continue", token))
+            items: list[Any] = []
+            token: str | None = None
             try:
-                page = await self.request("GET", path, query=query)
+                while True:
+                    query = [("limit", str(page_size))] if page_size > 0 else []
+                    if not token:
+                        if resource_version is not None:
+                            query.append(("resourceVersion", resource_version))
+                        if resource_version_match:
+                            query.append(("resourceVersionMatch", resource_version_match))
+                    if field_selector:
+                        query.append(("fieldSelector", field_selector))
+                    if label_selector:
+                        query.append(("labelSelector", label_selector))
+                    if token:
+                        query.append(("continue", token))
+                    page = await self.request("GET", path, query=query)
+                    raw = page.pop("items", None) or []
+                    if keep is None:
+                        items.extend(raw)
+                    else:
+                        for item in raw:
+                            kept = keep(item)
+                            if kept is not None:
+                                items.append(kept)
+                    del raw
+                    meta = page.get("metadata") or {}
+                    token = meta.get("continue") or None
+                    if token is None:
+                        return items, str(meta.get("resourceVersion") or "")
             except Gone:
                 if token is None:
-                    raise
-                return None
-            raw = page.pop("items", None) or []
-            if keep is None:
-                items.extend(raw)
-            else:
-                for item in raw:
-                    kept = keep(item)
-                    if kept is not None:
-                        items.append(kept)
-            del raw
-            meta = page.get("metadata") or {}
-            token = meta.get("continue") or None
-            if token is None:
-                return items, str(meta.get("resourceVersion") or "")
+                    raise  # the first page: the version asked for is gone, the caller decides
+                # The continue token outlived the history it points into: start over.
+                log.info("list %s: continue token expired; listing again", path)
+        raise Unavailable(f"could not list {path} consistently (history kept expiring); retry later")
 
     async def watch(
         self,
