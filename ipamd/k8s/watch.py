@@ -114,8 +114,6 @@ class Informer:
         self.resource_version: str | None = None
         # True until listed, and again after the watch answered Gone: the next round lists.
         self.must_list = True
-        # The list at resource_version answered Gone: the next list is a consistent read.
-        self.version_unavailable = False
         self.synced = asyncio.Event()
         self.min_gap = min_gap
         # A watch that ran this long resets the failure backoff.
@@ -163,8 +161,8 @@ class Informer:
                 self.gone += 1
                 if self.must_list:
                     # The list itself: the version is gone from the history too (client-go's
-                    # "last sync resourceVersion unavailable"). Never fall back to "0".
-                    self.version_unavailable = True
+                    # "last sync resourceVersion unavailable"). Forgotten with a cache
+                    # held, the next list is a consistent read, never "0".
                     log.info(
                         "%s: resourceVersion %s is no longer available to list (%s); "
                         "listing again, a consistent read of the current state",
@@ -172,6 +170,7 @@ class Informer:
                         self.resource_version,
                         e.message,
                     )
+                    self.resource_version = None
                 else:
                     # Keep resource_version: the list must be at least as new as it.
                     self.must_list = True
@@ -190,11 +189,10 @@ class Informer:
 
     def _list_version(self) -> tuple[str | None, str | None]:
         """The resourceVersion and resourceVersionMatch of the next list (see the module doc)."""
-        if self.version_unavailable:
-            return None, None
         if self.resource_version is None:
-            # Nothing seen yet: any version will do. A cache without a version (a server
-            # that sent none) is not compared with an answer that may be older.
+            # Nothing seen yet: any version will do. A cache without a version (its version
+            # gone from the history, or a server that sent none) is not compared with an
+            # answer that may be older: the newest state.
             return ("0", None) if not self.cache else (None, None)
         return self.resource_version, "NotOlderThan"
 
@@ -216,7 +214,6 @@ class Informer:
         self.cache = fresh
         self.resource_version = resource_version or None
         self.must_list = False
-        self.version_unavailable = False
         asked = "unset (consistent read)" if version is None else version + (f" {match}" if match else "")
         log.info("%s: listed %d at resourceVersion %s (asked for %s)", self.name, len(fresh), resource_version, asked)
         # What vanished while we were not watching: report it as deleted.
